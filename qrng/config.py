@@ -1,0 +1,160 @@
+"""The entropy-core configuration: one YAML file shared by the CLI, the PKCS#11 module and ceremonies.
+
+Resolution order for the file: an explicit path, then ``$QRNG_CONFIG``, then ``/etc/qrng/qrng.yaml``,
+then the built-in default (the simulator, clearly labelled).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .sources.simulator import FAULT_KINDS, Fault, SimulatorConfig
+from .strictyaml import Fields, load_yaml, load_yaml_text
+
+__all__ = ["DEFAULT_PATH", "EntropyConfig", "ExtractorConfig", "DrbgConfig", "HealthConfig", "SourceConfig",
+           "load_config", "parse_config", "parse_fault"]
+
+DEFAULT_PATH = Path("/etc/qrng/qrng.yaml")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    type: str = "simulator"
+    claimed_min_entropy: float | None = None
+    simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+    path: str = ""
+    bits_per_sample: int = 8
+    packed: bool = False
+    loop: bool = False
+    quantum: bool = False
+    vendor_id: int = 0
+    product_id: int = 0
+    endpoint: int = 0x81
+    serial: str | None = None
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    alpha_log2: float = -20
+    startup_samples: int = 1024
+    block_samples: int = 65536
+    allow_reset: bool = True
+
+
+@dataclass(frozen=True)
+class ExtractorConfig:
+    type: str = "toeplitz"
+    block_bits: int = 1 << 20
+    eps_log2: float = -100
+    seed_file: str | None = None
+
+
+@dataclass(frozen=True)
+class DrbgConfig:
+    type: str = "ctr_aes256"
+    reseed_interval: int = 1024
+    prediction_resistance: bool = False
+
+
+@dataclass(frozen=True)
+class EntropyConfig:
+    source: SourceConfig = field(default_factory=SourceConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    extractor: ExtractorConfig = field(default_factory=ExtractorConfig)
+    drbg: DrbgConfig = field(default_factory=DrbgConfig)
+    origin: str = "<built-in default>"
+
+    def with_faults(self, faults: tuple[Fault, ...]) -> EntropyConfig:
+        sim = replace(self.source.simulator, faults=self.source.simulator.faults + faults)
+        return replace(self, source=replace(self.source, simulator=sim))
+
+
+def parse_fault(value: Any, path: str) -> Fault:
+    """A fault is a mapping {kind, start, ...params} or the string ``kind[@start]``."""
+    if isinstance(value, str):
+        kind, _, start = value.partition("@")
+        try:
+            return Fault(kind, int(start) if start else 0)
+        except ValueError as exc:
+            raise ConfigError(path, str(exc)) from None
+    f = Fields(value, path)
+    kind = f.str("kind", choices=tuple(FAULT_KINDS))
+    start = f.int("start", 0, lo=0)
+    params = {k: f.float(k) for k in list(value) if k not in ("kind", "start")}
+    f.done()
+    try:
+        return Fault(kind, start, params)
+    except ConfigError as exc:
+        raise ConfigError(path, str(exc)) from None
+
+
+def _source(f: Fields) -> SourceConfig:
+    kind = f.str("type", "simulator", choices=("simulator", "file", "device", "usb"))
+    h = f.float("claimed_min_entropy", None, lo=1e-6, hi=8)
+    if kind == "simulator":
+        faults = tuple(parse_fault(v, f"{f.p('faults')}[{i}]") for i, v in enumerate(f.list("faults", [])))
+        sim = SimulatorConfig(
+            adc_bits=f.int("adc_bits", 8, lo=1, hi=8), noise_rms=f.float("noise_rms", 1.0, lo=1e-9),
+            gain=f.float("gain", 20.0, lo=1e-9), offset=f.float("offset", 127.5),
+            seed=f.int("seed", None), serial=f.str("serial", "SIM-0001"), faults=faults)
+        f.done()
+        return SourceConfig(type=kind, claimed_min_entropy=h, simulator=sim, bits_per_sample=sim.adc_bits)
+    if h is None:
+        raise ConfigError(f.p("claimed_min_entropy"), f"is required for a {kind} source")
+    if kind == "file":
+        cfg = SourceConfig(type=kind, claimed_min_entropy=h, path=f.str("path"),
+                           bits_per_sample=f.int("bits_per_sample", 8, lo=1, hi=8),
+                           packed=f.bool("packed", False), loop=f.bool("loop", False))
+    elif kind == "device":
+        cfg = SourceConfig(type=kind, claimed_min_entropy=h, path=f.str("path", "/dev/hwrng"),
+                           quantum=f.bool("quantum", False))
+    else:
+        cfg = SourceConfig(type=kind, claimed_min_entropy=h, vendor_id=f.int("vendor_id", lo=0, hi=0xFFFF),
+                           product_id=f.int("product_id", lo=0, hi=0xFFFF),
+                           endpoint=f.int("endpoint", 0x81, lo=0, hi=0xFF), serial=f.str("serial", None),
+                           bits_per_sample=f.int("bits_per_sample", 8, lo=1, hi=8), quantum=f.bool("quantum", True))
+    f.done()
+    return cfg
+
+
+def parse_config(data: Any, origin: str = "<string>") -> EntropyConfig:
+    """Validate a parsed YAML document fully; raise ConfigError naming the first bad field."""
+    root = Fields(data if data is not None else {}, "")
+    version = root.int("version", 1)
+    if version != 1:
+        raise ConfigError("version", f"unsupported version {version}; this release reads version 1")
+    src = _source(root.sub("source"))
+    hf = root.sub("health")
+    health = HealthConfig(alpha_log2=hf.float("alpha_log2", -20, lo=-64, hi=-1),
+                          startup_samples=hf.int("startup_samples", 1024, lo=1024),
+                          block_samples=hf.int("block_samples", 65536, lo=1024, hi=1 << 26),
+                          allow_reset=hf.bool("allow_reset", True))
+    hf.done()
+    ef = root.sub("extractor")
+    ext = ExtractorConfig(type=ef.str("type", "toeplitz", choices=("toeplitz", "sha256", "von_neumann")),
+                          block_bits=ef.int("block_bits", 1 << 20, lo=1024, hi=1 << 26),
+                          eps_log2=ef.float("eps_log2", -100, lo=-256, hi=-32), seed_file=ef.str("seed_file", None))
+    ef.done()
+    df = root.sub("drbg")
+    drbg = DrbgConfig(type=df.str("type", "ctr_aes256", choices=("ctr_aes256", "hmac_sha256")),
+                      reseed_interval=df.int("reseed_interval", 1024, lo=1, hi=1 << 48),
+                      prediction_resistance=df.bool("prediction_resistance", False))
+    df.done()
+    root.done()
+    return EntropyConfig(source=src, health=health, extractor=ext, drbg=drbg, origin=origin)
+
+
+def load_config(path: str | Path | None = None) -> EntropyConfig:
+    """Load from ``path``, else $QRNG_CONFIG, else /etc/qrng/qrng.yaml, else the built-in default."""
+    chosen = path or os.environ.get("QRNG_CONFIG") or (DEFAULT_PATH if DEFAULT_PATH.exists() else None)
+    if chosen is None:
+        return EntropyConfig()
+    return parse_config(load_yaml(chosen), str(chosen))
+
+
+def config_from_text(text: str) -> EntropyConfig:
+    return parse_config(load_yaml_text(text), "<string>")

@@ -1,0 +1,231 @@
+"""SP 800-90A Rev. 1 DRBGs on `cryptography`: CTR_DRBG (AES-256, no derivation function) and
+HMAC_DRBG (SHA-256). Pure state machines: entropy is passed in by the caller; no I/O.
+
+Reseed interval and prediction resistance follow 9.3.1: a generate request past the interval, or one
+with prediction resistance, must be given fresh ``entropy_input`` or it raises ReseedRequired.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Protocol
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from .errors import EntropyError
+
+__all__ = ["CtrDrbg", "Drbg", "DrbgStatus", "HmacDrbg", "ReseedRequired", "make_drbg"]
+
+
+class ReseedRequired(EntropyError):
+    """The DRBG needs fresh entropy (reseed interval reached or prediction resistance requested)."""
+
+
+@dataclass(frozen=True)
+class DrbgStatus:
+    mechanism: str
+    security_strength: int
+    reseed_counter: int
+    reseed_interval: int
+    reseeds: int
+    bytes_generated: int
+
+
+class Drbg(Protocol):
+    mechanism: str
+    seed_entropy_bytes: int
+
+    def reseed(self, entropy_input: bytes, additional_input: bytes = b"") -> None: ...
+
+    def generate(self, n: int, additional_input: bytes = b"", entropy_input: bytes | None = None,
+                 prediction_resistance: bool = False) -> bytes: ...
+
+    def status(self) -> DrbgStatus: ...
+
+    def zeroize(self) -> None: ...
+
+
+_ZERO_BLOCK = bytes(64 * 1024)
+_ZERO_VIEW = memoryview(_ZERO_BLOCK)
+
+
+class CtrDrbg:
+    """CTR_DRBG with AES-256 and no derivation function (SP 800-90A 10.2.1).
+
+    seedlen = 384 bits: entropy input is 48 bytes of full entropy; personalization and additional
+    inputs are at most 48 bytes (zero-padded), as 10.2.1.3.1 requires without a df.
+    """
+
+    mechanism = "CTR_DRBG(AES-256, no df)"
+    seed_entropy_bytes = 48
+    max_request = 1 << 16  # 2^19 bits per request (Table 3)
+    security_strength = 256
+
+    def __init__(self, entropy_input: bytes, personalization: bytes = b"", reseed_interval: int = 1 << 20) -> None:
+        if len(entropy_input) != 48:
+            raise ValueError("CTR_DRBG (no df) entropy input must be exactly 384 bits (48 bytes)")
+        if not 1 <= reseed_interval <= 1 << 48:
+            raise ValueError("reseed interval must be in [1, 2^48]")
+        self._key = bytes(32)
+        self._v = 0
+        self.reseed_interval = reseed_interval
+        self._update(_xor(entropy_input, _pad48(personalization, "personalization string")))
+        self._counter = 1
+        self._reseeds = 0
+        self._generated = 0
+
+    def _blocks(self, nbytes: int) -> bytes:
+        """AES-256-CTR keystream starting at V+1; the counter wraps mod 2^128 like V."""
+        start = (self._v + 1) % (1 << 128)
+        enc = Cipher(algorithms.AES(self._key), modes.CTR(start.to_bytes(16, "big"))).encryptor()
+        self._v = (self._v + (nbytes + 15) // 16) % (1 << 128)
+        if nbytes <= len(_ZERO_BLOCK):
+            return enc.update(_ZERO_VIEW[:nbytes])
+        return b"".join(enc.update(_ZERO_VIEW[:min(len(_ZERO_BLOCK), nbytes - i)])
+                        for i in range(0, nbytes, len(_ZERO_BLOCK)))
+
+    def _update(self, provided: bytes) -> None:  # 10.2.1.2
+        temp = self._blocks(48)
+        temp = _xor(temp, provided)
+        self._key, self._v = temp[:32], int.from_bytes(temp[32:48], "big")
+
+    def reseed(self, entropy_input: bytes, additional_input: bytes = b"") -> None:  # 10.2.1.4.1
+        if len(entropy_input) != 48:
+            raise ValueError("CTR_DRBG (no df) entropy input must be exactly 384 bits (48 bytes)")
+        self._update(_xor(entropy_input, _pad48(additional_input, "additional input")))
+        self._counter = 1
+        self._reseeds += 1
+
+    def generate(self, n: int, additional_input: bytes = b"", entropy_input: bytes | None = None,
+                 prediction_resistance: bool = False) -> bytes:
+        """9.3.1 + 10.2.1.5.1; requests larger than 2^19 bits are split into several generates."""
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        return _split_requests(self, n, additional_input, entropy_input, prediction_resistance)
+
+    def _generate_one(self, n: int, additional_input: bytes, entropy_input: bytes | None, pr: bool) -> bytes:
+        if pr or self._counter > self.reseed_interval:
+            if entropy_input is None:
+                raise ReseedRequired("prediction resistance" if pr else "reseed interval reached")
+            self.reseed(entropy_input, additional_input)
+            additional_input = b""
+        add = _pad48(additional_input, "additional input") if additional_input else bytes(48)
+        if additional_input:
+            self._update(add)
+        data = self._blocks(n)
+        self._update(add)
+        self._counter += 1
+        self._generated += n
+        return data
+
+    def status(self) -> DrbgStatus:
+        return DrbgStatus(self.mechanism, self.security_strength, self._counter, self.reseed_interval,
+                          self._reseeds, self._generated)
+
+    def zeroize(self) -> None:
+        self._key, self._v = bytes(32), 0
+
+
+class HmacDrbg:
+    """HMAC_DRBG with SHA-256 (SP 800-90A 10.1.2)."""
+
+    mechanism = "HMAC_DRBG(SHA-256)"
+    seed_entropy_bytes = 32
+    max_request = 1 << 16
+    security_strength = 256
+
+    def __init__(self, entropy_input: bytes, nonce: bytes = b"", personalization: bytes = b"",
+                 reseed_interval: int = 1 << 20) -> None:
+        if len(entropy_input) < 32:
+            raise ValueError("HMAC_DRBG entropy input must be at least 256 bits")
+        self._key = bytes(32)
+        self._v = b"\x01" * 32
+        self.reseed_interval = reseed_interval
+        self._update(entropy_input + nonce + personalization)
+        self._counter = 1
+        self._reseeds = 0
+        self._generated = 0
+
+    def _update(self, provided: bytes) -> None:  # 10.1.2.2
+        self._key = hmac.new(self._key, self._v + b"\x00" + provided, hashlib.sha256).digest()
+        self._v = hmac.new(self._key, self._v, hashlib.sha256).digest()
+        if provided:
+            self._key = hmac.new(self._key, self._v + b"\x01" + provided, hashlib.sha256).digest()
+            self._v = hmac.new(self._key, self._v, hashlib.sha256).digest()
+
+    def reseed(self, entropy_input: bytes, additional_input: bytes = b"") -> None:  # 10.1.2.4
+        if len(entropy_input) < 32:
+            raise ValueError("HMAC_DRBG entropy input must be at least 256 bits")
+        self._update(entropy_input + additional_input)
+        self._counter = 1
+        self._reseeds += 1
+
+    def generate(self, n: int, additional_input: bytes = b"", entropy_input: bytes | None = None,
+                 prediction_resistance: bool = False) -> bytes:
+        return _split_requests(self, n, additional_input, entropy_input, prediction_resistance)
+
+    def _generate_one(self, n: int, additional_input: bytes, entropy_input: bytes | None, pr: bool) -> bytes:
+        if pr or self._counter > self.reseed_interval:  # 9.3.1 step 7
+            if entropy_input is None:
+                raise ReseedRequired("prediction resistance" if pr else "reseed interval reached")
+            self.reseed(entropy_input, additional_input)
+            additional_input = b""
+        if additional_input:
+            self._update(additional_input)
+        out = bytearray()
+        mac = hmac.new(self._key, digestmod=hashlib.sha256)
+        while len(out) < n:
+            h = mac.copy()
+            h.update(self._v)
+            self._v = h.digest()
+            out += self._v
+        self._update(additional_input)
+        self._counter += 1
+        self._generated += n
+        return bytes(out[:n])
+
+    def status(self) -> DrbgStatus:
+        return DrbgStatus(self.mechanism, self.security_strength, self._counter, self.reseed_interval,
+                          self._reseeds, self._generated)
+
+    def zeroize(self) -> None:
+        self._key, self._v = bytes(32), bytes(32)
+
+
+def _split_requests(drbg: CtrDrbg | HmacDrbg, n: int, additional_input: bytes, entropy_input: bytes | None,
+                    prediction_resistance: bool) -> bytes:
+    """Serve ``n`` bytes as successive requests of at most max_request bytes (2^19 bits).
+
+    Fresh entropy and prediction resistance apply to the first request; later ones proceed normally.
+    """
+    parts = []
+    done = 0
+    first = True
+    while first or done < n:
+        chunk = min(drbg.max_request, n - done)
+        parts.append(drbg._generate_one(chunk, additional_input, entropy_input if first else None,
+                                        prediction_resistance and first))
+        done += chunk
+        first = False
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _pad48(data: bytes, what: str) -> bytes:
+    if len(data) > 48:
+        raise ValueError(f"{what} must be at most 384 bits for CTR_DRBG without a derivation function")
+    return data + bytes(48 - len(data))
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
+
+
+def make_drbg(kind: str, entropy: bytes, personalization: bytes = b"", reseed_interval: int = 1 << 20) -> Drbg:
+    """Instantiate by name: ``ctr_aes256`` (48 bytes of entropy) or ``hmac_sha256`` (48: 32 + 16 nonce)."""
+    if kind == "ctr_aes256":
+        return CtrDrbg(entropy, personalization, reseed_interval)
+    if kind == "hmac_sha256":
+        return HmacDrbg(entropy[:32], entropy[32:], personalization, reseed_interval)
+    raise ValueError(f"unknown DRBG {kind!r}")

@@ -1,0 +1,151 @@
+"""Randomness extraction: Toeplitz hashing, SHA-256 conditioning, Von Neumann debiasing. Pure: no I/O.
+
+Bit order: bit strings are packed least-significant bit first within each byte (bit j of a string is
+bit ``j % 8`` of byte ``j // 8``), the order numpy calls ``bitorder="little"``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import ConfigError, NativeUnavailable
+
+__all__ = [
+    "ExtractResult",
+    "Toeplitz",
+    "lhl_output_bits",
+    "pack_samples",
+    "sha256_condition",
+    "sha256_output_entropy",
+    "toeplitz_fft",
+    "toeplitz_native",
+    "von_neumann",
+]
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    data: bytes
+    bits_out: int
+    entropy_in: float
+    entropy_out: float
+
+
+def lhl_output_bits(n_bits: int, h_per_bit: float, eps_log2: float = -100) -> int:
+    """Leftover hash lemma: m = floor(n*H - 2*log2(1/eps)) for a 2-universal family (Toeplitz)."""
+    if not 0 < h_per_bit <= 1:
+        raise ConfigError("extractor", f"min-entropy per input bit must be in (0, 1], got {h_per_bit}")
+    if eps_log2 >= 0:
+        raise ConfigError("extractor.eps_log2", "must be negative (eps = 2^eps_log2 < 1)")
+    return max(0, math.floor(n_bits * h_per_bit - 2 * (-eps_log2)))
+
+
+def pack_samples(samples: npt.NDArray[np.uint8], bits_per_sample: int) -> bytes:
+    """Concatenate the low ``bits_per_sample`` bits of each sample (LSB first) into a packed string."""
+    if bits_per_sample == 8:
+        return np.ascontiguousarray(samples, dtype=np.uint8).tobytes()
+    bits = np.unpackbits(samples[:, None], axis=1, bitorder="little")[:, :bits_per_sample]
+    return np.packbits(bits.reshape(-1), bitorder="little").tobytes()
+
+
+def toeplitz_native(seed: bytes, seed_bits: int, data: bytes, n_bits: int, m_bits: int) -> bytes:
+    """T x over GF(2) via gf2x carry-less multiplication (qrng._native)."""
+    try:
+        from . import _native  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise NativeUnavailable("qrng._native is not built; run `make setup`") from exc
+    out = _native.ffi.new("unsigned char[]", (m_bits + 7) // 8)
+    rc = _native.lib.qrng_toeplitz(seed, seed_bits, data, n_bits, out, m_bits)
+    if rc != 0:
+        raise ValueError(f"qrng_toeplitz failed ({rc}): seed must be n + m - 1 bits")
+    return bytes(_native.ffi.buffer(out))
+
+
+def _bits(data: bytes, n: int) -> npt.NDArray[np.uint8]:
+    return np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")[:n]
+
+
+def toeplitz_fft(seed: bytes, seed_bits: int, data: bytes, n_bits: int, m_bits: int) -> bytes:
+    """The same product as one real FFT convolution, reduced mod 2 (the plain baseline)."""
+    if seed_bits != n_bits + m_bits - 1:
+        raise ValueError("seed must be n + m - 1 bits")
+    s = _bits(seed, seed_bits).astype(np.float64)
+    x = _bits(data, n_bits).astype(np.float64)
+    size = 1 << (seed_bits + n_bits - 1).bit_length()
+    conv = np.fft.irfft(np.fft.rfft(s, size) * np.fft.rfft(x, size), size)
+    y = np.rint(conv[n_bits - 1:n_bits - 1 + m_bits]).astype(np.int64) & 1
+    return np.packbits(y.astype(np.uint8), bitorder="little").tobytes()
+
+
+class Toeplitz:
+    """Seeded Toeplitz extractor (a 2-universal hash family), m output bits from n input bits.
+
+    Args:
+        n_bits: input length in bits.
+        h_per_bit: claimed min-entropy per input bit.
+        seed: uniform seed, at least n + m - 1 bits (public, independent of the source).
+        eps_log2: security parameter, log2(eps); default -100.
+    """
+
+    def __init__(self, n_bits: int, h_per_bit: float, seed: bytes, eps_log2: float = -100) -> None:
+        self.n_bits = n_bits
+        self.m_bits = lhl_output_bits(n_bits, h_per_bit, eps_log2)
+        if self.m_bits <= 0:
+            raise ConfigError("extractor.block_bits",
+                              f"{n_bits} input bits at {h_per_bit:.4f} bit/bit leave no output at eps=2^{eps_log2}")
+        self.seed_bits = n_bits + self.m_bits - 1
+        if len(seed) * 8 < self.seed_bits:
+            raise ConfigError("extractor.seed", f"seed must hold at least {self.seed_bits} bits")
+        self.seed = seed[: (self.seed_bits + 7) // 8]
+        self.h_per_bit = h_per_bit
+
+    def extract(self, data: bytes) -> bytes:
+        if len(data) * 8 < self.n_bits:
+            raise ValueError(f"input must hold {self.n_bits} bits")
+        return toeplitz_native(self.seed, self.seed_bits, data, self.n_bits, self.m_bits)
+
+
+def sha256_output_entropy(n_in: int, h_in: float, n_out: int = 256, nw: int = 256) -> float:
+    """SP 800-90B 3.1.5.1.2 Output_Entropy(n_in, n_out, nw, h_in) for a vetted conditioning component.
+
+    P_high = 2^-h_in, P_low = (1 - P_high) / (2^n_in - 1), n = min(n_out, nw),
+    psi = 2^(n_in - n) P_low + P_high, U = 2^(n_in - n) + sqrt(2 n 2^(n_in - n) ln 2),
+    omega = U P_low, and the output entropy is -log2(max(psi, omega)). Computed in log space.
+    """
+    if not 0 <= h_in <= n_in:
+        raise ValueError("h_in must be between 0 and n_in")
+    n = min(n_out, nw)
+    p_high = 2.0 ** -h_in
+    # log2(P_low) = log2(1 - P_high) - log2(2^n_in - 1)
+    if p_high >= 1.0:
+        return 0.0
+    log2_plow = math.log2(-math.expm1(-h_in * math.log(2))) - (
+        n_in + math.log2(-math.expm1(-n_in * math.log(2))) if n_in < 1000 else n_in)
+    d = n_in - n
+    psi = 2.0 ** (d + log2_plow) + p_high if d + log2_plow > -1000 else p_high
+    if d >= 0:
+        log2_u = d + math.log2(1 + math.sqrt(2 * n * math.log(2)) * 2.0 ** (-d / 2))
+    else:
+        log2_u = math.log2(2.0 ** d + math.sqrt(2 * n * 2.0 ** d * math.log(2)))
+    log2_omega = log2_u + log2_plow
+    return -max(math.log2(psi), log2_omega)
+
+
+def sha256_condition(data: bytes, h_in: float) -> ExtractResult:
+    """SHA-256 as a vetted conditioning component (SP 800-90B 3.1.5.1.1) with its output entropy."""
+    digest = hashlib.sha256(data).digest()
+    h_out = sha256_output_entropy(len(data) * 8, h_in)
+    return ExtractResult(digest, 256, h_in, h_out)
+
+
+def von_neumann(bits: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """Von Neumann debiasing of a 0/1 array: pairs 01 -> 0, 10 -> 1, 00 and 11 dropped."""
+    b = np.asarray(bits, dtype=np.uint8)
+    pairs = b[: b.size // 2 * 2].reshape(-1, 2)
+    keep = pairs[:, 0] != pairs[:, 1]
+    return pairs[keep, 0].copy()

@@ -1,0 +1,284 @@
+"""Source -> SP 800-90B health tests -> extractor -> SP 800-90A DRBG, with accounting for every block.
+
+Fail closed: a health failure or a source error raises an :class:`~qrng.errors.EntropyError` and leaves
+the pipeline failed; nothing produced from the failing block, or after it, ever leaves. Only
+:meth:`Pipeline.reset` (when the configuration allows it) clears the state, after which start-up tests run
+again and the DRBG is instantiated afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import EntropyConfig
+from .drbg import Drbg, DrbgStatus, make_drbg
+from .errors import ConfigError, EntropyError, PipelineFailed
+from .extract import Toeplitz, lhl_output_bits, pack_samples, sha256_output_entropy, von_neumann
+from .health import Cutoffs, HealthCounters, HealthTester
+from .sources import Source, SourceInfo, open_source
+
+__all__ = ["Accounting", "Pipeline", "PipelineReport"]
+
+
+@dataclass(frozen=True)
+class Accounting:
+    raw_samples: int
+    startup_samples: int
+    entropy_credited_bits: float
+    extracted_bits: int
+    extracted_bytes_used: int
+    bytes_out: int
+    reseeds: int
+    resets: int
+
+
+@dataclass(frozen=True)
+class PipelineReport:
+    state: str
+    source: SourceInfo
+    cutoffs: Cutoffs
+    health: HealthCounters
+    accounting: Accounting
+    drbg: DrbgStatus | None
+    extractor: str
+    extractor_seed_sha256: str
+    config_origin: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["source"]["label"] = self.source.label
+        return d
+
+
+class Pipeline:
+    def __init__(self, config: EntropyConfig, source: Source | None = None) -> None:
+        self.config = config
+        self.source = source if source is not None else open_source(config.source)
+        info = self.source.info
+        self.health = HealthTester(info.claimed_min_entropy, info.bits_per_sample, config.health.alpha_log2)
+        self._lock = threading.RLock()
+        ext = config.extractor
+        self._samples_per_block = 0
+        if ext.type == "toeplitz":
+            seed_bits = 2 * ext.block_bits
+            if ext.seed_file:
+                try:
+                    seed = Path(ext.seed_file).read_bytes()
+                except OSError as exc:
+                    raise ConfigError("extractor.seed_file", f"cannot read: {exc.strerror}") from None
+            else:
+                seed = os.urandom(seed_bits // 8)
+            h_bit = info.claimed_min_entropy / info.bits_per_sample
+            self._samples_per_block = -(-ext.block_bits // info.bits_per_sample)
+            self._toeplitz: Toeplitz | None = Toeplitz(ext.block_bits, h_bit, seed, ext.eps_log2)
+            self.extractor_seed_sha256 = hashlib.sha256(self._toeplitz.seed).hexdigest()
+        else:
+            self._toeplitz = None
+            self.extractor_seed_sha256 = ""
+            if ext.type == "sha256":
+                # enough samples that h_in >= 2 * 256 (SP 800-90B 3.1.5.1.2 then gives ~256 bits out)
+                self._samples_per_block = int(np.ceil(512 / info.claimed_min_entropy))
+            else:
+                self._samples_per_block = 4096
+        self._pool = bytearray()
+        self._drbg: Drbg | None = None
+        self._started = False
+        self._raw = self._startup = self._extracted_bits = self._used = self._out = 0
+        self._reseeds = self._resets = 0
+        self._credited = 0.0
+        self._failure: EntropyError | None = None
+        self._pid = os.getpid()
+
+    # --- state ---------------------------------------------------------------------------------------
+    @property
+    def info(self) -> SourceInfo:
+        return self.source.info
+
+    @property
+    def failed(self) -> bool:
+        return self._failure is not None
+
+    def _fail(self, exc: EntropyError) -> EntropyError:
+        self._failure = exc
+        self._pool = bytearray()
+        if self._drbg is not None:
+            self._drbg.zeroize()
+            self._drbg = None
+        return exc
+
+    def _check_usable(self) -> None:
+        if self._failure is not None:
+            raise PipelineFailed(f"entropy pipeline failed earlier: {self._failure}; reset required")
+        if os.getpid() != self._pid:  # forked: never share DRBG state or pooled bytes with the parent
+            self.after_fork()
+
+    def after_fork(self) -> None:
+        """Drop everything derived from the parent's state; the child reseeds from fresh samples."""
+        with self._lock:
+            self._pid = os.getpid()
+            self._pool = bytearray()
+            if self._drbg is not None:
+                self._drbg.zeroize()
+            self._drbg = None
+
+    def reset(self) -> None:
+        """Clear a failure (if the configuration allows) and start over with start-up tests."""
+        with self._lock:
+            if not self.config.health.allow_reset:
+                raise PipelineFailed("health.allow_reset is false: restart the service to clear the failure")
+            self.health.reset()
+            self._failure = None
+            self._pool = bytearray()
+            self._drbg = None
+            self._started = False
+            self._resets += 1
+
+    # --- stages --------------------------------------------------------------------------------------
+    def _read_tested(self, n: int) -> np.ndarray:
+        """Read ``n`` samples, health-testing each block before it is used."""
+        parts = []
+        bs = self.config.health.block_samples
+        got = 0
+        while got < n:
+            k = min(bs, n - got)
+            try:
+                block = self.source.read(k)
+                self.health.check(block)
+            except EntropyError as exc:
+                raise self._fail(exc) from None
+            parts.append(block)
+            got += k
+            self._raw += k
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def startup(self) -> None:
+        """SP 800-90B 4.3: start-up tests over at least 1024 samples before any output; they are discarded."""
+        with self._lock:
+            self._check_usable()
+            if self._started:
+                return
+            n = self.config.health.startup_samples
+            self._read_tested(n)
+            self._startup += n
+            self._started = True
+
+    def raw(self, n: int) -> np.ndarray:
+        """Health-tested raw samples (for retention and offline assessment)."""
+        with self._lock:
+            self.startup()
+            return self._read_tested(n)
+
+    def _extract_block(self) -> None:
+        info = self.source.info
+        samples = self._read_tested(self._samples_per_block)
+        h = info.claimed_min_entropy
+        ext = self.config.extractor
+        if self._toeplitz is not None:
+            out = self._toeplitz.extract(pack_samples(samples, info.bits_per_sample))
+            usable = self._toeplitz.m_bits // 8
+            self._pool += out[:usable]
+            self._credited += samples.size * h
+            self._extracted_bits += usable * 8
+        elif ext.type == "sha256":
+            data = samples.tobytes()
+            h_in = min(samples.size * h, 8.0 * len(data))
+            out_h = sha256_output_entropy(len(data) * 8, h_in)
+            if out_h < 255.0:
+                raise self._fail(EntropyError(f"SHA-256 conditioning output entropy {out_h:.2f} < 255 bits"))
+            self._pool += hashlib.sha256(data).digest()
+            self._credited += h_in
+            self._extracted_bits += 256
+        else:
+            bits = np.unpackbits(samples[:, None], axis=1, bitorder="little")[:, :info.bits_per_sample]
+            vn = von_neumann(bits.reshape(-1))
+            vn = vn[: vn.size // 8 * 8]
+            self._pool += np.packbits(vn, bitorder="little").tobytes()
+            self._credited += samples.size * h
+            self._extracted_bits += int(vn.size)
+
+    def extracted(self, n: int) -> bytes:
+        """``n`` bytes of extractor output, each used once."""
+        with self._lock:
+            self.startup()
+            while len(self._pool) < n:
+                self._extract_block()
+            out = bytes(self._pool[:n])
+            del self._pool[:n]
+            self._used += n
+            return out
+
+    def _ensure_drbg(self) -> Drbg:
+        if self._drbg is None:
+            d = self.config.drbg
+            personalization = hashlib.sha384(self.info.identity.encode()).digest()
+            self._drbg = make_drbg(d.type, self.extracted(48), personalization, d.reseed_interval)
+        return self._drbg
+
+    def generate(self, n: int, additional_input: bytes = b"", prediction_resistance: bool | None = None) -> bytes:
+        """``n`` DRBG bytes. With prediction resistance, the DRBG is reseeded from fresh extractor output first."""
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        pr = self.config.drbg.prediction_resistance if prediction_resistance is None else prediction_resistance
+        with self._lock:
+            self._check_usable()
+            drbg = self._ensure_drbg()
+            st = drbg.status()
+            needs = pr or st.reseed_counter > st.reseed_interval
+            fresh = self.extracted(drbg.seed_entropy_bytes) if needs else None
+            if additional_input and len(additional_input) > 48 and drbg.mechanism.startswith("CTR"):
+                additional_input = hashlib.sha384(additional_input).digest()
+            out = drbg.generate(n, additional_input, fresh, pr)
+            if needs:
+                self._reseeds += 1
+            self._out += n
+            return out
+
+    def seed(self, data: bytes) -> None:
+        """Mix caller bytes in (PKCS#11 C_SeedRandom): reseed with fresh entropy and the bytes as additional input."""
+        with self._lock:
+            self._check_usable()
+            drbg = self._ensure_drbg()
+            fresh = self.extracted(drbg.seed_entropy_bytes)
+            drbg.reseed(fresh, hashlib.sha384(data).digest())
+            self._reseeds += 1
+
+    def report(self) -> PipelineReport:
+        with self._lock:
+            state = "failed" if self.failed else ("operational" if self._started else "not started")
+            return PipelineReport(
+                state=state, source=self.info, cutoffs=self.health.cutoffs, health=self.health.counters(),
+                accounting=Accounting(self._raw, self._startup, self._credited, self._extracted_bits, self._used,
+                                      self._out, self._reseeds, self._resets),
+                drbg=self._drbg.status() if self._drbg is not None else None,
+                extractor=self._describe_extractor(), extractor_seed_sha256=self.extractor_seed_sha256,
+                config_origin=self.config.origin,
+            )
+
+    def _describe_extractor(self) -> str:
+        ext = self.config.extractor
+        if self._toeplitz is not None:
+            return (f"Toeplitz n={self._toeplitz.n_bits} m={self._toeplitz.m_bits} eps=2^{ext.eps_log2:g} "
+                    f"(leftover hash lemma at {self._toeplitz.h_per_bit:.4f} bit/bit)")
+        if ext.type == "sha256":
+            return f"SHA-256 vetted conditioning over {self._samples_per_block} samples"
+        return "Von Neumann debiasing (assumes independent bits)"
+
+    def close(self) -> None:
+        with self._lock:
+            if self._drbg is not None:
+                self._drbg.zeroize()
+            self._pool = bytearray()
+            self.source.close()
+
+
+def lhl_bits_for(config: EntropyConfig, info: SourceInfo) -> int:
+    """Output bits of one Toeplitz block for this configuration (for reports and plans)."""
+    return lhl_output_bits(config.extractor.block_bits, info.claimed_min_entropy / info.bits_per_sample,
+                           config.extractor.eps_log2)

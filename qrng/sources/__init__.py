@@ -1,0 +1,37 @@
+"""Entropy sources and the factory that builds one from configuration."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .base import Samples, Source, SourceInfo
+
+if TYPE_CHECKING:
+    from ..config import SourceConfig
+
+__all__ = ["Samples", "Source", "SourceInfo", "open_source", "SOURCE_KINDS"]
+
+SOURCE_KINDS = {
+    "simulator": "software model of a homodyne QRNG with fault injection (SIMULATOR, not a device)",
+    "file": "replay of a raw-sample file (one sample per byte, or packed bits)",
+    "device": "a character device such as /dev/hwrng (non-quantum unless configured quantum: true)",
+    "usb": "a USB QRNG device through pyusb (bulk IN endpoint)",
+}
+
+
+def open_source(cfg: SourceConfig) -> Source:
+    if cfg.type == "simulator":
+        from .simulator import SimulatorSource
+        return SimulatorSource(cfg.simulator, cfg.claimed_min_entropy)
+    if cfg.type == "file":
+        from .file import FileSource
+        assert cfg.claimed_min_entropy is not None
+        return FileSource(cfg.path, cfg.bits_per_sample, cfg.claimed_min_entropy, cfg.packed, cfg.loop)
+    if cfg.type == "device":
+        from .device import DeviceSource
+        assert cfg.claimed_min_entropy is not None
+        return DeviceSource(cfg.path, cfg.claimed_min_entropy, cfg.quantum)
+    from .usb import UsbSource
+    assert cfg.claimed_min_entropy is not None
+    return UsbSource(cfg.vendor_id, cfg.product_id, cfg.endpoint, cfg.claimed_min_entropy, cfg.bits_per_sample,
+                     cfg.serial, cfg.quantum)
