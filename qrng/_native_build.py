@@ -28,10 +28,27 @@ SOURCE = r"""
 #error "bit packing assumes a little-endian machine"
 #endif
 
-static unsigned long *load_words(const unsigned char *bytes, size_t bits, size_t *nwords) {
+/* Per-thread scratch space, grown on demand and reused: large fresh allocations are mmap'd and
+   page-faulted on every call otherwise. */
+static __thread unsigned long *t_scratch[4];
+static __thread size_t t_cap[4];
+static __thread int t_pool_ready;
+static __thread gf2x_mul_pool_t t_pool;
+
+static unsigned long *scratch(int i, size_t words) {
+    if (t_cap[i] < words) {
+        free(t_scratch[i]);
+        t_scratch[i] = malloc(words * sizeof(unsigned long));
+        t_cap[i] = t_scratch[i] ? words : 0;
+    }
+    return t_scratch[i];
+}
+
+static unsigned long *load_words(int slot, const unsigned char *bytes, size_t bits, size_t *nwords) {
     size_t nw = (bits + 63) / 64, nb = (bits + 7) / 8;
-    unsigned long *w = calloc(nw ? nw : 1, sizeof(unsigned long));
+    unsigned long *w = scratch(slot, nw ? nw : 1);
     if (!w) return NULL;
+    w[nw - 1] = 0;
     memcpy(w, bytes, nb);
     if (bits % 64) w[nw - 1] &= (1UL << (bits % 64)) - 1;   /* ignore bits past the length */
     *nwords = nw;
@@ -44,25 +61,24 @@ int qrng_toeplitz(const unsigned char *seed, size_t seed_bits,
                   const unsigned char *in, size_t n_bits,
                   unsigned char *out, size_t m_bits) {
     if (n_bits == 0 || m_bits == 0 || seed_bits != n_bits + m_bits - 1) return -1;
+    if (!t_pool_ready) { gf2x_mul_pool_init(t_pool); t_pool_ready = 1; }
     size_t an, bn;
-    unsigned long *a = load_words(seed, seed_bits, &an);
-    unsigned long *b = load_words(in, n_bits, &bn);
-    unsigned long *c = calloc(an + bn + 1, sizeof(unsigned long));
+    unsigned long *a = load_words(0, seed, seed_bits, &an);
+    unsigned long *b = load_words(1, in, n_bits, &bn);
+    unsigned long *c = scratch(2, an + bn + 1);
     size_t mw = (m_bits + 63) / 64;
-    unsigned long *o = calloc(mw, sizeof(unsigned long));
-    int rc = -2;
-    if (a && b && c && o && gf2x_mul_r(c, a, an, b, bn, NULL) == 0) {
-        size_t s = n_bits - 1, q = s / 64, r = s % 64;
-        for (size_t j = 0; j < mw; j++) {
-            unsigned long lo = c[q + j], hi = c[q + j + 1];
-            o[j] = r ? (lo >> r) | (hi << (64 - r)) : lo;
-        }
-        if (m_bits % 64) o[mw - 1] &= (1UL << (m_bits % 64)) - 1;
-        memcpy(out, o, (m_bits + 7) / 8);
-        rc = 0;
+    unsigned long *o = scratch(3, mw);
+    if (!a || !b || !c || !o) return -2;
+    c[an + bn] = 0;
+    if (gf2x_mul_r(c, a, an, b, bn, t_pool) != 0) return -2;
+    size_t s = n_bits - 1, q = s / 64, r = s % 64;
+    for (size_t j = 0; j < mw; j++) {
+        unsigned long lo = c[q + j], hi = c[q + j + 1];
+        o[j] = r ? (lo >> r) | (hi << (64 - r)) : lo;
     }
-    free(a); free(b); free(c); free(o);
-    return rc;
+    if (m_bits % 64) o[mw - 1] &= (1UL << (m_bits % 64)) - 1;
+    memcpy(out, o, (m_bits + 7) / 8);
+    return 0;
 }
 """
 
@@ -70,11 +86,18 @@ int qrng_toeplitz(const unsigned char *seed, size_t seed_bits,
 def build(force: bool = False) -> str:
     here = Path(__file__).resolve().parent.parent
     existing = sorted((here / "qrng").glob("_native.*.so"))
-    if existing and not force and existing[0].stat().st_mtime >= Path(__file__).stat().st_mtime:
+    lib = here / "build" / "gf2x" / "lib" / "libgf2x.so"
+    newest = max(Path(__file__).stat().st_mtime, lib.stat().st_mtime if lib.exists() else 0)
+    if existing and not force and existing[0].stat().st_mtime >= newest:
         return str(existing[0])
     ffi = FFI()
     ffi.cdef(CDEF)
-    ffi.set_source("qrng._native", SOURCE, libraries=["gf2x"], extra_compile_args=["-O2"])
+    local = here / "build" / "gf2x"
+    kw: dict[str, list[str]] = {}
+    if (local / "lib" / "libgf2x.so").exists():  # PCLMULQDQ build from scripts/build_gf2x.sh
+        kw = {"include_dirs": [str(local / "include")], "library_dirs": [str(local / "lib")],
+              "extra_link_args": [f"-Wl,-rpath,{local / 'lib'}"]}
+    ffi.set_source("qrng._native", SOURCE, libraries=["gf2x"], extra_compile_args=["-O2"], **kw)
     out = ffi.compile(tmpdir=str(here / "build" / "native"), target=None, verbose=False)
     # move the extension next to the package
     built = Path(out)

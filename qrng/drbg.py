@@ -47,7 +47,7 @@ class Drbg(Protocol):
     def zeroize(self) -> None: ...
 
 
-_ZERO_BLOCK = bytes(64 * 1024)
+_ZERO_BLOCK = bytes(64 * 1024 + 64)
 _ZERO_VIEW = memoryview(_ZERO_BLOCK)
 
 
@@ -103,22 +103,59 @@ class CtrDrbg:
         """9.3.1 + 10.2.1.5.1; requests larger than 2^19 bits are split into several generates."""
         if n < 0:
             raise ValueError("n must be >= 0")
-        return _split_requests(self, n, additional_input, entropy_input, prediction_resistance)
+        out = bytearray(n)
+        self.generate_into(memoryview(out), additional_input, entropy_input, prediction_resistance)
+        return bytes(out)
 
     def _generate_one(self, n: int, additional_input: bytes, entropy_input: bytes | None, pr: bool) -> bytes:
+        out = bytearray(n)
+        self._generate_one_into(memoryview(out), additional_input, entropy_input, pr)
+        return bytes(out)
+
+    def _generate_one_into(self, out: memoryview, additional_input: bytes, entropy_input: bytes | None,
+                           pr: bool) -> None:
+        """10.2.1.5.1 with the final Update folded into the same keystream.
+
+        The output blocks are AES(K, V+1) ... AES(K, V+k) and the Update that follows reads the next
+        three counter blocks, so one CTR stream of k + 3 blocks serves both; the bulk is written
+        straight into ``out``.
+        """
         if pr or self._counter > self.reseed_interval:
             if entropy_input is None:
                 raise ReseedRequired("prediction resistance" if pr else "reseed interval reached")
             self.reseed(entropy_input, additional_input)
             additional_input = b""
-        add = _pad48(additional_input, "additional input") if additional_input else bytes(48)
-        if additional_input:
+        add = _pad48(additional_input, "additional input") if additional_input else b""
+        if add:
             self._update(add)
-        data = self._blocks(n)
-        self._update(add)
+        n = len(out)
+        nblocks = (n + 15) // 16
+        start = (self._v + 1) % (1 << 128)
+        enc = Cipher(algorithms.AES(self._key), modes.CTR(start.to_bytes(16, "big"))).encryptor()
+        bulk = max(0, (n - 15) // 16 * 16)  # update_into needs 15 bytes of slack in the output
+        if bulk:
+            enc.update_into(_ZERO_VIEW[:bulk], out)
+        tail = enc.update(_ZERO_VIEW[:nblocks * 16 - bulk + 48])
+        out[bulk:n] = tail[:n - bulk]
+        temp = tail[-48:]
+        if add:
+            temp = _xor(temp, add)
+        self._key, self._v = temp[:32], int.from_bytes(temp[32:48], "big")
         self._counter += 1
         self._generated += n
-        return data
+
+    def generate_into(self, out: memoryview, additional_input: bytes = b"", entropy_input: bytes | None = None,
+                      prediction_resistance: bool = False) -> None:
+        """Fill ``out`` (a writable buffer) with DRBG output, split into requests of at most 2^19 bits."""
+        view = memoryview(out).cast("B")
+        first = True
+        pos = 0
+        while first or pos < len(view):
+            chunk = min(self.max_request, len(view) - pos)
+            self._generate_one_into(view[pos:pos + chunk], additional_input, entropy_input if first else None,
+                                    prediction_resistance and first)
+            pos += chunk
+            first = False
 
     def status(self) -> DrbgStatus:
         return DrbgStatus(self.mechanism, self.security_strength, self._counter, self.reseed_interval,

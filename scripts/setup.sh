@@ -59,6 +59,7 @@ if [ ! -f "$stamp" ]; then
 fi
 
 # --- native parts ------------------------------------------------------------
+bash scripts/build_gf2x.sh
 "$VENV/bin/python" -m qrng._native_build >/dev/null
 if [ -f pkcs11_provider/build.py ]; then
   "$VENV/bin/python" -m pkcs11_provider.build
