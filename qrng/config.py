@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .sources.simulator import FAULT_KINDS, Fault, SimulatorConfig
+from .sources.model import FAULT_KINDS, Fault, SimulatorConfig
 from .strictyaml import Fields, load_yaml, load_yaml_text
 
 __all__ = ["DEFAULT_PATH", "EntropyConfig", "ExtractorConfig", "DrbgConfig", "HealthConfig", "SourceConfig",

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .config import EntropyConfig
-from .drbg import Drbg, DrbgStatus, make_drbg
+from .drbg import CtrDrbg, Drbg, DrbgStatus, make_drbg
 from .errors import ConfigError, EntropyError, PipelineFailed
 from .extract import Toeplitz, lhl_output_bits, pack_samples, sha256_output_entropy, von_neumann
 from .health import Cutoffs, HealthCounters, HealthTester
@@ -95,6 +95,7 @@ class Pipeline:
         self._credited = 0.0
         self._failure: EntropyError | None = None
         self._pid = os.getpid()
+        self._fork_salt = b""
 
     # --- state ---------------------------------------------------------------------------------------
     @property
@@ -127,6 +128,9 @@ class Pipeline:
             if self._drbg is not None:
                 self._drbg.zeroize()
             self._drbg = None
+            # A replayed or seeded source gives the child the parent's samples; the personalization of the
+            # child's DRBG makes its output distinct all the same (it adds no entropy credit).
+            self._fork_salt = hashlib.sha384(os.getpid().to_bytes(8, "little") + os.urandom(32)).digest()
 
     def reset(self) -> None:
         """Clear a failure (if the configuration allows) and start over with start-up tests."""
@@ -217,7 +221,7 @@ class Pipeline:
     def _ensure_drbg(self) -> Drbg:
         if self._drbg is None:
             d = self.config.drbg
-            personalization = hashlib.sha384(self.info.identity.encode()).digest()
+            personalization = hashlib.sha384(self.info.identity.encode() + self._fork_salt).digest()
             self._drbg = make_drbg(d.type, self.extracted(48), personalization, d.reseed_interval)
         return self._drbg
 
@@ -225,6 +229,13 @@ class Pipeline:
         """``n`` DRBG bytes. With prediction resistance, the DRBG is reseeded from fresh extractor output first."""
         if n < 0:
             raise ValueError("n must be >= 0")
+        out = bytearray(n)
+        self.generate_into(memoryview(out), additional_input, prediction_resistance)
+        return bytes(out)
+
+    def generate_into(self, buf: Any, additional_input: bytes = b"", prediction_resistance: bool | None = None) -> None:
+        """Fill the writable buffer ``buf`` with DRBG output (zero-copy for CTR_DRBG)."""
+        view = memoryview(buf).cast("B")
         pr = self.config.drbg.prediction_resistance if prediction_resistance is None else prediction_resistance
         with self._lock:
             self._check_usable()
@@ -234,11 +245,13 @@ class Pipeline:
             fresh = self.extracted(drbg.seed_entropy_bytes) if needs else None
             if additional_input and len(additional_input) > 48 and drbg.mechanism.startswith("CTR"):
                 additional_input = hashlib.sha384(additional_input).digest()
-            out = drbg.generate(n, additional_input, fresh, pr)
+            if isinstance(drbg, CtrDrbg):
+                drbg.generate_into(view, additional_input, fresh, pr)
+            else:
+                view[:] = drbg.generate(len(view), additional_input, fresh, pr)
             if needs:
                 self._reseeds += 1
-            self._out += n
-            return out
+            self._out += len(view)
 
     def seed(self, data: bytes) -> None:
         """Mix caller bytes in (PKCS#11 C_SeedRandom): reseed with fresh entropy and the bytes as additional input."""

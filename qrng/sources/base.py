@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 __all__ = ["SourceInfo", "Source", "Samples"]
 
-Samples = npt.NDArray[np.uint8]
+Samples = Any  # numpy.typing.NDArray[numpy.uint8]; kept lazy so configuration parsing stays light
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,79 @@
+"""Wires the token to the entropy core: configuration is read in C_Initialize, never at load time.
+
+Configuration: ``$QRNG_CONFIG``, else ``/etc/qrng/qrng.yaml``, else the built-in simulator default.
+The attestation certificate exposed as a token object is ``$QRNG_ATTESTATION_CERT`` or the file named
+by the configuration's ``attestation.certificate`` (DER or PEM).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .token import Token
+
+__all__ = ["describe", "make_token", "open_pipeline"]
+
+
+def open_pipeline() -> Any:
+    from qrng.config import load_config
+    from qrng.pipeline import Pipeline
+    return Pipeline(load_config())
+
+
+def describe(service: Any) -> dict[str, str]:
+    """Label, model and serial for C_GetTokenInfo. A simulator says so in its model string."""
+    if service is None:
+        return {"label": "qrng (source unavailable)", "model": "unavailable", "serial": "none",
+                "source_label": "source unavailable", "hardware": "no"}
+    info = service.info
+    if info.simulator:
+        model = "QRNG-SIMULATOR"
+    elif info.quantum:
+        model = "QRNG " + info.kind
+    else:
+        model = "NONQUANTUM " + info.kind
+    return {"label": f"qrng {info.serial}"[:32], "model": model[:16], "serial": info.serial[:16],
+            "source_label": info.label, "hardware": "no" if info.simulator or info.kind == "file" else "yes"}
+
+
+def certificates() -> list[bytes]:
+    path = os.environ.get("QRNG_ATTESTATION_CERT")
+    if not path:
+        from qrng.config import load_config
+        path = getattr(load_config(), "attestation_certificate", None) or ""
+    if not path or not Path(path).exists():
+        return []
+    data = Path(path).read_bytes()
+    if data.startswith(b"-----BEGIN"):
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding
+        return [x509.load_pem_x509_certificate(data).public_bytes(Encoding.DER)]
+    return [data]
+
+
+def describe_slot() -> dict[str, str]:
+    """The slot's description from configuration alone (no source is opened)."""
+    from qrng.config import load_config
+    src = load_config().source
+    if src.type == "simulator":
+        label = f"SIMULATOR {src.simulator.serial} (not a physical device)"
+    elif src.type == "file":
+        label = f"raw sample file {Path(src.path).name} (non-quantum source)"
+    elif src.type == "device":
+        label = f"{src.path}" + ("" if src.quantum else " (non-quantum source)")
+    else:
+        label = f"USB QRNG {src.vendor_id:04x}:{src.product_id:04x}"
+    hardware = "no" if src.type in ("simulator", "file") else "yes"
+    return {"source_label": label, "hardware": hardware}
+
+
+def validate() -> None:
+    from qrng.config import load_config
+    load_config()
+
+
+def make_token(on_session_change: Callable[[int, bool], None] | None = None) -> Token:
+    return Token(open_pipeline, describe, certificates, on_session_change, validate, describe_slot)

@@ -1,0 +1,413 @@
+"""The token as a pure state machine: slot, sessions, login state, objects, random-number service.
+
+No cffi here: the C boundary (``_boundary.py``) converts arguments, calls these methods and maps any
+exception to a CK_RV in one table. Section numbers refer to the PKCS#11 Base Specification v2.40.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import ckdefs as ck
+
+__all__ = ["CKRError", "Session", "Token", "TokenObject", "encode_bool", "encode_ulong", "padded"]
+
+SLOT_ID = 0
+MAX_PIN = 64
+
+
+class CKRError(Exception):
+    """A PKCS#11 error with its CK_RV; the message explains it in the call log."""
+
+    def __init__(self, rv: int, message: str = "") -> None:
+        super().__init__(f"{ck.CKR_NAMES.get(rv, hex(rv))}: {message}" if message else ck.CKR_NAMES.get(rv, hex(rv)))
+        self.rv = rv
+
+
+def encode_ulong(v: int) -> bytes:
+    return struct.pack("=L" if struct.calcsize("L") == 8 else "=Q", v)
+
+
+def encode_bool(v: bool) -> bytes:
+    return b"\x01" if v else b"\x00"
+
+
+def padded(text: str, size: int) -> bytes:
+    """Blank-padded, not NUL-terminated (v2.40 3.2 for CK_UTF8CHAR arrays)."""
+    raw = text.encode("utf-8")[:size]
+    return raw + b" " * (size - len(raw))
+
+
+@dataclass
+class TokenObject:
+    handle: int
+    attributes: dict[int, bytes | Callable[[], bytes]]
+    sensitive: frozenset[int] = frozenset()
+
+    def value(self, attr: int) -> bytes:
+        v = self.attributes[attr]
+        return v() if callable(v) else v
+
+
+@dataclass
+class Session:
+    handle: int
+    slot: int
+    rw: bool
+    find_results: list[int] | None = None
+    find_pos: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    label: str
+    manufacturer: str
+    model: str
+    serial: str
+    flags: int
+    session_count: int
+    rw_session_count: int
+    hardware_version: tuple[int, int]
+    firmware_version: tuple[int, int]
+
+
+class Token:
+    """One slot (ID 0) holding the QRNG token.
+
+    Args:
+        service: the random-number service (a :class:`qrng.pipeline.Pipeline`, or any object with
+            ``generate_into(buf)``, ``seed(bytes)``, ``report()`` and ``failed``), created at initialize.
+        describe: label, model, serial, firmware for C_GetTokenInfo.
+        certificates: DER certificates to expose as public CKO_CERTIFICATE objects (attestation).
+        on_session_change: called with (handle, open) so the C fast path knows valid sessions.
+    """
+
+    def __init__(self, open_service: Callable[[], Any], describe: Callable[[Any], dict[str, str]],
+                 certificates: Callable[[], list[bytes]] | None = None,
+                 on_session_change: Callable[[int, bool], None] | None = None,
+                 validate: Callable[[], Any] | None = None,
+                 describe_slot: Callable[[], dict[str, str]] | None = None) -> None:
+        self._open_service = open_service
+        self._describe_slot = describe_slot or (lambda: {"source_label": "qrng", "hardware": "no"})
+        self._validate = validate or (lambda: None)
+        self._opened = False
+        self._describe = describe
+        self._certificates = certificates or (lambda: [])
+        self._on_session_change = on_session_change or (lambda h, o: None)
+        self._lock = threading.RLock()
+        self.initialized = False
+        self.service: Any = None
+        self.service_error: Exception | None = None
+        self._sessions: dict[int, Session] = {}
+        self._next_session = 1
+        self._login: int | None = None  # CKU_USER or CKU_SO for the whole application (5.5)
+        self._objects: dict[int, TokenObject] = {}
+
+    # --- general purpose (5.4) -----------------------------------------------------------------------
+    def initialize(self) -> None:
+        """Validate configuration now (a bad file fails C_Initialize); open the source on first use."""
+        with self._lock:
+            if self.initialized:
+                raise CKRError(ck.CKR_CRYPTOKI_ALREADY_INITIALIZED)
+            from qrng.errors import ConfigError
+            try:
+                self._validate()
+            except ConfigError as exc:
+                raise CKRError(ck.CKR_GENERAL_ERROR, f"configuration: {exc}") from exc
+            self.service, self.service_error, self._opened = None, None, False
+            self._objects = {}
+            self.initialized = True
+
+    def _ensure_service(self) -> None:
+        """Open the entropy service once per C_Initialize; a failure is kept and reported as token state."""
+        with self._lock:
+            if self._opened:
+                return
+            self._opened = True
+            try:
+                self.service = self._open_service()
+            except Exception as exc:  # noqa: BLE001 - reported through CKF_ERROR_STATE and CKR_DEVICE_*
+                from qrng.errors import ConfigError
+                if isinstance(exc, ConfigError):
+                    raise CKRError(ck.CKR_GENERAL_ERROR, f"configuration: {exc}") from exc
+                self.service, self.service_error = None, exc
+            self._build_objects()
+
+    def finalize(self) -> None:
+        with self._lock:
+            self._require_init()
+            for h in list(self._sessions):
+                self._on_session_change(h, False)
+            self._sessions.clear()
+            self._login = None
+            if self.service is not None:
+                try:
+                    self.service.close()
+                finally:
+                    self.service = None
+            self._opened = False
+            self.initialized = False
+
+    def service_if_open(self) -> Any:
+        return self.service
+
+    def after_fork_in_child(self) -> None:
+        """Keep sessions valid in the child; the service drops DRBG state and reseeds from fresh samples."""
+        if self.service is not None and hasattr(self.service, "after_fork"):
+            self.service.after_fork()
+
+    def _require_init(self) -> None:
+        if not self.initialized:
+            raise CKRError(ck.CKR_CRYPTOKI_NOT_INITIALIZED)
+
+    def _slot(self, slot: int) -> None:
+        self._require_init()
+        if slot != SLOT_ID:
+            raise CKRError(ck.CKR_SLOT_ID_INVALID, f"slot {slot}")
+
+    def _session(self, handle: int) -> Session:
+        self._require_init()
+        s = self._sessions.get(handle)
+        if s is None:
+            raise CKRError(ck.CKR_SESSION_HANDLE_INVALID, f"session {handle}")
+        return s
+
+    # --- slot and token management (5.5) -----------------------------------------------------------------
+    @property
+    def token_present(self) -> bool:
+        from qrng.errors import SourceRemoved
+        self._ensure_service()
+        return not isinstance(self.service_error, SourceRemoved)
+
+    def slot_list(self, token_present: bool) -> list[int]:
+        self._require_init()
+        return [SLOT_ID]
+
+    def slot_info(self, slot: int) -> tuple[str, str, int]:
+        """Described from configuration: listing slots must not open (or wait for) the source."""
+        self._slot(slot)
+        from qrng.errors import SourceRemoved
+        d = self._describe(self.service) if self._opened else self._describe_slot()
+        flags = 0 if isinstance(self.service_error, SourceRemoved) else ck.CKF_TOKEN_PRESENT
+        if d.get("hardware") == "yes":
+            flags |= ck.CKF_HW_SLOT | ck.CKF_REMOVABLE_DEVICE
+        return (f"qrng-ceremony entropy slot: {d['source_label']}", "qrng-ceremony", flags)
+
+    def token_info(self, slot: int) -> TokenInfo:
+        self._slot(slot)
+        if not self.token_present:
+            raise CKRError(ck.CKR_TOKEN_NOT_PRESENT, str(self.service_error))
+        d = self._describe(self.service)
+        flags = ck.CKF_RNG | ck.CKF_TOKEN_INITIALIZED | ck.CKF_USER_PIN_INITIALIZED
+        if self.service is None or getattr(self.service, "failed", False):
+            flags |= ck.CKF_ERROR_STATE
+        rw = sum(1 for s in self._sessions.values() if s.rw)
+        return TokenInfo(label=d["label"], manufacturer="qrng-ceremony", model=d["model"], serial=d["serial"],
+                         flags=flags, session_count=len(self._sessions), rw_session_count=rw,
+                         hardware_version=(1, 0), firmware_version=(0, 1))
+
+    def mechanisms(self, slot: int) -> list[int]:
+        self._slot(slot)
+        return []
+
+    def mechanism_info(self, slot: int, mechanism: int) -> None:
+        self._slot(slot)
+        raise CKRError(ck.CKR_MECHANISM_INVALID, f"mechanism {mechanism:#x}: this token only generates random data")
+
+    def wait_for_slot_event(self, flags: int) -> int:
+        self._require_init()
+        if flags & ck.CKF_DONT_BLOCK:
+            raise CKRError(ck.CKR_NO_EVENT)
+        raise CKRError(ck.CKR_FUNCTION_NOT_SUPPORTED, "blocking slot events are not supported")
+
+    # --- sessions (5.6) ------------------------------------------------------------------------------------
+    def open_session(self, slot: int, flags: int) -> int:
+        with self._lock:
+            self._slot(slot)
+            if not flags & ck.CKF_SERIAL_SESSION:
+                raise CKRError(ck.CKR_SESSION_PARALLEL_NOT_SUPPORTED)
+            if not self.token_present:
+                raise CKRError(ck.CKR_TOKEN_NOT_PRESENT, str(self.service_error))
+            rw = bool(flags & ck.CKF_RW_SESSION)
+            if not rw and self._login == ck.CKU_SO:
+                raise CKRError(ck.CKR_SESSION_READ_WRITE_SO_EXISTS)
+            h = self._next_session
+            self._next_session += 1
+            self._sessions[h] = Session(h, slot, rw)
+            self._on_session_change(h, True)
+            return h
+
+    def close_session(self, handle: int) -> None:
+        with self._lock:
+            self._session(handle)
+            del self._sessions[handle]
+            self._on_session_change(handle, False)
+            if not self._sessions:
+                self._login = None  # closing the last session logs the user out (5.6)
+
+    def close_all_sessions(self, slot: int) -> None:
+        with self._lock:
+            self._slot(slot)
+            for h in list(self._sessions):
+                self.close_session(h)
+
+    def session_info(self, handle: int) -> tuple[int, int, int]:
+        s = self._session(handle)
+        if self._login == ck.CKU_SO:
+            state = ck.CKS_RW_SO_FUNCTIONS
+        elif self._login == ck.CKU_USER:
+            state = ck.CKS_RW_USER_FUNCTIONS if s.rw else ck.CKS_RO_USER_FUNCTIONS
+        else:
+            state = ck.CKS_RW_PUBLIC_SESSION if s.rw else ck.CKS_RO_PUBLIC_SESSION
+        return (s.slot, state, ck.CKF_SERIAL_SESSION | (ck.CKF_RW_SESSION if s.rw else 0))
+
+    def login(self, handle: int, user_type: int, pin: bytes | None) -> None:
+        """No PIN protects this token (its objects are public); logging in is accepted for consumers that do."""
+        with self._lock:
+            self._session(handle)
+            if user_type not in (ck.CKU_SO, ck.CKU_USER, ck.CKU_CONTEXT_SPECIFIC):
+                raise CKRError(ck.CKR_USER_TYPE_INVALID, f"user type {user_type}")
+            if user_type == ck.CKU_CONTEXT_SPECIFIC:
+                raise CKRError(ck.CKR_OPERATION_NOT_INITIALIZED, "no operation needs context-specific login")
+            if pin is not None and len(pin) > MAX_PIN:
+                raise CKRError(ck.CKR_ARGUMENTS_BAD, "PIN too long")
+            if self._login == user_type:
+                raise CKRError(ck.CKR_USER_ALREADY_LOGGED_IN)
+            if self._login is not None:
+                raise CKRError(ck.CKR_USER_ANOTHER_ALREADY_LOGGED_IN)
+            if user_type == ck.CKU_SO and any(not s.rw for s in self._sessions.values()):
+                raise CKRError(ck.CKR_SESSION_READ_ONLY_EXISTS)
+            self._login = user_type
+
+    def logout(self, handle: int) -> None:
+        with self._lock:
+            self._session(handle)
+            if self._login is None:
+                raise CKRError(ck.CKR_USER_NOT_LOGGED_IN)
+            self._login = None
+
+    # --- objects (5.7) -------------------------------------------------------------------------------------
+    def _build_objects(self) -> None:
+        objs: dict[int, TokenObject] = {}
+        h = 1
+        for der in self._certificates():
+            objs[h] = _certificate_object(h, der)
+            h += 1
+        objs[h] = TokenObject(h, {
+            ck.CKA_CLASS: encode_ulong(ck.CKO_DATA), ck.CKA_TOKEN: encode_bool(True),
+            ck.CKA_PRIVATE: encode_bool(False), ck.CKA_MODIFIABLE: encode_bool(False),
+            ck.CKA_LABEL: b"qrng health report", ck.CKA_APPLICATION: b"qrng-ceremony",
+            ck.CKA_OBJECT_ID: b"", ck.CKA_VALUE: self._health_json,
+        })
+        self._objects = objs
+
+    def _health_json(self) -> bytes:
+        if self.service is None:
+            return json.dumps({"state": "unavailable", "error": str(self.service_error)}).encode()
+        return json.dumps(self.service.report().to_dict(), sort_keys=True, default=str).encode()
+
+    def _object(self, handle: int) -> TokenObject:
+        self._ensure_service()
+        obj = self._objects.get(handle)
+        if obj is None:
+            raise CKRError(ck.CKR_OBJECT_HANDLE_INVALID, f"object {handle}")
+        return obj
+
+    def find_init(self, handle: int, template: list[tuple[int, bytes]]) -> None:
+        with self._lock:
+            s = self._session(handle)
+            if s.find_results is not None:
+                raise CKRError(ck.CKR_OPERATION_ACTIVE)
+            self._ensure_service()
+            found = []
+            for h, obj in sorted(self._objects.items()):
+                if all(t in obj.attributes and obj.value(t) == v for t, v in template):
+                    found.append(h)
+            s.find_results, s.find_pos = found, 0
+
+    def find(self, handle: int, max_count: int) -> list[int]:
+        with self._lock:
+            s = self._session(handle)
+            if s.find_results is None:
+                raise CKRError(ck.CKR_OPERATION_NOT_INITIALIZED)
+            out = s.find_results[s.find_pos:s.find_pos + max_count]
+            s.find_pos += len(out)
+            return out
+
+    def find_final(self, handle: int) -> None:
+        with self._lock:
+            s = self._session(handle)
+            if s.find_results is None:
+                raise CKRError(ck.CKR_OPERATION_NOT_INITIALIZED)
+            s.find_results = None
+
+    def attribute_values(self, handle: int, obj_handle: int, types: list[int]) -> list[bytes | int]:
+        """Values, or the CKR code explaining why one is unavailable (5.7 C_GetAttributeValue cases)."""
+        self._session(handle)
+        obj = self._object(obj_handle)
+        out: list[bytes | int] = []
+        for t in types:
+            if t in obj.sensitive:
+                out.append(ck.CKR_ATTRIBUTE_SENSITIVE)
+            elif t not in obj.attributes:
+                out.append(ck.CKR_ATTRIBUTE_TYPE_INVALID)
+            else:
+                out.append(obj.value(t))
+        return out
+
+    def object_size(self, handle: int, obj_handle: int) -> int:
+        self._session(handle)
+        obj = self._object(obj_handle)
+        return sum(len(obj.value(t)) for t in obj.attributes)
+
+    def read_only(self, handle: int) -> None:
+        """Object creation and modification: this token's objects are fixed."""
+        s = self._session(handle)
+        if not s.rw:
+            raise CKRError(ck.CKR_SESSION_READ_ONLY)
+        raise CKRError(ck.CKR_FUNCTION_NOT_SUPPORTED, "this token's objects cannot be created or changed")
+
+    # --- random numbers (5.15) ----------------------------------------------------------------------------
+    def _service(self) -> Any:
+        self._ensure_service()
+        if self.service is None:
+            from qrng.errors import SourceRemoved
+            code = ck.CKR_DEVICE_REMOVED if isinstance(self.service_error, SourceRemoved) else ck.CKR_DEVICE_ERROR
+            raise CKRError(code, f"entropy source unavailable: {self.service_error}")
+        return self.service
+
+    def seed_random(self, handle: int, data: bytes) -> None:
+        self._session(handle)
+        self._service().seed(data)
+
+    def generate_random_into(self, handle: int, buf: Any) -> None:
+        self._session(handle)
+        self._service().generate_into(buf)
+
+
+def _certificate_object(handle: int, der: bytes) -> TokenObject:
+    from cryptography import x509
+    cert = x509.load_der_x509_certificate(der)
+    from cryptography.hazmat.primitives import hashes
+    digest = cert.fingerprint(hashes.SHA1())
+    serial = cert.serial_number
+    serial_der = b"\x02" + bytes([len(_int_bytes(serial))]) + _int_bytes(serial)
+    return TokenObject(handle, {
+        ck.CKA_CLASS: encode_ulong(ck.CKO_CERTIFICATE), ck.CKA_CERTIFICATE_TYPE: encode_ulong(ck.CKC_X_509),
+        ck.CKA_TOKEN: encode_bool(True), ck.CKA_PRIVATE: encode_bool(False), ck.CKA_MODIFIABLE: encode_bool(False),
+        ck.CKA_TRUSTED: encode_bool(False), ck.CKA_CERTIFICATE_CATEGORY: encode_ulong(0),
+        ck.CKA_LABEL: b"qrng device attestation", ck.CKA_ID: digest[:8],
+        ck.CKA_SUBJECT: cert.subject.public_bytes(), ck.CKA_ISSUER: cert.issuer.public_bytes(),
+        ck.CKA_SERIAL_NUMBER: serial_der, ck.CKA_VALUE: der, ck.CKA_CHECK_VALUE: digest[:3],
+    })
+
+
+def _int_bytes(v: int) -> bytes:
+    b = v.to_bytes((v.bit_length() + 8) // 8 or 1, "big")
+    return b
