@@ -30,7 +30,8 @@ class CKRError(Exception):
 
 
 def encode_ulong(v: int) -> bytes:
-    return struct.pack("=L" if struct.calcsize("L") == 8 else "=Q", v)
+    """CK_ULONG is the platform's unsigned long: native size and byte order."""
+    return struct.pack("@L", v)
 
 
 def encode_bool(v: bool) -> bytes:
@@ -132,6 +133,12 @@ class Token:
             self._opened = True
             try:
                 self.service = self._open_service()
+                if hasattr(self.service, "startup"):
+                    from qrng.errors import EntropyError
+                    try:  # SP 800-90B 4.3 start-up tests now, so token info shows a failing source at once
+                        self.service.startup()
+                    except EntropyError:
+                        pass  # the pipeline is now failed: CKF_ERROR_STATE, and CKR_DEVICE_ERROR on use
             except Exception as exc:  # noqa: BLE001 - reported through CKF_ERROR_STATE and CKR_DEVICE_*
                 from qrng.errors import ConfigError
                 if isinstance(exc, ConfigError):

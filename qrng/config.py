@@ -99,7 +99,7 @@ def _source(f: Fields) -> SourceConfig:
         faults = tuple(parse_fault(v, f"{f.p('faults')}[{i}]") for i, v in enumerate(f.list("faults", [])))
         sim = SimulatorConfig(
             adc_bits=f.int("adc_bits", 8, lo=1, hi=8), noise_rms=f.float("noise_rms", 1.0, lo=1e-9),
-            gain=f.float("gain", 20.0, lo=1e-9), offset=f.float("offset", 127.5),
+            gain=f.float("gain", 40.0, lo=1e-9), offset=f.float("offset", 127.5),
             seed=f.int("seed", None), serial=f.str("serial", "SIM-0001"), faults=faults)
         f.done()
         return SourceConfig(type=kind, claimed_min_entropy=h, simulator=sim, bits_per_sample=sim.adc_bits)

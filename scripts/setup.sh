@@ -65,8 +65,14 @@ if [ -f pkcs11_provider/build.py ]; then
   "$VENV/bin/python" -m pkcs11_provider.build
 fi
 
-# --- SoftHSM2 token under the project folder --------------------------------
-if [ -f scripts/softhsm-token.sh ]; then
-  bash scripts/softhsm-token.sh
+# --- p11-kit registration (only p11-kit itself, p11tool and p11-kit server load it) ---------------
+REG=/etc/pkcs11/modules/qrng-ceremony.module
+want="module: $ROOT/build/libqrng-pkcs11.so"
+if [ ! -f "$REG" ] || ! grep -qxF "$want" "$REG"; then
+  $SUDO mkdir -p /etc/pkcs11/modules
+  printf '%s\nenable-in: p11-kit, p11tool, p11-kit-server\ncritical: no\n' "$want" | $SUDO tee "$REG" >/dev/null
 fi
+
+# --- SoftHSM2 token under the project folder --------------------------------
+bash scripts/softhsm-token.sh
 log "ready"

@@ -23,7 +23,7 @@ _FAULT_PARAMS: dict[str, dict[str, float]] = {
     "low_entropy": {"factor": 0.05},
     "bias_drift": {"rate": 0.01},
     "throughput_drop": {"rate": 10000.0},
-    "repeating_pattern": {"period": 8},
+    "repeating_pattern": {"period": 4},
     "tamper": {},
     "saturation": {"factor": 40.0},
     "supply_failure": {},
@@ -58,7 +58,7 @@ class SimulatorConfig:
 
     adc_bits: int = 8
     noise_rms: float = 1.0
-    gain: float = 20.0
+    gain: float = 40.0
     offset: float = 127.5
     seed: int | None = None
     serial: str = "SIM-0001"

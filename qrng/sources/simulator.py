@@ -33,7 +33,9 @@ from ..errors import ConfigError, SourceError
 from .base import Samples, SourceInfo
 from .model import FAULT_KINDS, Fault, SimulatorConfig
 
-__all__ = ["FAULT_KINDS", "Fault", "SimulatorConfig", "SimulatorSource", "model_min_entropy"]
+__all__ = ["CLAIM_MARGIN", "FAULT_KINDS", "Fault", "SimulatorConfig", "SimulatorSource", "model_min_entropy"]
+
+CLAIM_MARGIN = 2.5  # bits below the model's min-entropy, then rounded down to a half bit
 
 def _phi(x: float) -> float:
     return 0.5 * math.erfc(-x / math.sqrt(2.0))
@@ -62,7 +64,10 @@ class SimulatorSource:
         self._pattern: Samples | None = None
         self._closed = False
         model_h = model_min_entropy(c.adc_bits, c.noise_rms * c.gain, c.offset)
-        claimed = math.floor(model_h * 100) / 100 if claimed_min_entropy is None else claimed_min_entropy
+        # Like a real device, claim less than the model gives: SP 800-90B's cutoffs assume the claim, and a
+        # claim equal to the true min-entropy makes RCT false alarms frequent at high sample rates.
+        claimed = (max(0.5, math.floor((model_h - CLAIM_MARGIN) * 2) / 2) if claimed_min_entropy is None
+                   else claimed_min_entropy)
         if not 0 < claimed <= c.adc_bits:
             raise ConfigError("source.claimed_min_entropy", f"must be in (0, {c.adc_bits}]")
         self.model_min_entropy = model_h

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from qrng.health import cutoffs
+
 
 def qrng(*args, **kw):
     return subprocess.run([sys.executable, "-m", "qrng.cli", *args], capture_output=True, **kw)
@@ -40,7 +42,8 @@ def test_health_json_reports_cutoffs_and_counters():
     r = qrng("health", "--samples", "100000", "--json", text=True)
     d = json.loads(r.stdout)
     assert r.returncode == 0 and d["state"] == "operational"
-    assert d["cutoffs"]["rct"] == 5 and d["cutoffs"]["window"] == 512
+    want = cutoffs(d["source"]["claimed_min_entropy"], 8)
+    assert (d["cutoffs"]["rct"], d["cutoffs"]["apt"], d["cutoffs"]["window"]) == (want.rct, want.apt, 512)
     assert d["health"]["samples_tested"] == 101024 and d["source"]["simulator"] is True
 
 

@@ -1,0 +1,216 @@
+"""Real consumers load the built module and get pipeline bytes; a simulator fault makes each one fail.
+
+pkcs11-tool (OpenSC), p11tool (GnuTLS), python-pkcs11 (takes bits), PyKCS11, Java 17 SunPKCS11,
+OpenSSL 3 through pkcs11-provider, p11-kit (module registration and remoting over a Unix socket)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import served_by_module
+
+TOKEN_URI = "pkcs11:token=qrng%20SIM-0001"
+OSSL_PROVIDER = Path("/usr/lib/x86_64-linux-gnu/ossl-modules/pkcs11.so")
+P11_CLIENT = Path("/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so")
+
+
+def need(tool: str) -> None:
+    if shutil.which(tool) is None:
+        pytest.fail(f"{tool} is not installed; scripts/setup.sh installs it")
+
+
+def run(*cmd: str, **kw) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(list(cmd), capture_output=True, timeout=120, **kw)
+
+
+# --- pkcs11-tool ---------------------------------------------------------------------------------------
+def test_pkcs11_tool(module, healthy):
+    need("pkcs11-tool")
+    info = run("pkcs11-tool", "--module", str(module), "-I", "-L", "-M")
+    out = info.stdout.decode()
+    assert info.returncode == 0 and "qrng-ceremony" in out and "QRNG-SIMULATOR" in out and "rng" in out
+    r = run("pkcs11-tool", "--module", str(module), "--generate-random", "64")
+    assert r.returncode == 0 and len(r.stdout) == 64
+    t = run("pkcs11-tool", "--module", str(module), "--test")
+    assert t.returncode == 0 and b"C_SeedRandom() and C_GenerateRandom():\n  seems to be OK" in t.stdout
+    assert served_by_module(healthy)
+
+
+def test_pkcs11_tool_fault(module, faulty):
+    r = run("pkcs11-tool", "--module", str(module), "--generate-random", "32")
+    assert r.returncode != 0 and r.stdout == b""
+    t = run("pkcs11-tool", "--module", str(module), "-T")
+    assert b"other flags=0x1000000" in t.stdout  # CKF_ERROR_STATE
+
+
+# --- GnuTLS ------------------------------------------------------------------------------------------------
+def test_p11tool(module, healthy):
+    need("p11tool")
+    lst = run("p11tool", "--provider", str(module), "--list-tokens")
+    assert b"Model: QRNG-SIMULATOR" in lst.stdout and b"Flags: RNG" in lst.stdout
+    r = run("p11tool", "--provider", str(module), "--generate-random=48", TOKEN_URI)
+    assert r.returncode == 0 and len(r.stdout) == 48 and served_by_module(healthy)
+
+
+def test_p11tool_fault(module, faulty):
+    r = run("p11tool", "--provider", str(module), "--generate-random=48", TOKEN_URI)
+    assert r.returncode != 0 and r.stdout == b"" and b"error in device" in r.stderr.lower()
+
+
+# --- Python consumers (subprocesses: each host process starts its own module) --------------------------------
+PY_PKCS11 = """
+import sys, pkcs11
+lib = pkcs11.lib(sys.argv[1])
+tok = lib.get_token()
+with tok.open() as s:
+    a = s.generate_random(256)           # python-pkcs11 takes bits
+    s.seed_random(b"caller entropy")
+    b = s.generate_random(8 * 1000)
+    assert len(a) == 32 and len(b) == 1000 and a != b[:32]
+    print(tok.model, a.hex())
+"""
+
+PYKCS11 = """
+import sys, PyKCS11
+p = PyKCS11.PyKCS11Lib(); p.load(sys.argv[1])
+slot = p.getSlotList(tokenPresent=True)[0]
+s = p.openSession(slot)
+s.seedRandom([1, 2, 3])
+r = bytes(s.generateRandom(100))
+assert len(r) == 100
+print(p.getTokenInfo(slot).model.strip(), r.hex())
+"""
+
+
+@pytest.mark.parametrize("script", [PY_PKCS11, PYKCS11], ids=["python-pkcs11", "PyKCS11"])
+def test_python_consumers(module, healthy, script):
+    r = run(sys.executable, "-c", script, str(module))
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout.decode().startswith("QRNG-SIMULATOR") and served_by_module(healthy)
+
+
+@pytest.mark.parametrize("script", [PY_PKCS11, PYKCS11], ids=["python-pkcs11", "PyKCS11"])
+def test_python_consumers_fault(module, faulty, script):
+    r = run(sys.executable, "-c", script, str(module))
+    assert r.returncode != 0
+    assert b"DeviceError" in r.stderr or b"CKR_DEVICE_ERROR" in r.stderr
+
+
+# --- Java 17 SunPKCS11 -----------------------------------------------------------------------------------------
+JAVA = """
+import java.security.*;
+public class QrngRandom {
+    public static void main(String[] a) throws Exception {
+        Provider p = Security.getProvider("SunPKCS11").configure(a[0]);
+        Security.addProvider(p);
+        SecureRandom r = SecureRandom.getInstance("PKCS11", p);
+        byte[] b = new byte[Integer.parseInt(a[1])];
+        r.nextBytes(b);
+        StringBuilder sb = new StringBuilder();
+        for (byte x : b) sb.append(String.format("%02x", x));
+        System.out.println(r.getProvider().getName() + " " + r.getAlgorithm() + " " + sb);
+    }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def java_prog(tmp_path_factory, module):
+    need("javac")
+    d = tmp_path_factory.mktemp("java")
+    (d / "QrngRandom.java").write_text(JAVA)
+    subprocess.run(["javac", "QrngRandom.java"], cwd=d, check=True, timeout=120)
+    (d / "qrng.cfg").write_text(f"name = QRNG\nlibrary = {module}\n")
+    return d
+
+
+def test_java_sunpkcs11(java_prog, healthy):
+    r = run("java", "-cp", str(java_prog), "QrngRandom", str(java_prog / "qrng.cfg"), "64")
+    out = r.stdout.decode().split()
+    assert r.returncode == 0, r.stderr.decode()
+    assert out[0] == "SunPKCS11-QRNG" and out[1] == "PKCS11" and len(out[2]) == 128
+    assert served_by_module(healthy)
+
+
+def test_java_sunpkcs11_fault(java_prog, faulty):
+    r = run("java", "-cp", str(java_prog), "QrngRandom", str(java_prog / "qrng.cfg"), "64")
+    assert r.returncode != 0 and b"CKR_DEVICE_ERROR" in r.stderr
+
+
+# --- OpenSSL 3 through pkcs11-provider --------------------------------------------------------------------------
+def openssl_conf(tmp_path: Path, module: Path) -> Path:
+    if not OSSL_PROVIDER.exists():
+        pytest.fail("pkcs11-provider (bookworm-backports) is not installed; scripts/setup.sh installs it")
+    conf = tmp_path / "openssl.cnf"
+    conf.write_text(f"""openssl_conf = openssl_init
+[openssl_init]
+providers = provider_sect
+random = random_sect
+[provider_sect]
+default = default_sect
+pkcs11 = pkcs11_sect
+[default_sect]
+activate = 1
+[pkcs11_sect]
+module = {OSSL_PROVIDER}
+pkcs11-module-path = {module}
+pkcs11-module-load-behavior = early
+activate = 1
+[random_sect]
+random = PKCS11-RAND
+""")
+    return conf
+
+
+def test_openssl_rand(module, healthy, tmp_path):
+    conf = openssl_conf(tmp_path, module)
+    r = run("openssl", "rand", "-out", str(tmp_path / "r.bin"), "100000",
+            env={**os.environ, "OPENSSL_CONF": str(conf)})
+    assert r.returncode == 0, r.stderr.decode()
+    assert (tmp_path / "r.bin").stat().st_size == 100000 and served_by_module(healthy)
+
+
+def test_openssl_rand_fault(module, faulty, tmp_path):
+    conf = openssl_conf(tmp_path, module)
+    r = run("openssl", "rand", "-hex", "32", env={**os.environ, "OPENSSL_CONF": str(conf)})
+    assert r.returncode != 0 and r.stdout == b""
+
+
+# --- p11-kit ---------------------------------------------------------------------------------------------------------
+def test_p11kit_lists_registered_module(module, healthy):
+    need("p11-kit")
+    reg = Path("/etc/pkcs11/modules/qrng-ceremony.module")
+    assert reg.exists(), "scripts/setup.sh registers the module with p11-kit"
+    r = run("p11-kit", "list-modules")
+    out = r.stdout.decode()
+    assert f"qrng-ceremony: {module}" in out and "model: QRNG-SIMULATOR" in out
+
+
+def test_p11kit_server_remoting(module, healthy, tmp_path):
+    """p11-kit server exposes the module on a Unix socket; a client loading p11-kit-client.so gets bytes."""
+    need("p11-kit")
+    sock = tmp_path / "qrng.sock"
+    server = subprocess.Popen(["p11-kit", "server", "-f", "-n", str(sock), "--provider", str(module), TOKEN_URI],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            time.sleep(0.05)
+        assert sock.exists(), server.stderr.read1().decode() if server.stderr else ""
+        client_env = {**os.environ, "P11_KIT_SERVER_ADDRESS": f"unix:path={sock}"}
+        r = run("pkcs11-tool", "--module", str(P11_CLIENT), "--generate-random", "64", env=client_env)
+        assert r.returncode == 0 and len(r.stdout) == 64, r.stderr.decode()
+        lst = run("pkcs11-tool", "--module", str(P11_CLIENT), "-L", env=client_env)
+        assert b"QRNG-SIMULATOR" in lst.stdout
+        assert served_by_module(healthy)  # the server process called our module
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

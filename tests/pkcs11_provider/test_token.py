@@ -1,0 +1,170 @@
+"""The pure token state machine, driven directly (no cffi): PKCS#11 v2.40 sections 5.4-5.7 and 5.15."""
+
+from __future__ import annotations
+
+import pytest
+
+from pkcs11_provider import ckdefs as ck
+from pkcs11_provider.token import CKRError, Token, encode_ulong, padded
+from qrng.config import EntropyConfig
+from qrng.errors import SourceRemoved
+from qrng.pipeline import Pipeline
+
+
+def make(service_factory=lambda: Pipeline(EntropyConfig()), certs=lambda: []):
+    from pkcs11_provider.service import describe
+    marks = {}
+    t = Token(service_factory, describe, certs, lambda h, o: marks.__setitem__(h, o))
+    t.initialize()
+    return t, marks
+
+
+def code(fn, *args):
+    try:
+        fn(*args)
+    except CKRError as e:
+        return e.rv
+    return ck.CKR_OK
+
+
+def test_encodings_match_the_c_types():
+    import cffi
+    ffi = cffi.FFI()
+    assert len(encode_ulong(7)) == ffi.sizeof("unsigned long")
+    assert padded("ab", 5) == b"ab   " and padded("x" * 40, 32) == b"x" * 32
+
+
+def test_not_initialized_everywhere():
+    from pkcs11_provider.service import describe
+    t = Token(lambda: None, describe)
+    for fn, args in [(t.slot_list, (True,)), (t.open_session, (0, ck.CKF_SERIAL_SESSION)),
+                     (t.generate_random_into, (1, bytearray(4))), (t.finalize, ())]:
+        assert code(fn, *args) == ck.CKR_CRYPTOKI_NOT_INITIALIZED
+
+
+def test_double_initialize():
+    t, _ = make()
+    assert code(t.initialize) == ck.CKR_CRYPTOKI_ALREADY_INITIALIZED
+
+
+@pytest.mark.parametrize("steps,want,expected", [
+    # (sequence of (user, pin) logins before the checked one, checked login, expected code) - 5.6 C_Login
+    ([], (ck.CKU_USER, b"0000"), ck.CKR_OK),
+    ([(ck.CKU_USER, b"")], (ck.CKU_USER, b""), ck.CKR_USER_ALREADY_LOGGED_IN),
+    ([(ck.CKU_USER, b"")], (ck.CKU_SO, b""), ck.CKR_USER_ANOTHER_ALREADY_LOGGED_IN),
+    ([], (9, b""), ck.CKR_USER_TYPE_INVALID),
+    ([], (ck.CKU_CONTEXT_SPECIFIC, b""), ck.CKR_OPERATION_NOT_INITIALIZED),
+])
+def test_login_rules(steps, want, expected):
+    t, _ = make()
+    h = t.open_session(0, ck.CKF_SERIAL_SESSION | ck.CKF_RW_SESSION)
+    for user, pin in steps:
+        t.login(h, user, pin)
+    user, pin = want
+    assert code(t.login, h, user, pin) == expected
+
+
+def test_so_login_refused_with_read_only_session():
+    t, _ = make()
+    t.open_session(0, ck.CKF_SERIAL_SESSION)
+    rw = t.open_session(0, ck.CKF_SERIAL_SESSION | ck.CKF_RW_SESSION)
+    assert code(t.login, rw, ck.CKU_SO, b"") == ck.CKR_SESSION_READ_ONLY_EXISTS
+
+
+def test_session_states_follow_login():
+    t, marks = make()
+    ro = t.open_session(0, ck.CKF_SERIAL_SESSION)
+    rw = t.open_session(0, ck.CKF_SERIAL_SESSION | ck.CKF_RW_SESSION)
+    assert t.session_info(ro)[1] == ck.CKS_RO_PUBLIC_SESSION and t.session_info(rw)[1] == ck.CKS_RW_PUBLIC_SESSION
+    t.login(ro, ck.CKU_USER, b"")
+    assert t.session_info(ro)[1] == ck.CKS_RO_USER_FUNCTIONS and t.session_info(rw)[1] == ck.CKS_RW_USER_FUNCTIONS
+    assert marks == {ro: True, rw: True}
+    t.close_session(ro)
+    t.close_session(rw)
+    assert marks == {ro: False, rw: False}
+    h = t.open_session(0, ck.CKF_SERIAL_SESSION)
+    assert t.session_info(h)[1] == ck.CKS_RO_PUBLIC_SESSION  # closing the last session logged the user out
+
+
+@pytest.mark.parametrize("call,want", [
+    (lambda t: t.open_session(5, ck.CKF_SERIAL_SESSION), ck.CKR_SLOT_ID_INVALID),
+    (lambda t: t.open_session(0, 0), ck.CKR_SESSION_PARALLEL_NOT_SUPPORTED),
+    (lambda t: t.close_session(77), ck.CKR_SESSION_HANDLE_INVALID),
+    (lambda t: t.mechanism_info(0, 0x1), ck.CKR_MECHANISM_INVALID),
+    (lambda t: t.wait_for_slot_event(ck.CKF_DONT_BLOCK), ck.CKR_NO_EVENT),
+    (lambda t: t.wait_for_slot_event(0), ck.CKR_FUNCTION_NOT_SUPPORTED),
+    (lambda t: t.find(t.open_session(0, ck.CKF_SERIAL_SESSION), 1), ck.CKR_OPERATION_NOT_INITIALIZED),
+    (lambda t: t.read_only(t.open_session(0, ck.CKF_SERIAL_SESSION)), ck.CKR_SESSION_READ_ONLY),
+    (lambda t: t.read_only(t.open_session(0, ck.CKF_SERIAL_SESSION | ck.CKF_RW_SESSION)),
+     ck.CKR_FUNCTION_NOT_SUPPORTED),
+    (lambda t: t.attribute_values(t.open_session(0, ck.CKF_SERIAL_SESSION), 999, [ck.CKA_CLASS]),
+     ck.CKR_OBJECT_HANDLE_INVALID),
+])
+def test_error_codes(call, want):
+    t, _ = make()
+    assert code(call, t) == want
+
+
+def test_objects_find_and_attributes():
+    t, _ = make()
+    h = t.open_session(0, ck.CKF_SERIAL_SESSION)
+    t.find_init(h, [(ck.CKA_CLASS, encode_ulong(ck.CKO_DATA))])
+    assert code(t.find_init, h, []) == ck.CKR_OPERATION_ACTIVE
+    found = t.find(h, 10)
+    t.find_final(h)
+    assert len(found) == 1
+    label, value, bogus = t.attribute_values(h, found[0], [ck.CKA_LABEL, ck.CKA_VALUE, 0x7777])
+    assert label == b"qrng health report" and b'"state"' in value and bogus == ck.CKR_ATTRIBUTE_TYPE_INVALID
+
+
+def test_certificate_object(tmp_path):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    k = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "sim device")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(k.public_key())
+            .serial_number(12345).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(k, hashes.SHA256()))
+    der = cert.public_bytes(serialization.Encoding.DER)
+    t, _ = make(certs=lambda: [der])
+    h = t.open_session(0, ck.CKF_SERIAL_SESSION)
+    t.find_init(h, [(ck.CKA_CLASS, encode_ulong(ck.CKO_CERTIFICATE))])
+    (obj,) = t.find(h, 5)
+    value, serial = t.attribute_values(h, obj, [ck.CKA_VALUE, ck.CKA_SERIAL_NUMBER])
+    assert value == der and serial == b"\x02\x02\x30\x39"
+
+
+def test_random_and_failure_states():
+    t, _ = make(lambda: Pipeline(EntropyConfig()))
+    h = t.open_session(0, ck.CKF_SERIAL_SESSION)
+    a, b = bytearray(32), bytearray(32)
+    t.generate_random_into(h, memoryview(a))
+    t.seed_random(h, b"seed")
+    t.generate_random_into(h, memoryview(b))
+    assert a != b and any(a)
+    assert not t.token_info(0).flags & ck.CKF_ERROR_STATE
+
+
+def test_failed_source_sets_error_state_and_device_error():
+    from qrng.sources.simulator import Fault
+    t, _ = make(lambda: Pipeline(EntropyConfig().with_faults((Fault("stuck_at", 0),))))
+    h = t.open_session(0, ck.CKF_SERIAL_SESSION)
+    assert t.token_info(0).flags & ck.CKF_ERROR_STATE
+    buf = bytearray(16)
+    with pytest.raises(Exception) as exc:
+        t.generate_random_into(h, memoryview(buf))
+    from pkcs11_provider._boundary import rv_for
+    assert rv_for(exc.value) == ck.CKR_DEVICE_ERROR and not any(buf)
+
+
+def test_removed_device_is_reported():
+    def gone():
+        raise SourceRemoved("device /dev/x not found")
+    t, _ = make(gone)
+    assert not t.token_present
+    assert code(t.token_info, 0) == ck.CKR_TOKEN_NOT_PRESENT
+    assert code(t.open_session, 0, ck.CKF_SERIAL_SESSION) == ck.CKR_TOKEN_NOT_PRESENT
