@@ -127,6 +127,8 @@ class Token:
 
     def _ensure_service(self) -> None:
         """Open the entropy service once per C_Initialize; a failure is kept and reported as token state."""
+        if self._opened:
+            return
         with self._lock:
             if self._opened:
                 return

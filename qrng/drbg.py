@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -36,6 +36,9 @@ class DrbgStatus:
 class Drbg(Protocol):
     mechanism: str
     seed_entropy_bytes: int
+    max_request: int
+
+    def _generate_one(self, n: int, additional_input: bytes, entropy_input: bytes | None, pr: bool) -> bytes: ...
 
     def reseed(self, entropy_input: bytes, additional_input: bytes = b"") -> None: ...
 
@@ -44,6 +47,8 @@ class Drbg(Protocol):
 
     def status(self) -> DrbgStatus: ...
 
+    def needs_reseed(self) -> bool: ...
+
     def zeroize(self) -> None: ...
 
 
@@ -51,11 +56,21 @@ _ZERO_BLOCK = bytes(64 * 1024 + 64)
 _ZERO_VIEW = memoryview(_ZERO_BLOCK)
 
 
+def _native_lib() -> Any:
+    try:
+        from . import _native  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _native
+
+
 class CtrDrbg:
     """CTR_DRBG with AES-256 and no derivation function (SP 800-90A 10.2.1).
 
     seedlen = 384 bits: entropy input is 48 bytes of full entropy; personalization and additional
-    inputs are at most 48 bytes (zero-padded), as 10.2.1.3.1 requires without a df.
+    inputs are at most 48 bytes (zero-padded), as 10.2.1.3.1 requires without a df. The state is
+    Key || V in one 48-byte buffer. Generate runs in qrng._native (OpenSSL EVP, one re-keyed context
+    per thread) when it is built, else through ``cryptography``; both pass the CAVP vectors.
     """
 
     mechanism = "CTR_DRBG(AES-256, no df)"
@@ -63,33 +78,32 @@ class CtrDrbg:
     max_request = 1 << 16  # 2^19 bits per request (Table 3)
     security_strength = 256
 
-    def __init__(self, entropy_input: bytes, personalization: bytes = b"", reseed_interval: int = 1 << 20) -> None:
+    def __init__(self, entropy_input: bytes, personalization: bytes = b"", reseed_interval: int = 1 << 20,
+                 native: bool | None = None) -> None:
         if len(entropy_input) != 48:
             raise ValueError("CTR_DRBG (no df) entropy input must be exactly 384 bits (48 bytes)")
         if not 1 <= reseed_interval <= 1 << 48:
             raise ValueError("reseed interval must be in [1, 2^48]")
-        self._key = bytes(32)
-        self._v = 0
+        lib = _native_lib() if native is not False else None
+        if native and lib is None:
+            raise ValueError("qrng._native is not built")
+        self._native = lib
+        self.backend = "openssl-evp (qrng._native)" if lib is not None else "cryptography"
+        self._state = bytearray(48)  # Key = 0^256, V = 0^128 (10.2.1.3.1)
         self.reseed_interval = reseed_interval
         self._update(_xor(entropy_input, _pad48(personalization, "personalization string")))
         self._counter = 1
         self._reseeds = 0
         self._generated = 0
 
-    def _blocks(self, nbytes: int) -> bytes:
-        """AES-256-CTR keystream starting at V+1; the counter wraps mod 2^128 like V."""
-        start = (self._v + 1) % (1 << 128)
-        enc = Cipher(algorithms.AES(self._key), modes.CTR(start.to_bytes(16, "big"))).encryptor()
-        self._v = (self._v + (nbytes + 15) // 16) % (1 << 128)
-        if nbytes <= len(_ZERO_BLOCK):
-            return enc.update(_ZERO_VIEW[:nbytes])
-        return b"".join(enc.update(_ZERO_VIEW[:min(len(_ZERO_BLOCK), nbytes - i)])
-                        for i in range(0, nbytes, len(_ZERO_BLOCK)))
-
     def _update(self, provided: bytes) -> None:  # 10.2.1.2
-        temp = self._blocks(48)
-        temp = _xor(temp, provided)
-        self._key, self._v = temp[:32], int.from_bytes(temp[32:48], "big")
+        if self._native is not None:
+            if self._native.lib.qrng_ctr_drbg_update(self._native.ffi.from_buffer(self._state), provided) != 0:
+                raise EntropyError("CTR_DRBG update failed in OpenSSL")
+            return
+        key, v = bytes(self._state[:32]), int.from_bytes(self._state[32:], "big")
+        enc = Cipher(algorithms.AES(key), modes.CTR(((v + 1) % (1 << 128)).to_bytes(16, "big"))).encryptor()
+        self._state[:] = _xor(enc.update(_ZERO_VIEW[:48]), provided)
 
     def reseed(self, entropy_input: bytes, additional_input: bytes = b"") -> None:  # 10.2.1.4.1
         if len(entropy_input) != 48:
@@ -114,33 +128,38 @@ class CtrDrbg:
 
     def _generate_one_into(self, out: memoryview, additional_input: bytes, entropy_input: bytes | None,
                            pr: bool) -> None:
-        """10.2.1.5.1 with the final Update folded into the same keystream.
+        """One generate request of at most 2^19 bits (10.2.1.5.1, with 9.3.1's reseed rules).
 
         The output blocks are AES(K, V+1) ... AES(K, V+k) and the Update that follows reads the next
-        three counter blocks, so one CTR stream of k + 3 blocks serves both; the bulk is written
-        straight into ``out``.
+        three counter blocks, so one CTR stream of k + 3 blocks serves both, written straight into ``out``.
         """
+        if len(out) > self.max_request:
+            raise ValueError("a single CTR_DRBG request is at most 2^19 bits")
         if pr or self._counter > self.reseed_interval:
             if entropy_input is None:
                 raise ReseedRequired("prediction resistance" if pr else "reseed interval reached")
             self.reseed(entropy_input, additional_input)
             additional_input = b""
         add = _pad48(additional_input, "additional input") if additional_input else b""
-        if add:
-            self._update(add)
         n = len(out)
-        nblocks = (n + 15) // 16
-        start = (self._v + 1) % (1 << 128)
-        enc = Cipher(algorithms.AES(self._key), modes.CTR(start.to_bytes(16, "big"))).encryptor()
-        bulk = max(0, (n - 15) // 16 * 16)  # update_into needs 15 bytes of slack in the output
-        if bulk:
-            enc.update_into(_ZERO_VIEW[:bulk], out)
-        tail = enc.update(_ZERO_VIEW[:nblocks * 16 - bulk + 48])
-        out[bulk:n] = tail[:n - bulk]
-        temp = tail[-48:]
-        if add:
-            temp = _xor(temp, add)
-        self._key, self._v = temp[:32], int.from_bytes(temp[32:48], "big")
+        if self._native is not None:
+            ffi = self._native.ffi
+            rc = self._native.lib.qrng_ctr_drbg_generate(ffi.from_buffer(self._state), add or ffi.NULL,
+                                                         ffi.from_buffer(out, require_writable=True), n)
+            if rc != 0:
+                raise EntropyError(f"CTR_DRBG generate failed in OpenSSL ({rc})")
+        else:
+            if add:
+                self._update(add)
+            nblocks = (n + 15) // 16
+            key, v = bytes(self._state[:32]), int.from_bytes(self._state[32:], "big")
+            enc = Cipher(algorithms.AES(key), modes.CTR(((v + 1) % (1 << 128)).to_bytes(16, "big"))).encryptor()
+            bulk = max(0, (n - 15) // 16 * 16)  # update_into needs 15 bytes of slack in the output
+            if bulk:
+                enc.update_into(_ZERO_VIEW[:bulk], out)
+            tail = enc.update(_ZERO_VIEW[:nblocks * 16 - bulk + 48])
+            out[bulk:n] = tail[:n - bulk]
+            self._state[:] = _xor(tail[-48:], add) if add else tail[-48:]
         self._counter += 1
         self._generated += n
 
@@ -161,8 +180,12 @@ class CtrDrbg:
         return DrbgStatus(self.mechanism, self.security_strength, self._counter, self.reseed_interval,
                           self._reseeds, self._generated)
 
+    def needs_reseed(self) -> bool:
+        """True when the next generate request must reseed first (reseed counter past the interval)."""
+        return self._counter > self.reseed_interval
+
     def zeroize(self) -> None:
-        self._key, self._v = bytes(32), 0
+        self._state[:] = bytes(48)
 
 
 class HmacDrbg:
@@ -226,6 +249,10 @@ class HmacDrbg:
     def status(self) -> DrbgStatus:
         return DrbgStatus(self.mechanism, self.security_strength, self._counter, self.reseed_interval,
                           self._reseeds, self._generated)
+
+    def needs_reseed(self) -> bool:
+        """True when the next generate request must reseed first (reseed counter past the interval)."""
+        return self._counter > self.reseed_interval
 
     def zeroize(self) -> None:
         self._key, self._v = bytes(32), bytes(32)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,16 @@ from .health import Cutoffs, HealthCounters, HealthTester
 from .sources import Source, SourceInfo, open_source
 
 __all__ = ["Accounting", "Pipeline", "PipelineReport"]
+
+_LIVE: weakref.WeakSet[Pipeline] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for p in list(_LIVE):
+        p.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,7 @@ class Pipeline:
         self._failure: EntropyError | None = None
         self._pid = os.getpid()
         self._fork_salt = b""
+        _LIVE.add(self)  # forked children never share DRBG state or pooled bytes with the parent
 
     # --- state ---------------------------------------------------------------------------------------
     @property
@@ -117,8 +129,6 @@ class Pipeline:
     def _check_usable(self) -> None:
         if self._failure is not None:
             raise PipelineFailed(f"entropy pipeline failed earlier: {self._failure}; reset required")
-        if os.getpid() != self._pid:  # forked: never share DRBG state or pooled bytes with the parent
-            self.after_fork()
 
     def after_fork(self) -> None:
         """Drop everything derived from the parent's state; the child reseeds from fresh samples."""
@@ -234,23 +244,32 @@ class Pipeline:
         return bytes(out)
 
     def generate_into(self, buf: Any, additional_input: bytes = b"", prediction_resistance: bool | None = None) -> None:
-        """Fill the writable buffer ``buf`` with DRBG output (zero-copy for CTR_DRBG)."""
+        """Fill the writable buffer ``buf`` with DRBG output (zero-copy for CTR_DRBG).
+
+        The request is served as SP 800-90A generate requests of at most 2^19 bits; before each one the
+        DRBG is reseeded from fresh extractor output when prediction resistance is asked for or the
+        reseed interval is reached (9.3.1).
+        """
         view = memoryview(buf).cast("B")
         pr = self.config.drbg.prediction_resistance if prediction_resistance is None else prediction_resistance
         with self._lock:
             self._check_usable()
             drbg = self._ensure_drbg()
-            st = drbg.status()
-            needs = pr or st.reseed_counter > st.reseed_interval
-            fresh = self.extracted(drbg.seed_entropy_bytes) if needs else None
-            if additional_input and len(additional_input) > 48 and drbg.mechanism.startswith("CTR"):
+            if additional_input and len(additional_input) > 48 and isinstance(drbg, CtrDrbg):
                 additional_input = hashlib.sha384(additional_input).digest()
-            if isinstance(drbg, CtrDrbg):
-                drbg.generate_into(view, additional_input, fresh, pr)
-            else:
-                view[:] = drbg.generate(len(view), additional_input, fresh, pr)
-            if needs:
-                self._reseeds += 1
+            pos, first = 0, True
+            while first or pos < len(view):
+                chunk = view[pos:pos + drbg.max_request] if pos or len(view) > drbg.max_request else view
+                needs = pr or drbg.needs_reseed()
+                fresh = self.extracted(drbg.seed_entropy_bytes) if needs else None
+                if isinstance(drbg, CtrDrbg):
+                    drbg._generate_one_into(chunk, additional_input, fresh, needs)
+                else:
+                    chunk[:] = drbg._generate_one(len(chunk), additional_input, fresh, needs)
+                if needs:
+                    self._reseeds += 1
+                pos += len(chunk)
+                first = False
             self._out += len(view)
 
     def seed(self, data: bytes) -> None:

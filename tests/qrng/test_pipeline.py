@@ -108,3 +108,17 @@ def test_other_extractors(extractor):
 def test_config_errors_name_the_field(text, path):
     with pytest.raises(ConfigError, match=path.replace("[", r"\[").replace("]", r"\]")):
         config_from_text(text)
+
+
+def test_large_request_crossing_the_reseed_interval():
+    """A request spanning many 2^19-bit generates reseeds wherever the interval is reached."""
+    p = Pipeline(config_from_text("drbg: {reseed_interval: 3}"))
+    out = p.generate(10 * 65536 + 7)
+    assert len(out) == 10 * 65536 + 7
+    assert p.report().accounting.reseeds == 3  # requests 4, 7 and 10 of the 11 found the counter past 3
+
+
+def test_prediction_resistance_reseeds_every_request():
+    p = Pipeline(EntropyConfig())
+    p.generate(3 * 65536, prediction_resistance=True)
+    assert p.report().accounting.reseeds == 3
