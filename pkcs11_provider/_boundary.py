@@ -327,7 +327,7 @@ def install(ffi: Any, lib: Any) -> None:  # noqa: C901 - one def_extern per expo
         nonnull(p_data)
         token().generate_random_into(h, ffi.buffer(p_data, n))
 
-    @ffi.def_extern(name="py_refill", onerror=_onerror)
+    @ffi.def_extern(name="py_refill", onerror=_onerror)  # type: ignore[untyped-decorator]
     def py_refill(rv_ptr: Any, buf: Any, n: int) -> None:
         def fill() -> None:
             token()._service().generate_into(ffi.buffer(buf, n))

@@ -6,6 +6,7 @@ exception to a CK_RV in one table. Section numbers refer to the PKCS#11 Base Spe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import threading
@@ -137,10 +138,10 @@ class Token:
                 self.service = self._open_service()
                 if hasattr(self.service, "startup"):
                     from qrng.errors import EntropyError
-                    try:  # SP 800-90B 4.3 start-up tests now, so token info shows a failing source at once
+                    # SP 800-90B 4.3 start-up tests now, so token info shows a failing source at once; on a
+                    # failure the pipeline is failed: CKF_ERROR_STATE, and CKR_DEVICE_ERROR on use.
+                    with contextlib.suppress(EntropyError):
                         self.service.startup()
-                    except EntropyError:
-                        pass  # the pipeline is now failed: CKF_ERROR_STATE, and CKR_DEVICE_ERROR on use
             except Exception as exc:  # noqa: BLE001 - reported through CKF_ERROR_STATE and CKR_DEVICE_*
                 from qrng.errors import ConfigError
                 if isinstance(exc, ConfigError):

@@ -82,9 +82,9 @@ def parse_fault(value: Any, path: str) -> Fault:
         except ValueError as exc:
             raise ConfigError(path, str(exc)) from None
     f = Fields(value, path)
-    kind = f.str("kind", choices=tuple(FAULT_KINDS))
-    start = f.int("start", 0, lo=0)
-    params = {k: f.float(k) for k in list(value) if k not in ("kind", "start")}
+    kind = f.text("kind", choices=tuple(FAULT_KINDS))
+    start = f.integer("start", 0, lo=0)
+    params = {k: f.number(k) for k in list(value) if k not in ("kind", "start")}
     f.done()
     try:
         return Fault(kind, start, params)
@@ -93,30 +93,30 @@ def parse_fault(value: Any, path: str) -> Fault:
 
 
 def _source(f: Fields) -> SourceConfig:
-    kind = f.str("type", "simulator", choices=("simulator", "file", "device", "usb"))
-    h = f.float("claimed_min_entropy", None, lo=1e-6, hi=8)
+    kind = f.text("type", "simulator", choices=("simulator", "file", "device", "usb"))
+    h = f.number("claimed_min_entropy", None, lo=1e-6, hi=8)
     if kind == "simulator":
-        faults = tuple(parse_fault(v, f"{f.p('faults')}[{i}]") for i, v in enumerate(f.list("faults", [])))
+        faults = tuple(parse_fault(v, f"{f.p('faults')}[{i}]") for i, v in enumerate(f.items("faults", [])))
         sim = SimulatorConfig(
-            adc_bits=f.int("adc_bits", 8, lo=1, hi=8), noise_rms=f.float("noise_rms", 1.0, lo=1e-9),
-            gain=f.float("gain", 40.0, lo=1e-9), offset=f.float("offset", 127.5),
-            seed=f.int("seed", None), serial=f.str("serial", "SIM-0001"), faults=faults)
+            adc_bits=f.integer("adc_bits", 8, lo=1, hi=8), noise_rms=f.number("noise_rms", 1.0, lo=1e-9),
+            gain=f.number("gain", 40.0, lo=1e-9), offset=f.number("offset", 127.5),
+            seed=f.integer("seed", None), serial=f.text("serial", "SIM-0001"), faults=faults)
         f.done()
         return SourceConfig(type=kind, claimed_min_entropy=h, simulator=sim, bits_per_sample=sim.adc_bits)
     if h is None:
         raise ConfigError(f.p("claimed_min_entropy"), f"is required for a {kind} source")
     if kind == "file":
-        cfg = SourceConfig(type=kind, claimed_min_entropy=h, path=f.str("path"),
-                           bits_per_sample=f.int("bits_per_sample", 8, lo=1, hi=8),
-                           packed=f.bool("packed", False), loop=f.bool("loop", False))
+        cfg = SourceConfig(type=kind, claimed_min_entropy=h, path=f.text("path"),
+                           bits_per_sample=f.integer("bits_per_sample", 8, lo=1, hi=8),
+                           packed=f.flag("packed", False), loop=f.flag("loop", False))
     elif kind == "device":
-        cfg = SourceConfig(type=kind, claimed_min_entropy=h, path=f.str("path", "/dev/hwrng"),
-                           quantum=f.bool("quantum", False))
+        cfg = SourceConfig(type=kind, claimed_min_entropy=h, path=f.text("path", "/dev/hwrng"),
+                           quantum=f.flag("quantum", False))
     else:
-        cfg = SourceConfig(type=kind, claimed_min_entropy=h, vendor_id=f.int("vendor_id", lo=0, hi=0xFFFF),
-                           product_id=f.int("product_id", lo=0, hi=0xFFFF),
-                           endpoint=f.int("endpoint", 0x81, lo=0, hi=0xFF), serial=f.str("serial", None),
-                           bits_per_sample=f.int("bits_per_sample", 8, lo=1, hi=8), quantum=f.bool("quantum", True))
+        cfg = SourceConfig(type=kind, claimed_min_entropy=h, vendor_id=f.integer("vendor_id", lo=0, hi=0xFFFF),
+                           product_id=f.integer("product_id", lo=0, hi=0xFFFF),
+                           endpoint=f.integer("endpoint", 0x81, lo=0, hi=0xFF), serial=f.text("serial", None),
+                           bits_per_sample=f.integer("bits_per_sample", 8, lo=1, hi=8), quantum=f.flag("quantum", True))
     f.done()
     return cfg
 
@@ -124,25 +124,25 @@ def _source(f: Fields) -> SourceConfig:
 def parse_config(data: Any, origin: str = "<string>") -> EntropyConfig:
     """Validate a parsed YAML document fully; raise ConfigError naming the first bad field."""
     root = Fields(data if data is not None else {}, "")
-    version = root.int("version", 1)
+    version = root.integer("version", 1)
     if version != 1:
         raise ConfigError("version", f"unsupported version {version}; this release reads version 1")
     src = _source(root.sub("source"))
     hf = root.sub("health")
-    health = HealthConfig(alpha_log2=hf.float("alpha_log2", -20, lo=-64, hi=-1),
-                          startup_samples=hf.int("startup_samples", 1024, lo=1024),
-                          block_samples=hf.int("block_samples", 65536, lo=1024, hi=1 << 26),
-                          allow_reset=hf.bool("allow_reset", True))
+    health = HealthConfig(alpha_log2=hf.number("alpha_log2", -20, lo=-64, hi=-1),
+                          startup_samples=hf.integer("startup_samples", 1024, lo=1024),
+                          block_samples=hf.integer("block_samples", 65536, lo=1024, hi=1 << 26),
+                          allow_reset=hf.flag("allow_reset", True))
     hf.done()
     ef = root.sub("extractor")
-    ext = ExtractorConfig(type=ef.str("type", "toeplitz", choices=("toeplitz", "sha256", "von_neumann")),
-                          block_bits=ef.int("block_bits", 1 << 20, lo=1024, hi=1 << 26),
-                          eps_log2=ef.float("eps_log2", -100, lo=-256, hi=-32), seed_file=ef.str("seed_file", None))
+    ext = ExtractorConfig(type=ef.text("type", "toeplitz", choices=("toeplitz", "sha256", "von_neumann")),
+                          block_bits=ef.integer("block_bits", 1 << 20, lo=1024, hi=1 << 26),
+                          eps_log2=ef.number("eps_log2", -100, lo=-256, hi=-32), seed_file=ef.text("seed_file", None))
     ef.done()
     df = root.sub("drbg")
-    drbg = DrbgConfig(type=df.str("type", "ctr_aes256", choices=("ctr_aes256", "hmac_sha256")),
-                      reseed_interval=df.int("reseed_interval", 1024, lo=1, hi=1 << 48),
-                      prediction_resistance=df.bool("prediction_resistance", False))
+    drbg = DrbgConfig(type=df.text("type", "ctr_aes256", choices=("ctr_aes256", "hmac_sha256")),
+                      reseed_interval=df.integer("reseed_interval", 1024, lo=1, hi=1 << 48),
+                      prediction_resistance=df.flag("prediction_resistance", False))
     df.done()
     root.done()
     return EntropyConfig(source=src, health=health, extractor=ext, drbg=drbg, origin=origin)

@@ -148,4 +148,5 @@ def von_neumann(bits: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     b = np.asarray(bits, dtype=np.uint8)
     pairs = b[: b.size // 2 * 2].reshape(-1, 2)
     keep = pairs[:, 0] != pairs[:, 1]
-    return pairs[keep, 0].copy()
+    out: npt.NDArray[np.uint8] = pairs[keep, 0].copy()
+    return out

@@ -205,10 +205,7 @@ class HealthTester:
     def _rct(self, block: npt.NDArray[np.uint8], base: int) -> HealthTestFailure | None:
         c = self.cutoffs.rct
         carried = min(self._rct_run, c - 1) if self._rct_last >= 0 else 0
-        if carried:
-            ext = np.concatenate([np.full(carried, self._rct_last, dtype=np.uint8), block])
-        else:
-            ext = block
+        ext = np.concatenate([np.full(carried, self._rct_last, dtype=np.uint8), block]) if carried else block
         eq = ext[1:] == ext[:-1]
         hits = _runs_of_true(eq, c - 1) if c > 1 else np.ones(ext.size, dtype=bool)
         if hits.size and hits.any():

@@ -23,14 +23,14 @@ class _StrictLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise ConfigError("", f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
 
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)  # type: ignore[arg-type]
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def load_yaml_text(text: str, origin: str = "<string>") -> Any:
@@ -80,7 +80,7 @@ class Fields:
             return default
         return self._m[key]
 
-    def str(self, key: str, default: Any = _MISSING, choices: tuple[str, ...] | None = None) -> Any:
+    def text(self, key: str, default: Any = _MISSING, choices: tuple[str, ...] | None = None) -> Any:
         v = self.raw(key, default)
         if v is default and default is not _MISSING:
             return v
@@ -90,7 +90,7 @@ class Fields:
             raise ConfigError(self.p(key), f"must be one of {', '.join(choices)} (got {v!r})")
         return v
 
-    def int(self, key: str, default: Any = _MISSING, lo: int | None = None, hi: int | None = None) -> Any:
+    def integer(self, key: str, default: Any = _MISSING, lo: int | None = None, hi: int | None = None) -> Any:
         v = self.raw(key, default)
         if v is default and default is not _MISSING:
             return v
@@ -100,7 +100,7 @@ class Fields:
             raise ConfigError(self.p(key), f"must be between {lo} and {hi} (got {v})")
         return v
 
-    def float(self, key: str, default: Any = _MISSING, lo: float | None = None, hi: float | None = None) -> Any:
+    def number(self, key: str, default: Any = _MISSING, lo: float | None = None, hi: float | None = None) -> Any:
         v = self.raw(key, default)
         if v is default and default is not _MISSING:
             return v
@@ -110,13 +110,13 @@ class Fields:
             raise ConfigError(self.p(key), f"must be between {lo} and {hi} (got {v})")
         return float(v)
 
-    def bool(self, key: str, default: Any = _MISSING) -> Any:
+    def flag(self, key: str, default: Any = _MISSING) -> Any:
         v = self.raw(key, default)
         if not isinstance(v, bool):
             raise ConfigError(self.p(key), f"must be true or false, got {v!r}")
         return v
 
-    def list(self, key: str, default: Any = _MISSING) -> Any:
+    def items(self, key: str, default: Any = _MISSING) -> Any:
         v = self.raw(key, default)
         if v is default and default is not _MISSING:
             return v
@@ -131,4 +131,4 @@ class Fields:
     def done(self) -> None:
         extra = [k for k in self._m if k not in self._used]
         if extra:
-            raise ConfigError(self.p(str(extra[0])), "unknown key")
+            raise ConfigError(self.p(f"{extra[0]}"), "unknown key")

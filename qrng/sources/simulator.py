@@ -126,9 +126,7 @@ class SimulatorSource:
         offset = np.full(n, c.offset)
         for f in c.faults:
             active = idx >= f.start
-            if f.kind == "low_entropy":
-                sigma[active] *= f.param("factor")
-            elif f.kind == "saturation":
+            if f.kind == "low_entropy" or f.kind == "saturation":
                 sigma[active] *= f.param("factor")
             elif f.kind == "bias_drift":
                 offset[active] += f.param("rate") * (idx[active] - f.start)

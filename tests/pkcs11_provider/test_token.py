@@ -125,7 +125,7 @@ def test_certificate_object(tmp_path):
     from cryptography.hazmat.primitives.asymmetric import ec
     k = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "sim device")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(k.public_key())
             .serial_number(12345).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
             .sign(k, hashes.SHA256()))

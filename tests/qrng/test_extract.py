@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 
 from qrng.errors import ConfigError
-from qrng.extract import (Toeplitz, lhl_output_bits, pack_samples, sha256_condition, sha256_output_entropy,
-                          toeplitz_fft, toeplitz_native, von_neumann)
+from qrng.extract import (
+    Toeplitz,
+    lhl_output_bits,
+    pack_samples,
+    sha256_condition,
+    sha256_output_entropy,
+    toeplitz_fft,
+    toeplitz_native,
+    von_neumann,
+)
 
 
 def direct_product(seed: bytes, seed_bits: int, data: bytes, n: int, m: int) -> bytes:

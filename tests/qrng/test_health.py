@@ -86,7 +86,8 @@ CASES = [
     ("rct-run-cutoff-1", 5.0, 8, lambda rng, t: _with_run(rng, 5000, 1234, t.cutoffs.rct - 1, 7)),
     ("rct-run-cutoff", 5.0, 8, lambda rng, t: _with_run(rng, 5000, 1234, t.cutoffs.rct, 7)),
     ("rct-run-at-block-edge", 5.0, 8, lambda rng, t: _with_run(rng, 5000, 1023, t.cutoffs.rct, 9)),
-    ("apt-dense", 5.0, 8, lambda rng, t: np.where(rng.random(6000) < 0.2, 3, rng.integers(0, 256, 6000)).astype(np.uint8)),
+    ("apt-dense", 5.0, 8,
+     lambda rng, t: np.where(rng.random(6000) < 0.2, 3, rng.integers(0, 256, 6000)).astype(np.uint8)),
     ("biased-nibble", 3.0, 4, lambda rng, t: np.minimum(rng.geometric(0.35, 20000) - 1, 15).astype(np.uint8)),
     ("stuck", 4.0, 8, lambda rng, t: np.full(3000, 200, dtype=np.uint8)),
 ]

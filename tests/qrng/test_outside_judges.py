@@ -29,14 +29,15 @@ def judge(path):
     ent = subprocess.run(["ent", "-t", str(path)], capture_output=True, text=True, check=True).stdout
     fields = ent.strip().splitlines()[1].split(",")
     entropy, chisq, mean, serial = float(fields[2]), float(fields[3]), float(fields[4]), float(fields[6])
-    rt = subprocess.run(["rngtest"], stdin=open(path, "rb"), capture_output=True, text=True).stderr
+    with open(path, "rb") as f:
+        rt = subprocess.run(["rngtest"], stdin=f, capture_output=True, text=True).stderr
     ok = int(re.search(r"successes: (\d+)", rt)[1])
     bad = int(re.search(r"failures: (\d+)", rt)[1])
     dh = subprocess.run(["dieharder", "-d", "0", "-g", "201", "-f", str(path)], capture_output=True,
                         text=True, check=True).stdout
     verdict = re.search(r"diehard_birthdays\|.*\|\s*(PASSED|WEAK|FAILED)", dh)[1]
-    return {"entropy": entropy, "chisq": chisq, "mean": mean, "serial": serial, "fips_fail_rate": bad / max(ok + bad, 1),
-            "dieharder": verdict}
+    return {"entropy": entropy, "chisq": chisq, "mean": mean, "serial": serial,
+            "fips_fail_rate": bad / max(ok + bad, 1), "dieharder": verdict}
 
 
 @pytest.fixture(scope="module")
