@@ -1,0 +1,224 @@
+"""``qrng audit``: verify, prove, check-proof, show, keygen. No HSM needed.
+
+Exit codes: 0 verified; 1 tampered or inconsistent (the first bad entry is named); 2 usage or I/O error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import AuditError, FormatError, TamperedError
+from .note import ALG_COSIGNATURE_V1, Checkpoint, Verifier, generate_ed25519
+
+__all__ = ["register"]
+
+
+def _read_key(value: str) -> Verifier:
+    p = Path(value)
+    text = p.read_text().strip() if p.exists() else value
+    return Verifier.parse(text)
+
+
+def _state_file(state: Path, origin: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-._" else "_" for c in origin)
+    return state / f"{safe}.checkpoint"
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import parse_log, verify_log
+    keys = [_read_key(k) for k in args.key]
+    witnesses = [_read_key(w) for w in args.witness or []]
+    data = Path(args.log).read_bytes()
+    view = parse_log(data)
+    saved: Checkpoint | None = None
+    state_path: Path | None = None
+    if args.state:
+        state = Path(args.state)
+        state.mkdir(parents=True, exist_ok=True)
+        from .note import verify_note
+        first_origin = None
+        if view.checkpoints:
+            try:
+                first_origin = Checkpoint.parse(verify_note(view.checkpoints[-1].note, keys)[0]).origin
+            except AuditError:
+                first_origin = None
+        if first_origin:
+            state_path = _state_file(state, first_origin)
+            if state_path.exists():
+                saved_text, _ = verify_note(state_path.read_text(), keys)
+                saved = Checkpoint.parse(saved_text)
+    quorum = args.quorum if args.quorum is not None else len(witnesses)
+    result = verify_log(data, keys, witnesses, quorum, args.origin, saved, view)
+    if state_path is not None:
+        tmp = state_path.with_suffix(".tmp")
+        tmp.write_text(result.latest_note)
+        tmp.replace(state_path)
+    out = {"status": "verified", "entries": result.entries, "checkpoints": result.checkpoints,
+           "origin": result.latest.origin, "tree_size": result.latest.size, "root": result.latest.root.hex(),
+           "cosigners": list(result.cosigners), "saved_state": str(state_path) if state_path else None}
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"verified: {result.entries} entries, {result.checkpoints} signed checkpoints, origin "
+              f"{result.latest.origin}, root {result.latest.root.hex()[:16]}...; "
+              f"cosigned by {', '.join(result.cosigners) or 'no witness'}")
+    return 0
+
+
+def cmd_prove(args: argparse.Namespace) -> int:
+    from .merkle import TreeLevels
+    from .proof import format_proof
+    from .verify import _with_cosignatures, parse_log
+    view = parse_log(Path(args.log).read_bytes())
+    if not view.checkpoints:
+        raise TamperedError("the log has no signed checkpoint to prove against")
+    cp_rec = next((c for c in view.checkpoints if c.position > args.index), None)
+    if cp_rec is None:
+        raise FormatError(f"entry {args.index} is not covered by a checkpoint (log has {len(view.entries)} entries)")
+    tree = TreeLevels(view.leaf_hashes)
+    text = format_proof(args.index, tree.inclusion_proof(args.index, cp_rec.position), _with_cosignatures(cp_rec))
+    if args.out:
+        Path(args.out).write_text(text)
+        Path(args.out).with_suffix(".entry").write_bytes(view.entries[args.index])
+        print(f"wrote {args.out} and {Path(args.out).with_suffix('.entry')}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_check_proof(args: argparse.Namespace) -> int:
+    from .proof import verify_proof
+    entry = sys.stdin.buffer.read() if args.entry == "-" else Path(args.entry).read_bytes()
+    entry = entry.rstrip(b"\n")
+    witnesses = [_read_key(w) for w in args.witness or []]
+    cp = verify_proof(Path(args.proof).read_text(), entry, [_read_key(k) for k in args.key], witnesses,
+                      args.quorum or 0)
+    print(f"included: entry is in {cp.origin} at tree size {cp.size}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .verify import parse_log
+    view = parse_log(Path(args.log).read_bytes())
+    events: list[dict[str, Any]] = []
+    cps = {c.position: c for c in view.checkpoints}
+    for i, line in enumerate(view.entries):
+        e = json.loads(line)
+        events.append({k: e[k] for k in ("seq", "time", "step", "actor", "event", "files", "data")})
+        if i + 1 in cps:
+            events.append({"checkpoint": i + 1, "signatures": cps[i + 1].note.count("\u2014 ") +
+                           len(cps[i + 1].cosignatures)})
+    if args.json:
+        print(json.dumps(events, indent=2))
+        return 0
+    for ev in events:
+        if "checkpoint" in ev:
+            print(f"{'':26}  -- checkpoint at tree size {ev['checkpoint']} ({ev['signatures']} signature(s))")
+            continue
+        files = ", ".join(f"{k} {v[:12]}" for k, v in ev["files"].items())
+        print(f"{ev['time'][:26]:26}  #{ev['seq']:<5} {ev['step']:<22} {ev['actor']:<14} {ev['event']}"
+              + (f"  [{files}]" if files else ""))
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from .note import load_ed25519_signer
+    out = Path(args.out)
+    if out.exists():
+        raise FormatError(f"{out} exists; refusing to overwrite a key")
+    priv, vkey = generate_ed25519(args.name)
+    if args.witness:
+        vkey = str(load_ed25519_signer(priv, ALG_COSIGNATURE_V1).verifier)
+    out.touch(mode=0o600)
+    out.write_text(priv + "\n")
+    Path(str(out) + ".pub").write_text(vkey + "\n")
+    print(vkey)
+    return 0
+
+
+def cmd_cosign(args: argparse.Namespace) -> int:
+    """A witness cosigns the latest checkpoint of a log it has verified (tlog-cosignature v1)."""
+    from .log import AuditLog
+    from .note import cosign, load_ed25519_signer
+    from .verify import verify_log
+    keys = [_read_key(k) for k in args.key]
+    data = Path(args.log).read_bytes()
+    result = verify_log(data, keys)
+    signer = load_ed25519_signer(Path(args.witness_key).read_text(), ALG_COSIGNATURE_V1)
+    sig = cosign(result.latest.text(), signer, int(datetime.datetime.now(datetime.timezone.utc).timestamp()))
+    log = AuditLog(args.log, result.latest.origin)
+    log.add_cosignature(result.latest.size, sig)
+    log.close()
+    print(f"cosigned tree size {result.latest.size} as {signer.name}")
+    return 0
+
+
+def _run(fn: Any) -> Any:
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            rc: int = fn(args)
+            return rc
+        except TamperedError as exc:
+            where = f" (first bad entry: {exc.index})" if exc.index is not None else ""
+            msg = f"qrng audit: TAMPERED OR INCONSISTENT: {exc}{where}"
+            if getattr(args, "json", False):
+                print(json.dumps({"status": "tampered", "error": str(exc), "first_bad_entry": exc.index}))
+            print(msg, file=sys.stderr)
+            return 1
+        except FormatError as exc:
+            print(f"qrng audit: {exc}", file=sys.stderr)
+            return 2
+        except AuditError as exc:
+            print(f"qrng audit: VERIFICATION FAILED: {exc}", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"qrng audit: {exc}", file=sys.stderr)
+            return 2
+    return wrapped
+
+
+def register(sub: Any) -> None:
+    ap = sub.add_parser("audit", help="verify, prove and inspect signed audit logs (offline, no HSM)",
+                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = ap.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    v = s.add_parser("verify", help="recompute the tree, check every signature, consistency and quorum")
+    v.add_argument("log")
+    v.add_argument("--key", action="append", required=True, help="log verifier key (string or file); repeatable")
+    v.add_argument("--witness", action="append", help="witness cosignature key (string or file); repeatable")
+    v.add_argument("--quorum", type=int, help="witness cosignatures required on the latest checkpoint "
+                                              "(default: all --witness keys)")
+    v.add_argument("--origin", help="require this checkpoint origin")
+    v.add_argument("--state", metavar="DIR", help="remember the last verified checkpoint; catch rollback and forks")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=_run(cmd_verify))
+    p = s.add_parser("prove", help="write a c2sp.org/tlog-proof for one entry")
+    p.add_argument("log")
+    p.add_argument("--index", type=int, required=True)
+    p.add_argument("--out", help="proof file (the entry's bytes go to the same name with .entry)")
+    p.set_defaults(func=_run(cmd_prove))
+    c = s.add_parser("check-proof", help="verify a tlog-proof for an entry, offline")
+    c.add_argument("proof")
+    c.add_argument("entry", help="file holding the entry's exact bytes, or - for stdin")
+    c.add_argument("--key", action="append", required=True)
+    c.add_argument("--witness", action="append")
+    c.add_argument("--quorum", type=int)
+    c.set_defaults(func=_run(cmd_check_proof))
+    sh = s.add_parser("show", help="print the timeline of a log")
+    sh.add_argument("log")
+    sh.add_argument("--json", action="store_true")
+    sh.set_defaults(func=_run(cmd_show))
+    k = s.add_parser("keygen", help="make an Ed25519 file key (log or --witness); prints the verifier key")
+    k.add_argument("name")
+    k.add_argument("--out", required=True)
+    k.add_argument("--witness", action="store_true", help="a cosignature (type 0x04) key")
+    k.set_defaults(func=_run(cmd_keygen))
+    w = s.add_parser("cosign", help="as a witness, verify the log and cosign its latest checkpoint")
+    w.add_argument("log")
+    w.add_argument("--key", action="append", required=True, help="the log's verifier key")
+    w.add_argument("--witness-key", required=True, help="the witness's private key file")
+    w.set_defaults(func=_run(cmd_cosign))
