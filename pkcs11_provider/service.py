@@ -43,14 +43,15 @@ def certificates() -> list[bytes]:
     path = os.environ.get("QRNG_ATTESTATION_CERT")
     if not path:
         from qrng.config import load_config
-        path = getattr(load_config(), "attestation_certificate", None) or ""
+        cert = load_config().attestation.certificate
+        path = str(cert) if cert else ""
     if not path or not Path(path).exists():
         return []
     data = Path(path).read_bytes()
-    if data.startswith(b"-----BEGIN"):
+    if data.startswith(b"-----BEGIN"):  # the device certificate is the first of the chain
         from cryptography import x509
         from cryptography.hazmat.primitives.serialization import Encoding
-        return [x509.load_pem_x509_certificate(data).public_bytes(Encoding.DER)]
+        return [x509.load_pem_x509_certificates(data)[0].public_bytes(Encoding.DER)]
     return [data]
 
 

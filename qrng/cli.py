@@ -126,6 +126,13 @@ def cmd_sources(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_attestation_init(args: argparse.Namespace) -> int:
+    from .attestation import init_simulator
+    for k, v in init_simulator(args.dir, args.serial).items():
+        print(f"{k:12} {v}")
+    return EXIT_OK
+
+
 Registrar = Callable[[Any], None]
 _EXTRA: list[Registrar] = []
 
@@ -160,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("--config")
     s.set_defaults(func=cmd_sources)
+    at = sub.add_parser("attestation", help="device attestation material")
+    ats = at.add_subparsers(dest="attestation_command", required=True, metavar="ACTION")
+    ai = ats.add_parser("init-simulator", help="create the TEST-ONLY manufacturer CA and the simulator's device key")
+    ai.add_argument("--dir", required=True)
+    ai.add_argument("--serial", default="SIM-0001")
+    ai.set_defaults(func=cmd_attestation_init)
     for register in _registrars():
         register(sub)
     return ap

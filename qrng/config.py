@@ -15,7 +15,7 @@ from .errors import ConfigError
 from .sources.model import FAULT_KINDS, Fault, SimulatorConfig
 from .strictyaml import Fields, load_yaml, load_yaml_text
 
-__all__ = ["DEFAULT_PATH", "EntropyConfig", "ExtractorConfig", "DrbgConfig", "HealthConfig", "SourceConfig",
+__all__ = ["DEFAULT_PATH", "AttestationConfig", "EntropyConfig", "ExtractorConfig", "DrbgConfig", "HealthConfig", "SourceConfig",
            "load_config", "parse_config", "parse_fault"]
 
 DEFAULT_PATH = Path("/etc/qrng/qrng.yaml")
@@ -61,11 +61,20 @@ class DrbgConfig:
 
 
 @dataclass(frozen=True)
+class AttestationConfig:
+    """The device's attestation certificate (chain, PEM) and, for the simulator only, its signing key."""
+
+    certificate: Path | None = None
+    key: Path | None = None
+
+
+@dataclass(frozen=True)
 class EntropyConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     extractor: ExtractorConfig = field(default_factory=ExtractorConfig)
     drbg: DrbgConfig = field(default_factory=DrbgConfig)
+    attestation: AttestationConfig = field(default_factory=AttestationConfig)
     origin: str = "<built-in default>"
 
     def with_faults(self, faults: tuple[Fault, ...]) -> EntropyConfig:
@@ -144,8 +153,14 @@ def parse_config(data: Any, origin: str = "<string>") -> EntropyConfig:
                       reseed_interval=df.integer("reseed_interval", 1024, lo=1, hi=1 << 48),
                       prediction_resistance=df.flag("prediction_resistance", False))
     df.done()
+    af = root.sub("attestation")
+    base = Path(origin).parent if origin not in ("<string>", "") else Path(".")
+    cert, key = af.text("certificate", None), af.text("key", None)
+    att = AttestationConfig(certificate=(base / cert).resolve() if cert else None,
+                            key=(base / key).resolve() if key else None)
+    af.done()
     root.done()
-    return EntropyConfig(source=src, health=health, extractor=ext, drbg=drbg, origin=origin)
+    return EntropyConfig(source=src, health=health, extractor=ext, drbg=drbg, attestation=att, origin=origin)
 
 
 def load_config(path: str | Path | None = None) -> EntropyConfig:

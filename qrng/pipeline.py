@@ -217,6 +217,31 @@ class Pipeline:
             self._credited += samples.size * h
             self._extracted_bits += int(vn.size)
 
+    @property
+    def extractor_seed(self) -> bytes:
+        """The Toeplitz seed (public); with retained raw samples an auditor re-runs the extraction."""
+        if self._toeplitz is None:
+            return b""
+        return self._toeplitz.seed
+
+    def extract_samples(self, samples: Any, seed: bytes | None = None) -> bytes:
+        """Deterministic extraction over given (already health-tested) samples, block by block; a partial
+        last block is not used. Pure: the same samples and seed give the same bytes. ``seed`` replaces the
+        Toeplitz seed (an auditor's, or a resumed ceremony's, recorded seed)."""
+        info = self.source.info
+        n = self._samples_per_block
+        t = self._toeplitz
+        if t is not None and seed is not None and seed != t.seed:
+            t = Toeplitz(t.n_bits, t.h_per_bit, seed, self.config.extractor.eps_log2)
+        out = bytearray()
+        for i in range(0, len(samples) - n + 1, n):
+            block = samples[i:i + n]
+            if t is not None:
+                out += t.extract(pack_samples(block, info.bits_per_sample))[:t.m_bits // 8]
+            else:
+                out += hashlib.sha256(np.asarray(block, dtype=np.uint8).tobytes()).digest()
+        return bytes(out)
+
     def extracted(self, n: int) -> bytes:
         """``n`` bytes of extractor output, each used once."""
         with self._lock:

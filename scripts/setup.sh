@@ -61,9 +61,7 @@ fi
 # --- native parts ------------------------------------------------------------
 bash scripts/build_gf2x.sh
 "$VENV/bin/python" -m qrng._native_build >/dev/null
-if [ -f pkcs11_provider/build.py ]; then
-  "$VENV/bin/python" -m pkcs11_provider.build
-fi
+"$VENV/bin/python" -m pkcs11_provider.build >/dev/null
 
 # --- p11-kit registration (only p11-kit itself, p11tool and p11-kit server load it) ---------------
 REG=/etc/pkcs11/modules/qrng-ceremony.module
@@ -75,4 +73,13 @@ fi
 
 # --- SoftHSM2 token under the project folder --------------------------------
 bash scripts/softhsm-token.sh
+
+# --- TEST-ONLY attestation material and rehearsal keys (never used in production) -----------------
+Q="$VENV/bin/qrng"
+[ -f .softhsm/attestation/device-SIM-0001.pem ] || "$Q" attestation init-simulator --dir .softhsm/attestation >/dev/null
+mkdir -p .softhsm/witnesses
+for w in carol dave; do
+  [ -f .softhsm/witnesses/$w.key ] || "$Q" audit keygen "witness.example/$w" --witness --out .softhsm/witnesses/$w.key >/dev/null
+done
+[ -f .softhsm/bootstrap-log.key ] || "$Q" audit keygen qrng-ceremony/bootstrap --out .softhsm/bootstrap-log.key >/dev/null
 log "ready"

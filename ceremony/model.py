@@ -1,0 +1,354 @@
+"""Ceremony scripts, policies and profiles: parsed strictly at the edge into frozen dataclasses.
+
+Unknown or duplicate keys and wrong types are errors quoting the YAML path
+(``steps[3].key.size must be one of 3072, 4096``). Paths inside a file are relative to that file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qrng.errors import ConfigError
+from qrng.strictyaml import Fields, load_yaml
+
+from .errors import ScriptError
+
+__all__ = ["CURVES", "KeySpec", "PinSource", "Policy", "Profile", "Script", "Step", "STEP_TYPES",
+           "load_policy", "load_profile", "load_script"]
+
+CURVES = {"P-256": "1.2.840.10045.3.1.7", "P-384": "1.3.132.0.34", "P-521": "1.3.132.0.35"}
+STEP_TYPES = ("attest_device", "health_check", "collect_entropy", "estimate_entropy", "seed_hsm",
+              "generate_keypair", "self_signed_root", "csr", "issue_certificate", "crl", "export_public",
+              "witness_signoff", "verify_outputs")
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    label: str
+    type: str  # rsa | ec | ed25519
+    size: int = 0  # RSA modulus bits
+    curve: str = ""  # EC curve name
+
+    def describe(self) -> str:
+        return {"rsa": f"RSA-{self.size}", "ec": f"EC {self.curve}", "ed25519": "Ed25519"}[self.type]
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    type: str
+    params: dict[str, Any]
+    path: str  # the YAML path, for messages
+
+    def outputs(self) -> list[str]:
+        outs = [self.params["output"]] if self.params.get("output") else []
+        return outs
+
+
+@dataclass(frozen=True)
+class Script:
+    path: Path
+    ceremony: str
+    description: str
+    policy: Path
+    profiles: Path
+    output: Path
+    entropy_config: Path | None
+    roles: dict[str, str]
+    witnesses: tuple[str, ...]
+    steps: tuple[Step, ...]
+
+    def step(self, step_id: str) -> Step:
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
+
+@dataclass(frozen=True)
+class PinSource:
+    source: str  # prompt | file | env
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    module: str
+    token_label: str
+    pin: PinSource
+    env: dict[str, str] = field(default_factory=dict)
+    log_key_label: str = ""
+    log_key_file: str = ""
+    witness_keys: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CertProfile:
+    max_validity_days: int
+    path_length: int | None
+    ca: bool = True
+
+
+@dataclass(frozen=True)
+class Policy:
+    path: Path
+    name: str
+    keys: tuple[dict[str, Any], ...]
+    cert_profiles: dict[str, CertProfile]
+    min_claimed_entropy: float
+    min_estimated_entropy: float | None
+    max_estimate_shortfall: float
+    max_alpha_log2: float
+    allow_simulator: bool
+    required_before_keygen: tuple[str, ...]
+    seed_required: bool
+    allow_seed_unsupported: bool
+    witness_quorum: int
+    manufacturer_roots: tuple[Path, ...]
+    min_serial_bits: int = 64
+
+
+def _err(exc: ConfigError, origin: Path) -> ScriptError:
+    return ScriptError(f"{origin}: {exc}")
+
+
+def _rel(base: Path, value: str) -> Path:
+    p = Path(value)
+    return p if p.is_absolute() else (base.parent / p).resolve()
+
+
+def _key_spec(f: Fields) -> KeySpec:
+    kind = f.text("type", choices=("rsa", "ec", "ed25519"))
+    label = f.text("label")
+    if not label or len(label) > 64:
+        raise ConfigError(f.p("label"), "must be 1 to 64 characters")
+    if kind == "rsa":
+        spec = KeySpec(label, kind, size=f.integer("size", lo=2048, hi=8192))
+    elif kind == "ec":
+        spec = KeySpec(label, kind, curve=f.text("curve", choices=tuple(CURVES)))
+    else:
+        spec = KeySpec(label, kind)
+    f.done()
+    return spec
+
+
+_STEP_FIELDS: dict[str, dict[str, str]] = {
+    # field -> kind: text | int | key | subject | list | bool | stepref | float
+    "attest_device": {},
+    "health_check": {"samples": "int"},
+    "collect_entropy": {"samples": "int", "output": "text"},
+    "estimate_entropy": {"samples_from": "stepref", "bits_per_symbol": "int"},
+    "seed_hsm": {"bytes": "int"},
+    "generate_keypair": {"key": "key"},
+    "self_signed_root": {"key": "stepref", "subject": "subject", "validity_days": "int", "profile": "text",
+                         "output": "text"},
+    "csr": {"key": "stepref", "subject": "subject", "output": "text"},
+    "issue_certificate": {"issuer": "stepref", "issuer_key": "stepref", "csr": "stepref", "profile": "text",
+                          "validity_days": "int", "output": "text"},
+    "crl": {"issuer": "stepref", "issuer_key": "stepref", "next_update_days": "int", "output": "text"},
+    "export_public": {"keys": "list"},
+    "witness_signoff": {},
+    "verify_outputs": {},
+}
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    "health_check": ("samples",), "collect_entropy": ("samples", "output"), "generate_keypair": ("key",),
+    "self_signed_root": ("key", "subject", "validity_days", "profile", "output"),
+    "csr": ("key", "subject", "output"),
+    "issue_certificate": ("issuer", "issuer_key", "csr", "profile", "validity_days", "output"),
+    "crl": ("issuer", "issuer_key", "next_update_days", "output"), "export_public": ("keys",),
+    "estimate_entropy": ("samples_from",),
+}
+_SUBJECT_KEYS = ("CN", "O", "OU", "C", "L", "ST")
+
+
+def _step(value: Any, path: str) -> Step:
+    f = Fields(value, path)
+    sid = f.text("id")
+    if not sid.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(f.p("id"), "must be letters, digits, '-' or '_'")
+    kind = f.text("type", choices=STEP_TYPES)
+    params: dict[str, Any] = {}
+    for name, how in _STEP_FIELDS[kind].items():
+        if not f.has(name):
+            if name in _REQUIRED.get(kind, ()):
+                raise ConfigError(f.p(name), f"is required for a {kind} step")
+            continue
+        if how == "int":
+            params[name] = f.integer(name, lo=1)
+        elif how in ("text", "stepref"):
+            params[name] = f.text(name)
+        elif how == "key":
+            params[name] = _key_spec(f.sub(name))
+        elif how == "list":
+            items = f.items(name)
+            if not all(isinstance(x, str) for x in items):
+                raise ConfigError(f.p(name), "must be a list of step ids")
+            params[name] = tuple(items)
+        elif how == "subject":
+            sf = f.sub(name)
+            subject = {k: sf.text(k) for k in _SUBJECT_KEYS if sf.has(k)}
+            sf.done()
+            if "CN" not in subject:
+                raise ConfigError(f.p(name) + ".CN", "is required")
+            if "C" in subject and len(subject["C"]) != 2:
+                raise ConfigError(f.p(name) + ".C", "must be a two-letter country code")
+            params[name] = subject
+    if "output" in params and ("/" in params["output"] or params["output"].startswith(".")):
+        raise ConfigError(f.p("output"), "must be a plain file name inside the ceremony's output folder")
+    f.done()
+    return Step(sid, kind, params, path)
+
+
+def load_script(path: str | Path, output: str | Path | None = None) -> Script:
+    p = Path(path).resolve()
+    try:
+        root = Fields(load_yaml(p), "")
+        version = root.integer("version")
+        if version != 1:
+            raise ConfigError("version", f"unsupported version {version}; this release reads version 1")
+        ceremony = root.text("ceremony")
+        if not ceremony or not all(ch.isalnum() or ch in "-._" for ch in ceremony):
+            raise ConfigError("ceremony", "must be letters, digits, '-', '.' or '_' (it names the log's origin)")
+        desc = root.text("description", "")
+        policy = _rel(p, root.text("policy"))
+        profiles = _rel(p, root.text("profiles"))
+        out = Path(output).resolve() if output else _rel(p, root.text("output"))
+        if output:
+            root.raw("output", None)
+        ent = root.text("entropy_config", None)
+        rf = root.sub("roles")
+        roles = {k: rf.text(k) for k in list(root.raw("roles", {}) or {})}
+        rf.done()
+        witnesses = tuple(root.items("witnesses", []))
+        for i, w in enumerate(witnesses):
+            if not isinstance(w, str) or not w:
+                raise ConfigError(f"witnesses[{i}]", "must be a witness key name")
+        raw_steps = root.items("steps")
+        if not raw_steps:
+            raise ConfigError("steps", "must list at least one step")
+        steps = tuple(_step(v, f"steps[{i}]") for i, v in enumerate(raw_steps))
+        root.done()
+    except ConfigError as exc:
+        raise _err(exc, p) from None
+    seen: dict[str, str] = {}
+    outputs: dict[str, str] = {}
+    for s in steps:
+        if s.id in seen:
+            raise ScriptError(f"{p}: {s.path}.id {s.id!r} repeats {seen[s.id]}.id")
+        for name, how in _STEP_FIELDS[s.type].items():
+            refs = s.params.get(name, ()) if how == "list" else ([s.params[name]] if how == "stepref" and
+                                                                 name in s.params else [])
+            for ref in refs:
+                if ref not in seen:
+                    raise ScriptError(f"{p}: {s.path}.{name} names step {ref!r}, which does not come before it")
+        seen[s.id] = s.path
+        for o in s.outputs():
+            if o in outputs:
+                raise ScriptError(f"{p}: {s.path}.output {o!r} is also written by {outputs[o]}")
+            outputs[o] = s.path
+    return Script(p, ceremony, desc, policy, profiles, out, _rel(p, ent) if ent else None, roles, witnesses, steps)
+
+
+def load_profile(path: Path, name: str) -> Profile:
+    try:
+        root = Fields(load_yaml(path), "")
+        if root.integer("version") != 1:
+            raise ConfigError("version", "must be 1")
+        pf = root.sub("profiles")
+        names = list(root.raw("profiles") or {})
+        if name not in names:
+            raise ConfigError("profiles", f"has no profile {name!r} (profiles: {', '.join(names)})")
+        for other in names:
+            if other != name:
+                pf.raw(other)
+        f = pf.sub(name)
+        module = f.text("module")
+        token = f.text("token_label")
+        pin_f = f.sub("pin")
+        src = pin_f.text("source", choices=("prompt", "file", "env"))
+        value = ""
+        if src == "env":
+            value = pin_f.text("variable")
+        elif src == "file":
+            value = str(_rel(path, pin_f.text("path")))
+        pin_f.done()
+        envf = f.sub("env", {})
+        env = {k: str(_rel(path, envf.text(k))) if k.endswith("_CONF") else envf.text(k)
+               for k in list(f.raw("env", {}) or {})}
+        envf.done()
+        lk = f.sub("log_key")
+        log_label = lk.text("hsm_label", "")
+        log_file = str(_rel(path, lk.text("file"))) if lk.has("file") else ""
+        lk.done()
+        if bool(log_label) == bool(log_file):
+            raise ConfigError(f.p("log_key"), "must name exactly one of hsm_label or file")
+        wk = f.sub("witness_keys", {})
+        witness_keys = {k: str(_rel(path, wk.text(k))) for k in list(f.raw("witness_keys", {}) or {})}
+        wk.done()
+        f.done()
+        pf.done()
+        root.done()
+    except ConfigError as exc:
+        raise _err(exc, path) from None
+    return Profile(name, module, token, PinSource(src, value), env, log_label, log_file, witness_keys)
+
+
+def load_policy(path: Path) -> Policy:
+    try:
+        root = Fields(load_yaml(path), "")
+        if root.integer("version") != 1:
+            raise ConfigError("version", "must be 1")
+        name = root.text("name")
+        keys = []
+        for i, k in enumerate(root.items("allowed_keys")):
+            kf = Fields(k, f"allowed_keys[{i}]")
+            kind = kf.text("type", choices=("rsa", "ec", "ed25519"))
+            entry: dict[str, Any] = {"type": kind}
+            if kind == "rsa":
+                entry["sizes"] = tuple(kf.items("sizes"))
+            elif kind == "ec":
+                curves = tuple(kf.items("curves"))
+                bad = [c for c in curves if c not in CURVES]
+                if bad:
+                    raise ConfigError(kf.p("curves"), f"unknown curve {bad[0]!r}")
+                entry["curves"] = curves
+            kf.done()
+            keys.append(entry)
+        cf = root.sub("certificates")
+        profiles = {}
+        for pname in list(root.raw("certificates") or {}):
+            pf = cf.sub(pname)
+            profiles[pname] = CertProfile(pf.integer("max_validity_days", lo=1, hi=36500),
+                                          pf.integer("path_length", None, lo=0, hi=10), pf.flag("ca", True))
+            pf.done()
+        cf.done()
+        ef = root.sub("entropy")
+        min_claimed = ef.number("min_claimed_min_entropy", 0.5, lo=0.0, hi=8.0)
+        min_est = ef.number("min_estimated_min_entropy", None, lo=0.0, hi=8.0)
+        shortfall = ef.number("max_estimate_shortfall", 0.0, lo=0.0, hi=8.0)
+        max_alpha = ef.number("max_alpha_log2", -20, lo=-64, hi=-1)
+        allow_sim = ef.flag("allow_simulator", False)
+        ef.done()
+        req = tuple(root.items("required_before_keygen", []))
+        for i, r in enumerate(req):
+            if r not in STEP_TYPES:
+                raise ConfigError(f"required_before_keygen[{i}]", f"unknown step type {r!r}")
+        sf = root.sub("seed_hsm", {})
+        seed_required = sf.flag("required", False)
+        allow_unsup = sf.flag("allow_unsupported", True)
+        sf.done()
+        wf = root.sub("witnesses", {})
+        quorum = wf.integer("quorum", 0, lo=0, hi=16)
+        wf.done()
+        af = root.sub("attestation", {})
+        roots = tuple(_rel(path, r) for r in af.items("manufacturer_roots", []))
+        af.done()
+        serial_bits = root.integer("min_serial_bits", 64, lo=64, hi=159)
+        root.done()
+    except ConfigError as exc:
+        raise _err(exc, path) from None
+    return Policy(path, name, tuple(keys), profiles, min_claimed, min_est, shortfall, max_alpha, allow_sim, req,
+                  seed_required, allow_unsup, quorum, roots, serial_bits)

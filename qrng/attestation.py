@@ -1,0 +1,197 @@
+"""Device attestation: the entropy source proves what it is.
+
+A statement (canonical JSON in a DSSE envelope) carries the device identity, model, serial, firmware
+digest, health counters, configuration digest, the verifier's fresh nonce and the time, signed by a
+per-device key whose X.509 certificate chains to a manufacturer root. The device certificate carries a
+``qrngDeviceInfo`` extension (model, serial, certified firmware digest, simulator flag).
+
+The simulator attests with a file key and a certificate from a TEST-ONLY manufacturer CA made at set-up
+(``qrng attestation init-simulator``); both say "simulator" and "test only". Its F5 tamper fault changes
+the firmware it reports, so verification fails.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from asn1crypto import core
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from .dsse import EnvelopeError, open_envelope, seal
+from .errors import EntropyError
+
+__all__ = ["ATTESTATION_TYPE", "AttestationError", "AttestationResult", "DEVICE_INFO_OID", "attest",
+           "init_simulator", "verify_attestation"]
+
+ATTESTATION_TYPE = "application/vnd.qrng-ceremony.device-attestation+json"
+# A private OID under the UUID arc (ITU-T X.667): 2.25.<uuid as integer>.
+DEVICE_INFO_OID = x509.ObjectIdentifier("2.25.233144393153429960158513779478618427211")
+SIM_FIRMWARE = b"qrng-simulator firmware 1.0"
+SIM_FIRMWARE_TAMPERED = b"qrng-simulator firmware 1.0 (modified)"
+
+
+class AttestationError(EntropyError):
+    """The attestation does not verify; the message names the check that failed."""
+
+
+class DeviceInfo(core.Sequence):  # type: ignore[misc]
+    _fields = [("model", core.UTF8String), ("serial", core.UTF8String), ("firmwareDigest", core.OctetString),
+               ("simulator", core.Boolean)]
+
+
+@dataclass(frozen=True)
+class AttestationResult:
+    statement: dict[str, Any]
+    device_certificate: x509.Certificate
+    manufacturer: x509.Certificate
+    simulator: bool
+
+    @property
+    def serial(self) -> str:
+        return str(self.statement["device"]["serial"])
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _name(cn: str, org: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(x509.oid.NameOID.ORGANIZATION_NAME, org),
+                      x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, cn)])
+
+
+def _pem(path: Path, data: bytes, mode: int = 0o644) -> None:
+    path.write_bytes(data)
+    path.chmod(mode)
+
+
+def init_simulator(directory: str | Path, serial: str = "SIM-0001") -> dict[str, Path]:
+    """Create (once) the TEST-ONLY manufacturer CA and the simulator's device key and certificate."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    paths = {"root": d / "test-manufacturer-ca.pem", "root_key": d / "test-manufacturer-ca.key",
+             "certificate": d / f"device-{serial}.pem", "key": d / f"device-{serial}.key"}
+    if all(p.exists() for p in paths.values()):
+        return paths
+    now = _now()
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name("QRNG Simulator Manufacturer CA - TEST ONLY", "qrng-ceremony test manufacturer (not a vendor)")
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now)
+          .not_valid_after(now + datetime.timedelta(days=3650))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    dev_key = ec.generate_private_key(ec.SECP256R1())
+    info = DeviceInfo({"model": "QRNG-SIM homodyne model (SIMULATOR)", "serial": serial,
+                       "firmwareDigest": hashlib.sha256(SIM_FIRMWARE).digest(), "simulator": True}).dump()
+    dev = (x509.CertificateBuilder().subject_name(_name(f"QRNG simulator {serial} - TEST ONLY", "qrng-ceremony"))
+           .issuer_name(ca_name).public_key(dev_key.public_key()).serial_number(x509.random_serial_number())
+           .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=3650))
+           .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+           .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+           .add_extension(x509.UnrecognizedExtension(DEVICE_INFO_OID, info), critical=False)
+           .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+           .sign(ca_key, hashes.SHA256()))
+    enc = serialization.Encoding.PEM
+    key_fmt = (serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    _pem(paths["root"], ca.public_bytes(enc))
+    _pem(paths["root_key"], ca_key.private_bytes(enc, *key_fmt), 0o600)
+    _pem(paths["certificate"], dev.public_bytes(enc) + ca.public_bytes(enc))
+    _pem(paths["key"], dev_key.private_bytes(enc, *key_fmt), 0o600)
+    return paths
+
+
+def attest(source: Any, nonce: bytes, health: dict[str, Any], config_digest: str,
+           key_path: Path, cert_path: Path) -> dict[str, Any]:
+    """Device side: the simulator's statement, signed with its device key (a real device signs internally)."""
+    info = source.info
+    if not info.simulator:
+        raise AttestationError(f"{info.label} cannot attest: only devices with an attestation key can")
+    firmware = SIM_FIRMWARE_TAMPERED if getattr(source, "tampered", False) else SIM_FIRMWARE
+    statement = {"_type": "qrng-device-attestation/v1",
+                 "device": {"identity": info.identity, "model": info.model, "serial": info.serial,
+                            "simulator": info.simulator, "quantum": info.quantum},
+                 "firmware_sha256": hashlib.sha256(firmware).hexdigest(), "health": health,
+                 "config_sha256": config_digest, "nonce": nonce.hex(),
+                 "time": _now().strftime("%Y-%m-%dT%H:%M:%SZ")}
+    key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    payload = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
+    env = seal(ATTESTATION_TYPE, payload, lambda m: key.sign(m, ec.ECDSA(hashes.SHA256())), info.serial)
+    env["certificates"] = [c.public_bytes(serialization.Encoding.PEM).decode()
+                           for c in x509.load_pem_x509_certificates(cert_path.read_bytes())]
+    return env
+
+
+def verify_attestation(env: dict[str, Any], nonce: bytes, roots: list[x509.Certificate],
+                       allow_simulator: bool, max_age_s: int = 600) -> AttestationResult:
+    """Verifier side (pure): chain to a trusted manufacturer root, signature, nonce, firmware, freshness."""
+    try:
+        chain = [x509.load_pem_x509_certificate(c.encode()) for c in env["certificates"]]
+    except (KeyError, TypeError, ValueError):
+        raise AttestationError("attestation carries no readable certificate chain") from None
+    if not chain:
+        raise AttestationError("attestation carries no device certificate")
+    device = chain[0]
+    issuer = next((r for r in roots if r.subject == device.issuer), None)
+    if issuer is None:
+        raise AttestationError(f"device certificate issuer '{device.issuer.rfc4514_string()}' is not a trusted "
+                               "manufacturer root of the policy")
+    try:
+        device.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        raise AttestationError("device certificate is not signed by the manufacturer root") from None
+    now = _now()
+    if not device.not_valid_before_utc <= now <= device.not_valid_after_utc:
+        raise AttestationError("device certificate is outside its validity period")
+    pub = device.public_key()
+    if not isinstance(pub, ec.EllipticCurvePublicKey):
+        raise AttestationError("device key must be an EC key")
+
+    def check(message: bytes, sig: bytes) -> bool:
+        try:
+            pub.verify(sig, message, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            return False
+        return True
+
+    try:
+        statement = json.loads(open_envelope(env, ATTESTATION_TYPE, check))
+    except EnvelopeError as exc:
+        raise AttestationError(f"attestation signature: {exc}") from None
+    if statement.get("nonce") != nonce.hex():
+        raise AttestationError("attestation nonce does not match the verifier's challenge (replayed statement?)")
+    try:
+        ext = device.extensions.get_extension_for_oid(DEVICE_INFO_OID).value
+        info = DeviceInfo.load(ext.value)
+    except (x509.ExtensionNotFound, ValueError):
+        raise AttestationError("device certificate has no qrngDeviceInfo extension") from None
+    certified = bytes(info["firmwareDigest"].native).hex()
+    if statement.get("firmware_sha256") != certified:
+        raise AttestationError(f"firmware digest {str(statement.get('firmware_sha256'))[:16]}... differs from the "
+                               f"certified {certified[:16]}...: the device was modified (tamper, F5)")
+    dev = statement.get("device", {})
+    if dev.get("serial") != info["serial"].native:
+        raise AttestationError("statement serial differs from the certified serial")
+    simulator = bool(info["simulator"].native)
+    if simulator != bool(dev.get("simulator")):
+        raise AttestationError("statement and certificate disagree on whether this is a simulator")
+    if simulator and not allow_simulator:
+        raise AttestationError("the device is a simulator and the policy forbids simulators")
+    try:
+        t = datetime.datetime.strptime(statement["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    except (KeyError, ValueError):
+        raise AttestationError("attestation time is missing or malformed") from None
+    if abs((now - t).total_seconds()) > max_age_s:
+        raise AttestationError(f"attestation time {statement['time']} is not fresh")
+    return AttestationResult(statement, device, issuer, simulator)
