@@ -64,7 +64,7 @@ def _sha(data: bytes) -> str:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _kill_hook(step: str, point: str) -> None:
@@ -171,6 +171,13 @@ class Ceremony:
         self.out.mkdir(parents=True, exist_ok=True)
         completed, started, markers = self._load_state()
         fresh = not (self.out / "audit.log").exists()
+        if all(s.id in completed for s in self.script.steps) and "transcript.written" in markers and \
+                self._sealed():
+            self.progress("ceremony already completed; nothing to do (verify it with qrng ceremony verify)")
+            return RunResult(self.out, self.out / "audit.log", str(self.signer.verifier),
+                             steps_skipped=[s.id for s in self.script.steps],
+                             tree_size=len(parse_log((self.out / "audit.log").read_bytes()).entries))
+        self._preflight(started)
         self.log = AuditLog(self.out / "audit.log", self.origin, self.signer, ceremony=self.script.ceremony,
                             recover=True)
         if not (self.out / "log.pub").exists():
@@ -214,6 +221,27 @@ class Ceremony:
             if self.pipeline is not None:
                 self.pipeline.close()
             self.log.close()
+
+    def _sealed(self) -> bool:
+        """The last checkpoint covers every entry and, if witnesses sign off, carries their quorum."""
+        view = parse_log((self.out / "audit.log").read_bytes())
+        if not view.checkpoints or view.checkpoints[-1].position != len(view.entries):
+            return False
+        if any(s.type == "witness_signoff" for s in self.script.steps):
+            return len(view.checkpoints[-1].cosignatures) >= max(self.plan.policy.witness_quorum,
+                                                                 len(self.script.witnesses))
+        return True
+
+    def _preflight(self, started: dict[str, dict[str, Any]]) -> None:
+        """Before the log or any step acts: no key label this ceremony will create may exist already
+        (unless this ceremony created it in a run that was interrupted)."""
+        for step in self.script.steps:
+            if step.type != "generate_keypair" or step.id in started:
+                continue
+            label = step.params["key"].label
+            if self.hsm.private_keys(label):
+                raise CeremonyError(f"{step.path}: a key labelled '{label}' already exists on token "
+                                    f"'{self.plan.profile.token_label}'; refusing to run (choose another label)")
 
     def _run_step(self, step: Step, started: dict[str, Any] | None) -> None:
         assert self.log is not None
@@ -279,7 +307,7 @@ class Ceremony:
             if w.name != name:
                 raise StepFailed(f"witness key {key_file} belongs to {w.name}, not {name}")
             self.log.add_cosignature(self.log.size, cosign(text, w, int(datetime.datetime.now(
-                datetime.timezone.utc).timestamp())))
+                datetime.UTC).timestamp())))
             count += 1
             self.progress(f"[{step.id}] cosigned by {name}")
         if count < self.plan.policy.witness_quorum:
@@ -305,8 +333,9 @@ class Ceremony:
 
 def _rename_file_key(text: str, name: str) -> Signer:
     """A file key signs under the log's origin as its key name (the key ID depends on the name)."""
-    from qrng.audit.note import ed25519_signer
     from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from qrng.audit.note import ed25519_signer
     signer = load_ed25519_signer(text)
     raw = base64.b64decode(text.strip().split("+", 4)[4])[1:]
     return ed25519_signer(name, ed25519.Ed25519PrivateKey.from_private_bytes(raw)) if signer.name != name else signer
@@ -496,7 +525,8 @@ def step_issue_certificate(c: Ceremony, step: Step, prep: dict[str, Any]) -> Ste
         raise StepFailed("the CSR's signature does not verify")
     prof = c.plan.policy.cert_profiles[p["profile"]]
     serial = _serial(c)
-    subj_pub = csr.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    subj_pub = csr.public_key().public_bytes(serialization.Encoding.DER,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo)
     built = build_certificate(spec, lambda tbs: c.hsm.sign(spec, kid, tbs), csr.subject, issuer.subject, subj_pub,
                               serial, p["validity_days"], prof.ca, prof.path_length, issuer_pub)
     outputs = {p["output"]: c.stage(step.id, p["output"], _pem(built.der, "CERTIFICATE"))}

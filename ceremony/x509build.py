@@ -55,7 +55,7 @@ def _throwaway(spec: KeySpec) -> Any:
     return ed25519.Ed25519PrivateKey.generate()
 
 
-def _hash(spec: KeySpec) -> hashes.HashAlgorithm | None:
+def _hash(spec: KeySpec) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None:
     if spec.type == "ed25519":
         return None
     if spec.type == "ec":
@@ -114,7 +114,7 @@ def _sig_alg(spec: KeySpec) -> dict[str, Any]:
 def build_certificate(issuer_spec: KeySpec, sign: Signer, subject: x509.Name, issuer: x509.Name,
                       public_der: bytes, serial: int, days: int, ca: bool, path_length: int | None,
                       issuer_public_der: bytes, now: datetime.datetime | None = None) -> Built:
-    now = (now or datetime.datetime.now(datetime.timezone.utc)).replace(microsecond=0)
+    now = (now or datetime.datetime.now(datetime.UTC)).replace(microsecond=0)
     pub = serialization.load_der_public_key(public_der)
     issuer_pub = serialization.load_der_public_key(issuer_public_der)
     b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(pub)  # type: ignore[arg-type]
@@ -158,7 +158,7 @@ def build_csr(spec: KeySpec, sign: Signer, subject: x509.Name, public_der: bytes
 
 def build_crl(issuer_spec: KeySpec, sign: Signer, issuer: x509.Name, issuer_public_der: bytes, number: int,
               next_update_days: int, now: datetime.datetime | None = None) -> Built:
-    now = (now or datetime.datetime.now(datetime.timezone.utc)).replace(microsecond=0)
+    now = (now or datetime.datetime.now(datetime.UTC)).replace(microsecond=0)
     issuer_pub = serialization.load_der_public_key(issuer_public_der)
     b = (x509.CertificateRevocationListBuilder().issuer_name(issuer).last_update(now)
          .next_update(now + datetime.timedelta(days=next_update_days))

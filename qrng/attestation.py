@@ -60,7 +60,7 @@ class AttestationResult:
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _name(cn: str, org: str) -> x509.Name:
@@ -143,14 +143,20 @@ def verify_attestation(env: dict[str, Any], nonce: bytes, roots: list[x509.Certi
     if not chain:
         raise AttestationError("attestation carries no device certificate")
     device = chain[0]
-    issuer = next((r for r in roots if r.subject == device.issuer), None)
+    named = [r for r in roots if r.subject == device.issuer]
+    issuer = None
+    for r in named:
+        try:
+            device.verify_directly_issued_by(r)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        issuer = r
+        break
     if issuer is None:
+        why = ("a trusted root has that name but did not sign it (impostor?)" if named
+               else "no trusted root has that name")
         raise AttestationError(f"device certificate issuer '{device.issuer.rfc4514_string()}' is not a trusted "
-                               "manufacturer root of the policy")
-    try:
-        device.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        raise AttestationError("device certificate is not signed by the manufacturer root") from None
+                               f"manufacturer root of the policy: {why}")
     now = _now()
     if not device.not_valid_before_utc <= now <= device.not_valid_after_utc:
         raise AttestationError("device certificate is outside its validity period")
@@ -173,6 +179,7 @@ def verify_attestation(env: dict[str, Any], nonce: bytes, roots: list[x509.Certi
         raise AttestationError("attestation nonce does not match the verifier's challenge (replayed statement?)")
     try:
         ext = device.extensions.get_extension_for_oid(DEVICE_INFO_OID).value
+        assert isinstance(ext, x509.UnrecognizedExtension)
         info = DeviceInfo.load(ext.value)
     except (x509.ExtensionNotFound, ValueError):
         raise AttestationError("device certificate has no qrngDeviceInfo extension") from None
@@ -189,7 +196,7 @@ def verify_attestation(env: dict[str, Any], nonce: bytes, roots: list[x509.Certi
     if simulator and not allow_simulator:
         raise AttestationError("the device is a simulator and the policy forbids simulators")
     try:
-        t = datetime.datetime.strptime(statement["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+        t = datetime.datetime.strptime(statement["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
     except (KeyError, ValueError):
         raise AttestationError("attestation time is missing or malformed") from None
     if abs((now - t).total_seconds()) > max_age_s:

@@ -15,8 +15,8 @@ from .errors import ConfigError
 from .sources.model import FAULT_KINDS, Fault, SimulatorConfig
 from .strictyaml import Fields, load_yaml, load_yaml_text
 
-__all__ = ["DEFAULT_PATH", "AttestationConfig", "EntropyConfig", "ExtractorConfig", "DrbgConfig", "HealthConfig", "SourceConfig",
-           "load_config", "parse_config", "parse_fault"]
+__all__ = ["DEFAULT_PATH", "AttestationConfig", "EntropyConfig", "ExtractorConfig", "DrbgConfig", "HealthConfig",
+           "SourceConfig", "load_config", "parse_config", "parse_fault"]
 
 DEFAULT_PATH = Path("/etc/qrng/qrng.yaml")
 

@@ -25,7 +25,7 @@ class ConfigError(EntropyError, ValueError):
     """Configuration is malformed; the message names the YAML path."""
 
     def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}" if path else message)
+        super().__init__(f"{path} {message}" if path else message)
         self.path = path
 
 

@@ -37,11 +37,11 @@ def load_yaml_text(text: str, origin: str = "<string>") -> Any:
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except ConfigError as exc:
-        raise ConfigError(origin, str(exc).lstrip(": ")) from None
+        raise ConfigError("", f"{origin}: {str(exc).strip()}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(origin, f"{where}malformed YAML ({getattr(exc, 'problem', exc)})") from None
+        raise ConfigError("", f"{origin}: {where}malformed YAML ({getattr(exc, 'problem', exc)})") from None
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -49,7 +49,7 @@ def load_yaml(path: str | Path) -> Any:
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(str(p), f"cannot read: {exc.strerror}") from None
+        raise ConfigError("", f"{p}: cannot read ({exc.strerror})") from None
     return load_yaml_text(text, str(p))
 
 
@@ -131,4 +131,4 @@ class Fields:
     def done(self) -> None:
         extra = [k for k in self._m if k not in self._used]
         if extra:
-            raise ConfigError(self.p(f"{extra[0]}"), "unknown key")
+            raise ConfigError(self.p(f"{extra[0]}"), "is not a known key")

@@ -15,7 +15,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # --- Debian packages -------------------------------------------------------
 APT_PKGS=(softhsm2 opensc gnutls-bin p11-kit p11-kit-modules libnss3-tools
           default-jdk-headless ent rng-tools5 dieharder libengine-pkcs11-openssl
-          libgf2x-dev libssl-dev build-essential)
+          libgf2x-dev libssl-dev build-essential bc)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

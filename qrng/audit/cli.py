@@ -150,7 +150,7 @@ def cmd_cosign(args: argparse.Namespace) -> int:
     data = Path(args.log).read_bytes()
     result = verify_log(data, keys)
     signer = load_ed25519_signer(Path(args.witness_key).read_text(), ALG_COSIGNATURE_V1)
-    sig = cosign(result.latest.text(), signer, int(datetime.datetime.now(datetime.timezone.utc).timestamp()))
+    sig = cosign(result.latest.text(), signer, int(datetime.datetime.now(datetime.UTC).timestamp()))
     log = AuditLog(args.log, result.latest.origin)
     log.add_cosignature(result.latest.size, sig)
     log.close()

@@ -9,8 +9,15 @@ import random
 import pytest
 
 from qrng.audit.errors import ProofError
-from qrng.audit.merkle import (EMPTY_ROOT, CompactRange, TreeLevels, leaf_hash, root_from_leaves, verify_consistency,
-                               verify_inclusion)
+from qrng.audit.merkle import (
+    EMPTY_ROOT,
+    CompactRange,
+    TreeLevels,
+    leaf_hash,
+    root_from_leaves,
+    verify_consistency,
+    verify_inclusion,
+)
 
 LEAVES = [bytes.fromhex(h) for h in ["", "00", "10", "2021", "3031", "40414243", "5051525354555657",
                                      "606162636465666768696a6b6c6d6e6f"]]

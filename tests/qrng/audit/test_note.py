@@ -10,14 +10,25 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from qrng.audit.errors import FormatError, SignatureError
-from qrng.audit.note import (ALG_COSIGNATURE_V1, Checkpoint, Verifier, cosign, ecdsa_signer, ed25519_signer,
-                             load_ed25519_signer, parse_note, sign_note, verify_note)
+from qrng.audit.note import (
+    ALG_COSIGNATURE_V1,
+    Checkpoint,
+    Verifier,
+    cosign,
+    ecdsa_signer,
+    ed25519_signer,
+    load_ed25519_signer,
+    parse_note,
+    sign_note,
+    verify_note,
+)
 
 # golang.org/x/mod/sumdb/note's documented example, and the example of c2sp.org/signed-note.
 GO_SKEY = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"
 GO_VKEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
 GO_TEXT = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n"
-GO_SIG = "\u2014 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
+GO_SIG = ("\u2014 PeterNeumann "
+          "x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n")
 SPEC_VKEY = "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k"
 SPEC_NOTE = ("This is an example message.\n\n\u2014 example.com/foo Uw2QOkn8srV1yJGh2VYRlL1Tnagv1YEq6TfXppzi2ONncAlTgK7"
              "Ztg1ERYNZXsYjOBH3mFXmRKuwHjG1Yu72IneyaQM=\n")

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The ceremony part of `make demo`: the audit-key ceremony (once), then the root-CA ceremony on SoftHSM2
+# with the simulator, then every check an auditor would make. Re-running resumes and re-verifies.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+export SOFTHSM2_CONF=$PWD/.softhsm/softhsm2.conf
+W=(--witness .softhsm/witnesses/carol.key.pub --witness .softhsm/witnesses/dave.key.pub)
+hr() { printf '\n=== %s\n' "$*"; }
+
+hr "Ceremony 1: the HSM key that signs audit logs (log signed by a bootstrap file key)"
+qrng ceremony run ceremonies/audit-key.yaml --profile rehearsal-bootstrap
+
+hr "Ceremony 2: root CA + issuing CA + CRL on SoftHSM2 (plan first: nothing touched if it is wrong)"
+qrng ceremony plan ceremonies/root-ca.yaml --profile rehearsal
+start=$(date +%s.%N)
+qrng ceremony run ceremonies/root-ca.yaml --profile rehearsal
+end=$(date +%s.%N)
+printf 'root-CA ceremony took %.1f s\n' "$(echo "$end - $start" | bc)"
+
+O=out/root-ca-2026
+hr "Auditor: verify the signed log offline (HSM-held ECDSA checkpoints, two witness cosignatures)"
+qrng audit verify "$O/audit.log" --key "$O/log.pub" "${W[@]}" --state out/auditor-state
+qrng ceremony verify "$O" "${W[@]}"
+
+hr "The chain with OpenSSL"
+openssl verify -x509_strict -CAfile "$O/root-ca.pem" "$O/issuing-ca.pem"
+openssl crl -in "$O/root-ca.crl" -noout -CAfile "$O/root-ca.pem"
+
+hr "The root key signs through OpenSSL's pkcs11 engine (libp11), inside SoftHSM2"
+. .softhsm/pins.env
+msg=$(mktemp); sig=$(mktemp)
+echo "signed by the root key held in the HSM" > "$msg"
+OPENSSL_CONF=/dev/null openssl dgst -engine pkcs11 -keyform engine -sha384 \
+  -sign "pkcs11:token=qrng-rehearsal;object=root-ca-2026;type=private;pin-value=$QRNG_HSM_USER_PIN" \
+  -out "$sig" "$msg" 2>/dev/null
+openssl dgst -sha384 -verify "$O/root-ca-2026.pub.pem" -signature "$sig" "$msg"
+rm -f "$msg" "$sig"
+
+hr "Transcript"
+sed -n 1,12p "$O/transcript.md"
+echo "(full transcript: $O/transcript.md and $O/transcript.html)"
