@@ -58,8 +58,10 @@ def _throwaway(spec: KeySpec) -> Any:
 def _hash(spec: KeySpec) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None:
     if spec.type == "ed25519":
         return None
-    if spec.type == "ec":
-        return {"P-256": hashes.SHA256(), "P-384": hashes.SHA384(), "P-521": hashes.SHA512()}[spec.curve]
+    if spec.type == "ec" and spec.curve == "P-384":
+        return hashes.SHA384()
+    if spec.type == "ec" and spec.curve == "P-521":
+        return hashes.SHA512()
     return hashes.SHA256()
 
 
