@@ -614,7 +614,32 @@ def step_witness_signoff(c: Ceremony, step: Step, prep: dict[str, Any]) -> StepR
 
 
 def step_estimate_entropy(c: Ceremony, step: Step, prep: dict[str, Any]) -> StepResult:
-    raise StepFailed("estimate_entropy needs the SP 800-90B estimators (qrng.estimate), not in this release")
+    """SP 800-90B non-IID assessment of the raw samples retained by a collect_entropy step; fails closed when
+    the estimate is below the policy's floor, or below the source's claim by more than the policy allows."""
+    import numpy as np
+
+    from qrng.estimate.nonid import assess_non_iid
+    src = c.script.step(step.params["samples_from"])
+    if src.type != "collect_entropy":
+        raise StepFailed(f"{step.path}.samples_from must name a collect_entropy step")
+    assert c.pipeline is not None
+    bits = step.params.get("bits_per_symbol", c.pipeline.info.bits_per_sample)
+    samples = np.frombuffer((c.out / src.params["output"]).read_bytes(), dtype=np.uint8)
+    a = assess_non_iid(samples, bits, lambda m: c.progress(f"[{step.id}] {m}"))
+    claimed = c.pipeline.info.claimed_min_entropy
+    pol = c.plan.policy
+    data = {"samples": int(samples.size), "bits_per_symbol": bits, "h_original": a.h_original,
+            "h_bitstring": a.h_bitstring, "h_assessed": a.h_assessed, "claimed_min_entropy": claimed,
+            "estimators": {e.name + (" (bit string)" if e in a.bitstring else ""): e.h
+                           for e in a.literal + a.bitstring}}
+    c.event(step.id, "entropy.estimated", data)
+    if pol.min_estimated_entropy is not None and a.h_assessed < pol.min_estimated_entropy:
+        raise StepFailed(f"SP 800-90B estimate {a.h_assessed:.4f} bits/sample is below the policy's floor "
+                         f"{pol.min_estimated_entropy}")
+    if claimed - a.h_assessed > pol.max_estimate_shortfall:
+        raise StepFailed(f"SP 800-90B estimate {a.h_assessed:.4f} bits/sample is below the claimed {claimed} by "
+                         f"more than the policy's {pol.max_estimate_shortfall}")
+    return {}, data
 
 
 STEPS: dict[str, Callable[[Ceremony, Step, dict[str, Any]], StepResult]] = {

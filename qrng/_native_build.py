@@ -134,7 +134,9 @@ int qrng_multimcw(const unsigned char *s, long n, int k, long *correct, long *ma
             long best = 0, bestpos = -1;
             int b = -1;
             for (int y = 0; y < k; y++) {
-                if (c[y] > best || (c[y] == best && c[y] > 0 && last[y] > bestpos)) { best = c[y]; bestpos = last[y]; b = y; }
+                if (c[y] > best || (c[y] == best && c[y] > 0 && last[y] > bestpos)) {
+                    best = c[y]; bestpos = last[y]; b = y;
+                }
             }
             mode[j] = b;
         }

@@ -54,6 +54,15 @@ class ExtractorConfig:
 
 
 @dataclass(frozen=True)
+class AssessmentConfig:
+    """Periodic SP 800-90B assessment of retained samples (0 disables it)."""
+
+    every_samples: int = 0
+    window_samples: int = 1_000_000
+    max_shortfall: float = 0.0
+
+
+@dataclass(frozen=True)
 class DrbgConfig:
     type: str = "ctr_aes256"
     reseed_interval: int = 1024
@@ -75,6 +84,7 @@ class EntropyConfig:
     extractor: ExtractorConfig = field(default_factory=ExtractorConfig)
     drbg: DrbgConfig = field(default_factory=DrbgConfig)
     attestation: AttestationConfig = field(default_factory=AttestationConfig)
+    assessment: AssessmentConfig = field(default_factory=AssessmentConfig)
     origin: str = "<built-in default>"
 
     def with_faults(self, faults: tuple[Fault, ...]) -> EntropyConfig:
@@ -159,8 +169,14 @@ def parse_config(data: Any, origin: str = "<string>") -> EntropyConfig:
     att = AttestationConfig(certificate=(base / cert).resolve() if cert else None,
                             key=(base / key).resolve() if key else None)
     af.done()
+    sf = root.sub("assessment")
+    assess = AssessmentConfig(every_samples=sf.integer("every_samples", 0, lo=0),
+                              window_samples=sf.integer("window_samples", 1_000_000, lo=10_000, hi=1 << 26),
+                              max_shortfall=sf.number("max_shortfall", 0.0, lo=0.0, hi=8.0))
+    sf.done()
     root.done()
-    return EntropyConfig(source=src, health=health, extractor=ext, drbg=drbg, attestation=att, origin=origin)
+    return EntropyConfig(source=src, health=health, extractor=ext, drbg=drbg, attestation=att, assessment=assess,
+                         origin=origin)
 
 
 def load_config(path: str | Path | None = None) -> EntropyConfig:

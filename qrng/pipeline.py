@@ -107,6 +107,9 @@ class Pipeline:
         self._failure: EntropyError | None = None
         self._pid = os.getpid()
         self._fork_salt = b""
+        self._window = np.zeros(0, dtype=np.uint8)
+        self._since_assessment = 0
+        self.last_assessment: float | None = None
         _LIVE.add(self)  # forked children never share DRBG state or pooled bytes with the parent
 
     # --- state ---------------------------------------------------------------------------------------
@@ -170,7 +173,28 @@ class Pipeline:
             parts.append(block)
             got += k
             self._raw += k
+            self._retain(block)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _retain(self, block: np.ndarray) -> None:
+        """Keep the latest window of tested samples; every ``every_samples`` assess them (SP 800-90B 6.3) and
+        fail closed when the estimate falls below the claim by more than ``max_shortfall``."""
+        a = self.config.assessment
+        if not a.every_samples:
+            return
+        self._window = np.concatenate([self._window, block])[-a.window_samples:]
+        self._since_assessment += block.size
+        if self._since_assessment < a.every_samples or self._window.size < a.window_samples:
+            return
+        self._since_assessment = 0
+        from .estimate.nonid import assess_non_iid
+        info = self.source.info
+        h = assess_non_iid(self._window, info.bits_per_sample).h_assessed
+        self.last_assessment = h
+        if info.claimed_min_entropy - h > a.max_shortfall:
+            raise self._fail(EntropyError(
+                f"SP 800-90B assessment of the last {self._window.size} samples gives {h:.4f} bits/sample, below "
+                f"the claimed {info.claimed_min_entropy} by more than {a.max_shortfall}; no output"))
 
     def startup(self) -> None:
         """SP 800-90B 4.3: start-up tests over at least 1024 samples before any output; they are discarded."""

@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 import time
-
 from typing import Any
 
 import numpy as np

@@ -44,7 +44,8 @@ class IidResult:
         return {"iid": self.iid, "chi_square": {"passed": self.chi_square_passed, **self.chi_square},
                 "lrs": {"passed": self.lrs_passed, **self.lrs},
                 "permutation": {"passed": self.permutation_passed, **self.permutation},
-                "mcv_literal": self.mcv_literal.h, "mcv_bitstring": self.mcv_bitstring.h if self.mcv_bitstring else None,
+                "mcv_literal": self.mcv_literal.h,
+                "mcv_bitstring": self.mcv_bitstring.h if self.mcv_bitstring else None,
                 "h_assessed": self.h_assessed, "bits_per_symbol": self.bits_per_symbol}
 
 

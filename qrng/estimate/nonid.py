@@ -80,7 +80,7 @@ def collision(b: Array) -> Estimate:
     sigma = math.sqrt((twos * (2 - xbar) ** 2 + n3 * (3 - xbar) ** 2) / (v - 1))
     xp = xbar - Z * sigma / math.sqrt(v)
     disc = 0.25 - (xp - 2.0) / 2.0
-    p = 0.5 + math.sqrt(disc) if 0 < disc and xp < 2.5 else 0.5
+    p = 0.5 + math.sqrt(disc) if disc > 0 and xp < 2.5 else 0.5
     return Estimate("Collision", -math.log2(p), {"x_bar": xbar, "sigma_hat": sigma, "p": p})
 
 

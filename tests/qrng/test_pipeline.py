@@ -122,3 +122,21 @@ def test_prediction_resistance_reseeds_every_request():
     p = Pipeline(EntropyConfig())
     p.generate(3 * 65536, prediction_resistance=True)
     assert p.report().accounting.reseeds == 3
+
+
+def test_periodic_assessment_fails_closed_when_the_estimate_drops():
+    # the claim (7.5 bits) is far above what the model gives: the periodic SP 800-90B assessment refuses output
+    cfg = config_from_text("source: {claimed_min_entropy: 7.5, seed: 3}\n"
+                           "assessment: {every_samples: 100000, window_samples: 100000, max_shortfall: 0.5}\n"
+                           "health: {alpha_log2: -40}")
+    p = Pipeline(cfg)
+    with pytest.raises(EntropyError, match="SP 800-90B assessment"):
+        p.raw(250000)
+    assert p.failed and p.last_assessment is not None and p.last_assessment < 7.0
+
+
+def test_periodic_assessment_passes_an_honest_claim():
+    cfg = config_from_text("source: {seed: 4}\nassessment: {every_samples: 100000, window_samples: 100000}")
+    p = Pipeline(cfg)
+    p.raw(250000)
+    assert p.last_assessment is not None and p.last_assessment >= p.info.claimed_min_entropy
