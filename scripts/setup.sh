@@ -51,9 +51,14 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  log "installing the package and its dev dependencies"
-  "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -e ".[dev]"
+  log "installing the package and its dev dependencies (log: build/setup-pip.log)"
+  mkdir -p build
+  if ! { "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip &&
+         "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[dev]"; } > build/setup-pip.log 2>&1; then
+    cat build/setup-pip.log >&2
+    log "pip install failed (see above)"
+    exit 1
+  fi
   rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi
