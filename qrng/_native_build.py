@@ -22,6 +22,11 @@ int qrng_multimmc(const unsigned char *s, long n, int k, long *correct, long *ma
 int qrng_lz78y(const unsigned char *s, long n, int k, long *correct, long *max_run);
 int qrng_ctr_drbg_update(unsigned char *state, const unsigned char *provided);
 int qrng_ctr_drbg_generate(unsigned char *state, const unsigned char *add, unsigned char *out, size_t n);
+typedef struct qrng_tplan qrng_tplan;
+qrng_tplan *qrng_toeplitz_plan(const unsigned char *seed, size_t seed_bits, size_t n_bits);
+int qrng_toeplitz_apply(qrng_tplan *plan, const unsigned char *in, unsigned char *out);
+void qrng_toeplitz_plan_free(qrng_tplan *plan);
+int qrng_toeplitz_uses_fft(void);
 int qrng_toeplitz(const unsigned char *seed, size_t seed_bits,
                   const unsigned char *in, size_t n_bits,
                   unsigned char *out, size_t m_bits);
@@ -29,6 +34,10 @@ int qrng_toeplitz(const unsigned char *seed, size_t seed_bits,
 
 SOURCE = r"""
 #include <gf2x.h>
+#include <pthread.h>
+#ifdef QRNG_GF2X_FFT
+#include <gf2x/gf2x-ternary-fft.h>
+#endif
 #include <openssl/evp.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -37,6 +46,99 @@ SOURCE = r"""
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "bit packing assumes a little-endian machine"
 #endif
+
+/* --- Toeplitz plans: one per extractor (its seed is fixed) ----------------------------------------------
+   With gf2x's FFT interface the product is a middle product MP(seed, x), whose coefficients n-1 .. n+m-2 are
+   exactly the m output bits, and the seed's transform is computed once. Without it, the plan falls back to
+   the full carry-less product of qrng_toeplitz. Either way the result is T x, bit for bit. */
+typedef struct qrng_tplan qrng_tplan;
+struct qrng_tplan {
+    size_t n_bits, m_bits, seed_bits;
+    unsigned char *seed;
+    pthread_mutex_t lock;
+#ifdef QRNG_GF2X_FFT
+    gf2x_ternary_fft_info_t info;
+    gf2x_ternary_fft_ptr ta, tb, tc;
+    void *t1, *t2;
+    unsigned long *xin, *cout;
+#endif
+};
+
+int qrng_toeplitz_uses_fft(void) {
+#ifdef QRNG_GF2X_FFT
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+void qrng_toeplitz_plan_free(qrng_tplan *p) {
+    if (!p) return;
+#ifdef QRNG_GF2X_FFT
+    if (p->ta) { gf2x_ternary_fft_free(p->info, p->ta, 1); gf2x_ternary_fft_free(p->info, p->tb, 1);
+                 gf2x_ternary_fft_free(p->info, p->tc, 1); gf2x_ternary_fft_info_clear(p->info); }
+    free(p->t1); free(p->t2); free(p->xin); free(p->cout);
+#endif
+    free(p->seed);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+qrng_tplan *qrng_toeplitz_plan(const unsigned char *seed, size_t seed_bits, size_t n_bits) {
+    if (n_bits == 0 || seed_bits < n_bits) return NULL;
+    qrng_tplan *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    pthread_mutex_init(&p->lock, NULL);
+    p->n_bits = n_bits; p->seed_bits = seed_bits; p->m_bits = seed_bits - n_bits + 1;
+    p->seed = malloc((seed_bits + 7) / 8);
+    if (!p->seed) { qrng_toeplitz_plan_free(p); return NULL; }
+    memcpy(p->seed, seed, (seed_bits + 7) / 8);
+#ifdef QRNG_GF2X_FFT
+    size_t sw = (seed_bits + 63) / 64, sizes[3];
+    unsigned long *sa = calloc(sw, sizeof(unsigned long));
+    if (!sa || gf2x_ternary_fft_info_init_mp(p->info, seed_bits, n_bits) != 0) {
+        free(sa); free(p->seed); pthread_mutex_destroy(&p->lock); free(p);
+        return NULL;
+    }
+    memcpy(sa, seed, (seed_bits + 7) / 8);
+    if (seed_bits % 64) sa[sw - 1] &= (1UL << (seed_bits % 64)) - 1;
+    gf2x_ternary_fft_info_get_alloc_sizes(p->info, sizes);
+    p->ta = gf2x_ternary_fft_alloc(p->info, 1); p->tb = gf2x_ternary_fft_alloc(p->info, 1);
+    p->tc = gf2x_ternary_fft_alloc(p->info, 1);
+    p->t1 = malloc(sizes[1] ? sizes[1] : 1); p->t2 = malloc(sizes[2] ? sizes[2] : 1);
+    p->xin = calloc((n_bits + 63) / 64, sizeof(unsigned long));
+    p->cout = calloc((p->m_bits + 63) / 64 + 2, sizeof(unsigned long));
+    if (!p->ta || !p->tb || !p->tc || !p->t1 || !p->t2 || !p->xin || !p->cout ||
+        gf2x_ternary_fft_dft(p->info, p->ta, sa, seed_bits, p->t1) != 0) {
+        free(sa); qrng_toeplitz_plan_free(p);
+        return NULL;
+    }
+    free(sa);
+#endif
+    return p;
+}
+
+int qrng_toeplitz_apply(qrng_tplan *p, const unsigned char *in, unsigned char *out) {
+#ifdef QRNG_GF2X_FFT
+    int rc = 0;
+    size_t nw = (p->n_bits + 63) / 64;
+    pthread_mutex_lock(&p->lock);
+    memset(p->xin, 0, nw * sizeof(unsigned long));
+    memcpy(p->xin, in, (p->n_bits + 7) / 8);
+    if (p->n_bits % 64) p->xin[nw - 1] &= (1UL << (p->n_bits % 64)) - 1;
+    if (gf2x_ternary_fft_dft(p->info, p->tb, p->xin, p->n_bits, p->t1) != 0) rc = -2;
+    if (!rc) gf2x_ternary_fft_compose(p->info, p->tc, p->ta, p->tb, p->t2);
+    if (!rc && gf2x_ternary_fft_ift(p->info, p->cout, p->m_bits, p->tc, p->t1) != 0) rc = -2;
+    if (!rc) {
+        memcpy(out, p->cout, (p->m_bits + 7) / 8);
+        if (p->m_bits % 8) out[p->m_bits / 8] &= (unsigned char)((1u << (p->m_bits % 8)) - 1);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return rc;
+#else
+    return qrng_toeplitz(p->seed, p->seed_bits, in, p->n_bits, out, p->m_bits);
+#endif
+}
 
 /* --- CTR_DRBG with AES-256, no derivation function (SP 800-90A 10.2.1) ---------------------------------
    state = Key (32 bytes) || V (16 bytes), updated in place. One EVP context per thread is re-keyed per
@@ -506,6 +608,11 @@ static unsigned long *load_words(int slot, const unsigned char *bytes, size_t bi
 
 /* out bit i (LSB-first) = XOR_j seed[i - j + n - 1] & in[j], for i < m, j < n:
    the Toeplitz matrix T[i][j] = seed[i - j + n - 1]; seed_bits must be n + m - 1. */
+typedef struct qrng_tplan qrng_tplan;
+qrng_tplan *qrng_toeplitz_plan(const unsigned char *seed, size_t seed_bits, size_t n_bits);
+int qrng_toeplitz_apply(qrng_tplan *plan, const unsigned char *in, unsigned char *out);
+void qrng_toeplitz_plan_free(qrng_tplan *plan);
+int qrng_toeplitz_uses_fft(void);
 int qrng_toeplitz(const unsigned char *seed, size_t seed_bits,
                   const unsigned char *in, size_t n_bits,
                   unsigned char *out, size_t m_bits) {
@@ -535,7 +642,8 @@ int qrng_toeplitz(const unsigned char *seed, size_t seed_bits,
 def build(force: bool = False) -> str:
     here = Path(__file__).resolve().parent.parent
     existing = sorted((here / "qrng").glob("_native.*.so"))
-    lib = here / "build" / "gf2x" / "lib" / "libgf2x.so"
+    lib = here / "build" / "gf2x" / "lib" / "libgf2x-fft.so"
+    lib = lib if lib.exists() else here / "build" / "gf2x" / "lib" / "libgf2x.so"
     newest = max(Path(__file__).stat().st_mtime, lib.stat().st_mtime if lib.exists() else 0)
     if existing and not force and existing[0].stat().st_mtime >= newest:
         return str(existing[0])
@@ -543,10 +651,15 @@ def build(force: bool = False) -> str:
     ffi.cdef(CDEF)
     local = here / "build" / "gf2x"
     kw: dict[str, list[str]] = {}
+    libs = ["gf2x", "crypto"]
+    flags = ["-O2"]
     if (local / "lib" / "libgf2x.so").exists():  # PCLMULQDQ build from scripts/build_gf2x.sh
         kw = {"include_dirs": [str(local / "include")], "library_dirs": [str(local / "lib")],
               "extra_link_args": [f"-Wl,-rpath,{local / 'lib'}"]}
-    ffi.set_source("qrng._native", SOURCE, libraries=["gf2x", "crypto"], extra_compile_args=["-O2"], **kw)
+        if (local / "lib" / "libgf2x-fft.so").exists():  # its FFT interface: middle products
+            libs.insert(0, "gf2x-fft")
+            flags += ["-DQRNG_GF2X_FFT", "-DGF2X_MAYBE_UNUSED=__attribute__((unused))"]
+    ffi.set_source("qrng._native", SOURCE, libraries=libs, extra_compile_args=flags, **kw)
     out = ffi.compile(tmpdir=str(here / "build" / "native"), target=None, verbose=False)
     # move the extension next to the package
     built = Path(out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -53,12 +54,17 @@ def pack_samples(samples: npt.NDArray[np.uint8], bits_per_sample: int) -> bytes:
     return np.packbits(bits.reshape(-1), bitorder="little").tobytes()
 
 
-def toeplitz_native(seed: bytes, seed_bits: int, data: bytes, n_bits: int, m_bits: int) -> bytes:
-    """T x over GF(2) via gf2x carry-less multiplication (qrng._native)."""
+def _native_module() -> Any:
     try:
         from . import _native  # type: ignore[attr-defined]
     except ImportError as exc:
         raise NativeUnavailable("qrng._native is not built; run `make setup`") from exc
+    return _native
+
+
+def toeplitz_native(seed: bytes, seed_bits: int, data: bytes, n_bits: int, m_bits: int) -> bytes:
+    """T x over GF(2) via gf2x carry-less multiplication (qrng._native)."""
+    _native = _native_module()
     out = _native.ffi.new("unsigned char[]", (m_bits + 7) // 8)
     rc = _native.lib.qrng_toeplitz(seed, seed_bits, data, n_bits, out, m_bits)
     if rc != 0:
@@ -103,11 +109,21 @@ class Toeplitz:
             raise ConfigError("extractor.seed", f"seed must hold at least {self.seed_bits} bits")
         self.seed = seed[: (self.seed_bits + 7) // 8]
         self.h_per_bit = h_per_bit
+        self._plan: Any = None  # the native plan: the seed's transform, computed once
 
     def extract(self, data: bytes) -> bytes:
         if len(data) * 8 < self.n_bits:
             raise ValueError(f"input must hold {self.n_bits} bits")
-        return toeplitz_native(self.seed, self.seed_bits, data, self.n_bits, self.m_bits)
+        native = _native_module()
+        if self._plan is None:
+            plan = native.lib.qrng_toeplitz_plan(self.seed, self.seed_bits, self.n_bits)
+            if plan == native.ffi.NULL:
+                raise NativeUnavailable("cannot prepare the Toeplitz transform (out of memory?)")
+            self._plan = native.ffi.gc(plan, native.lib.qrng_toeplitz_plan_free)
+        out = native.ffi.new("unsigned char[]", (self.m_bits + 7) // 8)
+        if native.lib.qrng_toeplitz_apply(self._plan, data, out) != 0:
+            raise NativeUnavailable("Toeplitz transform failed")
+        return bytes(native.ffi.buffer(out))
 
 
 def sha256_output_entropy(n_in: int, h_in: float, n_out: int = 256, nw: int = 256) -> float:

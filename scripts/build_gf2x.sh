@@ -5,7 +5,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PREFIX=$PWD/build/gf2x
-[ -f "$PREFIX/lib/libgf2x.so" ] && exit 0
+[ -f "$PREFIX/lib/libgf2x-fft.so" ] && exit 0
+rm -rf "$PREFIX"
 grep -qw pclmulqdq /proc/cpuinfo || { echo "[gf2x] no PCLMULQDQ: using the system libgf2x" >&2; exit 0; }
 SRC=/etc/apt/sources.list.d/qrng-src.sources
 if ! apt-get source --print-uris gf2x >/dev/null 2>&1 && [ -f /etc/apt/sources.list.d/debian.sources ]; then
@@ -18,6 +19,6 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "[gf2x] building gf2x with PCLMULQDQ into build/gf2x (about a minute)" >&2
 ( cd "$work" && apt-get source -qq gf2x >/dev/null 2>&1 && cd gf2x-*/ \
-  && ./configure -q --prefix="$PREFIX" --enable-hardware-specific-code --disable-static >/dev/null \
+  && ./configure -q --prefix="$PREFIX" --enable-hardware-specific-code --enable-fft-interface --disable-static >/dev/null \
   && make -s -j"$(nproc)" >/dev/null 2>&1 && make -s install >/dev/null 2>&1 ) \
   || { echo "[gf2x] build failed: using the system libgf2x" >&2; rm -rf "$PREFIX"; exit 0; }

@@ -119,3 +119,14 @@ def test_pack_samples_roundtrip(bits):
     packed = pack_samples(s, bits)
     unpacked = np.unpackbits(np.frombuffer(packed, np.uint8), bitorder="little")[: 64 * bits].reshape(64, bits)
     assert (unpacked @ (1 << np.arange(bits)) == s).all()
+
+
+@pytest.mark.parametrize("n,h", [(16, 1.0), (100, 0.9), (513, 0.7), (1024, 0.5), (4096, 0.9)])
+def test_toeplitz_plan_matches_direct_product(n, h):
+    """The extractor's plan (gf2x FFT middle product with the seed transform cached) is T x, bit for bit."""
+    t = Toeplitz(n, h, os.urandom((2 * n + 7) // 8 + 8), eps_log2=-4)
+    for _ in range(3):  # the cached seed transform serves every block
+        data = os.urandom((n + 7) // 8)
+        want = direct_product(t.seed, t.seed_bits, data, n, t.m_bits) if n <= 1024 else \
+            toeplitz_native(t.seed, t.seed_bits, data, n, t.m_bits)
+        assert t.extract(data) == want
