@@ -149,6 +149,8 @@ static const unsigned char ZEROS[64];
 
 static void inc128(unsigned char *v) { for (int i = 15; i >= 0; i--) if (++v[i]) break; }
 
+static const unsigned char ZBLOCK[1 << 16];  /* the keystream is AES-CTR over zeros: read, never written */
+
 static int ctr_stream(unsigned char *state, unsigned char *out, size_t n) {
     unsigned char iv[16];
     int len;
@@ -156,8 +158,11 @@ static int ctr_stream(unsigned char *state, unsigned char *out, size_t n) {
     memcpy(iv, state + 32, 16);
     inc128(iv);
     if (EVP_EncryptInit_ex(t_ctx, EVP_aes_256_ctr(), NULL, state, iv) != 1) return -1;
-    memset(out, 0, n);
-    if (n && EVP_EncryptUpdate(t_ctx, out, &len, out, (int)n) != 1) return -1;
+    for (size_t done = 0; done < n;) {  /* n <= 2^16 for a DRBG request: one pass, no zeroing of out first */
+        size_t k = n - done < sizeof ZBLOCK ? n - done : sizeof ZBLOCK;
+        if (EVP_EncryptUpdate(t_ctx, out + done, &len, ZBLOCK, (int)k) != 1) return -1;
+        done += k;
+    }
     return 0;
 }
 
