@@ -10,6 +10,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _table import print_table  # noqa: E402
+
 from qrng.audit.log import AuditLog
 from qrng.audit.note import ed25519_signer
 from qrng.audit.verify import verify_log
@@ -58,11 +61,7 @@ def main() -> None:
         assert r.entries == n_entries and r.checkpoints == 1000
         rows.append((f"verify {n_entries:,} entries, 1,000 checkpoints ({len(data) / 1e6:,.0f} MB)",
                      f"{dt:,.2f} s", "<= 10 s"))
-    w = max(len(r[0]) for r in rows)
-    print(f"| {'audit log':<{w}} | {'measured':<32} | target |")
-    print(f"|{'-' * (w + 2)}|{'-' * 34}|--------|")
-    for name, val, target in rows:
-        print(f"| {name:<{w}} | {val:<32} | {target} |")
+    print_table("audit log", rows)
 
 
 if __name__ == "__main__":

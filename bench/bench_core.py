@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _table import print_table  # noqa: E402
 
 from qrng.config import EntropyConfig
 from qrng.drbg import CtrDrbg, HmacDrbg
@@ -92,11 +97,7 @@ def main() -> None:
     rows.append(("pipeline DRBG output, 1 MiB requests (reseed every 1024)", f"{(512 << 20) / dt / 1e9:,.2f} GB/s out",
                  "report"))
 
-    w = max(len(r[0]) for r in rows)
-    print(f"| {'benchmark':<{w}} | {'measured':<40} | target |")
-    print(f"|{'-' * (w + 2)}|{'-' * 42}|--------|")
-    for name, val, target in rows:
-        print(f"| {name:<{w}} | {val:<40} | {target} |")
+    print_table("benchmark", rows)
 
 
 if __name__ == "__main__":

@@ -89,28 +89,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _run(fn: Any) -> Any:
-    def wrapped(args: argparse.Namespace) -> int:
-        from qrng.audit.errors import AuditError
-        from qrng.dsse import EnvelopeError
-        from qrng.errors import EntropyError
+    from qrng.audit.errors import AuditError
+    from qrng.cli import guard
+    from qrng.dsse import EnvelopeError
+    from qrng.errors import EntropyError
 
-        from .errors import CeremonyError, PolicyViolation, ScriptError
-        try:
-            rc: int = fn(args)
-            return rc
-        except (ScriptError, PolicyViolation) as exc:
-            print(f"qrng ceremony: {exc}\n(nothing was touched)", file=sys.stderr)
-            return 2
-        except EntropyError as exc:
-            print(f"qrng ceremony: entropy failure: {exc}", file=sys.stderr)
-            return 3
-        except (CeremonyError, AuditError, EnvelopeError, ValueError) as exc:
-            print(f"qrng ceremony: {exc}", file=sys.stderr)
-            return 1
-        except OSError as exc:
-            print(f"qrng ceremony: {exc}", file=sys.stderr)
-            return 2
-    return wrapped
+    from .errors import CeremonyError, PolicyViolation, ScriptError
+    return guard([
+        ((ScriptError, PolicyViolation), 2, lambda e, a: f"qrng ceremony: {e}\n(nothing was touched)"),
+        (EntropyError, 3, lambda e, a: f"qrng ceremony: entropy failure: {e}"),
+        ((CeremonyError, AuditError, EnvelopeError, ValueError), 1, lambda e, a: f"qrng ceremony: {e}"),
+        (OSError, 2, lambda e, a: f"qrng ceremony: {e}"),
+    ])(fn)
 
 
 def register(sub: Any) -> None:

@@ -133,6 +133,25 @@ def cmd_attestation_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+Handler = tuple[type[BaseException] | tuple[type[BaseException], ...], int, Callable[[Any, argparse.Namespace], str]]
+
+
+def guard(table: list[Handler]) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    """Wrap a subcommand: the first matching row maps an exception to its message (stderr) and exit code."""
+    def deco(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        def wrapped(args: argparse.Namespace) -> int:
+            try:
+                return fn(args)
+            except Exception as exc:
+                for cls, code, render in table:
+                    if isinstance(exc, cls):
+                        print(render(exc, args), file=sys.stderr)
+                        return code
+                raise
+        return wrapped
+    return deco
+
+
 Registrar = Callable[[Any], None]
 _EXTRA: list[Registrar] = []
 

@@ -158,28 +158,21 @@ def cmd_cosign(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tampered(exc: Any, args: argparse.Namespace) -> str:
+    if getattr(args, "json", False):
+        print(json.dumps({"status": "tampered", "error": str(exc), "first_bad_entry": exc.index}))
+    where = f" (first bad entry: {exc.index})" if exc.index is not None else ""
+    return f"qrng audit: TAMPERED OR INCONSISTENT: {exc}{where}"
+
+
 def _run(fn: Any) -> Any:
-    def wrapped(args: argparse.Namespace) -> int:
-        try:
-            rc: int = fn(args)
-            return rc
-        except TamperedError as exc:
-            where = f" (first bad entry: {exc.index})" if exc.index is not None else ""
-            msg = f"qrng audit: TAMPERED OR INCONSISTENT: {exc}{where}"
-            if getattr(args, "json", False):
-                print(json.dumps({"status": "tampered", "error": str(exc), "first_bad_entry": exc.index}))
-            print(msg, file=sys.stderr)
-            return 1
-        except FormatError as exc:
-            print(f"qrng audit: {exc}", file=sys.stderr)
-            return 2
-        except AuditError as exc:
-            print(f"qrng audit: VERIFICATION FAILED: {exc}", file=sys.stderr)
-            return 1
-        except OSError as exc:
-            print(f"qrng audit: {exc}", file=sys.stderr)
-            return 2
-    return wrapped
+    from ..cli import guard
+    return guard([
+        (TamperedError, 1, _tampered),
+        (FormatError, 2, lambda e, a: f"qrng audit: {e}"),
+        (AuditError, 1, lambda e, a: f"qrng audit: VERIFICATION FAILED: {e}"),
+        (OSError, 2, lambda e, a: f"qrng audit: {e}"),
+    ])(fn)
 
 
 def register(sub: Any) -> None:

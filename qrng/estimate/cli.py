@@ -86,15 +86,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(fn: Any) -> Any:
-    def wrapped(args: argparse.Namespace) -> int:
-        try:
-            rc: int = fn(args)
-            return rc
-        except (OSError, ValueError) as exc:
-            print(f"qrng estimate: {exc}", file=sys.stderr)
-            return 2
-    return wrapped
+def _guarded(fn: Any) -> Any:
+    from ..cli import guard
+    return guard([((OSError, ValueError), 2, lambda e, a: f"qrng estimate: {e}")])(fn)
 
 
 def register(sub: Any) -> None:
@@ -109,4 +103,4 @@ def register(sub: Any) -> None:
     p.add_argument("--permutations", type=int, default=10000, help="permutation rounds at most (5.1: 10,000)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
-    p.set_defaults(func=_run(cmd_estimate))
+    p.set_defaults(func=_guarded(cmd_estimate))
