@@ -214,3 +214,34 @@ def test_p11kit_server_remoting(module, healthy, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# --- token objects and a missing device, through the built module ------------------------------------------------
+def test_attestation_certificate_is_a_token_object(module, tmp_path, monkeypatch):
+    from qrng.attestation import init_simulator
+    paths = init_simulator(tmp_path / "att")
+    cfg = tmp_path / "qrng.yaml"
+    cfg.write_text(f"version: 1\nsource: {{type: simulator}}\n"
+                   f"attestation: {{certificate: {paths['certificate']}, key: {paths['key']}}}\n")
+    monkeypatch.setenv("QRNG_CONFIG", str(cfg))
+    r = run("pkcs11-tool", "--module", str(module), "-O", "--type", "cert")
+    assert r.returncode == 0 and b"qrng device attestation" in r.stdout
+    der = tmp_path / "cert.der"
+    rd = run("pkcs11-tool", "--module", str(module), "--read-object", "--type", "cert", "--label",
+             "qrng device attestation", "-o", str(der))
+    assert rd.returncode == 0
+    from cryptography import x509
+    cert = x509.load_der_x509_certificate(der.read_bytes())
+    assert "TEST ONLY" in cert.subject.rfc4514_string()
+
+
+def test_missing_device_means_no_token_present(module, tmp_path, monkeypatch):
+    cfg = tmp_path / "qrng.yaml"
+    cfg.write_text("version: 1\nsource: {type: device, path: /dev/qrng-not-plugged-in, claimed_min_entropy: 6}\n")
+    monkeypatch.setenv("QRNG_CONFIG", str(cfg))
+    script = ("import sys, pkcs11\nlib = pkcs11.lib(sys.argv[1])\nslot = lib.get_slots()[0]\n"
+              "print('present' if slot.flags & pkcs11.SlotFlag.TOKEN_PRESENT else 'absent')\n"
+              "try:\n    slot.get_token()\nexcept Exception as e:\n    print(type(e).__name__)\n")
+    r = run(sys.executable, "-c", script, str(module))
+    out = r.stdout.decode()
+    assert "absent" in out or "TokenNotPresent" in out, out + r.stderr.decode()
