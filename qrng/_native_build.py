@@ -663,7 +663,7 @@ def build(force: bool = False) -> str:
               "extra_link_args": [f"-Wl,-rpath,{local / 'lib'}"]}
         if (local / "lib" / "libgf2x-fft.so").exists():  # its FFT interface: middle products
             libs.insert(0, "gf2x-fft")
-            flags += ["-DQRNG_GF2X_FFT", "-DGF2X_MAYBE_UNUSED=__attribute__((unused))"]
+            flags += ["-DQRNG_GF2X_FFT", "-DGF2X_MAYBE_UNUSED=__attribute__((unused))", "-Wno-array-parameter"]
     ffi.set_source("qrng._native", SOURCE, libraries=libs, extra_compile_args=flags, **kw)
     out = ffi.compile(tmpdir=str(here / "build" / "native"), target=None, verbose=False)
     # move the extension next to the package
