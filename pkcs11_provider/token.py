@@ -164,9 +164,6 @@ class Token:
             self._opened = False
             self.initialized = False
 
-    def service_if_open(self) -> Any:
-        return self.service
-
     def after_fork_in_child(self) -> None:
         """Keep sessions valid in the child; the service drops DRBG state and reseeds from fresh samples."""
         if self.service is not None and hasattr(self.service, "after_fork"):

@@ -21,7 +21,7 @@ import numpy as np
 from .config import EntropyConfig
 from .drbg import CtrDrbg, Drbg, DrbgStatus, make_drbg
 from .errors import ConfigError, EntropyError, PipelineFailed
-from .extract import Toeplitz, lhl_output_bits, pack_samples, sha256_output_entropy, von_neumann
+from .extract import Toeplitz, pack_samples, sha256_output_entropy, von_neumann
 from .health import Cutoffs, HealthCounters, HealthTester
 from .sources import Source, SourceInfo, open_source
 
@@ -358,8 +358,3 @@ class Pipeline:
             self._pool = bytearray()
             self.source.close()
 
-
-def lhl_bits_for(config: EntropyConfig, info: SourceInfo) -> int:
-    """Output bits of one Toeplitz block for this configuration (for reports and plans)."""
-    return lhl_output_bits(config.extractor.block_bits, info.claimed_min_entropy / info.bits_per_sample,
-                           config.extractor.eps_log2)

@@ -21,7 +21,7 @@ from .merkle import CompactRange, leaf_hash
 from .note import Checkpoint, NoteSignature, Signer, sign_note
 from .records import CHECKPOINT, COSIGNATURE, ENTRY, Entry, canonical
 
-__all__ = ["AuditLog", "file_digest", "utc_now"]
+__all__ = ["AuditLog", "utc_now"]
 
 
 def utc_now() -> str:
@@ -154,13 +154,3 @@ class AuditLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def file_digest(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
