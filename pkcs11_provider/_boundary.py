@@ -70,8 +70,10 @@ def install(ffi: Any, lib: Any) -> None:  # noqa: C901 - one def_extern per expo
         except Exception as exc:  # the one place exceptions become CK_RV codes
             code = rv_for(exc)
             log.write(name, code, str(exc))
-            if code == ck.CKR_GENERAL_ERROR and not isinstance(exc, CKRError):
-                traceback.print_exc(file=sys.stderr)
+            if code == ck.CKR_GENERAL_ERROR:  # the caller sees only a code: say why where a person can read it
+                print(f"qrng-pkcs11: {name}: {exc}", file=sys.stderr)
+                if not isinstance(exc, CKRError):
+                    traceback.print_exc(file=sys.stderr)
         rv_ptr[0] = code
 
     def token() -> Token:

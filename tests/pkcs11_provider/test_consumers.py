@@ -245,3 +245,11 @@ def test_missing_device_means_no_token_present(module, tmp_path, monkeypatch):
     r = run(sys.executable, "-c", script, str(module))
     out = r.stdout.decode()
     assert "absent" in out or "TokenNotPresent" in out, out + r.stderr.decode()
+
+
+def test_bad_configuration_is_explained(module, tmp_path, monkeypatch):
+    cfg = tmp_path / "qrng.yaml"
+    cfg.write_text("version: 1\ndrbg: {type: des}\n")
+    monkeypatch.setenv("QRNG_CONFIG", str(cfg))
+    r = run("pkcs11-tool", "--module", str(module), "-I")
+    assert r.returncode != 0 and b"drbg.type must be one of ctr_aes256, hmac_sha256" in r.stderr
