@@ -355,9 +355,10 @@ def step_attest_device(c: Ceremony, step: Step, prep: dict[str, Any]) -> StepRes
     c.event(step.id, "attestation.challenge", {"nonce": nonce.hex()}, actor="verifier")
     c.pipeline.startup()
     h = c.pipeline.health.counters()
-    env = attest(c.pipeline.source, nonce, {"rct_failures": h.rct_failures, "apt_failures": h.apt_failures,
-                                             "samples_tested": h.samples_tested},
-                 _sha(json.dumps(c.plan.entropy.__repr__()).encode()), att.key, att.certificate)
+    cfg = c.script.entropy_config
+    config_digest = _sha(cfg.read_bytes()) if cfg else _sha(b"built-in default")  # an auditor can recompute it
+    health = {"rct_failures": h.rct_failures, "apt_failures": h.apt_failures, "samples_tested": h.samples_tested}
+    env = attest(c.pipeline.source, nonce, health, config_digest, att.key, att.certificate)
     roots = [x509.load_pem_x509_certificate(p.read_bytes()) for p in c.plan.policy.manufacturer_roots]
     blob = json.dumps(env, indent=1).encode()
     try:
@@ -370,6 +371,7 @@ def step_attest_device(c: Ceremony, step: Step, prep: dict[str, Any]) -> StepRes
     c.event(step.id, "attestation.verified", {
         "serial": r.serial, "model": stmt["device"]["model"], "simulator": r.simulator,
         "firmware_sha256": stmt["firmware_sha256"], "manufacturer": r.manufacturer.subject.rfc4514_string(),
+        "entropy_config_sha256": config_digest,
         "device_certificate_sha256": _sha(r.device_certificate.public_bytes(serialization.Encoding.DER))},
         files=outputs, actor="verifier")
     return outputs, {"serial": r.serial, "statement_sha256": _sha(blob), "simulator": r.simulator}

@@ -116,8 +116,8 @@ class Hsm:
         pub_t = {**common, A.PRIVATE: False, A.VERIFY: True, A.ENCRYPT: False, A.WRAP: False}
         try:
             if spec.type == "rsa":
-                pub_t.update({A.MODULUS_BITS: spec.size, A.PUBLIC_EXPONENT: b"\x01\x00\x01"})
-                pub, priv = self.session.generate_keypair(p.KeyType.RSA, public_template=pub_t,
+                pub_t[A.PUBLIC_EXPONENT] = b"\x01\x00\x01"  # python-pkcs11 sets CKA_MODULUS_BITS from key_length
+                pub, priv = self.session.generate_keypair(p.KeyType.RSA, spec.size, public_template=pub_t,
                                                           private_template=priv_t,
                                                           mechanism=p.Mechanism.RSA_PKCS_KEY_PAIR_GEN)
             elif spec.type == "ec":

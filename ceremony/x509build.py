@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from asn1crypto import algos
+from asn1crypto import algos, core
 from asn1crypto import crl as acrl
 from asn1crypto import csr as acsr
 from asn1crypto import keys as akeys
@@ -106,8 +106,9 @@ def lint_crl(der: bytes) -> tuple[str, ...]:
 
 
 def _sig_alg(spec: KeySpec) -> dict[str, Any]:
+    """For the CSR, which has no linted twin; certificates and CRLs copy their linted twin's algorithm."""
     if spec.type == "rsa":
-        return {"algorithm": "sha256_rsa", "parameters": None}
+        return {"algorithm": "sha256_rsa", "parameters": core.Null()}  # RFC 4055: parameters are NULL
     if spec.type == "ec":
         return {"algorithm": {"P-256": "sha256_ecdsa", "P-384": "sha384_ecdsa", "P-521": "sha512_ecdsa"}[spec.curve]}
     return {"algorithm": "ed25519"}
@@ -133,8 +134,9 @@ def build_certificate(issuer_spec: KeySpec, sign: Signer, subject: x509.Name, is
     findings = lint_certificate(lint_cert.public_bytes(serialization.Encoding.DER))
     tbs = lint_cert.tbs_certificate_bytes
     signature = sign(tbs)
+    twin = ax509.Certificate.load(lint_cert.public_bytes(serialization.Encoding.DER))
     der = ax509.Certificate({"tbs_certificate": ax509.TbsCertificate.load(tbs),
-                             "signature_algorithm": algos.SignedDigestAlgorithm(_sig_alg(issuer_spec)),
+                             "signature_algorithm": twin["signature_algorithm"].copy(),  # as linted, byte for byte
                              "signature_value": signature}).dump()
     final = x509.load_der_x509_certificate(der)
     if final.tbs_certificate_bytes != tbs:
@@ -170,8 +172,9 @@ def build_crl(issuer_spec: KeySpec, sign: Signer, issuer: x509.Name, issuer_publ
     lint_crl_obj = b.sign(_throwaway(issuer_spec), _hash(issuer_spec))
     findings = lint_crl(lint_crl_obj.public_bytes(serialization.Encoding.DER))
     tbs = lint_crl_obj.tbs_certlist_bytes
+    twin = acrl.CertificateList.load(lint_crl_obj.public_bytes(serialization.Encoding.DER))
     der = acrl.CertificateList({"tbs_cert_list": acrl.TbsCertList.load(tbs),
-                                "signature_algorithm": algos.SignedDigestAlgorithm(_sig_alg(issuer_spec)),
+                                "signature_algorithm": twin["signature_algorithm"].copy(),
                                 "signature": sign(tbs)}).dump()
     final = x509.load_der_x509_crl(der)
     if final.tbs_certlist_bytes != tbs:

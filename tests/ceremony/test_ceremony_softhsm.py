@@ -155,3 +155,30 @@ def test_kill_9_then_rerun(ws: Workspace, step: str, point: str):
     assert v.returncode == 0, v.stderr
     cv = ws.qrng("ceremony", "verify", str(out), *ws.witness_args())
     assert cv.returncode == 0, cv.stderr
+
+
+def test_rsa_root_and_ed25519_issuing_ca(ws: Workspace):
+    """The other key types the default policy allows: RSA-3072 (PKCS#1 v1.5 with SHA-256) and Ed25519 (EdDSA)."""
+    text = (ws.script("root-ca.yaml").read_text()
+            .replace("ceremony: root-ca-2026", "ceremony: rsa-ed-2026")
+            .replace("output: ../out/root-ca-2026", "output: ../out/rsa-ed-2026")
+            .replace("samples: 1000000, output", "samples: 262144, output")
+            .replace("  - {id: estimate, type: estimate_entropy, samples_from: entropy}\n", "")
+            .replace("{label: root-ca-2026, type: ec, curve: P-384}", "{label: rsa-root, type: rsa, size: 3072}")
+            .replace("{label: issuing-ca-2026, type: ec, curve: P-256}", "{label: ed-issuing, type: ed25519}"))
+    ws.script("rsa-ed.yaml").write_text(text)
+    r = run(ws, "rsa-ed.yaml", "filekey")
+    assert r.returncode == 0, r.stderr
+    out = ws.dir / "out" / "rsa-ed-2026"
+    from cryptography import x509
+    root = x509.load_pem_x509_certificate((out / "root-ca.pem").read_bytes())
+    issuing = x509.load_pem_x509_certificate((out / "issuing-ca.pem").read_bytes())
+    assert root.signature_algorithm_oid == x509.oid.SignatureAlgorithmOID.RSA_WITH_SHA256
+    assert root.public_key().key_size == 3072
+    assert issuing.public_key().__class__.__name__.startswith("Ed25519")
+    ov = subprocess.run(["openssl", "verify", "-x509_strict", "-CAfile", out / "root-ca.pem", out / "issuing-ca.pem"],
+                        capture_output=True, text=True)
+    assert ov.returncode == 0, ov.stdout + ov.stderr
+    assert ws.keys() == ["ed-issuing", "rsa-root"]
+    v = ws.qrng("ceremony", "verify", str(out), *ws.witness_args())
+    assert v.returncode == 0, v.stderr
