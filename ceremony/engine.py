@@ -414,6 +414,9 @@ def step_collect_entropy(c: Ceremony, step: Step, prep: dict[str, Any]) -> StepR
     rep = c.pipeline.report()
     data = {"raw_sha256": commitment, "extracted_bytes": len(c.extracted), "extracted_sha256": _sha(c.extracted),
             "extractor": rep.extractor, "extractor_seed_sha256": _sha(c.pipeline.extractor_seed),
+            "toeplitz_n": c.pipeline._toeplitz.n_bits if c.pipeline._toeplitz else None,  # noqa: SLF001
+            "toeplitz_m": c.pipeline._toeplitz.m_bits if c.pipeline._toeplitz else None,  # noqa: SLF001
+            "bits_per_sample": c.pipeline.info.bits_per_sample,
             "entropy_credited_bits": n * rep.source.claimed_min_entropy}
     c.event(step.id, "entropy.extracted", data, files=outputs)
     return outputs, data

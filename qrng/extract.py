@@ -21,6 +21,7 @@ __all__ = [
     "Toeplitz",
     "lhl_output_bits",
     "pack_samples",
+    "rederive",
     "sha256_condition",
     "sha256_output_entropy",
     "toeplitz_fft",
@@ -111,6 +112,18 @@ class Toeplitz:
         self.h_per_bit = h_per_bit
         self._plan: Any = None  # the native plan: the seed's transform, computed once
 
+    @classmethod
+    def with_lengths(cls, n_bits: int, m_bits: int, seed: bytes) -> Toeplitz:
+        """The extractor with recorded lengths (an auditor's re-run): T is m x n, the seed n + m - 1 bits."""
+        t = cls.__new__(cls)
+        t.n_bits, t.m_bits, t.seed_bits = n_bits, m_bits, n_bits + m_bits - 1
+        if m_bits <= 0 or len(seed) * 8 < t.seed_bits:
+            raise ConfigError("extractor.seed", f"seed must hold at least {t.seed_bits} bits")
+        t.seed = seed[: (t.seed_bits + 7) // 8]
+        t.h_per_bit = (m_bits + 200) / n_bits
+        t._plan = None
+        return t
+
     def extract(self, data: bytes) -> bytes:
         if len(data) * 8 < self.n_bits:
             raise ValueError(f"input must hold {self.n_bits} bits")
@@ -124,6 +137,16 @@ class Toeplitz:
         if native.lib.qrng_toeplitz_apply(self._plan, data, out) != 0:
             raise NativeUnavailable("Toeplitz transform failed")
         return bytes(native.ffi.buffer(out))
+
+
+def rederive(samples: npt.NDArray[np.uint8], bits_per_sample: int, seed: bytes, n_bits: int, m_bits: int) -> bytes:
+    """Re-run a recorded Toeplitz extraction: full blocks of n_bits, m_bits // 8 bytes kept from each."""
+    t = Toeplitz.with_lengths(n_bits, m_bits, seed)
+    per_block = -(-n_bits // bits_per_sample)
+    out = bytearray()
+    for i in range(0, samples.size - per_block + 1, per_block):
+        out += t.extract(pack_samples(samples[i:i + per_block], bits_per_sample))[:m_bits // 8]
+    return bytes(out)
 
 
 def sha256_output_entropy(n_in: int, h_in: float, n_out: int = 256, nw: int = 256) -> float:

@@ -38,6 +38,13 @@ def test_root_ca_ceremony_end_to_end(ws: Workspace):
     assert v.returncode == 0 and "cosigned by witness.example/carol, witness.example/dave" in v.stdout, v.stderr
     cv = ws.qrng("ceremony", "verify", str(out), *ws.witness_args())
     assert cv.returncode == 0 and "2 provenance statements" in cv.stdout, cv.stderr
+    assert "1 extraction(s) re-run from the retained samples" in cv.stdout
+    raw = out / "entropy-raw.bin"  # an auditor's re-run catches retained samples that were swapped
+    saved = raw.read_bytes()
+    raw.write_bytes(bytes([saved[0] ^ 1]) + saved[1:])
+    bad = ws.qrng("ceremony", "verify", str(out), *ws.witness_args())
+    assert bad.returncode == 1 and "entropy-raw.bin does not match" in bad.stderr
+    raw.write_bytes(saved)
     # OpenSSL verifies the chain and the CRL
     ov = subprocess.run(["openssl", "verify", "-x509_strict", "-CAfile", out / "root-ca.pem", out / "issuing-ca.pem"],
                         capture_output=True, text=True)

@@ -140,3 +140,11 @@ def test_periodic_assessment_passes_an_honest_claim():
     p = Pipeline(cfg)
     p.raw(250000)
     assert p.last_assessment is not None and p.last_assessment >= p.info.claimed_min_entropy
+
+
+def test_auditor_rederivation_equals_the_pipeline_extraction():
+    from qrng.extract import rederive
+    p = Pipeline(EntropyConfig())
+    samples = p.raw(300000)
+    t = p._toeplitz
+    assert rederive(samples, 8, p.extractor_seed, t.n_bits, t.m_bits) == p.extract_samples(samples)
