@@ -1,19 +1,17 @@
-"""Shared test fixtures: paths to the project root and to the reference vectors in ../shared."""
+"""Shared test fixtures: the project root and the reference data kept inside the repository (tests/vectors)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("QRNG_SHARED", ROOT.parent / "shared"))
+VECTORS = ROOT / "tests" / "vectors"
 VENV_BIN = ROOT / ".venv" / "bin"
 
 
 @pytest.fixture(scope="session")
-def shared() -> Path:
-    if not (SHARED / "vectors").is_dir():
-        pytest.fail(f"reference vectors not found at {SHARED} (set QRNG_SHARED)")
-    return SHARED
+def vectors() -> Path:
+    """tests/vectors: CAVP DRBG files, SP 800-90B data sets with NIST's outputs, health-test cutoffs."""
+    return VECTORS

@@ -1,4 +1,4 @@
-"""SP 800-90A DRBGs against NIST CAVP known-answer vectors (../shared/vectors/drbg)."""
+"""SP 800-90A DRBGs against NIST CAVP known-answer vectors (tests/vectors/drbg)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from qrng.drbg import CtrDrbg, HmacDrbg, ReseedRequired
 
 
-def ctr_records(shared):
-    text = (shared / "vectors" / "drbg" / "ctr_drbg_aes256_nodf.txt").read_text()
+def ctr_records(vectors):
+    text = (vectors / "drbg" / "ctr_drbg_aes256_nodf.txt").read_text()
     recs = []
     for block in text.split("\n\n"):
         d = dict(re.findall(r"^(\w+) =[ ]?(.*)$", block, re.M))
@@ -19,8 +19,8 @@ def ctr_records(shared):
     return recs
 
 
-def hmac_records(shared):
-    text = (shared / "vectors" / "drbg" / "hmac_drbg_sha256_pr.txt").read_text()
+def hmac_records(vectors):
+    text = (vectors / "drbg" / "hmac_drbg_sha256_pr.txt").read_text()
     recs = []
     for block in re.split(r"\nCOUNT = ", text)[1:]:
         d, adds, prs = {}, [], []
@@ -39,8 +39,8 @@ def hmac_records(shared):
 
 
 @pytest.mark.parametrize("native", [True, False], ids=["openssl-evp", "cryptography"])
-def test_ctr_drbg_cavp_vectors(shared, native):
-    recs = ctr_records(shared)
+def test_ctr_drbg_cavp_vectors(vectors, native):
+    recs = ctr_records(vectors)
     assert len(recs) == 240
     failures = []
     for i, r in enumerate(recs):
@@ -53,8 +53,8 @@ def test_ctr_drbg_cavp_vectors(shared, native):
     assert failures == []
 
 
-def test_hmac_drbg_cavp_vectors_with_prediction_resistance(shared):
-    recs = hmac_records(shared)
+def test_hmac_drbg_cavp_vectors_with_prediction_resistance(vectors):
+    recs = hmac_records(vectors)
     assert len(recs) == 240
     failures = []
     for i, (d, adds, prs) in enumerate(recs):

@@ -12,9 +12,9 @@ from qrng.errors import HealthTestFailure, PipelineFailed
 from qrng.health import HealthTester, apt_cutoff, cutoffs, rct_cutoff
 
 
-def _reference_table(shared):
+def _reference_table(vectors):
     rows = []
-    for line in (shared / "vectors" / "health-cutoffs.md").read_text().splitlines():
+    for line in (vectors / "health-cutoffs.md").read_text().splitlines():
         m = re.match(r"\|\s*([\d.]+)\s*\|\s*2\^-(\d+)\s*\|\s*(\d+)\s*\|\s*(\d+)\s*\|\s*(\d+)\s*\|", line)
         if m:
             rows.append((float(m[1]), -int(m[2]), int(m[3]), int(m[4]), int(m[5])))
@@ -22,8 +22,8 @@ def _reference_table(shared):
     return rows
 
 
-def test_cutoffs_match_reference_table(shared):
-    for h, a, rct, apt1024, apt512 in _reference_table(shared):
+def test_cutoffs_match_reference_table(vectors):
+    for h, a, rct, apt1024, apt512 in _reference_table(vectors):
         assert rct_cutoff(h, a) == rct, (h, a)
         assert apt_cutoff(h, 1024, a) == apt1024, (h, a)
         assert apt_cutoff(h, 512, a) == apt512, (h, a)

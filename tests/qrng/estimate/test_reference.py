@@ -1,5 +1,5 @@
 """Every estimator, and H_original / H_bitstring / H_I, within 0.5 % of NIST's SP800-90B_EntropyAssessment
-v1.1.7 (ea_non_iid -v) on the reference data sets of ../shared/vectors/90b; the IID verdicts where the
+v1.1.7 (ea_non_iid -v) on the reference data sets of tests/vectors/90b; the IID verdicts where the
 reference README says they are references."""
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ NAMES = {"Most Common Value": "Most Common Value", "Collision Test (for bit stri
 _cache: dict[str, object] = {}
 
 
-def assessment(shared, name, bits):
+def assessment(vectors, name, bits):
     if name not in _cache:
-        s = np.fromfile(shared / "vectors" / "90b" / f"{name}.bin", dtype=np.uint8)
+        s = np.fromfile(vectors / "90b" / f"{name}.bin", dtype=np.uint8)
         _cache[name] = assess_non_iid(s, bits)
     return _cache[name]
 
 
-def reference(shared, name, kind):
-    return json.loads((shared / "vectors" / "90b" / f"{name}.ea_{kind}.json").read_text())["testCases"]
+def reference(vectors, name, kind):
+    return json.loads((vectors / "90b" / f"{name}.ea_{kind}.json").read_text())["testCases"]
 
 
 def close(got: float, want: float) -> bool:
@@ -48,9 +48,9 @@ def cases():
 
 
 @pytest.mark.parametrize("name,bits,label,ours", cases(), ids=[f"{c[0]}-{c[3]}" for c in cases()])
-def test_estimator_matches_nist(shared, name, bits, label, ours):
-    a = assessment(shared, name, bits)
-    case = next(c for c in reference(shared, name, "non_iid") if c["testCaseDesc"] == label)
+def test_estimator_matches_nist(vectors, name, bits, label, ours):
+    a = assessment(vectors, name, bits)
+    case = next(c for c in reference(vectors, name, "non_iid") if c["testCaseDesc"] == label)
     lit = {e.name: e.h for e in a.literal}
     binary = {e.name: e.h for e in a.bitstring}
     if bits == 1:  # one data set: the tool reports it as "original"
@@ -78,9 +78,9 @@ def test_estimator_matches_nist(shared, name, bits, label, ours):
 
 
 @pytest.mark.parametrize("name,bits", SETS)
-def test_overall_matches_nist(shared, name, bits):
-    a = assessment(shared, name, bits)
-    overall = next(c for c in reference(shared, name, "non_iid") if c["testCaseDesc"] == "Overall")
+def test_overall_matches_nist(vectors, name, bits):
+    a = assessment(vectors, name, bits)
+    overall = next(c for c in reference(vectors, name, "non_iid") if c["testCaseDesc"] == "Overall")
     assert close(a.h_original, overall["hOriginal"])
     assert close(a.h_assessed, overall["hAssessed"])
     if bits > 1:
@@ -88,19 +88,19 @@ def test_overall_matches_nist(shared, name, bits):
 
 
 @pytest.mark.parametrize("name,bits", SETS)
-def test_chi_square_and_lrs_verdicts(shared, name, bits):
-    s = np.fromfile(shared / "vectors" / "90b" / f"{name}.bin", dtype=np.uint8)
+def test_chi_square_and_lrs_verdicts(vectors, name, bits):
+    s = np.fromfile(vectors / "90b" / f"{name}.bin", dtype=np.uint8)
     t, k = _translate(s)
-    ref = reference(shared, name, "iid")[0]
+    ref = reference(vectors, name, "iid")[0]
     assert chi_square_tests(t, k)[0] == ref["passedChiSquareTests"]
     assert lrs_test(t)[0] == ref["passedLongestRepeatedSubstringTest"]
 
 
 @pytest.mark.slow
-def test_permutation_verdict_binary(shared):
-    s = np.fromfile(shared / "vectors" / "90b" / "c_bias06_1.bin", dtype=np.uint8)
+def test_permutation_verdict_binary(vectors):
+    s = np.fromfile(vectors / "90b" / "c_bias06_1.bin", dtype=np.uint8)
     verdict, detail = permutation_tests(s, seed=90003)
-    ref = reference(shared, "c_bias06_1", "iid")[0]
+    ref = reference(vectors, "c_bias06_1", "iid")[0]
     assert verdict is ref["passedIidPermutationTests"] is True and detail["failed"] == []
 
 

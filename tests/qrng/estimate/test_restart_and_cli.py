@@ -28,8 +28,8 @@ def run(*args):
     return subprocess.run([sys.executable, "-m", "qrng.cli", "estimate", *args], capture_output=True, text=True)
 
 
-def test_cli_json(shared):
-    r = run(str(shared / "vectors" / "90b" / "c_bias06_1.bin"), "-b", "1", "--json", "-q")
+def test_cli_json(vectors):
+    r = run(str(vectors / "90b" / "c_bias06_1.bin"), "-b", "1", "--json", "-q")
     d = json.loads(r.stdout)
     assert r.returncode == 0 and abs(d["h_assessed"] - 0.524153) < 0.003
 
