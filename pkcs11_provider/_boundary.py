@@ -187,18 +187,15 @@ def install(ffi: Any, lib: Any) -> None:  # noqa: C901 - one def_extern per expo
 
     @extern
     def py_C_InitToken(slot: int, p_pin: Any, pin_len: int, p_label: Any) -> None:
-        token()._slot(slot)
-        raise CKRError(ck.CKR_FUNCTION_NOT_SUPPORTED, "the QRNG token needs no initialisation")
+        token().init_token(slot)
 
     @extern
     def py_C_InitPIN(h: int, p_pin: Any, pin_len: int) -> None:
-        token()._session(h)
-        raise CKRError(ck.CKR_FUNCTION_NOT_SUPPORTED, "the QRNG token has no PIN")
+        token().change_pin(h)
 
     @extern
     def py_C_SetPIN(h: int, p_old: Any, old_len: int, p_new: Any, new_len: int) -> None:
-        token()._session(h)
-        raise CKRError(ck.CKR_FUNCTION_NOT_SUPPORTED, "the QRNG token has no PIN")
+        token().change_pin(h)
 
     @extern
     def py_C_WaitForSlotEvent(flags: int, p_slot: Any, p_reserved: Any) -> None:
@@ -293,25 +290,19 @@ def install(ffi: Any, lib: Any) -> None:  # noqa: C901 - one def_extern per expo
 
     @extern
     def py_C_CreateObject(h: int, p_tmpl: Any, count: int, p_obj: Any) -> None:
-        token().read_only(h)
+        token().modify_object(h, None)
 
     @extern
     def py_C_CopyObject(h: int, obj: int, p_tmpl: Any, count: int, p_new: Any) -> None:
-        token()._session(h)
-        token()._object(obj)
-        token().read_only(h)
+        token().modify_object(h, obj)
 
     @extern
     def py_C_DestroyObject(h: int, obj: int) -> None:
-        token()._session(h)
-        token()._object(obj)
-        token().read_only(h)
+        token().modify_object(h, obj)
 
     @extern
     def py_C_SetAttributeValue(h: int, obj: int, p_tmpl: Any, count: int) -> None:
-        token()._session(h)
-        token()._object(obj)
-        token().read_only(h)
+        token().modify_object(h, obj)
 
     # --- random numbers (5.15) ------------------------------------------------------------------------------
     @extern
@@ -323,16 +314,14 @@ def install(ffi: Any, lib: Any) -> None:  # noqa: C901 - one def_extern per expo
 
     @extern
     def py_C_GenerateRandom(h: int, p_data: Any, n: int) -> None:
-        if n == 0:
-            token()._session(h)
-            return
-        nonnull(p_data)
-        token().generate_random_into(h, ffi.buffer(p_data, n))
+        if n:
+            nonnull(p_data)
+        token().generate_random_into(h, ffi.buffer(p_data, n) if n else bytearray())
 
     @ffi.def_extern(name="py_refill", onerror=_onerror)  # type: ignore[untyped-decorator]
     def py_refill(rv_ptr: Any, buf: Any, n: int) -> None:
         def fill() -> None:
-            token()._service().generate_into(ffi.buffer(buf, n))
+            token().refill(ffi.buffer(buf, n))
         call("refill", rv_ptr, fill)
 
     def _child() -> None:

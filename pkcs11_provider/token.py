@@ -373,6 +373,23 @@ class Token:
         obj = self._object(obj_handle)
         return sum(len(obj.value(t)) for t in obj.attributes)
 
+    def init_token(self, slot: int) -> None:
+        """C_InitToken (5.5): the QRNG token needs no initialisation."""
+        self._slot(slot)
+        raise CKRError(ck.CKR_FUNCTION_NOT_SUPPORTED, "the QRNG token needs no initialisation")
+
+    def change_pin(self, handle: int) -> None:
+        """C_InitPIN / C_SetPIN (5.5): the QRNG token has no PIN."""
+        self._session(handle)
+        raise CKRError(ck.CKR_FUNCTION_NOT_SUPPORTED, "the QRNG token has no PIN")
+
+    def modify_object(self, handle: int, obj_handle: int | None) -> None:
+        """C_CreateObject (obj_handle None), C_CopyObject, C_DestroyObject, C_SetAttributeValue (5.7)."""
+        self._session(handle)
+        if obj_handle is not None:
+            self._object(obj_handle)
+        self.read_only(handle)
+
     def read_only(self, handle: int) -> None:
         """Object creation and modification: this token's objects are fixed."""
         s = self._session(handle)
@@ -394,7 +411,14 @@ class Token:
         self._service().seed(data)
 
     def generate_random_into(self, handle: int, buf: Any) -> None:
+        """C_GenerateRandom (5.15); a zero-length request only checks the session."""
         self._session(handle)
+        if len(buf):
+            self._service().generate_into(buf)
+
+    def refill(self, buf: Any) -> None:
+        """Fill the C fast-path buffer (no session: the C side checked it)."""
+        self._require_init()
         self._service().generate_into(buf)
 
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from . import native
 from .errors import EntropyError
 
 __all__ = ["CtrDrbg", "Drbg", "DrbgStatus", "HmacDrbg", "ReseedRequired", "make_drbg"]
@@ -56,12 +57,12 @@ _ZERO_BLOCK = bytes(64 * 1024 + 64)
 _ZERO_VIEW = memoryview(_ZERO_BLOCK)
 
 
-def _native_lib() -> Any:
-    try:
-        from . import _native  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return _native
+def _native_lib(required: bool) -> Any:
+    """The kernels, or None with the fallback logged; ``required`` turns a missing build into an error."""
+    if required or native.available():
+        return native.load()
+    native.fallback("CTR_DRBG", "the cryptography package (AES-CTR through its OpenSSL)")
+    return None
 
 
 class CtrDrbg:
@@ -84,9 +85,7 @@ class CtrDrbg:
             raise ValueError("CTR_DRBG (no df) entropy input must be exactly 384 bits (48 bytes)")
         if not 1 <= reseed_interval <= 1 << 48:
             raise ValueError("reseed interval must be in [1, 2^48]")
-        lib = _native_lib() if native is not False else None
-        if native and lib is None:
-            raise ValueError("qrng._native is not built")
+        lib = _native_lib(required=bool(native)) if native is not False else None
         self._native = lib
         self.backend = "openssl-evp (qrng._native)" if lib is not None else "cryptography"
         self._state = bytearray(48)  # Key = 0^256, V = 0^128 (10.2.1.3.1)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from . import native
 from .errors import ConfigError, NativeUnavailable
 
 __all__ = [
@@ -55,22 +56,14 @@ def pack_samples(samples: npt.NDArray[np.uint8], bits_per_sample: int) -> bytes:
     return np.packbits(bits.reshape(-1), bitorder="little").tobytes()
 
 
-def _native_module() -> Any:
-    try:
-        from . import _native  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise NativeUnavailable("qrng._native is not built; run `make setup`") from exc
-    return _native
-
-
 def toeplitz_native(seed: bytes, seed_bits: int, data: bytes, n_bits: int, m_bits: int) -> bytes:
     """T x over GF(2) via gf2x carry-less multiplication (qrng._native)."""
-    _native = _native_module()
-    out = _native.ffi.new("unsigned char[]", (m_bits + 7) // 8)
-    rc = _native.lib.qrng_toeplitz(seed, seed_bits, data, n_bits, out, m_bits)
+    kern = native.load()
+    out = kern.ffi.new("unsigned char[]", (m_bits + 7) // 8)
+    rc = kern.lib.qrng_toeplitz(seed, seed_bits, data, n_bits, out, m_bits)
     if rc != 0:
         raise ValueError(f"qrng_toeplitz failed ({rc}): seed must be n + m - 1 bits")
-    return bytes(_native.ffi.buffer(out))
+    return bytes(kern.ffi.buffer(out))
 
 
 def _bits(data: bytes, n: int) -> npt.NDArray[np.uint8]:
@@ -127,16 +120,16 @@ class Toeplitz:
     def extract(self, data: bytes) -> bytes:
         if len(data) * 8 < self.n_bits:
             raise ValueError(f"input must hold {self.n_bits} bits")
-        native = _native_module()
+        kernels = native.load()
         if self._plan is None:
-            plan = native.lib.qrng_toeplitz_plan(self.seed, self.seed_bits, self.n_bits)
-            if plan == native.ffi.NULL:
+            plan = kernels.lib.qrng_toeplitz_plan(self.seed, self.seed_bits, self.n_bits)
+            if plan == kernels.ffi.NULL:
                 raise NativeUnavailable("cannot prepare the Toeplitz transform (out of memory?)")
-            self._plan = native.ffi.gc(plan, native.lib.qrng_toeplitz_plan_free)
-        out = native.ffi.new("unsigned char[]", (self.m_bits + 7) // 8)
-        if native.lib.qrng_toeplitz_apply(self._plan, data, out) != 0:
+            self._plan = kernels.ffi.gc(plan, kernels.lib.qrng_toeplitz_plan_free)
+        out = kernels.ffi.new("unsigned char[]", (self.m_bits + 7) // 8)
+        if kernels.lib.qrng_toeplitz_apply(self._plan, data, out) != 0:
             raise NativeUnavailable("Toeplitz transform failed")
-        return bytes(native.ffi.buffer(out))
+        return bytes(kernels.ffi.buffer(out))
 
 
 def rederive(samples: npt.NDArray[np.uint8], bits_per_sample: int, seed: bytes, n_bits: int, m_bits: int) -> bytes:

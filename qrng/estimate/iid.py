@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import native
 from .nonid import Array, Estimate, _translate, mcv, to_bitstring, tuple_counts
 
 __all__ = ["IidResult", "STATISTICS", "assess_iid", "chi_square_tests", "gammaincc", "lrs_test", "permutation_tests"]
@@ -179,7 +180,7 @@ def _compression(s: Array) -> float:
 
 
 def _statistics(s: Array, binary: bool, mean: float, median: float, compression: bool = True) -> np.ndarray:
-    from .. import _native  # type: ignore[attr-defined]
+    _native = native.load()
     if binary:  # Conversion I (Hamming weight of each 8 bits) and Conversion II (the 8 bits as a byte)
         m = s.size // 8 * 8
         dirdata = s[:m].reshape(-1, 8).sum(axis=1, dtype=np.uint8)

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .. import native
+
 __all__ = ["Assessment", "Estimate", "assess_non_iid", "collision", "compression", "lrs", "markov", "mcv",
            "prediction", "t_tuple", "to_bitstring", "tuple_counts"]
 
@@ -70,7 +72,7 @@ def mcv(s: Array) -> Estimate:
 # --- 6.3.2 (binary) -----------------------------------------------------------------------------------------
 def collision(b: Array) -> Estimate:
     """Collision times of a bit string are 2 (equal pair) or 3; with E[t] = 2 + 2pq, p solves X' = 2 + 2p(1-p)."""
-    from .. import _native  # type: ignore[attr-defined]
+    _native = native.load()
     data = np.ascontiguousarray(b, dtype=np.uint8)
     threes = _native.ffi.new("long *")
     twos = int(_native.lib.qrng_collision_pairs(_native.ffi.from_buffer(data), data.size, threes))
@@ -272,7 +274,7 @@ _PREDICTORS: list[tuple[str, str, Callable[[int], int]]] = [
 
 
 def predictors(s: Array, k: int) -> list[Estimate]:
-    from .. import _native  # type: ignore[attr-defined]
+    _native = native.load()
     data = np.ascontiguousarray(s, dtype=np.uint8)
     out = []
     for name, fn, count in _PREDICTORS:

@@ -1,0 +1,233 @@
+/* libqrng-pkcs11.so, hand-written part (PKCS#11 v2.40; see ../../docs/architecture.md).
+ *
+ * qrng_pkcs11.h (generated from pkcs11_provider/ckdefs.py) declares the types, the function list and the
+ * Python callbacks py_C_*; qrng_pkcs11_stubs.c (generated) holds the thin wrappers of the other functions.
+ * Here:
+ *   - the interpreter is started by the module (PyConfig with the venv's python as program_name, no signal
+ *     handlers); libpython is promoted to RTLD_GLOBAL for hosts that dlopen with RTLD_LOCAL; the runtime
+ *     Python version must equal the build's;
+ *   - pthread_atfork keeps fork() safe, and a forked child never serves the parent's buffered bytes;
+ *   - C_Initialize / C_Finalize (5.4) with OS locking or the application's mutex callbacks;
+ *   - C_GenerateRandom (5.15): small requests come from a buffer that Python fills in bulk, each byte served
+ *     once and zeroised as it goes; larger ones go to Python;
+ *   - C_GetFunctionList and the v3.0 interface discovery.
+ * Build-time values arrive as -D flags: QRNG_VENV_PYTHON, QRNG_LIBPYTHON, QRNG_BUILD_HEXVERSION. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qrng_pkcs11.h"
+#include "module.h"
+
+#define FAST_MAX 4096          /* requests up to this size are served from the buffer */
+#define BUF_SIZE (1 << 16)     /* bytes of DRBG output per refill */
+#define SESSION_BITS (1 << 20) /* session handles the fast path can check without Python */
+
+volatile int qrng_initialized;
+static int g_started_python;
+static PyGILState_STATE g_fork_gil;
+
+/* --- interpreter start-up (pitfalls 1-3 of the embedding notes) ---------------------------------- */
+static pthread_once_t g_py_once = PTHREAD_ONCE_INIT;
+static int g_py_ok;
+
+static void fork_prepare(void);
+static void fork_parent(void);
+static void fork_child(void);
+
+static void start_python(void) {
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    if (Py_IsInitialized()) { g_py_ok = 1; return; }      /* the host is Python: cffi reuses it */
+    if (!dlopen(QRNG_LIBPYTHON, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD))
+        dlopen(QRNG_LIBPYTHON, RTLD_NOW | RTLD_GLOBAL);
+    PyConfig config;
+    PyConfig_InitPythonConfig(&config);
+    config.install_signal_handlers = 0;
+    config.parse_argv = 0;
+    config.user_site_directory = 0;
+    config.buffered_stdio = 0;
+    PyStatus st = PyConfig_SetBytesString(&config, &config.program_name, QRNG_VENV_PYTHON);
+    if (!PyStatus_Exception(st)) st = Py_InitializeFromConfig(&config);
+    PyConfig_Clear(&config);
+    if (PyStatus_Exception(st)) {
+        fprintf(stderr, "qrng-pkcs11: cannot start Python (%s)\n", st.err_msg ? st.err_msg : "?");
+        return;
+    }
+    if ((unsigned long)Py_Version != QRNG_BUILD_HEXVERSION) {
+        fprintf(stderr, "qrng-pkcs11: built for Python %#lx but runs on %#lx; refusing\n",
+                (unsigned long)QRNG_BUILD_HEXVERSION, (unsigned long)Py_Version);
+        PyEval_SaveThread();
+        return;
+    }
+    g_started_python = 1;
+    PyEval_SaveThread();                                   /* release the GIL: any thread may enter */
+    g_py_ok = 1;
+}
+
+static int ensure_python(void) {
+    pthread_once(&g_py_once, start_python);
+    return g_py_ok ? 0 : -1;
+}
+
+int qrng_started_python(void) { return g_started_python; }
+
+/* --- locking: OS mutexes, or the application's (v2.40 5.4 C_Initialize cases 1-4) ---------------- */
+static CK_C_INITIALIZE_ARGS g_args;
+static int g_app_mutex;
+static void *g_app_buf_mutex;
+static pthread_mutex_t g_buf_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t g_init_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void buf_lock(void) {
+    if (g_app_mutex) g_args.LockMutex(g_app_buf_mutex); else pthread_mutex_lock(&g_buf_lock);
+}
+static void buf_unlock(void) {
+    if (g_app_mutex) g_args.UnlockMutex(g_app_buf_mutex); else pthread_mutex_unlock(&g_buf_lock);
+}
+
+/* --- the fast path: a buffer of DRBG output, each byte served once ------------------------------ */
+static unsigned char g_buf[BUF_SIZE];
+static size_t g_off, g_len;
+static int g_fast;
+static unsigned char g_sessions[SESSION_BITS / 8];
+
+static void buffer_wipe(void) {
+    memset(g_buf, 0, sizeof g_buf);
+    __asm__ __volatile__("" ::: "memory");
+    g_off = g_len = 0;
+}
+void qrng_buffer_clear(void) { buf_lock(); buffer_wipe(); buf_unlock(); }
+void qrng_fast_configure(int enabled) { buf_lock(); g_fast = enabled; buffer_wipe(); buf_unlock(); }
+void qrng_session_mark(CK_ULONG h, int open) {
+    if (h >= SESSION_BITS) return;
+    if (open) __atomic_or_fetch(&g_sessions[h / 8], (unsigned char)(1u << (h % 8)), __ATOMIC_SEQ_CST);
+    else __atomic_and_fetch(&g_sessions[h / 8], (unsigned char)~(1u << (h % 8)), __ATOMIC_SEQ_CST);
+}
+static int session_open(CK_ULONG h) {
+    return h < SESSION_BITS && (__atomic_load_n(&g_sessions[h / 8], __ATOMIC_SEQ_CST) >> (h % 8)) & 1;
+}
+
+/* --- fork safety (pitfalls 6 and 7) ---------------------------------------------------------------- */
+static void fork_prepare(void) {
+    if (!g_started_python) return;      /* a Python host's os.fork() handles the interpreter itself */
+    buf_lock();                         /* same order as the refill path: buffer, then GIL */
+    g_fork_gil = PyGILState_Ensure();
+    PyOS_BeforeFork();
+}
+static void fork_parent(void) {
+    if (!g_started_python) return;
+    PyOS_AfterFork_Parent();
+    PyGILState_Release(g_fork_gil);
+    buf_unlock();
+}
+static void fork_child(void) {
+    if (g_started_python) {
+        PyOS_AfterFork_Child();         /* runs os.register_at_fork hooks: the DRBG is dropped */
+        PyGILState_Release(g_fork_gil);
+    }
+    if (!g_app_mutex) pthread_mutex_init(&g_buf_lock, NULL);
+    else if (g_started_python) g_args.UnlockMutex(g_app_buf_mutex);
+    buffer_wipe();                      /* never serve the parent's buffered bytes */
+}
+
+/* --- general purpose (v2.40 5.4) --------------------------------------------------------------------- */
+QRNG_EXPORT CK_RV C_Initialize(CK_VOID_PTR pInitArgs) {
+    CK_RV rv = CKR_GENERAL_ERROR;
+    pthread_mutex_lock(&g_init_lock);
+    if (qrng_initialized) { pthread_mutex_unlock(&g_init_lock); return CKR_CRYPTOKI_ALREADY_INITIALIZED; }
+    memset(&g_args, 0, sizeof g_args);
+    g_app_mutex = 0;
+    if (pInitArgs) {
+        CK_C_INITIALIZE_ARGS *a = (CK_C_INITIALIZE_ARGS *)pInitArgs;
+        int given = !!a->CreateMutex + !!a->DestroyMutex + !!a->LockMutex + !!a->UnlockMutex;
+        if (given != 0 && given != 4) { pthread_mutex_unlock(&g_init_lock); return CKR_ARGUMENTS_BAD; }
+        g_args = *a;                    /* pReserved may carry NSS / p11-kit module parameters: tolerated */
+        if (given == 4 && !(a->flags & CKF_OS_LOCKING_OK)) {
+            if (a->CreateMutex(&g_app_buf_mutex) != CKR_OK) { pthread_mutex_unlock(&g_init_lock); return CKR_CANT_LOCK; }
+            g_app_mutex = 1;
+        }
+    }
+    if (ensure_python() != 0) { pthread_mutex_unlock(&g_init_lock); return CKR_GENERAL_ERROR; }
+    py_C_Initialize(&rv, pInitArgs);
+    if (rv == CKR_OK) qrng_initialized = 1;
+    else if (g_app_mutex) { g_args.DestroyMutex(g_app_buf_mutex); g_app_mutex = 0; }
+    pthread_mutex_unlock(&g_init_lock);
+    return rv;
+}
+
+QRNG_EXPORT CK_RV C_Finalize(CK_VOID_PTR pReserved) {
+    CK_RV rv = CKR_GENERAL_ERROR;
+    if (pReserved) return CKR_ARGUMENTS_BAD;
+    pthread_mutex_lock(&g_init_lock);
+    if (!qrng_initialized) { pthread_mutex_unlock(&g_init_lock); return CKR_CRYPTOKI_NOT_INITIALIZED; }
+    qrng_buffer_clear();
+    py_C_Finalize(&rv, pReserved);
+    if (rv == CKR_OK) {
+        qrng_initialized = 0;
+        g_fast = 0;
+        memset(g_sessions, 0, sizeof g_sessions);
+        if (g_app_mutex) { g_args.DestroyMutex(g_app_buf_mutex); g_app_mutex = 0; }
+    }
+    pthread_mutex_unlock(&g_init_lock);
+    return rv;
+}
+
+/* --- random number generation (v2.40 5.15) ------------------------------------------------------- */
+QRNG_EXPORT CK_RV C_GenerateRandom(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pRandomData, CK_ULONG ulRandomLen) {
+    CK_RV rv = CKR_GENERAL_ERROR;
+    if (!qrng_initialized) return CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (!pRandomData && ulRandomLen) return CKR_ARGUMENTS_BAD;
+    if (g_fast && ulRandomLen <= FAST_MAX && session_open(hSession)) {
+        buf_lock();
+        if (g_fast) {
+            if (g_len < ulRandomLen) {
+                buffer_wipe();
+                py_refill(&rv, g_buf, BUF_SIZE);
+                if (rv != CKR_OK) { buffer_wipe(); buf_unlock(); return rv; }
+                g_len = BUF_SIZE;
+            }
+            memcpy(pRandomData, g_buf + g_off, ulRandomLen);
+            memset(g_buf + g_off, 0, ulRandomLen);
+            g_off += ulRandomLen;
+            g_len -= ulRandomLen;
+            buf_unlock();
+            return CKR_OK;
+        }
+        buf_unlock();
+    }
+    py_C_GenerateRandom(&rv, hSession, pRandomData, ulRandomLen);
+    return rv;
+}
+
+/* --- the function list and v3.0 interface discovery ------------------------------------------------ */
+QRNG_EXPORT CK_RV C_GetFunctionList(void *ppFunctionList) {
+    if (!ppFunctionList) return CKR_ARGUMENTS_BAD;
+    *(CK_FUNCTION_LIST **)ppFunctionList = &qrng_function_list;
+    return CKR_OK;
+}
+
+/* one interface, "PKCS 11" version 2.40, pointing at the list above */
+static CK_INTERFACE g_interface = { (CK_CHAR *)"PKCS 11", &qrng_function_list, 0 };
+
+QRNG_EXPORT CK_RV C_GetInterfaceList(CK_INTERFACE_PTR pInterfacesList, CK_ULONG_PTR pulCount) {
+    if (!pulCount) return CKR_ARGUMENTS_BAD;
+    if (!pInterfacesList) { *pulCount = 1; return CKR_OK; }
+    if (*pulCount < 1) { *pulCount = 1; return CKR_BUFFER_TOO_SMALL; }
+    pInterfacesList[0] = g_interface;
+    *pulCount = 1;
+    return CKR_OK;
+}
+
+QRNG_EXPORT CK_RV C_GetInterface(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
+                                 CK_INTERFACE_PTR_PTR ppInterface, CK_FLAGS flags) {
+    if (!ppInterface) return CKR_ARGUMENTS_BAD;
+    if (pInterfaceName && strcmp((const char *)pInterfaceName, "PKCS 11") != 0) return CKR_ARGUMENTS_BAD;
+    if (pVersion && (pVersion->major != 2 || pVersion->minor != 40)) return CKR_ARGUMENTS_BAD;
+    if (flags & ~g_interface.flags) return CKR_ARGUMENTS_BAD;
+    *ppInterface = &g_interface;
+    return CKR_OK;
+}
