@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from qrng.errors import ConfigError
+
 __all__ = ["CeremonyError", "HsmError", "PolicyViolation", "ScriptError", "StepFailed"]
 
 
@@ -9,8 +11,16 @@ class CeremonyError(Exception):
     """Root of ceremony failures."""
 
 
-class ScriptError(CeremonyError, ValueError):
-    """A script, policy or profile is malformed; the message names the file and the YAML path."""
+class ScriptError(ConfigError, CeremonyError):
+    """A script, policy or profile is malformed: a ConfigError (exit 2) naming file, YAML path, line, column."""
+
+    def __init__(self, message: str, path: str = "", file: str | None = None, line: int | None = None,
+                 column: int | None = None) -> None:
+        super().__init__(path, message, file, line, column)
+
+    @classmethod
+    def from_config(cls, exc: ConfigError) -> ScriptError:
+        return cls(exc.message, exc.path, exc.file, exc.line, exc.column)
 
 
 class PolicyViolation(CeremonyError):

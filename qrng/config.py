@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .sources.model import FAULT_KINDS, Fault, SimulatorConfig
-from .strictyaml import Fields, load_yaml, load_yaml_text
+from .strictyaml import Fields, load_yaml_text, parse_file
 
 __all__ = ["DEFAULT_PATH", "AttestationConfig", "EntropyConfig", "ExtractorConfig", "DrbgConfig", "HealthConfig",
            "SourceConfig", "load_config", "parse_config", "parse_fault"]
@@ -184,7 +184,7 @@ def load_config(path: str | Path | None = None) -> EntropyConfig:
     chosen = path or os.environ.get("QRNG_CONFIG") or (DEFAULT_PATH if DEFAULT_PATH.exists() else None)
     if chosen is None:
         return EntropyConfig()
-    return parse_config(load_yaml(chosen), str(chosen))
+    return parse_file(chosen, lambda data: parse_config(data, str(chosen)))  # type: ignore[no-any-return]
 
 
 def config_from_text(text: str) -> EntropyConfig:

@@ -21,12 +21,38 @@ class EntropyError(Exception):
     """Root of every entropy-core failure. Never caught silently: it means no output."""
 
 
-class ConfigError(EntropyError, ValueError):
-    """Configuration is malformed; the message names the YAML path."""
+class ConfigError(ValueError):
+    """A configuration file is malformed or wrong: its own root (a user error, never an entropy failure).
 
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path} {message}" if path else message)
-        self.path = path
+    Carries the file, the YAML path (``steps[3].key.size``) and, where the YAML node has them, line and column;
+    ``str()`` reads ``root-ca.yaml:12:5: steps[3].key.size must be ...``. Raised with the path alone deep in a
+    parser; the loader that knows the file adds it with :meth:`in_file`.
+    """
+
+    def __init__(self, path: str, message: str, file: str | None = None, line: int | None = None,
+                 column: int | None = None) -> None:
+        self.path, self.message, self.file, self.line, self.column = path, message, file, line, column
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file + (f":{self.line}" if self.line else "") + (f":{self.column}" if self.column else "")
+            where += ": "
+        return where + (f"{self.path} {self.message}" if self.path else self.message)
+
+    def in_file(self, file: str, marks: dict[str, tuple[int, int]] | None = None) -> ConfigError:
+        """The same error, naming ``file`` (and the line and column of its path, from ``marks``)."""
+        if self.file:
+            return self
+        line, column = self.line, self.column
+        if marks and line is None:
+            path = self.path
+            while path and path not in marks:  # the nearest enclosing node that exists
+                path = path.rsplit(".", 1)[0] if "." in path else path.rsplit("[", 1)[0] if "[" in path else ""
+            if path in marks:
+                line, column = marks[path]
+        return ConfigError(self.path, self.message, file, line, column)
 
 
 class SourceError(EntropyError):

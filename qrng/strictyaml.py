@@ -5,6 +5,7 @@ Used by the entropy-core config and by ceremony scripts and policies.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["Fields", "load_yaml", "load_yaml_text"]
+__all__ = ["Fields", "load_yaml", "load_yaml_text", "marks", "parse_file", "read_text"]
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -25,7 +26,8 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise ConfigError("", f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
+            raise ConfigError("", f"duplicate key {key!r}", line=key_node.start_mark.line + 1,
+                              column=key_node.start_mark.column + 1)
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
@@ -33,24 +35,66 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def marks(text: str) -> dict[str, tuple[int, int]]:
+    """(line, column) of every node, keyed by the YAML path that :class:`Fields` uses (``a.b[2].c``)."""
+    out: dict[str, tuple[int, int]] = {}
+    try:
+        root = yaml.compose(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError:
+        return out
+
+    def walk(node: Any, path: str) -> None:
+        out.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode):
+                    p = f"{path}.{k.value}" if path else str(k.value)
+                    out.setdefault(p, (k.start_mark.line + 1, k.start_mark.column + 1))
+                    walk(v, p)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                walk(v, f"{path}[{i}]")
+    if root is not None:
+        walk(root, "")
+    return out
+
+
 def load_yaml_text(text: str, origin: str = "<string>") -> Any:
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except ConfigError as exc:
-        raise ConfigError("", f"{origin}: {str(exc).strip()}") from None
+        raise exc.in_file(origin) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError("", f"{origin}: {where}malformed YAML ({getattr(exc, 'problem', exc)})") from None
+        raise ConfigError("", f"malformed YAML ({getattr(exc, 'problem', exc)})", origin,
+                          mark.line + 1 if mark else None, mark.column + 1 if mark else None) from None
+    except RecursionError:
+        raise ConfigError("", "malformed YAML (nested too deeply)", origin) from None
+
+
+def read_text(path: str | Path) -> str:
+    """A YAML file's text; unreadable or non-UTF-8 files are a ConfigError naming the file."""
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"is not UTF-8 text (byte {exc.start})", str(p)) from None
+    except OSError as exc:
+        raise ConfigError("", f"cannot read ({exc.strerror})", str(p)) from None
 
 
 def load_yaml(path: str | Path) -> Any:
-    p = Path(path)
+    return load_yaml_text(read_text(path), str(path))
+
+
+def parse_file(path: str | Path, parse: Any) -> Any:
+    """Load ``path`` and run ``parse(document)``; any ConfigError comes out naming the file, line and column."""
+    text = read_text(path)
+    data = load_yaml_text(text, str(path))
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("", f"{p}: cannot read ({exc.strerror})") from None
-    return load_yaml_text(text, str(p))
+        return parse(data)
+    except ConfigError as exc:
+        raise exc.in_file(str(path), marks(text)) from None
 
 
 _MISSING = object()
@@ -106,6 +150,8 @@ class Fields:
             return v
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise ConfigError(self.p(key), f"must be a number, got {type(v).__name__}")
+        if isinstance(v, float) and not math.isfinite(v):  # NaN passes every comparison: it would disable checks
+            raise ConfigError(self.p(key), f"must be a finite number, got {v}")
         if (lo is not None and v < lo) or (hi is not None and v > hi):
             raise ConfigError(self.p(key), f"must be between {lo} and {hi} (got {v})")
         return float(v)

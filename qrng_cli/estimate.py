@@ -12,12 +12,11 @@ import sys
 import time
 from typing import Any
 
-import numpy as np
-
 __all__ = ["register", "read_samples"]
 
 
 def read_samples(path: str, bits: int, packed: bool) -> Any:
+    import numpy as np
     raw = np.fromfile(path, dtype=np.uint8)
     if packed:
         if bits != 1:
@@ -37,7 +36,7 @@ def _table(rows: list[tuple[str, str, str]]) -> str:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from .nonid import assess_non_iid
+    from qrng.estimate.nonid import assess_non_iid
     s = read_samples(args.file, args.bits_per_symbol, args.packed)
     if s.size < 1000:
         raise ValueError(f"{args.file}: {s.size} samples; SP 800-90B assessments need at least 1,000,000 "
@@ -49,7 +48,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
             print(f"[{time.perf_counter() - t0:6.1f} s] {msg}", file=sys.stderr, flush=True)
 
     if args.iid:
-        from .iid import assess_iid
+        from qrng.estimate.iid import assess_iid
         r = assess_iid(s, args.bits_per_symbol, args.permutations, progress=progress)
         if args.json:
             print(json.dumps({"file": args.file, "samples": int(s.size), **r.to_dict()}, indent=2))
@@ -86,21 +85,17 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guarded(fn: Any) -> Any:
-    from ..cli import guard
-    return guard([((OSError, ValueError), 2, lambda e, a: f"qrng estimate: {e}")])(fn)
-
-
 def register(sub: Any) -> None:
     p = sub.add_parser("estimate", help="SP 800-90B min-entropy assessment of a raw-sample file",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", help="samples, one per byte (the NIST tool's format), or packed bits with --packed")
-    p.add_argument("--bits-per-symbol", "-b", type=int, required=True, choices=range(1, 9), metavar="K")
+    p.add_argument("--bits-per-symbol", "-b", type=int, required=True, choices=range(1, 9), metavar="K",
+                   help="bits per sample, 1 to 8 (the sample's low K bits are used)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--non-iid", action="store_true", help="the non-IID track, section 6.3 (default)")
     g.add_argument("--iid", action="store_true", help="the IID tests of section 5, then the MCV estimate")
     p.add_argument("--packed", action="store_true", help="the file holds packed bits, most significant first")
     p.add_argument("--permutations", type=int, default=10000, help="permutation rounds at most (5.1: 10,000)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the assessment as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
-    p.set_defaults(func=_guarded(cmd_estimate))
+    p.set_defaults(func=cmd_estimate)

@@ -10,15 +10,18 @@ import datetime
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import AuditError, FormatError, TamperedError
-from .note import ALG_COSIGNATURE_V1, Checkpoint, Verifier, generate_ed25519
+from qrng.audit.errors import AuditError, FormatError, TamperedError
+
+if TYPE_CHECKING:
+    from qrng.audit.note import Verifier
 
 __all__ = ["register"]
 
 
 def _read_key(value: str) -> Verifier:
+    from qrng.audit.note import Verifier
     p = Path(value)
     text = p.read_text().strip() if p.exists() else value
     return Verifier.parse(text)
@@ -30,7 +33,8 @@ def _state_file(state: Path, origin: str) -> Path:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import parse_log, verify_log
+    from qrng.audit.note import Checkpoint
+    from qrng.audit.verify import parse_log, verify_log
     keys = [_read_key(k) for k in args.key]
     witnesses = [_read_key(w) for w in args.witness or []]
     data = Path(args.log).read_bytes()
@@ -40,7 +44,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.state:
         state = Path(args.state)
         state.mkdir(parents=True, exist_ok=True)
-        from .note import verify_note
+        from qrng.audit.note import verify_note
         first_origin = None
         if view.checkpoints:
             try:
@@ -71,9 +75,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_prove(args: argparse.Namespace) -> int:
-    from .merkle import TreeLevels
-    from .proof import format_proof
-    from .verify import _with_cosignatures, parse_log
+    from qrng.audit.merkle import TreeLevels
+    from qrng.audit.proof import format_proof
+    from qrng.audit.verify import _with_cosignatures, parse_log
     view = parse_log(Path(args.log).read_bytes())
     if not view.checkpoints:
         raise TamperedError("the log has no signed checkpoint to prove against")
@@ -92,7 +96,7 @@ def cmd_prove(args: argparse.Namespace) -> int:
 
 
 def cmd_check_proof(args: argparse.Namespace) -> int:
-    from .proof import verify_proof
+    from qrng.audit.proof import verify_proof
     entry = sys.stdin.buffer.read() if args.entry == "-" else Path(args.entry).read_bytes()
     entry = entry.rstrip(b"\n")
     witnesses = [_read_key(w) for w in args.witness or []]
@@ -103,7 +107,7 @@ def cmd_check_proof(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .verify import parse_log
+    from qrng.audit.verify import parse_log
     view = parse_log(Path(args.log).read_bytes())
     events: list[dict[str, Any]] = []
     cps = {c.position: c for c in view.checkpoints}
@@ -127,7 +131,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from .note import load_ed25519_signer
+    from qrng.audit.note import ALG_COSIGNATURE_V1, generate_ed25519, load_ed25519_signer
     out = Path(args.out)
     if out.exists():
         raise FormatError(f"{out} exists; refusing to overwrite a key")
@@ -143,9 +147,9 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_cosign(args: argparse.Namespace) -> int:
     """A witness cosigns the latest checkpoint of a log it has verified (tlog-cosignature v1)."""
-    from .log import AuditLog
-    from .note import cosign, load_ed25519_signer
-    from .verify import verify_log
+    from qrng.audit.log import AuditLog
+    from qrng.audit.note import ALG_COSIGNATURE_V1, cosign, load_ed25519_signer
+    from qrng.audit.verify import verify_log
     keys = [_read_key(k) for k in args.key]
     data = Path(args.log).read_bytes()
     result = verify_log(data, keys)
@@ -158,60 +162,43 @@ def cmd_cosign(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tampered(exc: Any, args: argparse.Namespace) -> str:
-    if getattr(args, "json", False):
-        print(json.dumps({"status": "tampered", "error": str(exc), "first_bad_entry": exc.index}))
-    where = f" (first bad entry: {exc.index})" if exc.index is not None else ""
-    return f"qrng audit: TAMPERED OR INCONSISTENT: {exc}{where}"
-
-
-def _run(fn: Any) -> Any:
-    from ..cli import guard
-    return guard([
-        (TamperedError, 1, _tampered),
-        (FormatError, 2, lambda e, a: f"qrng audit: {e}"),
-        (AuditError, 1, lambda e, a: f"qrng audit: VERIFICATION FAILED: {e}"),
-        (OSError, 2, lambda e, a: f"qrng audit: {e}"),
-    ])(fn)
-
-
 def register(sub: Any) -> None:
     ap = sub.add_parser("audit", help="verify, prove and inspect signed audit logs (offline, no HSM)",
                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     s = ap.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     v = s.add_parser("verify", help="recompute the tree, check every signature, consistency and quorum")
-    v.add_argument("log")
+    v.add_argument("log", help="the audit log (JSON lines)")
     v.add_argument("--key", action="append", required=True, help="log verifier key (string or file); repeatable")
     v.add_argument("--witness", action="append", help="witness cosignature key (string or file); repeatable")
     v.add_argument("--quorum", type=int, help="witness cosignatures required on the latest checkpoint "
                                               "(default: all --witness keys)")
     v.add_argument("--origin", help="require this checkpoint origin")
     v.add_argument("--state", metavar="DIR", help="remember the last verified checkpoint; catch rollback and forks")
-    v.add_argument("--json", action="store_true")
-    v.set_defaults(func=_run(cmd_verify))
+    v.add_argument("--json", action="store_true", help="print the result as JSON")
+    v.set_defaults(func=(cmd_verify))
     p = s.add_parser("prove", help="write a c2sp.org/tlog-proof for one entry")
-    p.add_argument("log")
-    p.add_argument("--index", type=int, required=True)
+    p.add_argument("log", help="the audit log (JSON lines)")
+    p.add_argument("--index", type=int, required=True, help="the entry to prove (0-based)")
     p.add_argument("--out", help="proof file (the entry's bytes go to the same name with .entry)")
-    p.set_defaults(func=_run(cmd_prove))
+    p.set_defaults(func=(cmd_prove))
     c = s.add_parser("check-proof", help="verify a tlog-proof for an entry, offline")
-    c.add_argument("proof")
+    c.add_argument("proof", help="the c2sp.org/tlog-proof file")
     c.add_argument("entry", help="file holding the entry's exact bytes, or - for stdin")
-    c.add_argument("--key", action="append", required=True)
-    c.add_argument("--witness", action="append")
-    c.add_argument("--quorum", type=int)
-    c.set_defaults(func=_run(cmd_check_proof))
+    c.add_argument("--key", action="append", required=True, help="log verifier key (string or file); repeatable")
+    c.add_argument("--witness", action="append", help="witness cosignature key (string or file); repeatable")
+    c.add_argument("--quorum", type=int, help="witness cosignatures required (default 0)")
+    c.set_defaults(func=(cmd_check_proof))
     sh = s.add_parser("show", help="print the timeline of a log")
-    sh.add_argument("log")
-    sh.add_argument("--json", action="store_true")
-    sh.set_defaults(func=_run(cmd_show))
+    sh.add_argument("log", help="the audit log (JSON lines)")
+    sh.add_argument("--json", action="store_true", help="print the timeline as JSON")
+    sh.set_defaults(func=(cmd_show))
     k = s.add_parser("keygen", help="make an Ed25519 file key (log or --witness); prints the verifier key")
-    k.add_argument("name")
-    k.add_argument("--out", required=True)
+    k.add_argument("name", help="the key name (for a log: its origin, e.g. example.com/log)")
+    k.add_argument("--out", required=True, help="private key file (mode 600; the verifier key goes to FILE.pub)")
     k.add_argument("--witness", action="store_true", help="a cosignature (type 0x04) key")
-    k.set_defaults(func=_run(cmd_keygen))
+    k.set_defaults(func=(cmd_keygen))
     w = s.add_parser("cosign", help="as a witness, verify the log and cosign its latest checkpoint")
-    w.add_argument("log")
+    w.add_argument("log", help="the audit log to verify and cosign")
     w.add_argument("--key", action="append", required=True, help="the log's verifier key")
     w.add_argument("--witness-key", required=True, help="the witness's private key file")
-    w.set_defaults(func=_run(cmd_cosign))
+    w.set_defaults(func=(cmd_cosign))

@@ -1,0 +1,65 @@
+"""The ``qrng`` command: one parser, an explicit list of subcommands, one table from exceptions to exit codes.
+
+Each subcommand module registers its parsers and holds thin command functions: parse arguments, call a library
+function, render text or JSON. Libraries are imported inside the command functions, so ``qrng --help`` and
+``qrng audit verify`` start without numpy or the native kernels.
+
+Exit codes (``ExitCode``): 0 success; 1 verification failed (tampered or inconsistent: the first bad entry is
+named) or a ceremony step failed; 2 usage, configuration or I/O error (for ceremonies: nothing was touched);
+3 entropy failure (health test or source error: nothing was output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from .common import ExitCode, report
+
+__all__ = ["COMMANDS", "ExitCode", "build_parser", "main"]
+
+# The subcommands, in the order --help lists them: (module in this package, what it adds)
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("entropy", "bytes, health, sources, attestation"),
+    ("estimate", "estimate"),
+    ("ceremony", "ceremony plan | run | verify"),
+    ("audit", "audit verify | prove | check-proof | show | keygen | cosign"),
+)
+
+
+DESCRIPTION = """Quantum random numbers where keys are born: random bytes from a health-tested, extracted source,
+SP 800-90B assessment, key ceremonies on an HSM, and signed audit logs verified offline.
+
+exit codes: 0 success; 1 verification failed (tampered or inconsistent) or a ceremony step failed;
+2 usage, configuration or I/O error (ceremonies: nothing was touched); 3 entropy failure (nothing was output)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="qrng", description=DESCRIPTION,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module, _ in COMMANDS:
+        importlib.import_module(f"{__name__}.{module}").register(sub)
+    return ap
+
+
+def _prog(args: argparse.Namespace) -> str:
+    return f"qrng {args.command}" if getattr(args, "command", None) else "qrng"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:
+        # the reader went away (``qrng health | head -1``): not an error of ours; keep Python quiet at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return int(ExitCode.OK)
+    except KeyboardInterrupt:
+        print(f"{_prog(args)}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # mapped by the one table; anything it does not know is a bug and re-raised
+        return int(report(_prog(args), exc, bool(getattr(args, "json", False))))

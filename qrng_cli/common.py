@@ -1,0 +1,108 @@
+"""What every ``qrng`` command shares: the exit codes, the one table from exception roots to exit codes, output.
+
+The table names exception classes by module and name, so that ``qrng --help`` imports none of the libraries;
+a class is imported only when an exception has to be matched against it.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["EXIT_TABLE", "ExitCode", "Rule", "atomic_write", "exit_code_for"]
+
+
+class ExitCode(enum.IntEnum):
+    """The exit codes of every ``qrng`` command (README, "Exit codes")."""
+
+    OK = 0
+    VERIFY_FAILED = 1    # verification failed (tampered, inconsistent), a ceremony step failed, data not IID
+    USAGE = 2            # usage, configuration or I/O error; for ceremonies: nothing was touched
+    ENTROPY = 3          # entropy failure (health test, source error): nothing was output
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Exceptions of class ``cls`` ("module:Name") exit with ``code``; ``label`` prefixes the message."""
+
+    cls: str
+    code: ExitCode
+    label: str = ""
+    note: str = ""
+    status: str = ""  # the "status" of the --json document; default from the code
+
+    def matches(self, exc: BaseException) -> bool:
+        module, _, name = self.cls.partition(":")
+        if module not in sys.modules:  # never imported: nothing raised can be one of its classes
+            return False
+        return isinstance(exc, getattr(importlib.import_module(module), name))
+
+
+# First match wins: the more specific classes come before their roots.
+EXIT_TABLE: tuple[Rule, ...] = (
+    Rule("qrng.audit.errors:TamperedError", ExitCode.VERIFY_FAILED, "TAMPERED OR INCONSISTENT: ", status="tampered"),
+    Rule("qrng.audit.errors:FormatError", ExitCode.USAGE),
+    Rule("qrng.audit.errors:AuditError", ExitCode.VERIFY_FAILED, "VERIFICATION FAILED: "),
+    Rule("ceremony.errors:ScriptError", ExitCode.USAGE, "", "(nothing was touched)"),
+    Rule("qrng.errors:ConfigError", ExitCode.USAGE, "configuration error: "),
+    Rule("ceremony.errors:PolicyViolation", ExitCode.USAGE, "", "(nothing was touched)"),
+    Rule("qrng.errors:NativeUnavailable", ExitCode.USAGE, "installation problem: "),
+    Rule("qrng.errors:EntropyError", ExitCode.ENTROPY, "entropy failure, no output produced: "),
+    Rule("ceremony.errors:CeremonyError", ExitCode.VERIFY_FAILED),
+    Rule("qrng.dsse:EnvelopeError", ExitCode.VERIFY_FAILED, "VERIFICATION FAILED: "),
+    Rule("builtins:OSError", ExitCode.USAGE),
+    Rule("builtins:ValueError", ExitCode.USAGE),
+)
+
+
+def exit_code_for(exc: BaseException) -> Rule | None:
+    return next((r for r in EXIT_TABLE if r.matches(exc)), None)
+
+
+def report(prog: str, exc: BaseException, as_json: bool) -> ExitCode:
+    """Print ``exc`` on stderr (and a JSON status on stdout with --json); the exit code, or re-raise."""
+    rule = exit_code_for(exc)
+    if rule is None:
+        raise exc
+    text = str(exc) or type(exc).__name__
+    index = getattr(exc, "index", None)
+    if index is not None and rule.code is ExitCode.VERIFY_FAILED:
+        text += f" (first bad entry: {index})"
+    if as_json:
+        status = {ExitCode.VERIFY_FAILED: "failed", ExitCode.USAGE: "error", ExitCode.ENTROPY: "entropy_failure"}
+        print(json.dumps({"status": rule.status or status.get(rule.code, "error"), "exit_code": int(rule.code),
+                          "error": str(exc), "first_bad_entry": index}))
+    print(f"{prog}: {rule.label}{text}" + (f"\n{rule.note}" if rule.note else ""), file=sys.stderr)
+    return rule.code
+
+
+def atomic_write(path: Path, data: bytes, overwrite: bool = False) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename: all or nothing."""
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; refusing to overwrite")
+    fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if the path appeared meanwhile
+            os.unlink(tmp)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+Command = Callable[[Any], int]
