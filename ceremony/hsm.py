@@ -9,7 +9,6 @@ from __future__ import annotations
 import getpass
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from .errors import CeremonyError, HsmError
-from .model import CURVES, KeySpec, Profile
+from .hsmapi import GeneratedKey
+from .keys import CURVES, KeySpec
+from .model import Profile
 
 __all__ = ["GeneratedKey", "Hsm", "read_pin"]
 
@@ -49,14 +50,6 @@ def read_pin(profile: Profile) -> str:
     return getpass.getpass(f"User PIN for token '{profile.token_label}': ")
 
 
-@dataclass(frozen=True)
-class GeneratedKey:
-    label: str
-    key_id: bytes
-    spec: KeySpec
-    public_der: bytes
-    attributes: dict[str, Any]
-    template: dict[str, Any]
 
 
 class Hsm:

@@ -11,41 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from qrng.errors import ConfigError
-from qrng.strictyaml import Fields, load_yaml
+from qrng.strictyaml import Fields, load_yaml, marks, read_text
 
 from .errors import ScriptError
+from .keys import CURVES, KeySpec
+from .steps import REGISTRY, Step
 
-__all__ = ["CURVES", "KeySpec", "PinSource", "Policy", "Profile", "Script", "Step", "STEP_TYPES",
-           "load_policy", "load_profile", "load_script"]
-
-CURVES = {"P-256": "1.2.840.10045.3.1.7", "P-384": "1.3.132.0.34", "P-521": "1.3.132.0.35"}
-STEP_TYPES = ("attest_device", "health_check", "collect_entropy", "estimate_entropy", "seed_hsm",
-              "generate_keypair", "self_signed_root", "csr", "issue_certificate", "crl", "export_public",
-              "witness_signoff", "verify_outputs")
-
-
-@dataclass(frozen=True)
-class KeySpec:
-    label: str
-    type: str  # rsa | ec | ed25519
-    size: int = 0  # RSA modulus bits
-    curve: str = ""  # EC curve name
-
-    def describe(self) -> str:
-        return {"rsa": f"RSA-{self.size}", "ec": f"EC {self.curve}", "ed25519": "Ed25519"}[self.type]
-
-
-@dataclass(frozen=True)
-class Step:
-    id: str
-    type: str
-    params: dict[str, Any]
-    path: str  # the YAML path, for messages
-
-    def outputs(self) -> list[str]:
-        outs = [self.params["output"]] if self.params.get("output") else []
-        return outs
-
+__all__ = ["CURVES", "KeySpec", "PinSource", "Policy", "Profile", "Script", "Step", "load_policy", "load_profile",
+           "load_script"]
 
 @dataclass(frozen=True)
 class Script:
@@ -112,7 +85,12 @@ class Policy:
 
 
 def _err(exc: ConfigError, origin: Path) -> ScriptError:
-    return ScriptError(f"{origin}: {exc}")
+    """The error naming ``origin`` with the line and column of its YAML path."""
+    try:
+        where = marks(read_text(origin))
+    except ConfigError:
+        where = {}
+    return ScriptError.from_config(exc.in_file(str(origin), where))
 
 
 def _rel(base: Path, value: str) -> Path:
@@ -120,84 +98,13 @@ def _rel(base: Path, value: str) -> Path:
     return p if p.is_absolute() else (base.parent / p).resolve()
 
 
-def _key_spec(f: Fields) -> KeySpec:
-    kind = f.text("type", choices=("rsa", "ec", "ed25519"))
-    label = f.text("label")
-    if not label or len(label) > 64:
-        raise ConfigError(f.p("label"), "must be 1 to 64 characters")
-    if kind == "rsa":
-        spec = KeySpec(label, kind, size=f.integer("size", lo=2048, hi=8192))
-    elif kind == "ec":
-        spec = KeySpec(label, kind, curve=f.text("curve", choices=tuple(CURVES)))
-    else:
-        spec = KeySpec(label, kind)
-    f.done()
-    return spec
-
-
-_STEP_FIELDS: dict[str, dict[str, str]] = {
-    # field -> kind: text | int | key | subject | list | bool | stepref | float
-    "attest_device": {},
-    "health_check": {"samples": "int"},
-    "collect_entropy": {"samples": "int", "output": "text"},
-    "estimate_entropy": {"samples_from": "stepref", "bits_per_symbol": "int"},
-    "seed_hsm": {"bytes": "int"},
-    "generate_keypair": {"key": "key"},
-    "self_signed_root": {"key": "stepref", "subject": "subject", "validity_days": "int", "profile": "text",
-                         "output": "text"},
-    "csr": {"key": "stepref", "subject": "subject", "output": "text"},
-    "issue_certificate": {"issuer": "stepref", "issuer_key": "stepref", "csr": "stepref", "profile": "text",
-                          "validity_days": "int", "output": "text"},
-    "crl": {"issuer": "stepref", "issuer_key": "stepref", "next_update_days": "int", "output": "text"},
-    "export_public": {"keys": "list"},
-    "witness_signoff": {},
-    "verify_outputs": {},
-}
-_REQUIRED: dict[str, tuple[str, ...]] = {
-    "health_check": ("samples",), "collect_entropy": ("samples", "output"), "generate_keypair": ("key",),
-    "self_signed_root": ("key", "subject", "validity_days", "profile", "output"),
-    "csr": ("key", "subject", "output"),
-    "issue_certificate": ("issuer", "issuer_key", "csr", "profile", "validity_days", "output"),
-    "crl": ("issuer", "issuer_key", "next_update_days", "output"), "export_public": ("keys",),
-    "estimate_entropy": ("samples_from",),
-}
-_SUBJECT_KEYS = ("CN", "O", "OU", "C", "L", "ST")
-
-
 def _step(value: Any, path: str) -> Step:
     f = Fields(value, path)
     sid = f.text("id")
-    if not sid.replace("-", "").replace("_", "").isalnum():
+    if not sid or not sid.replace("-", "").replace("_", "").isalnum() or not sid.isascii():
         raise ConfigError(f.p("id"), "must be letters, digits, '-' or '_'")
-    kind = f.text("type", choices=STEP_TYPES)
-    params: dict[str, Any] = {}
-    for name, how in _STEP_FIELDS[kind].items():
-        if not f.has(name):
-            if name in _REQUIRED.get(kind, ()):
-                raise ConfigError(f.p(name), f"is required for a {kind} step")
-            continue
-        if how == "int":
-            params[name] = f.integer(name, lo=1)
-        elif how in ("text", "stepref"):
-            params[name] = f.text(name)
-        elif how == "key":
-            params[name] = _key_spec(f.sub(name))
-        elif how == "list":
-            items = f.items(name)
-            if not all(isinstance(x, str) for x in items):
-                raise ConfigError(f.p(name), "must be a list of step ids")
-            params[name] = tuple(items)
-        elif how == "subject":
-            sf = f.sub(name)
-            subject = {k: sf.text(k) for k in _SUBJECT_KEYS if sf.has(k)}
-            sf.done()
-            if "CN" not in subject:
-                raise ConfigError(f.p(name) + ".CN", "is required")
-            if "C" in subject and len(subject["C"]) != 2:
-                raise ConfigError(f.p(name) + ".C", "must be a two-letter country code")
-            params[name] = subject
-    if "output" in params and ("/" in params["output"] or params["output"].startswith(".")):
-        raise ConfigError(f.p("output"), "must be a plain file name inside the ceremony's output folder")
+    kind = f.text("type", choices=tuple(REGISTRY))
+    params = REGISTRY[kind].parse(f)
     f.done()
     return Step(sid, kind, params, path)
 
@@ -237,17 +144,16 @@ def load_script(path: str | Path, output: str | Path | None = None) -> Script:
     outputs: dict[str, str] = {}
     for s in steps:
         if s.id in seen:
-            raise ScriptError(f"{p}: {s.path}.id {s.id!r} repeats {seen[s.id]}.id")
-        for name, how in _STEP_FIELDS[s.type].items():
-            refs = s.params.get(name, ()) if how == "list" else ([s.params[name]] if how == "stepref" and
-                                                                 name in s.params else [])
+            raise _err(ConfigError(f"{s.path}.id", f"{s.id!r} repeats {seen[s.id]}.id"), p)
+        for name, refs in REGISTRY[s.type].refs(s.params).items():
             for ref in refs:
                 if ref not in seen:
-                    raise ScriptError(f"{p}: {s.path}.{name} names step {ref!r}, which does not come before it")
+                    raise _err(ConfigError(f"{s.path}.{name}", f"names step {ref!r}, which does not come before it"),
+                               p)
         seen[s.id] = s.path
         for o in s.outputs():
             if o in outputs:
-                raise ScriptError(f"{p}: {s.path}.output {o!r} is also written by {outputs[o]}")
+                raise _err(ConfigError(f"{s.path}.output", f"{o!r} is also written by {outputs[o]}"), p)
             outputs[o] = s.path
     return Script(p, ceremony, desc, policy, profiles, out, _rel(p, ent) if ent else None, roles, witnesses, steps)
 
@@ -334,7 +240,7 @@ def load_policy(path: Path) -> Policy:
         ef.done()
         req = tuple(root.items("required_before_keygen", []))
         for i, r in enumerate(req):
-            if r not in STEP_TYPES:
+            if r not in REGISTRY:
                 raise ConfigError(f"required_before_keygen[{i}]", f"unknown step type {r!r}")
         sf = root.sub("seed_hsm", {})
         seed_required = sf.flag("required", False)

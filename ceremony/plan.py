@@ -14,6 +14,7 @@ from qrng.config import EntropyConfig, load_config
 
 from .errors import PolicyViolation
 from .model import Policy, Profile, Script, Step
+from .steps import REGISTRY, PlanView
 
 __all__ = ["Plan", "PlannedStep", "make_plan"]
 
@@ -56,64 +57,6 @@ class Plan:
         return "\n".join(lines)
 
 
-def _summary(step: Step, keys: dict[str, Any]) -> str:
-    p = step.params
-    match step.type:
-        case "attest_device":
-            return "verify the entropy source's signed attestation with a fresh nonce"
-        case "health_check":
-            return f"start-up and continuous SP 800-90B tests over {p['samples']:,} samples"
-        case "collect_entropy":
-            return f"commit to {p['samples']:,} raw samples (SHA-256), keep them, extract"
-        case "estimate_entropy":
-            return f"SP 800-90B assessment of the samples of step {p['samples_from']}"
-        case "seed_hsm":
-            return f"C_SeedRandom with {p.get('bytes', 48)} extracted bytes"
-        case "generate_keypair":
-            k = p["key"]
-            return f"{k.describe()} key '{k.label}' generated inside the HSM, never extractable"
-        case "self_signed_root":
-            return f"self-signed root CN={p['subject']['CN']}, {p['validity_days']} days, by key of {p['key']}"
-        case "csr":
-            return f"CSR CN={p['subject']['CN']} signed by key of {p['key']}"
-        case "issue_certificate":
-            return f"certificate for CSR {p['csr']} ({p['profile']}, {p['validity_days']} days) by {p['issuer']}"
-        case "crl":
-            return f"CRL by {p['issuer']}, next update in {p['next_update_days']} days"
-        case "export_public":
-            return "public keys of " + ", ".join(p["keys"])
-        case "witness_signoff":
-            return "each witness cosigns the ceremony's current checkpoint"
-        case "verify_outputs":
-            return "chain verifies, keys sign, outputs match their recorded digests"
-    return step.type
-
-
-def _key_allowed(policy: Policy, spec: Any) -> bool:
-    for a in policy.keys:
-        if a["type"] != spec.type:
-            continue
-        if spec.type == "rsa" and spec.size in a["sizes"]:
-            return True
-        if spec.type == "ec" and spec.curve in a["curves"]:
-            return True
-        if spec.type == "ed25519":
-            return True
-    return False
-
-
-def _allowed_text(policy: Policy) -> str:
-    parts = []
-    for a in policy.keys:
-        if a["type"] == "rsa":
-            parts.append("RSA " + "/".join(map(str, a["sizes"])))
-        elif a["type"] == "ec":
-            parts.append("EC " + "/".join(a["curves"]))
-        else:
-            parts.append("Ed25519")
-    return ", ".join(parts) or "none"
-
-
 def make_plan(script: Script, policy: Policy, profile: Profile, check_outputs: bool = True) -> Plan:
     v: list[str] = []
     if (script.output / "audit.log").exists():
@@ -139,48 +82,27 @@ def make_plan(script: Script, policy: Policy, profile: Profile, check_outputs: b
             v.append(f"policy requires a {req} step before the first key generation")
     if policy.seed_required and "seed_hsm" not in types[:first_keygen]:
         v.append("policy requires seed_hsm before key generation")
-    if "attest_device" in types and not policy.manufacturer_roots:
-        v.append("attest_device needs attestation.manufacturer_roots in the policy")
     for r in policy.manufacturer_roots:
         if not r.exists():
             v.append(f"manufacturer root {r} named by the policy does not exist")
-    keys: dict[str, Any] = {}
     planned = []
+    earlier: dict[str, Step] = {}
     for s in script.steps:
-        p = s.params
-        if s.type == "generate_keypair":
-            spec = p["key"]
-            keys[s.id] = spec
-            if not _key_allowed(policy, spec):
-                v.append(f"{s.path}.key: {spec.describe()} is not allowed by policy {policy.name} "
-                         f"(allowed: {_allowed_text(policy)})")
-        if s.type in ("self_signed_root", "issue_certificate"):
-            prof = policy.cert_profiles.get(p["profile"])
-            if prof is None:
-                v.append(f"{s.path}.profile {p['profile']!r} is not a certificate profile of policy {policy.name} "
-                         f"({', '.join(policy.cert_profiles)})")
-            elif p["validity_days"] > prof.max_validity_days:
-                v.append(f"{s.path}.validity_days {p['validity_days']} exceeds the policy's "
-                         f"{prof.max_validity_days} for {p['profile']}")
-        for ref_name in ("key", "issuer_key"):
-            ref = p.get(ref_name)
-            if isinstance(ref, str) and ref not in keys:
-                v.append(f"{s.path}.{ref_name} must name a generate_keypair step (got {ref!r})")
-        if s.type == "witness_signoff":
-            if len(script.witnesses) < policy.witness_quorum:
-                v.append(f"policy quorum is {policy.witness_quorum} witnesses; the script names "
-                         f"{len(script.witnesses)}")
-            missing = [w for w in script.witnesses if w not in profile.witness_keys]
-            if missing:
-                v.append(f"profile {profile.name} has no key for witness(es) {', '.join(missing)}")
+        kind = REGISTRY[s.type]
+        v.extend(kind.check(s, PlanView(policy, profile, script, dict(earlier))))
+        before = {e.type for e in earlier.values()}
+        v.extend(f"{s.path}: a {req} step must come before a {s.type} step" for req in kind.requires
+                 if req not in before)
         outs = tuple(s.outputs())
         if check_outputs:
             for o in outs:
                 if (script.output / o).exists():
                     v.append(f"{s.path}.output {script.output / o} already exists; outputs are never overwritten")
-        planned.append(PlannedStep(s.id, s.type, _summary(s, keys), outs))
-    if "witness_signoff" in types and types.index("witness_signoff") != len(types) - 1:
-        v.append("witness_signoff must be the last step: witnesses sign the ceremony's final state")
+        planned.append(PlannedStep(s.id, s.type, kind.summary(s.params), outs))
+        earlier[s.id] = s
+    sealing = [i for i, s in enumerate(script.steps) if REGISTRY[s.type].seals]
+    if sealing and sealing[0] != len(script.steps) - 1:
+        v.append(f"{script.steps[sealing[0]].type} must be the last step: witnesses sign the ceremony's final state")
     if policy.witness_quorum and "witness_signoff" not in types:
         v.append(f"policy requires {policy.witness_quorum} witness sign-offs: add a witness_signoff step")
     if not Path(profile.module).exists():

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from .errors import StepFailed
-from .model import KeySpec
+from .keys import KeySpec
 
 __all__ = ["Built", "build_crl", "build_csr", "build_certificate", "lint_certificate", "lint_crl", "subject_name"]
 
@@ -141,7 +141,7 @@ def build_certificate(issuer_spec: KeySpec, sign: Signer, subject: x509.Name, is
     final = x509.load_der_x509_certificate(der)
     if final.tbs_certificate_bytes != tbs:
         raise StepFailed("issued TBS differs from the linted TBS")
-    _verify(issuer_public_der, final.signature, tbs, issuer_spec)
+    verify_signature(issuer_public_der, final.signature, tbs, issuer_spec)
     lint_certificate(der)
     return Built(der, tbs, findings)
 
@@ -185,7 +185,7 @@ def build_crl(issuer_spec: KeySpec, sign: Signer, issuer: x509.Name, issuer_publ
     return Built(der, tbs, findings)
 
 
-def _verify(public_der: bytes, signature: bytes, data: bytes, spec: KeySpec) -> None:
+def verify_signature(public_der: bytes, signature: bytes, data: bytes, spec: KeySpec) -> None:
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric import padding
     pub = serialization.load_der_public_key(public_der)

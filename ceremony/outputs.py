@@ -1,0 +1,62 @@
+"""The one writer of ceremony outputs: staged (written, fsync'd) under .staging/<step>/, recorded in the log with
+their digests by the runner, then linked into place. Never overwrites; never writes outside the folder."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import CeremonyError
+
+__all__ = ["OutputWriter"]
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class OutputWriter:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder.resolve()
+        self.staging = self.folder / ".staging"
+
+    def _inside(self, path: Path) -> Path:
+        resolved = path.resolve()
+        if resolved.parent != self.folder and self.folder not in resolved.parents:
+            raise CeremonyError(f"refusing to write {path}: outside the ceremony folder {self.folder}")
+        return resolved
+
+    def _name(self, name: str) -> str:
+        if not name or "/" in name or "\0" in name or name in (".", "..") or name.startswith("."):
+            raise CeremonyError(f"refusing output name {name!r}: not a plain file name")
+        return name
+
+    def stage(self, step: str, name: str, data: bytes) -> str:
+        d = self._inside(self.staging / self._name(step))
+        d.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=d)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._inside(d / self._name(name)))
+        return _sha(data)
+
+    def place(self, step: str, outputs: dict[str, str]) -> None:
+        for name, digest in outputs.items():
+            final = self._inside(self.folder / self._name(name))
+            staged = self.staging / step / name
+            if final.exists() or final.is_symlink():
+                if not final.is_file() or final.is_symlink() or _sha(final.read_bytes()) != digest:
+                    raise CeremonyError(f"{final} exists and differs from what step {step} recorded")
+                staged.unlink(missing_ok=True)
+                continue
+            if not staged.exists() or _sha(staged.read_bytes()) != digest:
+                raise CeremonyError(f"output {name} of step {step} is missing from {self.staging}")
+            os.link(staged, final)  # fails rather than overwrite
+            staged.unlink()
+        fd = os.open(self.folder, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)

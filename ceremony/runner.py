@@ -1,0 +1,255 @@
+"""Runs a validated ceremony plan: one log entry per event, a signed checkpoint after every step. The steps are
+the registry's (ceremony.steps); this runner is their StepContext and knows no step type by name.
+
+Resume: the audit log is the state. A step with ``step.completed`` in the log is done; its results are read
+back from the log. A step that was ``step.started`` but not completed is run again, and a key generation
+adopts the key it created (same label and CKA_ID, drawn before generation and logged) instead of making a
+second one. Outputs are staged, recorded with their digests, then linked into place: never overwritten.
+
+The environment variable QRNG_CEREMONY_TEST_KILL=<step-id>:<point> (point: started, completed, placed,
+checkpointed) sends SIGKILL to this process at that boundary. It is a test hook for crash recovery.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qrng.audit.log import AuditLog
+from qrng.audit.note import Signer, ecdsa_signer, load_ed25519_signer
+from qrng.audit.verify import parse_log, verify_log
+from qrng.errors import EntropyError
+from qrng.pipeline import Pipeline
+
+from . import transcript
+from .errors import CeremonyError, StepFailed
+from .hsmapi import HsmApi
+from .outputs import OutputWriter
+from .plan import Plan
+from .resume import resume_state
+from .steps import REGISTRY, Step
+
+__all__ = ["Ceremony", "RunResult", "log_origin"]
+
+Progress = Callable[[str], None]
+
+
+def log_origin(ceremony: str) -> str:
+    return f"qrng-ceremony/{ceremony}"
+
+
+@dataclass
+class RunResult:
+    output: Path
+    log: Path
+    log_key: str
+    steps_run: list[str] = field(default_factory=list)
+    steps_skipped: list[str] = field(default_factory=list)
+    tree_size: int = 0
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _kill_hook(step: str, point: str) -> None:
+    if os.environ.get("QRNG_CEREMONY_TEST_KILL") == f"{step}:{point}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Ceremony:
+    """The runner, and the StepContext every step receives."""
+
+    pipeline: Pipeline
+    log: AuditLog
+
+    def __init__(self, plan: Plan, hsm: HsmApi, progress: Progress | None = None) -> None:
+        self.plan = plan
+        self.script = plan.script
+        self.hsm = hsm
+        self._progress = progress or (lambda m: None)
+        self.out = self.script.output
+        self.writer = OutputWriter(self.out)
+        self.results: dict[str, dict[str, Any]] = {}
+        self.extracted = b""
+        self.origin = log_origin(self.script.ceremony)
+        self.signer = self._log_signer()
+
+    def progress(self, msg: str) -> None:
+        self._progress(msg)
+
+    def checkpoint(self) -> None:
+        self.log.checkpoint()
+
+    # --- set-up --------------------------------------------------------------------------------------------
+    def _log_signer(self) -> Signer:
+        prof = self.plan.profile
+        if prof.log_key_label:
+            der, sign = self.hsm.log_signer(prof.log_key_label)
+            return ecdsa_signer(self.origin, der, sign)
+        return _rename_file_key(Path(prof.log_key_file).read_text(), self.origin)
+
+    def _script_digest(self) -> str:
+        return _sha(self.script.path.read_bytes())
+
+    def _load_state(self) -> Any:
+        """The resume state, from the existing log after checking its signed part (pure: ceremony.resume)."""
+        path = self.out / "audit.log"
+        if not path.exists():
+            return resume_state([], self._script_digest(), str(self.script.path))
+        data = path.read_bytes()
+        data = data[:data.rfind(b"\n") + 1]  # a torn tail is recovered (and recorded) when the log is reopened
+        view = parse_log(data)
+        if view.checkpoints:
+            last = view.checkpoints[-1]
+            signed_part = b"".join(x + b"\n" for x in data.split(b"\n")[:-1]
+                                   if b'"kind":"entry"' not in x or json.loads(x)["seq"] < last.position)
+            verify_log(signed_part, [self.signer.verifier], origin=self.origin)
+        return resume_state(list(view.entries), self._script_digest(), f"{self.script.path} (log {path})")
+
+    def event(self, step: str, event: str, data: dict[str, Any] | None = None,
+              files: dict[str, str] | None = None, actor: str = "") -> None:
+        self.log.append(step, actor or self.script.roles.get("operator", "operator"), event, files, data)
+
+    def qrng(self, n: int) -> bytes:
+        return self.pipeline.generate(n)
+
+    # --- outputs: one writer ---------------------------------------------------------------------------------
+    def stage(self, step: str, name: str, data: bytes) -> str:
+        return self.writer.stage(step, name, data)
+
+    def place(self, step: str, outputs: dict[str, str]) -> None:
+        self.writer.place(step, outputs)
+
+    # --- run -------------------------------------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        self.out.mkdir(parents=True, exist_ok=True)
+        state = self._load_state()
+        completed, started, markers = state.completed, state.started, set(state.markers)
+        fresh = not (self.out / "audit.log").exists()
+        if all(s.id in completed for s in self.script.steps) and "transcript.written" in markers and \
+                self._sealed():
+            self.progress("ceremony already completed; nothing to do (verify it with qrng ceremony verify)")
+            return RunResult(self.out, self.out / "audit.log", str(self.signer.verifier),
+                             steps_skipped=[s.id for s in self.script.steps],
+                             tree_size=len(parse_log((self.out / "audit.log").read_bytes()).entries))
+        for step in self.script.steps:  # before the log or any step acts
+            check = REGISTRY[step.type].preflight
+            if check is not None and step.id not in started:
+                check(self, step)
+        self.log = AuditLog(self.out / "audit.log", self.origin, self.signer, ceremony=self.script.ceremony,
+                            recover=True)
+        if not (self.out / "log.pub").exists():
+            (self.out / "log.pub").write_text(str(self.signer.verifier) + "\n")
+        result = RunResult(self.out, self.out / "audit.log", str(self.signer.verifier))
+        opened = False
+        try:
+            if fresh:
+                self.event("ceremony", "ceremony.started", {
+                    "script": str(self.script.path), "script_sha256": self._script_digest(),
+                    "policy": self.plan.policy.name, "policy_sha256": _sha(self.plan.policy.path.read_bytes()),
+                    "profile": self.plan.profile.name, "token": self.hsm.token_info(),
+                    "entropy_source": self.plan.source_label, "simulator": "SIMULATOR" in self.plan.source_label,
+                    "log_key": str(self.signer.verifier), "roles": self.script.roles,
+                    "witnesses": list(self.script.witnesses)})
+                self.log.checkpoint()
+            else:
+                self.event("ceremony", "ceremony.resumed", {"completed_steps": sorted(completed)})
+            self.pipeline = Pipeline(self.plan.entropy)
+            opened = True
+            for step in self.script.steps:
+                kind = REGISTRY[step.type]
+                if step.id in completed:
+                    self.results[step.id] = completed[step.id].get("results", {})
+                    self.place(step.id, completed[step.id].get("outputs", {}))
+                    result.steps_skipped.append(step.id)
+                    self.progress(f"[{step.id}] already completed; skipped")
+                    if kind.on_resume is not None:
+                        kind.on_resume(self, step)
+                    continue
+                if kind.seals and "transcript.written" not in markers:
+                    self._write_transcript()
+                    markers.add("transcript.written")
+                self._run_step(step, started.get(step.id))
+                result.steps_run.append(step.id)
+            if "transcript.written" not in markers:
+                self._write_transcript()
+            self.log.checkpoint()
+            result.tree_size = self.log.size
+            return result
+        finally:
+            if opened:
+                self.pipeline.close()
+            self.log.close()
+
+    def _sealed(self) -> bool:
+        """The last checkpoint covers every entry and, if witnesses sign off, carries their quorum."""
+        view = parse_log((self.out / "audit.log").read_bytes())
+        if not view.checkpoints or view.checkpoints[-1].position != len(view.entries):
+            return False
+        if any(REGISTRY[s.type].seals for s in self.script.steps):
+            return len(view.checkpoints[-1].cosignatures) >= max(self.plan.policy.witness_quorum,
+                                                                 len(self.script.witnesses))
+        return True
+
+    def _run_step(self, step: Step, started: dict[str, Any] | None) -> None:
+        kind = REGISTRY[step.type]
+        self.progress(f"[{step.id}] {step.type} ...")
+        prepared = started if started is not None else kind.prepare(self, step)
+        if started is None:
+            self.event(step.id, "step.started", {"type": step.type, **prepared})
+        else:
+            self.event(step.id, "step.resumed", {"type": step.type})
+        _kill_hook(step.id, "started")
+        try:
+            outputs, results = kind.run(self, step, prepared)
+        except (CeremonyError, EntropyError, OSError) as exc:
+            self.event(step.id, "step.failed", {"error": str(exc)})
+            self.log.checkpoint()
+            raise StepFailed(f"step {step.id} ({step.type}) failed: {exc}") from exc
+        self.event(step.id, "step.completed", {"outputs": outputs, "results": results}, files=outputs)
+        _kill_hook(step.id, "completed")
+        self.place(step.id, outputs)
+        self.results[step.id] = results
+        _kill_hook(step.id, "placed")
+        if kind.after is not None:
+            kind.after(self, step)
+        else:
+            self.log.checkpoint()
+        _kill_hook(step.id, "checkpointed")
+        self.progress(f"[{step.id}] done" + (f": {', '.join(outputs)}" if outputs else ""))
+
+    def _write_transcript(self) -> None:
+        self.log.checkpoint()
+        view = parse_log((self.out / "audit.log").read_bytes())
+        entries = [json.loads(x) for x in view.entries]
+        meta = {"ceremony": self.script.ceremony, "policy": self.plan.policy.name, "profile": self.plan.profile.name,
+                "module": self.plan.profile.module, "token": self.plan.profile.token_label,
+                "source": self.plan.source_label, "origin": self.origin, "log_key": str(self.signer.verifier),
+                "simulator": "SIMULATOR" in self.plan.source_label}
+        md = transcript.render_markdown(meta, entries, view.checkpoints[-1].note, list(self.script.witnesses))
+        outs = {"transcript.md": self.stage("transcript", "transcript.md", md.encode()),
+                "transcript.html": self.stage("transcript", "transcript.html",
+                                              transcript.render_html(md, self.script.ceremony).encode())}
+        self.event("transcript", "transcript.written", {"outputs": outs}, files=outs)
+        self.place("transcript", outs)
+        self.log.checkpoint()
+
+
+def _rename_file_key(text: str, name: str) -> Signer:
+    """A file key signs under the log's origin as its key name (the key ID depends on the name)."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from qrng.audit.note import ed25519_signer
+    signer = load_ed25519_signer(text)
+    raw = base64.b64decode(text.strip().split("+", 4)[4])[1:]
+    return ed25519_signer(name, ed25519.Ed25519PrivateKey.from_private_bytes(raw)) if signer.name != name else signer
+
+

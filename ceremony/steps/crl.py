@@ -1,0 +1,47 @@
+"""crl: the issuer's (initial) certificate revocation list, signed in the HSM and linted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from qrng.strictyaml import Fields
+
+from ._certs import key_ref_violations, step_ref_violations
+from .base import PlanView, Step, StepContext, StepKind, StepResult, key_of, output_name, pem, positive
+
+
+@dataclass(frozen=True)
+class Params:
+    issuer: str
+    issuer_key: str
+    next_update_days: int
+    output: str
+
+
+def parse(f: Fields) -> Params:
+    return Params(f.text("issuer"), f.text("issuer_key"), positive(f, "next_update_days", hi=3660), output_name(f))
+
+
+def check(step: Step, view: PlanView) -> list[str]:
+    return key_ref_violations(step, view, "issuer_key") + step_ref_violations(
+        step, view, {"issuer": ("self_signed_root", "issue_certificate")})
+
+
+def run(c: StepContext, step: Step, prep: dict[str, Any]) -> StepResult:
+    from cryptography import x509
+
+    from ..x509build import build_crl
+    p: Params = step.params
+    spec, kid, issuer_pub = key_of(c, p.issuer_key)
+    issuer = x509.load_pem_x509_certificate((c.out / c.results[p.issuer]["output"]).read_bytes())
+    built = build_crl(spec, lambda tbs: c.hsm.sign(spec, kid, tbs), issuer.subject, issuer_pub, 1, p.next_update_days)
+    outputs = {p.output: c.stage(step.id, p.output, pem(built.der, "X509 CRL"))}
+    c.event(step.id, "crl.issued", {"issuer": issuer.subject.rfc4514_string(), "crl_number": 1,
+                                    "lint_findings": list(built.lint_findings)}, files=outputs)
+    return outputs, {"output": p.output}
+
+
+KIND = StepKind("crl", parse, lambda p: f"CRL by {p.issuer}, next update in {p.next_update_days} days", run,
+                outputs=lambda p: (p.output,), refs=lambda p: {"issuer": (p.issuer,), "issuer_key": (p.issuer_key,)},
+                check=check)

@@ -1,0 +1,40 @@
+"""csr: a certificate signing request signed by a key in the HSM."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from qrng.strictyaml import Fields
+
+from ._certs import key_ref_violations
+from .base import PlanView, Step, StepContext, StepKind, StepResult, key_of, output_name, parse_subject, pem
+
+
+@dataclass(frozen=True)
+class Params:
+    key: str
+    subject: dict[str, str]
+    output: str
+
+
+def parse(f: Fields) -> Params:
+    return Params(f.text("key"), parse_subject(f, "subject"), output_name(f))
+
+
+def check(step: Step, view: PlanView) -> list[str]:
+    return key_ref_violations(step, view, "key")
+
+
+def run(c: StepContext, step: Step, prep: dict[str, Any]) -> StepResult:
+    from ..x509build import build_csr, subject_name
+    p: Params = step.params
+    spec, kid, pub = key_of(c, p.key)
+    built = build_csr(spec, lambda tbs: c.hsm.sign(spec, kid, tbs), subject_name(p.subject), pub)
+    outputs = {p.output: c.stage(step.id, p.output, pem(built.der, "CERTIFICATE REQUEST"))}
+    c.event(step.id, "csr.created", {"subject": subject_name(p.subject).rfc4514_string()}, files=outputs)
+    return outputs, {"output": p.output}
+
+
+KIND = StepKind("csr", parse, lambda p: f"CSR CN={p.subject['CN']} signed by key of {p.key}", run,
+                outputs=lambda p: (p.output,), refs=lambda p: {"key": (p.key,)}, check=check)

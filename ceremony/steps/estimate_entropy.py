@@ -1,0 +1,60 @@
+"""estimate_entropy: SP 800-90B non-IID assessment (6.3) of the samples a collect_entropy step kept; fails closed
+when the estimate is below the policy's floor, or below the source's claim by more than the policy allows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from qrng.strictyaml import Fields
+
+from ..errors import StepFailed
+from .base import PlanView, Step, StepContext, StepKind, StepResult
+
+
+@dataclass(frozen=True)
+class Params:
+    samples_from: str
+    bits_per_symbol: int | None = None
+
+
+def parse(f: Fields) -> Params:
+    bits = f.integer("bits_per_symbol", None, lo=1, hi=8)
+    return Params(f.text("samples_from"), bits)
+
+
+def check(step: Step, view: PlanView) -> list[str]:
+    src = view.earlier.get(step.params.samples_from)
+    if src is None or src.type != "collect_entropy":
+        return [f"{step.path}.samples_from must name an earlier collect_entropy step "
+                f"(got {step.params.samples_from!r})"]
+    return []
+
+
+def run(c: StepContext, step: Step, prep: dict[str, Any]) -> StepResult:
+    import numpy as np
+
+    from qrng.estimate.nonid import assess_non_iid
+    p: Params = step.params
+    src = c.script.step(p.samples_from)
+    bits = p.bits_per_symbol or c.pipeline.info.bits_per_sample
+    samples = np.frombuffer((c.out / src.params.output).read_bytes(), dtype=np.uint8)
+    a = assess_non_iid(samples, bits, lambda m: c.progress(f"[{step.id}] {m}"))
+    claimed = c.pipeline.info.claimed_min_entropy
+    pol = c.plan.policy
+    data = {"samples": int(samples.size), "bits_per_symbol": bits, "h_original": a.h_original,
+            "h_bitstring": a.h_bitstring, "h_assessed": a.h_assessed, "claimed_min_entropy": claimed,
+            "estimators": {e.name + (" (bit string)" if e in a.bitstring else ""): e.h
+                           for e in a.literal + a.bitstring}}
+    c.event(step.id, "entropy.estimated", data)
+    if pol.min_estimated_entropy is not None and a.h_assessed < pol.min_estimated_entropy:
+        raise StepFailed(f"SP 800-90B estimate {a.h_assessed:.4f} bits/sample is below the policy's floor "
+                         f"{pol.min_estimated_entropy}")
+    if claimed - a.h_assessed > pol.max_estimate_shortfall:
+        raise StepFailed(f"SP 800-90B estimate {a.h_assessed:.4f} bits/sample is below the claimed {claimed} by "
+                         f"more than the policy's {pol.max_estimate_shortfall}")
+    return {}, data
+
+
+KIND = StepKind("estimate_entropy", parse, lambda p: f"SP 800-90B assessment of the samples of step {p.samples_from}",
+                run, refs=lambda p: {"samples_from": (p.samples_from,)}, check=check)

@@ -1,0 +1,41 @@
+"""export_public: the public keys of generate_keypair steps as PEM files (``<label>.pub.pem``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from qrng.strictyaml import Fields
+
+from .base import PlanView, Step, StepContext, StepKind, StepResult, key_of, step_ids
+
+
+@dataclass(frozen=True)
+class Params:
+    keys: tuple[str, ...]
+
+
+def parse(f: Fields) -> Params:
+    return Params(step_ids(f, "keys"))
+
+
+def check(step: Step, view: PlanView) -> list[str]:
+    keys = view.keys()
+    return [f"{step.path}.keys[{i}] must name an earlier generate_keypair step (got {ref!r})"
+            for i, ref in enumerate(step.params.keys) if ref not in keys]
+
+
+def run(c: StepContext, step: Step, prep: dict[str, Any]) -> StepResult:
+    from cryptography.hazmat.primitives import serialization
+    outputs = {}
+    for ref in step.params.keys:
+        spec, _, pub = key_of(c, ref)
+        pem = serialization.load_der_public_key(pub).public_bytes(serialization.Encoding.PEM,
+                                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+        outputs[f"{spec.label}.pub.pem"] = c.stage(step.id, f"{spec.label}.pub.pem", pem)
+    c.event(step.id, "public_keys.exported", {"keys": list(step.params.keys)}, files=outputs)
+    return outputs, {}
+
+
+KIND = StepKind("export_public", parse, lambda p: "public keys of " + ", ".join(p.keys), run,
+                refs=lambda p: {"keys": p.keys}, check=check)

@@ -1,0 +1,44 @@
+"""seed_hsm: C_SeedRandom with extracted bytes. The log says honestly that this use cannot be verified from
+outside the HSM (the token mixes the seed into its own generator)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from qrng.strictyaml import Fields
+
+from ..errors import StepFailed
+from .base import Step, StepContext, StepKind, StepResult, positive, sha256_hex
+
+MAX_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Params:
+    bytes: int = 48
+
+
+def parse(f: Fields) -> Params:
+    return Params(positive(f, "bytes", 48, hi=MAX_BYTES))
+
+
+def run(c: StepContext, step: Step, prep: dict[str, Any]) -> StepResult:
+    n = step.params.bytes
+    if len(c.extracted) < n:
+        raise StepFailed(f"{len(c.extracted)} extracted bytes available, {n} needed: a collect_entropy step of "
+                         "enough samples must come first")
+    seed = c.extracted[:n]
+    status = c.hsm.seed_random(seed)
+    data = {"bytes": n, "seed_sha256": sha256_hex(seed), "status": status,
+            "verifiable": False, "note": "C_SeedRandom mixes into the token's own generator; that use of QRNG "
+                                         "output cannot be verified from outside the HSM"}
+    c.event(step.id, "hsm.seeded" if status == "accepted" else "hsm.seed_refused", data)
+    pol = c.plan.policy
+    if status != "accepted" and (pol.seed_required or not pol.allow_seed_unsupported):
+        raise StepFailed(f"the token answered {status} to C_SeedRandom and the policy requires seeding")
+    return {}, data
+
+
+KIND = StepKind("seed_hsm", parse, lambda p: f"C_SeedRandom with {p.bytes} extracted bytes", run,
+                requires=("collect_entropy",))

@@ -1,0 +1,65 @@
+"""self_signed_root: a self-signed root certificate signed in the HSM, linted with pkilint before signing (on a
+throw-away key with an identical TBS) and after; the serial comes from the QRNG."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from qrng.strictyaml import Fields
+
+from ._certs import key_ref_violations, profile_violations
+from .base import (
+    PlanView,
+    Step,
+    StepContext,
+    StepKind,
+    StepResult,
+    key_of,
+    output_name,
+    parse_subject,
+    pem,
+    positive,
+    qrng_serial,
+    sha256_hex,
+)
+
+
+@dataclass(frozen=True)
+class Params:
+    key: str
+    subject: dict[str, str]
+    validity_days: int
+    profile: str
+    output: str
+
+
+def parse(f: Fields) -> Params:
+    return Params(f.text("key"), parse_subject(f, "subject"), positive(f, "validity_days", hi=36525),
+                  f.text("profile"), output_name(f))
+
+
+def check(step: Step, view: PlanView) -> list[str]:
+    return key_ref_violations(step, view, "key") + profile_violations(step, view)
+
+
+def run(c: StepContext, step: Step, prep: dict[str, Any]) -> StepResult:
+    from ..x509build import build_certificate, subject_name
+    p: Params = step.params
+    spec, kid, pub = key_of(c, p.key)
+    prof = c.plan.policy.cert_profiles[p.profile]
+    name = subject_name(p.subject)
+    serial = qrng_serial(c)
+    built = build_certificate(spec, lambda tbs: c.hsm.sign(spec, kid, tbs), name, name, pub, serial,
+                              p.validity_days, prof.ca, prof.path_length, pub)
+    outputs = {p.output: c.stage(step.id, p.output, pem(built.der, "CERTIFICATE"))}
+    data = {"serial": format(serial, "x"), "subject": name.rfc4514_string(), "tbs_sha256": sha256_hex(built.tbs),
+            "lint": "pkilint PKIX: no error before or after signing", "lint_findings": list(built.lint_findings),
+            "serial_source": "QRNG pipeline"}
+    c.event(step.id, "certificate.issued", data, files=outputs)
+    return outputs, {"output": p.output, "serial": data["serial"]}
+
+
+KIND = StepKind("self_signed_root", parse,
+                lambda p: f"self-signed root CN={p.subject['CN']}, {p.validity_days} days, by key of {p.key}", run,
+                outputs=lambda p: (p.output,), refs=lambda p: {"key": (p.key,)}, check=check)

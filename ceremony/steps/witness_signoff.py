@@ -1,0 +1,67 @@
+"""witness_signoff: each witness named by the script cosigns the ceremony's final checkpoint
+(c2sp.org/tlog-cosignature v1); the policy sets the quorum. The transcript is written before it (it seals)."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qrng.strictyaml import Fields
+
+from ..errors import StepFailed
+from .base import PlanView, Step, StepContext, StepKind, StepResult
+
+
+@dataclass(frozen=True)
+class Params:
+    pass
+
+
+def check(step: Step, view: PlanView) -> list[str]:
+    v = []
+    if len(view.script.witnesses) < view.policy.witness_quorum:
+        v.append(f"policy quorum is {view.policy.witness_quorum} witnesses; the script names "
+                 f"{len(view.script.witnesses)}")
+    missing = [w for w in view.script.witnesses if w not in view.profile.witness_keys]
+    if missing:
+        v.append(f"profile {view.profile.name} has no key for witness(es) {', '.join(missing)}")
+    return v
+
+
+def run(c: StepContext, step: Step, prep: dict[str, Any]) -> StepResult:
+    c.event(step.id, "witness.signoff.requested", {"witnesses": list(c.script.witnesses),
+                                                   "quorum": c.plan.policy.witness_quorum})
+    return {}, {"witnesses": list(c.script.witnesses)}
+
+
+def cosign_missing(c: StepContext, step: Step) -> None:
+    """Checkpoint, then add the cosignature of every witness that has not cosigned it yet."""
+    from qrng.audit.note import ALG_COSIGNATURE_V1, Checkpoint, cosign, load_ed25519_signer
+    from qrng.audit.verify import parse_log
+    c.checkpoint()
+    view = parse_log((c.out / "audit.log").read_bytes())
+    have = {line.split(" ")[1] for line in view.checkpoints[-1].cosignatures}
+    text = Checkpoint(c.origin, c.log.size, c.log.root()).text()
+    count = len(have)
+    for name in c.script.witnesses:
+        if name in have:
+            continue
+        key_file = Path(c.plan.profile.witness_keys[name])
+        w = load_ed25519_signer(key_file.read_text(), ALG_COSIGNATURE_V1)
+        if w.name != name:
+            raise StepFailed(f"witness key {key_file} belongs to {w.name}, not {name}")
+        c.log.add_cosignature(c.log.size, cosign(text, w, int(datetime.datetime.now(datetime.UTC).timestamp())))
+        count += 1
+        c.progress(f"[{step.id}] cosigned by {name}")
+    if count < c.plan.policy.witness_quorum:
+        raise StepFailed(f"{count} witness cosignatures; policy quorum is {c.plan.policy.witness_quorum}")
+
+
+def _parse(f: Fields) -> Params:
+    return Params()
+
+
+KIND = StepKind("witness_signoff", _parse, lambda p: "each witness cosigns the ceremony's current checkpoint", run,
+                check=check, on_resume=cosign_missing, after=cosign_missing, seals=True)
