@@ -1,29 +1,70 @@
-# qrng-ceremony: every target runs set-up first; set-up is idempotent and does only what is missing.
+# qrng-ceremony. The two README commands, `make demo` and `make test`, do everything on a fresh Debian 12 machine.
+# Stages (each idempotent, each does only what is missing):
+#   provision  Debian packages (root, once per machine; the only target that changes the system, with install-module)
+#   venv       .venv with the package and its dev tools         -> enough for `make lint` and `make check`
+#   native     LGPL gf2x, qrng._native, build/libqrng-pkcs11.so  (needs provision)
+#   fixtures   SoftHSM2 token and TEST-ONLY keys under .softhsm/ (needs native)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup demo test bench lint module clean
+.PHONY: docs help provision venv native fixtures setup demo test check system bench lint module install-module uninstall-module clean
 
-setup:
-	@bash scripts/setup.sh
+help:
+	@echo "make demo | test | check | lint | bench | provision | install-module | uninstall-module | clean"
 
-module: setup
-	@$(PY) -m pkcs11_provider.build
+provision:
+	@bash scripts/provision.sh
+
+venv:
+	@bash scripts/setup.sh venv
+
+native: provision venv
+	@bash scripts/setup.sh native
+
+fixtures: native
+	@bash scripts/setup.sh fixtures
+
+setup: fixtures
+
+module: native
 
 demo: setup
 	@bash scripts/demo.sh
 
+# the unit layer: pure, no subprocess, no .so, no SoftHSM2, no Debian tool (< 30 s)
+check: venv
+	@$(PY) -m pytest -q -m "not system" tests/unit
+
+# everything: the unit layer, then the system layer (SoftHSM2, the built module, consumers, outside judges)
 test: setup
 	@$(PY) -m pytest -q tests
+
+system: setup
+	@$(PY) -m pytest -q tests/system
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 	@if [ -f bench/run_c_bench.sh ]; then bash bench/run_c_bench.sh; fi
 
-lint: setup
-	@$(VENV)/bin/ruff check qrng pkcs11_provider ceremony tests bench
-	@$(VENV)/bin/mypy qrng pkcs11_provider ceremony
+lint: venv
+	@$(VENV)/bin/ruff check qrng qrng_cli pkcs11_provider ceremony tests bench
+	@$(VENV)/bin/mypy qrng qrng_cli pkcs11_provider ceremony
+
+# System-wide p11-kit registration of THIS checkout's module: explicit, never done by set-up.
+P11_REG := /etc/pkcs11/modules/qrng-ceremony.module
+install-module: native
+	@mkdir -p /etc/pkcs11/modules
+	@printf 'module: %s\nenable-in: p11-kit, p11tool, p11-kit-server\ncritical: no\n' "$(CURDIR)/build/libqrng-pkcs11.so" > $(P11_REG)
+	@echo "registered $(CURDIR)/build/libqrng-pkcs11.so in $(P11_REG) (undo: make uninstall-module)"
+
+uninstall-module:
+	@rm -f $(P11_REG) && echo "removed $(P11_REG)"
+
+docs/architecture.svg: docs/architecture.dot
+	dot -Tsvg $< -o $@
+
+docs: docs/architecture.svg
 
 clean:
-	rm -rf build .softhsm .pytest_cache
+	rm -rf build .softhsm .pytest_cache qrng/_native.*.so

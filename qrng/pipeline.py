@@ -248,6 +248,10 @@ class Pipeline:
             return b""
         return self._toeplitz.seed
 
+    def toeplitz_lengths(self) -> tuple[int, int] | None:
+        """(n, m) of the Toeplitz extractor (input and output bits per block), or None for other extractors."""
+        return (self._toeplitz.n_bits, self._toeplitz.m_bits) if self._toeplitz is not None else None
+
     def extract_samples(self, samples: Any, seed: bytes | None = None) -> bytes:
         """Deterministic extraction over given (already health-tested) samples, block by block; a partial
         last block is not used. Pure: the same samples and seed give the same bytes. ``seed`` replaces the

@@ -15,3 +15,11 @@ VENV_BIN = ROOT / ".venv" / "bin"
 def vectors() -> Path:
     """tests/vectors: CAVP DRBG files, SP 800-90B data sets with NIST's outputs, health-test cutoffs."""
     return VECTORS
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Layer markers from the folder: tests/unit -> unit (pure), tests/system -> system (built parts, tools)."""
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
+        if parts and parts[0] in ("unit", "system"):
+            item.add_marker(getattr(pytest.mark, parts[0]))

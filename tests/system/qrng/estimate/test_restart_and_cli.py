@@ -25,7 +25,7 @@ def test_restart_stuck_restart_fails_sanity_check():
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "qrng.cli", "estimate", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "qrng_cli", "estimate", *args], capture_output=True, text=True)
 
 
 def test_cli_json(vectors):

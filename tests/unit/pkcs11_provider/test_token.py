@@ -138,17 +138,6 @@ def test_certificate_object(tmp_path):
     assert value == der and serial == b"\x02\x02\x30\x39"
 
 
-def test_random_and_failure_states():
-    t, _ = make(lambda: Pipeline(EntropyConfig()))
-    h = t.open_session(0, ck.CKF_SERIAL_SESSION)
-    a, b = bytearray(32), bytearray(32)
-    t.generate_random_into(h, memoryview(a))
-    t.seed_random(h, b"seed")
-    t.generate_random_into(h, memoryview(b))
-    assert a != b and any(a)
-    assert not t.token_info(0).flags & ck.CKF_ERROR_STATE
-
-
 def test_failed_source_sets_error_state_and_device_error():
     from qrng.sources.simulator import Fault
     t, _ = make(lambda: Pipeline(EntropyConfig().with_faults((Fault("stuck_at", 0),))))

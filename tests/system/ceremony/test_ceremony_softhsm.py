@@ -98,26 +98,27 @@ def test_existing_output_file_stops_before_the_hsm(ws: Workspace):
     assert ws.keys() == []
 
 
+def step(doc: dict, step_id: str) -> dict:
+    return next(s for s in doc["steps"] if s["id"] == step_id)
+
+
 def test_malformed_script_names_the_yaml_path(ws: Workspace):
-    bad = ws.script("bad.yaml")
-    bad.write_text(ws.script("audit-key.yaml").read_text().replace("curve: P-256", "curve: P-255"))
+    bad = ws.derive("audit-key.yaml", "bad.yaml", lambda d: step(d, "audit-key")["key"].update(curve="P-255"))
     r = ws.qrng("ceremony", "run", str(bad), "--profile", "filekey")
     assert r.returncode == 2 and "steps[4].key.curve must be one of P-256, P-384, P-521" in r.stderr
     assert ws.keys() == []
 
 
 def test_policy_violation_stops_before_the_hsm(ws: Workspace):
-    bad = ws.script("weak.yaml")
-    bad.write_text(ws.script("audit-key.yaml").read_text().replace("{label: audit-log-key, type: ec, curve: P-256}",
-                                                                    "{label: weak, type: rsa, size: 2048}"))
+    bad = ws.derive("audit-key.yaml", "weak.yaml",
+                    lambda d: step(d, "audit-key").update(key={"label": "weak", "type": "rsa", "size": 2048}))
     r = ws.qrng("ceremony", "run", str(bad), "--profile", "filekey")
     assert r.returncode == 2 and "RSA-2048 is not allowed by policy default" in r.stderr
     assert ws.keys() == []
 
 
 def test_high_assurance_policy_refuses_the_simulator(ws: Workspace):
-    script = ws.script("ha.yaml")
-    script.write_text(ws.script("audit-key.yaml").read_text().replace("default.yaml", "high-assurance.yaml"))
+    script = ws.derive("audit-key.yaml", "ha.yaml", lambda d: d.update(policy="../policies/high-assurance.yaml"))
     r = ws.qrng("ceremony", "plan", str(script), "--profile", "filekey")
     assert r.returncode == 2
     for phrase in ("forbids the simulator", "EC P-256 is not allowed", "quorum is 3 witnesses", "alpha_log2"):
@@ -125,9 +126,7 @@ def test_high_assurance_policy_refuses_the_simulator(ws: Workspace):
 
 
 def test_tampered_device_stops_the_ceremony(ws: Workspace):
-    cfg = ws.script("entropy-simulator.yaml")
-    cfg.write_text(cfg.read_text().replace("source: {type: simulator, serial: SIM-0001}",
-                                           "source: {type: simulator, serial: SIM-0001, faults: [tamper@0]}"))
+    ws.derive("entropy-simulator.yaml", "entropy-simulator.yaml", lambda d: d["source"].update(faults=["tamper@0"]))
     r = run(ws, "audit-key.yaml", "filekey")
     assert r.returncode == 1 and "tamper, F5" in r.stderr
     out = ws.dir / "out" / "audit-key-2026"
@@ -137,8 +136,8 @@ def test_tampered_device_stops_the_ceremony(ws: Workspace):
 
 
 def test_stuck_source_fails_closed_in_the_health_step(ws: Workspace):
-    cfg = ws.script("entropy-simulator.yaml")
-    cfg.write_text(cfg.read_text().replace("serial: SIM-0001}", "serial: SIM-0001, faults: ['stuck_at@500000']}"))
+    ws.derive("entropy-simulator.yaml", "entropy-simulator.yaml",
+              lambda d: d["source"].update(faults=["stuck_at@500000"]))
     r = run(ws, "audit-key.yaml", "filekey")
     assert r.returncode == 1 and "RCT" in r.stderr and ws.keys() == []
 
@@ -166,14 +165,13 @@ def test_kill_9_then_rerun(ws: Workspace, step: str, point: str):
 
 def test_rsa_root_and_ed25519_issuing_ca(ws: Workspace):
     """The other key types the default policy allows: RSA-3072 (PKCS#1 v1.5 with SHA-256) and Ed25519 (EdDSA)."""
-    text = (ws.script("root-ca.yaml").read_text()
-            .replace("ceremony: root-ca-2026", "ceremony: rsa-ed-2026")
-            .replace("output: ../out/root-ca-2026", "output: ../out/rsa-ed-2026")
-            .replace("samples: 1000000, output", "samples: 262144, output")
-            .replace("  - {id: estimate, type: estimate_entropy, samples_from: entropy}\n", "")
-            .replace("{label: root-ca-2026, type: ec, curve: P-384}", "{label: rsa-root, type: rsa, size: 3072}")
-            .replace("{label: issuing-ca-2026, type: ec, curve: P-256}", "{label: ed-issuing, type: ed25519}"))
-    ws.script("rsa-ed.yaml").write_text(text)
+    def change(d):
+        d.update(ceremony="rsa-ed-2026", output="../out/rsa-ed-2026")
+        d["steps"] = [s for s in d["steps"] if s["id"] != "estimate"]
+        step(d, "entropy")["samples"] = 262144
+        step(d, "root-key")["key"] = {"label": "rsa-root", "type": "rsa", "size": 3072}
+        step(d, "int-key")["key"] = {"label": "ed-issuing", "type": "ed25519"}
+    ws.derive("root-ca.yaml", "rsa-ed.yaml", change)
     r = run(ws, "rsa-ed.yaml", "filekey")
     assert r.returncode == 0, r.stderr
     out = ws.dir / "out" / "rsa-ed-2026"

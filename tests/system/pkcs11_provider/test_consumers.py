@@ -185,9 +185,13 @@ def test_openssl_rand_fault(module, faulty, tmp_path):
 
 # --- p11-kit ---------------------------------------------------------------------------------------------------------
 def test_p11kit_lists_registered_module(module, healthy):
+    """After `make install-module` (explicit, system-wide; never done by set-up or tests) p11-kit lists the module.
+    p11-kit ignores per-user module folders for root, so there is no private configuration to test instead; the
+    remoting test below covers p11-kit with --provider."""
     need("p11-kit")
     reg = Path("/etc/pkcs11/modules/qrng-ceremony.module")
-    assert reg.exists(), "scripts/setup.sh registers the module with p11-kit"
+    if not reg.exists() or f"module: {module}" not in reg.read_text():
+        pytest.skip("this checkout's module is not registered system-wide (run `make install-module` to test it)")
     r = run("p11-kit", "list-modules")
     out = r.stdout.decode()
     assert f"qrng-ceremony: {module}" in out and "model: QRNG-SIMULATOR" in out

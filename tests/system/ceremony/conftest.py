@@ -7,12 +7,15 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 
 
@@ -23,11 +26,18 @@ class Workspace:
     pin: str
 
     def qrng(self, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "qrng.cli", *args], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "qrng_cli", *args], capture_output=True, text=True,
                               cwd=self.dir, env={**self.env, **(extra_env or {})}, timeout=300)
 
     def script(self, name: str) -> Path:
         return self.dir / "ceremonies" / name
+
+    def derive(self, source: str, target: str, change: Callable[[dict[str, Any]], None]) -> Path:
+        """A new file in ceremonies/ made from ``source`` as data: loaded, changed by ``change``, dumped."""
+        doc = yaml.safe_load(self.script(source).read_text())
+        change(doc)
+        self.script(target).write_text(yaml.safe_dump(doc, sort_keys=False))
+        return self.script(target)
 
     def witness_args(self) -> list[str]:
         return ["--witness", str(self.dir / "w" / "carol.key.pub"), "--witness", str(self.dir / "w" / "dave.key.pub")]
@@ -39,6 +49,36 @@ class Workspace:
                            env=self.env)
         return sorted(line.split(":", 1)[1].strip() for line in r.stdout.splitlines()
                       if line.strip().startswith("label:"))
+
+
+def _edit(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Load a YAML document, change it as data, write it back (comments are not kept: these are test copies)."""
+    doc = yaml.safe_load(path.read_text())
+    change(doc)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def make_workspace_files(d: Path, softhsm_conf: Path) -> None:
+    """Copies of the example scripts and policies, pointed at this workspace's token, keys and attestation CA."""
+    shutil.copytree(ROOT / "ceremonies", d / "ceremonies")
+    shutil.copytree(ROOT / "policies", d / "policies")
+
+    def policy(doc: dict[str, Any]) -> None:
+        doc.setdefault("attestation", {})["manufacturer_roots"] = ["../att/test-manufacturer-ca.pem"]
+    for pol in (d / "policies").glob("*.yaml"):
+        _edit(pol, policy)
+
+    def entropy(doc: dict[str, Any]) -> None:
+        doc["attestation"] = {"certificate": "../att/device-SIM-0001.pem", "key": "../att/device-SIM-0001.key"}
+    _edit(d / "ceremonies" / "entropy-simulator.yaml", entropy)
+    witness_keys = {"witness.example/carol": "../w/carol.key", "witness.example/dave": "../w/dave.key"}
+    base = {"module": SOFTHSM, "token_label": "qrng-test", "env": {"SOFTHSM2_CONF": str(softhsm_conf)},
+            "pin": {"source": "file", "path": "../pins.env"}, "witness_keys": witness_keys}
+    profiles = {"rehearsal": {**base, "log_key": {"hsm_label": "audit-log-key"}},
+                "filekey": {**base, "log_key": {"file": "../log.key"}},
+                "rehearsal-bootstrap": {**base, "log_key": {"file": "../log.key"}}}
+    (d / "ceremonies" / "profiles.yaml").write_text(yaml.safe_dump({"version": 1, "profiles": profiles},
+                                                                    sort_keys=False))
 
 
 @pytest.fixture()
@@ -54,27 +94,12 @@ def ws(tmp_path: Path) -> Workspace:
     subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "qrng-test", "--so-pin", so, "--pin", pin],
                    check=True, capture_output=True, env=env)
     (d / "pins.env").write_text(f"QRNG_HSM_USER_PIN={pin}\n")
-    q = [sys.executable, "-m", "qrng.cli"]
+    q = [sys.executable, "-m", "qrng_cli"]
     subprocess.run([*q, "attestation", "init-simulator", "--dir", str(d / "att")], check=True, capture_output=True)
     (d / "w").mkdir()
     for w in ("carol", "dave"):
         subprocess.run([*q, "audit", "keygen", f"witness.example/{w}", "--witness", "--out", str(d / "w" / f"{w}.key")],
                        check=True, capture_output=True)
     subprocess.run([*q, "audit", "keygen", "bootstrap", "--out", str(d / "log.key")], check=True, capture_output=True)
-    shutil.copytree(ROOT / "ceremonies", d / "ceremonies")
-    shutil.copytree(ROOT / "policies", d / "policies")
-    for pol in (d / "policies").glob("*.yaml"):
-        pol.write_text(pol.read_text().replace("../.softhsm/attestation/", "../att/"))
-    (d / "ceremonies" / "entropy-simulator.yaml").write_text(
-        (d / "ceremonies" / "entropy-simulator.yaml").read_text().replace("../.softhsm/attestation/", "../att/"))
-    witness_keys = ("      witness.example/carol: ../w/carol.key\n      witness.example/dave: ../w/dave.key\n")
-    profile = (f"    module: {SOFTHSM}\n    token_label: qrng-test\n    env: {{SOFTHSM2_CONF: {conf}}}\n"
-               f"    pin: {{source: file, path: ../pins.env}}\n")
-    (d / "ceremonies" / "profiles.yaml").write_text(
-        "version: 1\nprofiles:\n"
-        f"  rehearsal:\n{profile}    log_key: {{hsm_label: audit-log-key}}\n    witness_keys:\n{witness_keys}"
-        f"  filekey:\n{profile}    log_key: {{file: ../log.key}}\n    witness_keys:\n{witness_keys}"
-        f"  rehearsal-bootstrap:\n{profile}    log_key: {{file: ../log.key}}\n    witness_keys:\n{witness_keys}")
-    for s in (d / "ceremonies").glob("*.yaml"):
-        s.write_text(s.read_text().replace("output: ../out/", "output: ../out/"))
+    make_workspace_files(d, conf)
     return Workspace(d, env, pin)

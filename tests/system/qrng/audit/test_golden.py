@@ -16,7 +16,7 @@ EXPECTED = json.loads((GOLDEN / "expected.json").read_text())
 
 
 def verify(log: Path, state: Path | None = None, *extra: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "qrng.cli", "audit", "verify", str(log), "--key", str(GOLDEN / "log.pub"),
+    cmd = [sys.executable, "-m", "qrng_cli", "audit", "verify", str(log), "--key", str(GOLDEN / "log.pub"),
            "--witness", str(GOLDEN / "witness.pub"), "--json", *extra]
     if state is not None:
         cmd += ["--state", str(state)]
@@ -52,7 +52,7 @@ def test_state_is_remembered_and_then_catches_rollback(tmp_path):
 def test_wrong_key_file_is_a_usage_error(tmp_path):
     bad = tmp_path / "bad.pub"
     bad.write_text("not+a+key")
-    r = subprocess.run([sys.executable, "-m", "qrng.cli", "audit", "verify", str(GOLDEN / "valid.log"),
+    r = subprocess.run([sys.executable, "-m", "qrng_cli", "audit", "verify", str(GOLDEN / "valid.log"),
                         "--key", str(bad)], capture_output=True, text=True)
     assert r.returncode == 2 and "key" in r.stderr
 

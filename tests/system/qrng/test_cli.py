@@ -12,7 +12,7 @@ from qrng.health import cutoffs
 
 
 def qrng(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "qrng.cli", *args], capture_output=True, **kw)
+    return subprocess.run([sys.executable, "-m", "qrng_cli", *args], capture_output=True, **kw)
 
 
 def test_bytes_hex():

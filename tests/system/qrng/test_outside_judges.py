@@ -43,7 +43,7 @@ def judge(path):
 @pytest.fixture(scope="module")
 def pipeline_output(tmp_path_factory):
     out = tmp_path_factory.mktemp("judge") / "pipeline.bin"
-    subprocess.run([sys.executable, "-m", "qrng.cli", "bytes", str(4 * MIB), "--out", str(out)], check=True)
+    subprocess.run([sys.executable, "-m", "qrng_cli", "bytes", str(4 * MIB), "--out", str(out)], check=True)
     return out
 
 
@@ -58,7 +58,7 @@ def test_pipeline_output_passes(pipeline_output):
 
 def test_extractor_output_passes(tmp_path):
     out = tmp_path / "extracted.bin"
-    subprocess.run([sys.executable, "-m", "qrng.cli", "bytes", str(MIB), "--extracted", "--out", str(out)],
+    subprocess.run([sys.executable, "-m", "qrng_cli", "bytes", str(MIB), "--extracted", "--out", str(out)],
                    check=True)
     r = judge(out)
     assert r["entropy"] > 7.999 and r["fips_fail_rate"] < 0.01
