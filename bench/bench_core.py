@@ -52,12 +52,12 @@ def main() -> None:
     n = 1 << 20
     m = lhl_output_bits(n, 0.9)
     seed, data = os.urandom((n + m) // 8 + 1), os.urandom(n // 8)
-    from qrng import native
+    from qrng import native as kernels
     from qrng.extract import Toeplitz
     ext = Toeplitz(n, 0.9, seed)
     ext.extract(data)  # prepares the seed's transform once, as a pipeline does
     dt = best(lambda: ext.extract(data), 10)
-    how = "gf2x FFT middle product, seed transform cached" if native.load().lib.qrng_toeplitz_uses_fft() else "gf2x"
+    how = "gf2x FFT middle product, seed transform cached" if kernels.load().lib.qrng_toeplitz_uses_fft() else "gf2x"
     rows.append((f"Toeplitz n=2^20 m={m} ({how})", f"{n / dt / 1e6:,.1f} Mbit/s in", ">= 200 Mbit/s"))
     dt = best(lambda: toeplitz_native(seed, n + m - 1, data, n, m), 10)
     rows.append(("Toeplitz n=2^20, one-off full carry-less product (gf2x_mul)", f"{n / dt / 1e6:,.1f} Mbit/s in",
