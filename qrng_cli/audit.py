@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from qrng.audit.errors import AuditError, FormatError, TamperedError
 
+from .common import int_at_least
+
 if TYPE_CHECKING:
     from qrng.audit.note import Verifier
 
@@ -21,10 +23,14 @@ __all__ = ["register"]
 
 
 def _read_key(value: str) -> Verifier:
+    """A verifier key given as a file or as the key string itself; a missing file is named as such."""
     from qrng.audit.note import Verifier
     p = Path(value)
-    text = p.read_text().strip() if p.exists() else value
-    return Verifier.parse(text)
+    if p.exists():
+        return Verifier.parse(p.read_text().strip())
+    if value.count("+") < 2:
+        raise FileNotFoundError(f"{value}: no such file (and not a name+id+key verifier key string)")
+    return Verifier.parse(value)
 
 
 def _state_file(state: Path, origin: str) -> Path:
@@ -170,7 +176,7 @@ def register(sub: Any) -> None:
     v.add_argument("log", help="the audit log (JSON lines)")
     v.add_argument("--key", action="append", required=True, help="log verifier key (string or file); repeatable")
     v.add_argument("--witness", action="append", help="witness cosignature key (string or file); repeatable")
-    v.add_argument("--quorum", type=int, help="witness cosignatures required on the latest checkpoint "
+    v.add_argument("--quorum", type=int_at_least(0), help="witness cosignatures required on the latest checkpoint "
                                               "(default: all --witness keys)")
     v.add_argument("--origin", help="require this checkpoint origin")
     v.add_argument("--state", metavar="DIR", help="remember the last verified checkpoint; catch rollback and forks")
@@ -178,7 +184,7 @@ def register(sub: Any) -> None:
     v.set_defaults(func=(cmd_verify))
     p = s.add_parser("prove", help="write a c2sp.org/tlog-proof for one entry")
     p.add_argument("log", help="the audit log (JSON lines)")
-    p.add_argument("--index", type=int, required=True, help="the entry to prove (0-based)")
+    p.add_argument("--index", type=int_at_least(0), required=True, help="the entry to prove (0-based)")
     p.add_argument("--out", help="proof file (the entry's bytes go to the same name with .entry)")
     p.set_defaults(func=(cmd_prove))
     c = s.add_parser("check-proof", help="verify a tlog-proof for an entry, offline")
@@ -186,7 +192,7 @@ def register(sub: Any) -> None:
     c.add_argument("entry", help="file holding the entry's exact bytes, or - for stdin")
     c.add_argument("--key", action="append", required=True, help="log verifier key (string or file); repeatable")
     c.add_argument("--witness", action="append", help="witness cosignature key (string or file); repeatable")
-    c.add_argument("--quorum", type=int, help="witness cosignatures required (default 0)")
+    c.add_argument("--quorum", type=int_at_least(0), help="witness cosignatures required (default 0)")
     c.set_defaults(func=(cmd_check_proof))
     sh = s.add_parser("show", help="print the timeline of a log")
     sh.add_argument("log", help="the audit log (JSON lines)")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EXIT_TABLE", "ExitCode", "Rule", "atomic_write", "exit_code_for"]
+__all__ = ["EXIT_TABLE", "ExitCode", "Rule", "atomic_write", "exit_code_for", "sweep_stale_temporaries"]
 
 
 class ExitCode(enum.IntEnum):
@@ -84,17 +84,50 @@ def report(prog: str, exc: BaseException, as_json: bool) -> ExitCode:
     return rule.code
 
 
+TMP_MARK = ".qrng-tmp-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_temporaries(folder: Path, name: str) -> list[Path]:
+    """Remove temporaries of ours (``.<name>.qrng-tmp-<pid>-*``) whose writer process is gone (killed mid-write)."""
+    removed = []
+    for p in folder.glob(f".{name}{TMP_MARK}*"):
+        pid_text = p.name[len(f".{name}{TMP_MARK}"):].split("-", 1)[0]
+        if pid_text.isdigit() and not _alive(int(pid_text)) and p.is_file() and not p.is_symlink():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
 def atomic_write(path: Path, data: bytes, overwrite: bool = False) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: all or nothing."""
+    """Write to a temporary file in the same folder, fsync, then rename: all or nothing.
+
+    Only a regular file is ever replaced (never a device node, FIFO, socket, folder or symlink), and only with
+    ``overwrite``. Temporaries carry the writer's pid, so one left by a killed run is removed by the next."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise FileExistsError(f"{path} exists and is not a regular file; refusing to replace it")
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; refusing to overwrite")
-    fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.")
+        raise FileExistsError(f"{path} exists; refusing to overwrite (--force replaces a regular file)")
+    sweep_stale_temporaries(folder, path.name)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}{TMP_MARK}{os.getpid()}-")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         if overwrite:
+            if path.is_symlink() or (path.exists() and not path.is_file()):
+                raise FileExistsError(f"{path} exists and is not a regular file; refusing to replace it")
             os.replace(tmp, path)
         else:
             os.link(tmp, path)  # fails if the path appeared meanwhile
@@ -103,6 +136,20 @@ def atomic_write(path: Path, data: bytes, overwrite: bool = False) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def int_at_least(lo: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= lo, with a message naming the bound."""
+    def parse(text: str) -> int:
+        import argparse
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be at least {lo} (got {v})")
+        return v
+    return parse
 
 
 Command = Callable[[Any], int]

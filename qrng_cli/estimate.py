@@ -12,6 +12,8 @@ import sys
 import time
 from typing import Any
 
+from .common import int_at_least
+
 __all__ = ["register", "read_samples"]
 
 
@@ -41,6 +43,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if s.size < 1000:
         raise ValueError(f"{args.file}: {s.size} samples; SP 800-90B assessments need at least 1,000,000 "
                          "(at least 1,000 to run at all)")
+    if s.size < 1_000_000 and not args.quiet:
+        print(f"qrng estimate: warning: {s.size:,} samples; SP 800-90B (3.1.1) asks for at least 1,000,000, so "
+              "this estimate is indicative only", file=sys.stderr)
     t0 = time.perf_counter()
 
     def progress(msg: str) -> None:
@@ -95,7 +100,8 @@ def register(sub: Any) -> None:
     g.add_argument("--non-iid", action="store_true", help="the non-IID track, section 6.3 (default)")
     g.add_argument("--iid", action="store_true", help="the IID tests of section 5, then the MCV estimate")
     p.add_argument("--packed", action="store_true", help="the file holds packed bits, most significant first")
-    p.add_argument("--permutations", type=int, default=10000, help="permutation rounds at most (5.1: 10,000)")
+    p.add_argument("--permutations", type=int_at_least(1), default=10000,
+                   help="permutation rounds at most (5.1: 10,000)")
     p.add_argument("--json", action="store_true", help="print the assessment as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     p.set_defaults(func=cmd_estimate)

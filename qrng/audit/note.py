@@ -41,6 +41,23 @@ def _key_id(name: str, alg: int, key: bytes) -> bytes:
     return hashlib.sha256(name.encode() + b"\n" + bytes([alg]) + key).digest()[:4]
 
 
+def describe_key_text(text: str) -> str:
+    """What a key text looks like, for messages that must not echo it."""
+    t = text.strip()
+    if t.startswith("PRIVATE+KEY+"):
+        return "a signed-note private key (PRIVATE+KEY+...)"
+    if "-----BEGIN" in t:
+        if "PRIVATE KEY" in t:
+            return "a PEM private key"
+        return "a PEM file (" + ("a certificate" if "CERTIFICATE" in t else "a public key" if "PUBLIC KEY" in t
+                                 else "not a verifier key") + ")"
+    if not t:
+        return "an empty text"
+    if t.count("+") >= 2 and "\n" not in t:
+        return "verifier key"
+    return "neither a verifier key nor a key file this tool knows"
+
+
 def _check_name(name: str) -> None:
     if not name or any(c.isspace() for c in name) or "+" in name:
         raise FormatError(f"key name {name!r} must be non-empty, without spaces or '+'")
@@ -57,11 +74,17 @@ class Verifier:
 
     @classmethod
     def parse(cls, text: str) -> Verifier:
+        """Parse a verifier key. Errors describe what the text looks like and never quote it: a private key
+        given by mistake must not reach a terminal or a log."""
+        kind = describe_key_text(text)
+        if kind != "verifier key":
+            raise FormatError(f"expected a verifier key (name+id+key), got what looks like {kind}")
         parts = text.strip().split("+", 2)
         if len(parts) != 3:
             raise FormatError(f"verifier key must be name+id+key, got {len(parts)} part(s)")
         name, hid, b64 = parts
-        _check_name(name)
+        if not name or any(c.isspace() for c in name) or "+" in name:
+            raise FormatError("verifier key: the key name must be non-empty, without spaces or '+'")
         try:
             raw = base64.b64decode(b64, validate=True)
             kid = bytes.fromhex(hid)
@@ -187,7 +210,11 @@ def parse_note(note: str) -> tuple[str, list[NoteSignature]]:
     text, sig_block = note[:cut + 1], note[cut + 2:]
     _check_text(text)
     sigs = []
-    for line in sig_block.splitlines():
+    # c2sp.org/signed-note: lines end with "\n" only; no control characters anywhere (str.splitlines would also
+    # split on CR, VT, FF, U+2028 ... and so accept what Go's note.Open refuses)
+    if any(ord(c) < 0x20 and c != "\n" for c in sig_block):
+        raise FormatError("signature block contains a control character")
+    for line in sig_block.split("\n")[:-1]:
         if not line.startswith(DASH + " "):
             raise FormatError(f"signature line must start with an em dash: {line[:40]!r}")
         try:
@@ -195,6 +222,8 @@ def parse_note(note: str) -> tuple[str, list[NoteSignature]]:
             raw = base64.b64decode(b64, validate=True)
         except (ValueError, binascii.Error):
             raise FormatError(f"malformed signature line {line[:60]!r}") from None
+        if not name or any(c.isspace() for c in name) or "+" in name:
+            raise FormatError(f"signature line: key name {name!r} must be non-empty, without spaces or '+'")
         if len(raw) < 5:
             raise FormatError(f"signature of {name} is too short")
         sigs.append(NoteSignature(name, raw[:4], raw[4:]))
@@ -221,6 +250,8 @@ def verify_note(note: str, verifiers: Iterable[Verifier]) -> tuple[str, list[Ver
             if len(s.signature) != 72:
                 raise SignatureError(f"cosignature by {v.name} is {len(s.signature)} bytes, not 72")
             (t,) = struct.unpack(">Q", s.signature[:8])
+            if t >= 1 << 63:  # c2sp.org/tlog-cosignature: the timestamp is at most 2^63 - 1
+                raise SignatureError(f"cosignature by {v.name} has timestamp {t}, not below 2^63")
             msg = cosignature_message(text, t)
         if not v.verify(msg, s.signature):
             raise SignatureError(f"signature by {v.name} (key {v.key_id.hex()}) does not verify")

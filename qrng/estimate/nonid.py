@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from .. import native
 
-__all__ = ["Assessment", "Estimate", "assess_non_iid", "collision", "compression", "lrs", "markov", "mcv",
+__all__ = ["Assessment", "Estimate", "assess_non_iid", "min_samples", "collision", "compression", "lrs", "markov", "mcv",
            "prediction", "t_tuple", "to_bitstring", "tuple_counts"]
 
 Z = 2.576  # the 99% upper bound used throughout 6.3
@@ -112,8 +112,19 @@ def markov(b: Array) -> Estimate:
 
 
 # --- 6.3.4 (binary) -----------------------------------------------------------------------------------------
-def compression(b: Array, block: int = 6, d: int = 1000) -> Estimate:
+COMPRESSION_B, COMPRESSION_D = 6, 1000
+
+
+def min_samples(bits_per_symbol: int) -> int:
+    """The fewest samples the non-IID track can assess: the bit string must hold more than d blocks of b bits."""
+    bits = COMPRESSION_B * (COMPRESSION_D + 1)
+    return -(-bits // bits_per_symbol)
+
+
+def compression(b: Array, block: int = COMPRESSION_B, d: int = COMPRESSION_D) -> Estimate:
     nb = b.size // block
+    if nb <= d:
+        raise ValueError(f"the compression estimate needs more than {d} blocks of {block} bits (got {nb})")
     words = b[:nb * block].reshape(nb, block) @ (1 << np.arange(block - 1, -1, -1))
     last = np.zeros(1 << block, dtype=np.int64)
     dist = np.empty(nb - d, dtype=np.float64)
@@ -314,6 +325,11 @@ def assess_non_iid(samples: Array, bits_per_symbol: int, progress: Callable[[str
         raise ValueError("bits_per_symbol must be between 1 and 8")
     if s.size and int(s.max()) >= 1 << bits_per_symbol:
         raise ValueError(f"a sample is wider than {bits_per_symbol} bits")
+    need = min_samples(bits_per_symbol)
+    if s.size < need:
+        raise ValueError(f"{s.size:,} samples of {bits_per_symbol} bit(s) are too few for the non-IID track: the "
+                         f"compression estimate (6.3.4) needs more than {COMPRESSION_D:,} dictionary blocks of "
+                         f"{COMPRESSION_B} bits, so at least {need:,} samples (SP 800-90B asks for 1,000,000)")
     if bits_per_symbol == 1:
         ests = _binary_suite(s, prog)
         valid = [e.h for e in ests if not math.isnan(e.h)]

@@ -52,3 +52,18 @@ def test_exit_table_orders_specific_before_root():
     assert names.index("qrng.errors:NativeUnavailable") < names.index("qrng.errors:EntropyError")
     assert names.index("qrng.audit.errors:TamperedError") < names.index("qrng.audit.errors:AuditError")
     assert {r.code for r in EXIT_TABLE} == {ExitCode.VERIFY_FAILED, ExitCode.USAGE, ExitCode.ENTROPY}
+
+
+@pytest.mark.parametrize("argv", [
+    ["audit", "verify", "x.log", "--key", "k", "--quorum", "-1"],
+    ["audit", "check-proof", "p", "e", "--key", "k", "--quorum", "-3"],
+    ["audit", "prove", "x.log", "--index", "-1"],
+    ["estimate", "f.bin", "-b", "8", "--permutations", "0"],
+    ["estimate", "f.bin", "-b", "8", "--permutations", "-5"],
+])
+def test_out_of_range_arguments_are_usage_errors(argv, capsys):
+    """Issue 10 item 18: negative quorums, indexes and permutation counts are refused with exit 2."""
+    with pytest.raises(SystemExit) as exc:
+        qrng_cli.main(argv)
+    assert exc.value.code == 2 and "must be at least" in capsys.readouterr().err
+

@@ -46,3 +46,22 @@ def test_cli_packed_bits(tmp_path):
     p.write_bytes(np.random.default_rng(1).integers(0, 256, 20000, dtype=np.uint8).tobytes())
     r = run(str(p), "-b", "1", "--packed", "--json", "-q")
     assert r.returncode == 0 and json.loads(r.stdout)["samples"] == 160000
+
+
+def test_cli_warns_below_a_million_samples(tmp_path):
+    """Issue 10 item 18: 1,500 8-bit samples are assessed, with a warning that SP 800-90B asks for 10^6."""
+    f = tmp_path / "small.bin"
+    np.random.default_rng(5).integers(0, 256, 1500, dtype=np.uint8).tofile(f)
+    r = run(str(f), "-b", "8", "--json")
+    assert r.returncode == 0, r.stderr
+    assert "warning: 1,500 samples" in r.stderr and "at least 1,000,000" in r.stderr
+    assert json.loads(r.stdout)["h_assessed"] > 0
+
+
+def test_cli_refuses_too_few_samples_for_the_compression_estimate(tmp_path):
+    """Regression: 1,500 one-bit samples crashed the compression estimate ("negative dimensions")."""
+    f = tmp_path / "tiny.bin"
+    np.random.default_rng(5).integers(0, 2, 1500, dtype=np.uint8).tofile(f)
+    r = run(str(f), "-b", "1")
+    assert r.returncode == 2 and "too few for the non-IID track" in r.stderr and "at least 6,006" in r.stderr
+    assert "Traceback" not in r.stderr

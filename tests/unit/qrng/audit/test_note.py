@@ -116,3 +116,40 @@ def test_checkpoint_roundtrip_with_extensions():
 def test_malformed_verifier_keys(key, phrase):
     with pytest.raises(FormatError, match=re.escape(phrase)):
         Verifier.parse(key)
+
+
+# --- issue 10 item 19: as strict as c2sp.org/signed-note and Go's note.Open -------------------------------------
+SIG_B64 = SPEC_NOTE.rsplit(" ", 1)[1]
+
+
+@pytest.mark.parametrize("block, phrase", [
+    ("\u2014 example.com+foo " + SIG_B64, "must be non-empty, without spaces or '+'"),
+    ("\u2014 example.com\u00a0foo " + SIG_B64, "must be non-empty, without spaces or '+'"),
+    ("\u2014 example.com/foo " + SIG_B64[:-1] + "\r\n", "control character"),
+    ("\u2014 example.com/foo " + SIG_B64[:-1] + "\x0b\n", "control character"),
+    ("\u2014 example.com/foo " + SIG_B64[:-1] + "\x0c\n", "control character"),
+    ("\u2014 example.com/foo " + SIG_B64[:-1] + "\u2028\u2014 example.com/foo " + SIG_B64, "malformed signature line"),
+])
+def test_signature_block_is_strict(block, phrase):
+    with pytest.raises(FormatError, match=re.escape(phrase)):
+        parse_note("This is an example message.\n\n" + block)
+
+
+def test_the_strict_parser_still_reads_the_spec_example():
+    text, sigs = parse_note(SPEC_NOTE)
+    assert text == "This is an example message.\n" and sigs[0].name == "example.com/foo"
+
+
+@pytest.mark.parametrize("timestamp", [1 << 63, (1 << 64) - 1])
+def test_cosignature_timestamps_of_2_63_or_more_are_refused(timestamp):
+    log = ed25519_signer("log.example", ed25519.Ed25519PrivateKey.generate())
+    wkey = ed25519.Ed25519PrivateKey.generate()
+    from qrng.audit.note import NoteSignature, cosignature_message, format_note
+    wsigner = ed25519_signer("witness.example", wkey)
+    wver = Verifier("witness.example", wsigner.verifier.key_id, ALG_COSIGNATURE_V1, wsigner.verifier.public_key)
+    cp = Checkpoint("log.example", 1, bytes(32)).text()
+    note = sign_note(cp, [log])
+    sig = struct.pack(">Q", timestamp) + wkey.sign(cosignature_message(cp, timestamp))
+    forged = note + format_note(cp, [NoteSignature("witness.example", wver.key_id, sig)]).split("\n\n", 1)[1]
+    with pytest.raises(SignatureError, match="not below 2\\^63"):
+        verify_note(forged, [log.verifier, wver])

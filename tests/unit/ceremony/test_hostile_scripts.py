@@ -1,0 +1,83 @@
+"""Regression tests for hostile ceremony scripts (issue 10): each is refused by the plan, naming the YAML path,
+before anything is touched."""
+
+from __future__ import annotations
+
+import pytest
+
+from ceremony.errors import PolicyViolation, ScriptError
+from ceremony.model import load_policy, load_profile, load_script
+from ceremony.plan import make_plan
+
+
+def _step(doc, sid):
+    return next(s for s in doc["steps"] if s["id"] == sid)
+
+
+def _label(value):
+    return lambda d: _step(d, "audit-key")["key"].update(label=value)
+
+
+SCRIPT_ERRORS = [
+    # item 1: key labels reach file paths
+    (_label("/etc/passwd"), r"steps\[4\]\.key\.label must be letters"),
+    (_label("../escaped"), r"steps\[4\]\.key\.label must be letters"),
+    (_label(".hidden"), r"steps\[4\]\.key\.label must be letters"),
+    (_label("a b"), r"steps\[4\]\.key\.label must be letters"),
+    # item 5: scripts that could only fail after keys exist
+    (lambda d: _step(d, "entropy").update(output="transcript.md"), r"steps\[2\]\.output 'transcript\.md' is a file"),
+    (lambda d: _step(d, "entropy").update(output="audit.log"), r"steps\[2\]\.output 'audit\.log' is a file"),
+    (lambda d: _step(d, "entropy").update(output="log.pub"), r"steps\[2\]\.output 'log\.pub' is a file"),
+    (lambda d: _step(d, "entropy").update(output="../x.bin"), r"steps\[2\]\.output must be a plain file name"),
+    (lambda d: _step(d, "seed").update(bytes=10**8), r"steps\[3\]\.bytes must be between 1 and 4096"),
+    (lambda d: d["steps"].insert(3, {"id": "est", "type": "estimate_entropy", "samples_from": "entropy",
+                                     "bits_per_symbol": 9}), r"steps\[3\]\.bits_per_symbol must be between 1 and 8"),
+    (lambda d: _step(d, "health").update(samples=float("nan")), r"steps\[1\]\.samples must be an integer"),
+    (lambda d: _step(d, "health").update(samples=True), r"steps\[1\]\.samples must be an integer"),
+    # item 5: duplicate key labels (their output files collide)
+    (lambda d: d["steps"].insert(5, {"id": "key2", "type": "generate_keypair",
+                                     "key": {"label": "audit-log-key", "type": "ec", "curve": "P-256"}}),
+     r"steps\[5\]\.output 'audit-log-key\.provenance\.json' is also written by steps\[4\]"),
+]
+
+
+@pytest.mark.parametrize("change,phrase", SCRIPT_ERRORS)
+def test_hostile_script_is_refused_with_its_path(ws, change, phrase):
+    path = ws.derive("audit-key.yaml", "hostile.yaml", change)
+    with pytest.raises(ScriptError, match=phrase) as exc:
+        load_script(path)
+    assert str(path) in str(exc.value)
+
+
+def _plan(path):
+    s = load_script(path)
+    return make_plan(s, load_policy(s.policy), load_profile(s.profiles, "filekey"))
+
+
+PLAN_VIOLATIONS = [
+    (lambda d: _step(d, "export").update(keys=["entropy"]), "keys[0] must name an earlier generate_keypair step"),
+    (lambda d: d["steps"].insert(3, {"id": "est", "type": "estimate_entropy", "samples_from": "health"}),
+     "samples_from must name an earlier collect_entropy step"),
+]
+
+
+@pytest.mark.parametrize("change,phrase", PLAN_VIOLATIONS)
+def test_plan_refuses_scripts_that_could_only_fail_later(ws, change, phrase):
+    with pytest.raises(PolicyViolation) as exc:
+        _plan(ws.derive("audit-key.yaml", "later.yaml", change))
+    assert any(phrase in v for v in exc.value.violations), exc.value.violations
+
+
+@pytest.mark.parametrize("field,value", [("max_estimate_shortfall", float("nan")),
+                                         ("min_claimed_min_entropy", float("nan")),
+                                         ("max_alpha_log2", float("nan")), ("min_claimed_min_entropy", float("inf"))])
+def test_policy_numbers_must_be_finite(ws, field, value):
+    """Item 3: NaN passes every range check; a policy threshold must be a finite number."""
+    import yaml
+    pol = ws.dir / "policies" / "default.yaml"
+    doc = yaml.safe_load(pol.read_text())
+    assert field in doc["entropy"]
+    doc["entropy"][field] = value
+    pol.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ScriptError, match=f"entropy.{field} must be a finite number"):
+        load_policy(pol)

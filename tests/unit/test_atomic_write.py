@@ -1,0 +1,64 @@
+"""--out: all or nothing, never a non-regular file replaced (issue 10 item 7), stale temporaries of a killed run
+removed by the next (item 17)."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from qrng_cli.common import TMP_MARK, atomic_write
+
+
+def test_writes_and_refuses_to_overwrite(tmp_path):
+    p = tmp_path / "out.bin"
+    atomic_write(p, b"one")
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        atomic_write(p, b"two")
+    atomic_write(p, b"two", overwrite=True)
+    assert p.read_bytes() == b"two"
+
+
+def test_never_replaces_a_fifo_even_with_force(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(FileExistsError, match="not a regular file"):
+        atomic_write(fifo, b"x", overwrite=True)
+    assert fifo.exists() and not fifo.is_file()
+
+
+def test_never_replaces_a_socket_or_a_folder_or_a_symlink(tmp_path):
+    sock_path = tmp_path / "s"
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(sock_path))
+    (tmp_path / "d").mkdir()
+    target = tmp_path / "target"
+    target.write_bytes(b"keep")
+    (tmp_path / "link").symlink_to(target)
+    try:
+        for p in (sock_path, tmp_path / "d", tmp_path / "link"):
+            with pytest.raises(FileExistsError, match="not a regular file"):
+                atomic_write(p, b"x", overwrite=True)
+    finally:
+        s.close()
+    assert target.read_bytes() == b"keep"
+
+
+def _dead_pid() -> int:
+    pid = 4_000_000  # above the default pid_max: no such process
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        pid += 1
+
+
+def test_stale_temporary_of_a_killed_run_is_removed(tmp_path):
+    stale = tmp_path / f".out.bin{TMP_MARK}{_dead_pid()}-abcd"
+    stale.write_bytes(b"\0" * 1024)
+    live = tmp_path / f".out.bin{TMP_MARK}{os.getpid()}-efgh"  # a writer that is still running: kept
+    live.write_bytes(b"\0")
+    atomic_write(tmp_path / "out.bin", b"data")
+    assert not stale.exists() and live.exists()
