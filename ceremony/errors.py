@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from qrng.errors import ConfigError
 
-__all__ = ["CeremonyError", "HsmError", "PolicyViolation", "ScriptError", "StepFailed"]
+__all__ = ["CeremonyError", "HsmError", "PolicyViolation", "Refused", "ScriptError", "StepFailed"]
 
 
 class CeremonyError(Exception):
@@ -29,6 +29,10 @@ class PolicyViolation(CeremonyError):
     def __init__(self, violations: list[str]) -> None:
         super().__init__("policy violations:\n  - " + "\n  - ".join(violations))
         self.violations = violations
+
+
+class Refused(CeremonyError):
+    """The ceremony refuses to start (before any step acts): nothing was touched; exit 2."""
 
 
 class HsmError(CeremonyError):

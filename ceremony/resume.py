@@ -16,14 +16,22 @@ class ResumeState:
     completed: dict[str, dict[str, Any]] = field(default_factory=dict)  # step id -> step.completed data
     started: dict[str, dict[str, Any]] = field(default_factory=dict)    # step id -> step.started data
     markers: frozenset[str] = frozenset()                               # transcript.written, ceremony.completed
+    # step.started data found only after the last signed checkpoint: never trusted as a result, only reused so
+    # that a step's pre-drawn values (a key's CKA_ID) stay the same when the step is redone
+    carried: dict[str, dict[str, Any]] = field(default_factory=dict)
+    confirmed_entries: int = 0  # entries covered by the last signed checkpoint
 
     @property
     def fresh(self) -> bool:
-        return not (self.completed or self.started or self.markers)
+        """Nothing of this ceremony is confirmed yet: it (re)starts with ceremony.started."""
+        return self.confirmed_entries == 0
 
 
-def resume_state(entries: list[bytes], script_sha256: str, script_name: str) -> ResumeState:
-    """Steps completed and started, from the log's entries; a script changed since the ceremony began is refused."""
+def resume_state(entries: list[bytes], script_sha256: str, script_name: str,
+                 unconfirmed: list[bytes] | None = None) -> ResumeState:
+    """Steps completed and started, from the entries covered by the last signed checkpoint; ``unconfirmed`` (the
+    entries after it) contributes only the step.started values of steps that are not complete. A script changed
+    since the ceremony began is refused."""
     completed: dict[str, dict[str, Any]] = {}
     started: dict[str, dict[str, Any]] = {}
     markers: set[str] = set()
@@ -38,4 +46,9 @@ def resume_state(entries: list[bytes], script_sha256: str, script_name: str) -> 
             completed[e["step"]] = e["data"]
         elif event in ("transcript.written", "ceremony.completed"):
             markers.add(event)
-    return ResumeState(completed, started, frozenset(markers))
+    carried: dict[str, dict[str, Any]] = {}
+    for line in unconfirmed or []:
+        e = json.loads(line)
+        if e["event"] == "step.started" and e["step"] not in completed and e["step"] not in started:
+            carried[e["step"]] = {k: v for k, v in e["data"].items() if k != "type"}
+    return ResumeState(completed, started, frozenset(markers), carried, len(entries))

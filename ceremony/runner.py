@@ -25,15 +25,16 @@ from typing import Any
 from qrng.audit.log import AuditLog
 from qrng.audit.note import Signer, ecdsa_signer, load_ed25519_signer
 from qrng.audit.verify import parse_log, verify_log
-from qrng.errors import EntropyError
+from qrng.errors import EntropyError, ResourceBusy
+from qrng.lockfile import hold
 from qrng.pipeline import Pipeline
 
 from . import transcript
-from .errors import CeremonyError, StepFailed
+from .errors import CeremonyError, Refused, StepFailed
 from .hsmapi import HsmApi
 from .outputs import OutputWriter
 from .plan import Plan
-from .resume import resume_state
+from .resume import ResumeState, resume_state
 from .steps import REGISTRY, Step
 
 __all__ = ["Ceremony", "RunResult", "log_origin"]
@@ -81,6 +82,7 @@ class Ceremony:
         self.extracted = b""
         self.origin = log_origin(self.script.ceremony)
         self.signer = self._log_signer()
+        self._unconfirmed: dict[str, Any] = {}
 
     def progress(self, msg: str) -> None:
         self._progress(msg)
@@ -99,20 +101,60 @@ class Ceremony:
     def _script_digest(self) -> str:
         return _sha(self.script.path.read_bytes())
 
-    def _load_state(self) -> Any:
-        """The resume state, from the existing log after checking its signed part (pure: ceremony.resume)."""
+    def _load_state(self) -> ResumeState:
+        """The resume state (pure: ceremony.resume) from the existing log, after verifying it up to its last
+        signed checkpoint. Entries after that checkpoint are unconfirmed: they are moved out of the log into a
+        side file (kept as evidence, its digest logged) with the outputs only they record, and their steps are
+        redone; only their pre-drawn values (a key's CKA_ID) are carried over, so a redone key step adopts the
+        key it may have made instead of making a second one."""
         path = self.out / "audit.log"
         if not path.exists():
             return resume_state([], self._script_digest(), str(self.script.path))
         data = path.read_bytes()
         data = data[:data.rfind(b"\n") + 1]  # a torn tail is recovered (and recorded) when the log is reopened
         view = parse_log(data)
+        signed_size = view.checkpoints[-1].position if view.checkpoints else 0
+        lines = data.split(b"\n")[:-1]
+        kept: list[bytes] = []
+        tail: list[bytes] = []
+        for x in lines:
+            rec = json.loads(x)
+            (tail if rec.get("kind") == "entry" and rec["seq"] >= signed_size else kept).append(x)
         if view.checkpoints:
-            last = view.checkpoints[-1]
-            signed_part = b"".join(x + b"\n" for x in data.split(b"\n")[:-1]
-                                   if b'"kind":"entry"' not in x or json.loads(x)["seq"] < last.position)
-            verify_log(signed_part, [self.signer.verifier], origin=self.origin)
-        return resume_state(list(view.entries), self._script_digest(), f"{self.script.path} (log {path})")
+            verify_log(b"".join(x + b"\n" for x in kept), [self.signer.verifier], origin=self.origin)
+        signed_entries = list(view.entries[:signed_size])
+        tail_entries = list(view.entries[signed_size:])
+        state = resume_state(signed_entries, self._script_digest(), f"{self.script.path} (log {path})", tail_entries)
+        if tail:
+            self._quarantine(path, kept, tail, signed_entries)
+        return state
+
+    def _quarantine(self, path: Path, kept: list[bytes], tail: list[bytes], signed_entries: list[bytes]) -> None:
+        confirmed: set[str] = set()
+        for line in signed_entries:
+            confirmed.update(json.loads(line).get("files", {}))
+        first = json.loads(tail[0])["seq"]
+        side = self.out / f".unconfirmed-{first}"
+        side.mkdir(exist_ok=True)
+        blob = b"".join(x + b"\n" for x in tail)
+        (side / "audit.log.tail").write_bytes(blob)
+        moved = []
+        for x in tail:
+            for name in json.loads(x).get("files", {}):
+                f = self.out / name
+                if name not in confirmed and "/" not in name and f.is_file() and not f.is_symlink():
+                    os.replace(f, side / name)
+                    moved.append(name)
+        tmp = path.with_name(".audit.log.rewrite")
+        with open(tmp, "wb") as fh:
+            fh.write(b"".join(x + b"\n" for x in kept))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        self._unconfirmed = {"entries": len(tail), "first_seq": first, "folder": side.name,
+                             "tail_sha256": _sha(blob), "outputs_moved": moved}
+        self.progress(f"{len(tail)} log entries after the last signed checkpoint are unconfirmed: moved to "
+                      f"{side} and redone")
 
     def event(self, step: str, event: str, data: dict[str, Any] | None = None,
               files: dict[str, str] | None = None, actor: str = "") -> None:
@@ -130,19 +172,31 @@ class Ceremony:
 
     # --- run -------------------------------------------------------------------------------------------------------
     def run(self) -> RunResult:
+        """Run or resume the ceremony, holding the folder's lock throughout. A refusal before any step acts
+        (folder in use, a key label already on the token) leaves nothing behind that this run created."""
+        created = not self.out.exists()
         self.out.mkdir(parents=True, exist_ok=True)
-        state = self._load_state()
-        completed, started, markers = state.completed, state.started, set(state.markers)
-        fresh = not (self.out / "audit.log").exists()
-        if all(s.id in completed for s in self.script.steps) and "transcript.written" in markers and \
-                self._sealed():
+        try:
+            with hold(self.out / ".lock", f"ceremony folder {self.out}"):
+                return self._run_locked()
+        except (Refused, ResourceBusy):
+            if created and {p.name for p in self.out.iterdir()} <= {".lock"}:
+                (self.out / ".lock").unlink(missing_ok=True)
+                self.out.rmdir()
+            raise
+
+    def _run_locked(self) -> RunResult:
+        if (self.out / "audit.log").exists() and self._sealed() and self._complete():
             self.progress("ceremony already completed; nothing to do (verify it with qrng ceremony verify)")
             return RunResult(self.out, self.out / "audit.log", str(self.signer.verifier),
                              steps_skipped=[s.id for s in self.script.steps],
                              tree_size=len(parse_log((self.out / "audit.log").read_bytes()).entries))
+        state = self._load_state()
+        completed, started, carried, markers = state.completed, state.started, state.carried, set(state.markers)
+        fresh = state.fresh
         for step in self.script.steps:  # before the log or any step acts
             check = REGISTRY[step.type].preflight
-            if check is not None and step.id not in started:
+            if check is not None and step.id not in started and step.id not in carried:
                 check(self, step)
         self.log = AuditLog(self.out / "audit.log", self.origin, self.signer, ceremony=self.script.ceremony,
                             recover=True)
@@ -162,6 +216,9 @@ class Ceremony:
                 self.log.checkpoint()
             else:
                 self.event("ceremony", "ceremony.resumed", {"completed_steps": sorted(completed)})
+            if self._unconfirmed:
+                self.event("ceremony", "log.tail_unconfirmed", self._unconfirmed)
+                self.log.checkpoint()
             self.pipeline = Pipeline(self.plan.entropy)
             opened = True
             for step in self.script.steps:
@@ -177,7 +234,7 @@ class Ceremony:
                 if kind.seals and "transcript.written" not in markers:
                     self._write_transcript()
                     markers.add("transcript.written")
-                self._run_step(step, started.get(step.id))
+                self._run_step(step, started.get(step.id), carried.get(step.id))
                 result.steps_run.append(step.id)
             if "transcript.written" not in markers:
                 self._write_transcript()
@@ -189,6 +246,13 @@ class Ceremony:
                 self.pipeline.close()
             self.log.close()
 
+    def _complete(self) -> bool:
+        """Every step completed and the transcript written, as far as the log's signed part says."""
+        view = parse_log((self.out / "audit.log").read_bytes())
+        signed = view.entries[:view.checkpoints[-1].position] if view.checkpoints else []
+        state = resume_state(list(signed), self._script_digest(), str(self.script.path))
+        return all(s.id in state.completed for s in self.script.steps) and "transcript.written" in state.markers
+
     def _sealed(self) -> bool:
         """The last checkpoint covers every entry and, if witnesses sign off, carries their quorum."""
         view = parse_log((self.out / "audit.log").read_bytes())
@@ -199,14 +263,18 @@ class Ceremony:
                                                                  len(self.script.witnesses))
         return True
 
-    def _run_step(self, step: Step, started: dict[str, Any] | None) -> None:
+    def _run_step(self, step: Step, started: dict[str, Any] | None, carried: dict[str, Any] | None = None) -> None:
         kind = REGISTRY[step.type]
         self.progress(f"[{step.id}] {step.type} ...")
-        prepared = started if started is not None else kind.prepare(self, step)
-        if started is None:
-            self.event(step.id, "step.started", {"type": step.type, **prepared})
-        else:
+        if started is not None:
+            prepared = started
             self.event(step.id, "step.resumed", {"type": step.type})
+        elif carried is not None:
+            prepared = carried
+            self.event(step.id, "step.started", {"type": step.type, **prepared, "carried_from_unconfirmed": True})
+        else:
+            prepared = kind.prepare(self, step)
+            self.event(step.id, "step.started", {"type": step.type, **prepared})
         _kill_hook(step.id, "started")
         try:
             outputs, results = kind.run(self, step, prepared)

@@ -12,9 +12,14 @@ __all__ = [
     "HealthTestFailure",
     "NativeUnavailable",
     "PipelineFailed",
+    "ResourceBusy",
     "SourceError",
     "SourceRemoved",
 ]
+
+
+class ResourceBusy(OSError):
+    """A file or folder is held by another process (a ceremony folder, an audit log being appended to)."""
 
 
 class EntropyError(Exception):

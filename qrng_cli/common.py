@@ -54,6 +54,8 @@ EXIT_TABLE: tuple[Rule, ...] = (
     Rule("ceremony.errors:ScriptError", ExitCode.USAGE, "", "(nothing was touched)"),
     Rule("qrng.errors:ConfigError", ExitCode.USAGE, "configuration error: "),
     Rule("ceremony.errors:PolicyViolation", ExitCode.USAGE, "", "(nothing was touched)"),
+    Rule("ceremony.errors:Refused", ExitCode.USAGE, "", "(nothing was touched)"),
+    Rule("qrng.errors:ResourceBusy", ExitCode.USAGE),
     Rule("qrng.errors:NativeUnavailable", ExitCode.USAGE, "installation problem: "),
     Rule("qrng.errors:EntropyError", ExitCode.ENTROPY, "entropy failure, no output produced: "),
     Rule("ceremony.errors:CeremonyError", ExitCode.VERIFY_FAILED),

@@ -12,7 +12,7 @@ from typing import Any
 from qrng.strictyaml import Fields
 
 from .. import provenance
-from ..errors import CeremonyError
+from ..errors import Refused
 from ..keys import KeySpec, parse_key_spec
 from .base import PlanView, Step, StepContext, StepKind, StepResult, first_of, sha256_hex
 
@@ -64,7 +64,7 @@ def preflight(c: StepContext, step: Step) -> None:
     """No key label this ceremony will create may exist already (unless it created it in an interrupted run)."""
     label = step.params.key.label
     if c.hsm.private_keys(label):
-        raise CeremonyError(f"{step.path}: a key labelled '{label}' already exists on token "
+        raise Refused(f"{step.path}: a key labelled '{label}' already exists on token "
                             f"'{c.plan.profile.token_label}'; refusing to run (choose another label)")
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..lockfile import hold
 from .errors import TornLogError
 from .merkle import CompactRange, leaf_hash
 from .note import Checkpoint, NoteSignature, Signer, sign_note
@@ -50,8 +51,16 @@ class AuditLog:
         self._last_checkpoint_size = -1
         self._batch_depth = 0
         self._dirty = False
-        dropped = self._load(recover)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._fd = -1
+        # one writer at a time: a second appender would interleave entries with duplicate seq for good
+        self._lock = contextlib.ExitStack()
+        self._lock.enter_context(hold(Path(f"{self.path}.lock"), f"audit log {self.path}"))
+        try:
+            dropped = self._load(recover)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except BaseException:
+            self._lock.close()
+            raise
         if dropped is not None:
             self.append("log", "auditlog", "log.recovered",
                         data={"dropped_bytes": dropped[0], "dropped_sha256": dropped[1]})
@@ -145,9 +154,12 @@ class AuditLog:
 
     def close(self) -> None:
         if self._fd >= 0:
-            self._sync()
-            os.close(self._fd)
-            self._fd = -1
+            try:
+                self._sync()
+            finally:
+                os.close(self._fd)
+                self._fd = -1
+                self._lock.close()
 
     def __enter__(self) -> AuditLog:
         return self

@@ -20,8 +20,8 @@ import numpy.typing as npt
 
 from .. import native
 
-__all__ = ["Assessment", "Estimate", "assess_non_iid", "min_samples", "collision", "compression", "lrs", "markov", "mcv",
-           "prediction", "t_tuple", "to_bitstring", "tuple_counts"]
+__all__ = ["Assessment", "Estimate", "assess_non_iid", "collision", "compression", "lrs", "markov", "mcv",
+           "min_samples", "prediction", "t_tuple", "to_bitstring", "tuple_counts"]
 
 Z = 2.576  # the 99% upper bound used throughout 6.3
 Array = npt.NDArray[np.uint8]

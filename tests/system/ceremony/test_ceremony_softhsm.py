@@ -83,8 +83,9 @@ def test_root_ca_ceremony_end_to_end(ws: Workspace):
 def test_existing_key_label_is_refused_before_any_step(ws: Workspace):
     assert run(ws, "audit-key.yaml", "rehearsal-bootstrap").returncode == 0
     r = run(ws, "audit-key.yaml", "rehearsal-bootstrap", "--output", str(ws.dir / "out" / "second"))
-    assert r.returncode == 1 and "a key labelled 'audit-log-key' already exists" in r.stderr
-    assert not (ws.dir / "out" / "second" / "audit.log").exists()
+    # issue 10 item 16: a refusal before any step exits 2 and leaves no folder behind
+    assert r.returncode == 2 and "a key labelled 'audit-log-key' already exists" in r.stderr
+    assert "nothing was touched" in r.stderr and not (ws.dir / "out" / "second").exists()
     assert ws.keys() == ["audit-log-key"]
 
 
@@ -186,4 +187,32 @@ def test_rsa_root_and_ed25519_issuing_ca(ws: Workspace):
     assert ov.returncode == 0, ov.stdout + ov.stderr
     assert ws.keys() == ["ed-issuing", "rsa-root"]
     v = ws.qrng("ceremony", "verify", str(out), *ws.witness_args())
+    assert v.returncode == 0, v.stderr
+
+
+def test_two_runs_at_once_the_second_refuses_naming_the_first(ws: Workspace):
+    """Issue 10 item 2: a second run of the same ceremony, started while the first holds the folder, refuses at
+    once naming the holder; the first completes and its log verifies (no interleaved entries)."""
+    import subprocess
+    import sys
+    out = ws.dir / "out" / "root-ca-2026"
+    first = subprocess.Popen([sys.executable, "-m", "qrng_cli", "ceremony", "run", str(ws.script("root-ca.yaml")),
+                              "--profile", "filekey"], cwd=ws.dir, env=ws.env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            lock = out / ".lock"
+            if lock.exists() and f'"pid": {first.pid}' in lock.read_text():
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the first run never took the folder's lock")
+        second = ws.qrng("ceremony", "run", str(ws.script("root-ca.yaml")), "--profile", "filekey")
+        assert second.returncode == 2, second.stderr
+        assert f"is in use by pid {first.pid}" in second.stderr and "Traceback" not in second.stderr
+    finally:
+        _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    v = ws.qrng("audit", "verify", str(out / "audit.log"), "--key", str(out / "log.pub"), *ws.witness_args())
     assert v.returncode == 0, v.stderr
