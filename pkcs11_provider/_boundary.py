@@ -61,6 +61,7 @@ class _CallLog:
 def install(ffi: Any, lib: Any) -> None:  # noqa: C901 - one def_extern per exported function
     log = _CallLog()
     state: dict[str, Token] = {}
+    said: set[str] = set()
 
     def call(name: str, rv_ptr: Any, fn: Callable[[], int | None]) -> None:
         try:
@@ -70,7 +71,9 @@ def install(ffi: Any, lib: Any) -> None:  # noqa: C901 - one def_extern per expo
         except Exception as exc:  # the one place exceptions become CK_RV codes
             code = rv_for(exc)
             log.write(name, code, str(exc))
-            if code == ck.CKR_GENERAL_ERROR:  # the caller sees only a code: say why where a person can read it
+            if code == ck.CKR_GENERAL_ERROR and str(exc) not in said:
+                # the caller sees only a code: say why, once, where a person can read it
+                said.add(str(exc))
                 print(f"qrng-pkcs11: {name}: {exc}", file=sys.stderr)
                 if not isinstance(exc, CKRError):
                     traceback.print_exc(file=sys.stderr)

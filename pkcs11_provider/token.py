@@ -127,27 +127,36 @@ class Token:
             self.initialized = True
 
     def _ensure_service(self) -> None:
-        """Open the entropy service once per C_Initialize; a failure is kept and reported as token state."""
+        """Open the entropy service once per C_Initialize; a failure is kept and reported as token state.
+
+        ``_opened`` is set only after the service (or its error) is in place, and read under the lock unless
+        it is already true, so a second thread never sees a half-opened token (issue 10 item 12). An
+        installation problem (a missing Python dependency, unbuilt kernels) is not a device fault: it raises
+        CKR_GENERAL_ERROR with the cause, each time, and the token stays unopened (item 13)."""
         if self._opened:
             return
         with self._lock:
             if self._opened:
                 return
-            self._opened = True
+            from qrng.errors import ConfigError, NativeUnavailable
+            service, error = None, None
             try:
-                self.service = self._open_service()
-                if hasattr(self.service, "startup"):
+                service = self._open_service()
+                if hasattr(service, "startup"):
                     from qrng.errors import EntropyError
                     # SP 800-90B 4.3 start-up tests now, so token info shows a failing source at once; on a
                     # failure the pipeline is failed: CKF_ERROR_STATE, and CKR_DEVICE_ERROR on use.
                     with contextlib.suppress(EntropyError):
-                        self.service.startup()
+                        service.startup()
+            except ConfigError as exc:
+                raise CKRError(ck.CKR_GENERAL_ERROR, f"configuration: {exc}") from exc
+            except (ImportError, NativeUnavailable) as exc:
+                raise CKRError(ck.CKR_GENERAL_ERROR, f"installation problem: {exc}") from exc
             except Exception as exc:  # noqa: BLE001 - reported through CKF_ERROR_STATE and CKR_DEVICE_*
-                from qrng.errors import ConfigError
-                if isinstance(exc, ConfigError):
-                    raise CKRError(ck.CKR_GENERAL_ERROR, f"configuration: {exc}") from exc
-                self.service, self.service_error = None, exc
+                error = exc
+            self.service, self.service_error = service, error
             self._build_objects()
+            self._opened = True
 
     def finalize(self) -> None:
         with self._lock:
@@ -384,17 +393,13 @@ class Token:
         raise CKRError(ck.CKR_FUNCTION_NOT_SUPPORTED, "the QRNG token has no PIN")
 
     def modify_object(self, handle: int, obj_handle: int | None) -> None:
-        """C_CreateObject (obj_handle None), C_CopyObject, C_DestroyObject, C_SetAttributeValue (5.7)."""
+        """C_CreateObject (obj_handle None), C_CopyObject, C_DestroyObject, C_SetAttributeValue (5.7).
+
+        This token creates and changes no objects, so the answer is CKR_FUNCTION_NOT_SUPPORTED in read-only and
+        read-write sessions alike (CKR_SESSION_READ_ONLY would suggest a read-write session could do it)."""
         self._session(handle)
         if obj_handle is not None:
             self._object(obj_handle)
-        self.read_only(handle)
-
-    def read_only(self, handle: int) -> None:
-        """Object creation and modification: this token's objects are fixed."""
-        s = self._session(handle)
-        if not s.rw:
-            raise CKRError(ck.CKR_SESSION_READ_ONLY)
         raise CKRError(ck.CKR_FUNCTION_NOT_SUPPORTED, "this token's objects cannot be created or changed")
 
     # --- random numbers (5.15) ----------------------------------------------------------------------------

@@ -200,6 +200,12 @@ QRNG_EXPORT CK_RV C_GenerateRandom(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pRand
         buf_unlock();
     }
     py_C_GenerateRandom(&rv, hSession, pRandomData, ulRandomLen);
+    if (rv != CKR_OK && pRandomData && ulRandomLen) {
+        /* a failure may come after part of the request was generated into the caller's buffer: it must never
+           hold partial output (README, "C_GenerateRandom on error") */
+        memset(pRandomData, 0, ulRandomLen);
+        __asm__ __volatile__("" ::: "memory");
+    }
     return rv;
 }
 

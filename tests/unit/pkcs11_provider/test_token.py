@@ -7,7 +7,7 @@ import pytest
 from pkcs11_provider import ckdefs as ck
 from pkcs11_provider.token import CKRError, Token, encode_ulong, padded
 from qrng.config import EntropyConfig
-from qrng.errors import SourceRemoved
+from qrng.errors import NativeUnavailable, SourceRemoved
 from qrng.pipeline import Pipeline
 
 
@@ -94,9 +94,11 @@ def test_session_states_follow_login():
     (lambda t: t.wait_for_slot_event(ck.CKF_DONT_BLOCK), ck.CKR_NO_EVENT),
     (lambda t: t.wait_for_slot_event(0), ck.CKR_FUNCTION_NOT_SUPPORTED),
     (lambda t: t.find(t.open_session(0, ck.CKF_SERIAL_SESSION), 1), ck.CKR_OPERATION_NOT_INITIALIZED),
-    (lambda t: t.read_only(t.open_session(0, ck.CKF_SERIAL_SESSION)), ck.CKR_SESSION_READ_ONLY),
-    (lambda t: t.read_only(t.open_session(0, ck.CKF_SERIAL_SESSION | ck.CKF_RW_SESSION)),
+    # issue 10 item 20: a token that creates no objects says so in read-only sessions too
+    (lambda t: t.modify_object(t.open_session(0, ck.CKF_SERIAL_SESSION), None), ck.CKR_FUNCTION_NOT_SUPPORTED),
+    (lambda t: t.modify_object(t.open_session(0, ck.CKF_SERIAL_SESSION | ck.CKF_RW_SESSION), None),
      ck.CKR_FUNCTION_NOT_SUPPORTED),
+    (lambda t: t.modify_object(t.open_session(0, ck.CKF_SERIAL_SESSION), 999), ck.CKR_OBJECT_HANDLE_INVALID),
     (lambda t: t.attribute_values(t.open_session(0, ck.CKF_SERIAL_SESSION), 999, [ck.CKA_CLASS]),
      ck.CKR_OBJECT_HANDLE_INVALID),
 ])
@@ -157,3 +159,54 @@ def test_removed_device_is_reported():
     assert not t.token_present
     assert code(t.token_info, 0) == ck.CKR_TOKEN_NOT_PRESENT
     assert code(t.open_session, 0, ck.CKF_SERIAL_SESSION) == ck.CKR_TOKEN_NOT_PRESENT
+
+
+# --- issue 10 items 12 and 13 ---------------------------------------------------------------------------------
+class SlowFakeService:
+    """A FAKE random service that takes a while to open (as a real source's start-up tests do)."""
+
+    class info:  # noqa: N801 - shaped like SourceInfo
+        simulator, quantum, kind, serial, label = True, False, "simulator", "FAKE-1", "FAKE service (unit tests)"
+
+    failed = False
+
+    def __init__(self) -> None:
+        import time
+        time.sleep(0.3)
+
+    def generate_into(self, buf) -> None:
+        buf[:] = bytes(len(buf))
+
+    def close(self) -> None:
+        pass
+
+
+def test_second_thread_never_sees_a_half_opened_token():
+    """Regression (item 12): the opened flag was set before the source was open and read without the lock, so a
+    concurrent C_GetTokenInfo saw the error flag and the label "qrng (source unavailable)"."""
+    import threading
+    import time
+    t, _ = make(SlowFakeService)
+    seen = []
+    first = threading.Thread(target=lambda: seen.append(t.token_info(0)))  # the first use opens the source
+    first.start()
+    time.sleep(0.05)  # the first thread is inside the slow open
+    seen.append(t.token_info(0))
+    first.join()
+    assert [i.label for i in seen] == ["qrng FAKE-1"] * 2
+    assert not any(i.flags & ck.CKF_ERROR_STATE for i in seen)
+
+
+@pytest.mark.parametrize("problem", [ImportError("No module named 'numpy' (test)"),
+                                     NativeUnavailable("kernels not built (test)")])
+def test_an_install_problem_is_a_general_error_not_a_device_fault(problem):
+    """Regression (item 13): a missing dependency inside the module answered CKR_DEVICE_ERROR."""
+    def broken():
+        raise problem
+    t, _ = make(broken)
+    with pytest.raises(CKRError) as exc:
+        t.token_info(0)
+    assert exc.value.rv == ck.CKR_GENERAL_ERROR and "installation problem" in str(exc.value)
+    with pytest.raises(CKRError) as again:  # not remembered as a device fault: reported every time
+        t.token_info(0)
+    assert again.value.rv == ck.CKR_GENERAL_ERROR
