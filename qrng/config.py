@@ -35,6 +35,8 @@ class SourceConfig:
     product_id: int = 0
     endpoint: int = 0x81
     serial: str | None = None
+    stream: bool = False        # file: the path is a FIFO or device, read as a stream
+    read_timeout: float = 5.0   # file streams and devices: seconds of silence before a read fails
 
 
 @dataclass(frozen=True)
@@ -127,10 +129,13 @@ def _source(f: Fields) -> SourceConfig:
     if kind == "file":
         cfg = SourceConfig(type=kind, claimed_min_entropy=h, path=f.text("path"),
                            bits_per_sample=f.integer("bits_per_sample", 8, lo=1, hi=8),
-                           packed=f.flag("packed", False), loop=f.flag("loop", False))
+                           packed=f.flag("packed", False), loop=f.flag("loop", False),
+                           stream=f.flag("stream", False),
+                           read_timeout=f.number("read_timeout", 5.0, lo=0.01, hi=3600))
     elif kind == "device":
         cfg = SourceConfig(type=kind, claimed_min_entropy=h, path=f.text("path", "/dev/hwrng"),
-                           quantum=f.flag("quantum", False))
+                           quantum=f.flag("quantum", False),
+                           read_timeout=f.number("read_timeout", 5.0, lo=0.01, hi=3600))
     else:
         cfg = SourceConfig(type=kind, claimed_min_entropy=h, vendor_id=f.integer("vendor_id", lo=0, hi=0xFFFF),
                            product_id=f.integer("product_id", lo=0, hi=0xFFFF),

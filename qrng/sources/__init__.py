@@ -26,11 +26,12 @@ def open_source(cfg: SourceConfig) -> Source:
     if cfg.type == "file":
         from .file import FileSource
         assert cfg.claimed_min_entropy is not None
-        return FileSource(cfg.path, cfg.bits_per_sample, cfg.claimed_min_entropy, cfg.packed, cfg.loop)
+        return FileSource(cfg.path, cfg.bits_per_sample, cfg.claimed_min_entropy, cfg.packed, cfg.loop, cfg.stream,
+                          cfg.read_timeout)
     if cfg.type == "device":
         from .device import DeviceSource
         assert cfg.claimed_min_entropy is not None
-        return DeviceSource(cfg.path, cfg.claimed_min_entropy, cfg.quantum)
+        return DeviceSource(cfg.path, cfg.claimed_min_entropy, cfg.quantum, read_timeout=cfg.read_timeout)
     from .usb import UsbSource
     assert cfg.claimed_min_entropy is not None
     return UsbSource(cfg.vendor_id, cfg.product_id, cfg.endpoint, cfg.claimed_min_entropy, cfg.bits_per_sample,

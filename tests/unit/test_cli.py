@@ -67,3 +67,21 @@ def test_out_of_range_arguments_are_usage_errors(argv, capsys):
         qrng_cli.main(argv)
     assert exc.value.code == 2 and "must be at least" in capsys.readouterr().err
 
+
+
+def test_fifo_source_is_refused_or_times_out_never_hangs(tmp_path, capsys):
+    """Issue 10 item 9 through the CLI: a FIFO is refused as a file; as a stream, silence is an entropy failure."""
+    import os
+    import time
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    cfg = tmp_path / "fifo.yaml"
+    cfg.write_text(f"version: 1\nsource: {{type: file, path: {fifo}, claimed_min_entropy: 4}}\n"
+                   "extractor: {type: sha256}\n")
+    assert qrng_cli.main(["bytes", "16", "--hex", "--config", str(cfg)]) == ExitCode.USAGE
+    assert "is a FIFO; a file source replays regular files only" in capsys.readouterr().err
+    cfg.write_text(f"version: 1\nsource: {{type: file, path: {fifo}, claimed_min_entropy: 4, stream: true, "
+                   "read_timeout: 0.3}\nextractor: {type: sha256}\n")
+    t = time.monotonic()
+    assert qrng_cli.main(["bytes", "16", "--hex", "--config", str(cfg)]) == ExitCode.ENTROPY
+    assert "no data for 0.3 s" in capsys.readouterr().err and time.monotonic() - t < 5

@@ -86,8 +86,9 @@ def test_file_source_replays_and_stops(tmp_path):
 def test_file_source_rejects_wide_samples(tmp_path):
     p = tmp_path / "s.bin"
     p.write_bytes(bytes([1, 2, 9]))
+    src = FileSource(p, 3, 1.0)  # checked block by block as it is read (bounded memory), not at open
     with pytest.raises(SourceError, match="byte 2 holds 9"):
-        FileSource(p, 3, 1.0)
+        src.read(3)
 
 
 def test_file_source_packed_bits(tmp_path):
@@ -108,3 +109,72 @@ def test_usb_source_absent_device_is_removed_error():
     from qrng.sources.usb import UsbSource
     with pytest.raises(SourceRemoved):
         UsbSource(0x1234, 0xABCD, claimed_min_entropy=4.0)
+
+
+# --- issue 10 item 9: bounded reads, non-regular files refused unless configured as streams, timeouts ----------
+def test_file_source_refuses_a_device_or_fifo_unless_stream(tmp_path):
+    import os
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path, kind in (("/dev/zero", "a device"), (fifo, "a FIFO"), (tmp_path, "a folder")):
+        with pytest.raises(ConfigError, match=f"is {kind}; a file source replays regular files only"):
+            FileSource(path, 8, 1.0)
+
+
+def test_dev_zero_as_a_stream_reads_in_bounded_blocks():
+    """Regression: a file source on /dev/zero read the whole "file" into memory (MemoryError)."""
+    src = FileSource("/dev/zero", 8, 1.0, stream=True)
+    try:
+        assert src.read(1 << 20).tobytes() == bytes(1 << 20)
+    finally:
+        src.close()
+
+
+def test_fifo_without_a_writer_times_out_instead_of_hanging(tmp_path):
+    """Regression: a FIFO hung the CLI and C_OpenSession forever."""
+    import os
+    import time
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    t = time.monotonic()
+    src = FileSource(fifo, 8, 1.0, stream=True, read_timeout=0.3)  # opening does not block either
+    with pytest.raises(SourceError, match="no data for 0.3 s"):
+        src.read(16)
+    src.close()
+    assert time.monotonic() - t < 5
+
+
+def test_fifo_with_a_writer_is_read_as_a_stream(tmp_path):
+    import os
+    import threading
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    src = FileSource(fifo, 8, 1.0, stream=True, read_timeout=5)
+
+    def write() -> None:
+        with open(fifo, "wb") as f:
+            f.write(bytes(range(200)))
+    w = threading.Thread(target=write)
+    w.start()
+    assert src.read(200).tobytes() == bytes(range(200))
+    w.join()
+    src.close()
+
+
+def test_large_file_is_hashed_and_read_without_loading_it(tmp_path):
+    import hashlib
+    import resource
+    p = tmp_path / "big.bin"
+    block = bytes(range(256)) * 4096  # 1 MiB
+    with open(p, "wb") as f:
+        for _ in range(64):
+            f.write(block)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    src = FileSource(p, 8, 1.0)
+    got = sum(int(src.read(1 << 20)[-1]) for _ in range(64))
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert got == 255 * 64 and grown_kib < 32 * 1024  # a 64 MiB file, far less than 64 MiB more memory
+    digest = hashlib.sha256(block * 64).hexdigest()
+    assert src.info.identity.endswith(digest[:16])
+    with pytest.raises(SourceError, match="end of sample file"):
+        src.read(1)
