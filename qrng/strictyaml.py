@@ -24,6 +24,12 @@ class _StrictLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
+        where = {"line": key_node.start_mark.line + 1, "column": key_node.start_mark.column + 1}
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            raise ConfigError("", "merge keys ('<<') are not supported: write the fields out", **where)
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise ConfigError("", "a mapping key must be a plain scalar, not a list or mapping ('? [...]')",
+                              **where)
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise ConfigError("", f"duplicate key {key!r}", line=key_node.start_mark.line + 1,

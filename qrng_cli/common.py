@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,8 +110,9 @@ def sweep_stale_temporaries(folder: Path, name: str) -> list[Path]:
     return removed
 
 
-def atomic_write(path: Path, data: bytes, overwrite: bool = False) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: all or nothing.
+def atomic_write(path: Path, data: bytes | Iterable[bytes], overwrite: bool = False) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename: all or nothing. ``data`` may be an
+    iterable of chunks (written as they come: memory stays bounded); if it raises, nothing appears.
 
     Only a regular file is ever replaced (never a device node, FIFO, socket, folder or symlink), and only with
     ``overwrite``. Temporaries carry the writer's pid, so one left by a killed run is removed by the next."""
@@ -124,7 +125,8 @@ def atomic_write(path: Path, data: bytes, overwrite: bool = False) -> None:
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}{TMP_MARK}{os.getpid()}-")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for chunk in ([data] if isinstance(data, bytes | bytearray) else data):
+                f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
         if overwrite:

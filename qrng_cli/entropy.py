@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .common import ExitCode, atomic_write
+from .common import ExitCode, atomic_write, int_at_least
 
 __all__ = ["register"]
 
@@ -26,14 +27,28 @@ def _pipeline(args: argparse.Namespace) -> Any:
     return Pipeline(cfg)
 
 
+STDOUT_MAX = 64 << 20  # bytes printed all-or-nothing from memory; larger requests go to --out
+CHUNK = 1 << 20
+
+
+def _chunks(p: Any, n: int, extracted: bool, pr: bool) -> Iterator[bytes]:
+    for done in range(0, n, CHUNK):
+        k = min(CHUNK, n - done)
+        yield p.extracted(k) if extracted else p.generate(k, prediction_resistance=pr or None)
+
+
 def cmd_bytes(args: argparse.Namespace) -> int:
+    """N bytes, all or nothing: on an entropy failure nothing is printed and no file appears (exit 3)."""
+    if args.n > STDOUT_MAX and not args.out:
+        raise ValueError(f"{args.n:,} bytes is more than the {STDOUT_MAX >> 20} MiB printed at once; use --out FILE "
+                         "(written to a temporary file and renamed only when complete)")
     p = _pipeline(args)
-    if args.n < 0:
-        raise ValueError("N must be >= 0")
-    data = p.extracted(args.n) if args.extracted else p.generate(args.n, prediction_resistance=args.pr or None)
+    chunks = _chunks(p, args.n, args.extracted, args.pr)
     if args.out:
-        atomic_write(Path(args.out), data, overwrite=args.force)
-    elif args.hex:
+        atomic_write(Path(args.out), chunks, overwrite=args.force)
+        return ExitCode.OK
+    data = b"".join(chunks)
+    if args.hex:
         sys.stdout.write(data.hex() + "\n")
     else:
         sys.stdout.buffer.write(data)
@@ -111,7 +126,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def register(sub: Any) -> None:
     b = sub.add_parser("bytes", help="print N random bytes from the pipeline (fails closed)")
-    b.add_argument("n", type=int, metavar="N", help="how many bytes")
+    b.add_argument("n", type=int_at_least(0), metavar="N",
+                   help=f"how many bytes (at most {STDOUT_MAX >> 20} MiB to standard output; any number with --out)")
     g = b.add_mutually_exclusive_group()
     g.add_argument("--hex", action="store_true", help="print as hex")
     g.add_argument("--out", metavar="FILE", help="write to FILE atomically (never partially)")

@@ -31,6 +31,12 @@ _FAULT_PARAMS: dict[str, dict[str, float]] = {
 }
 
 
+# (lowest, highest, integer?) of each parameter; a zero rate or period is not a fault but a crash
+_PARAM_RANGE: dict[str, tuple[float, float, bool]] = {
+    "factor": (1e-6, 1e6, False), "rate": (1e-9, 1e9, False), "period": (1, 1 << 16, True), "value": (0, 255, True),
+}
+
+
 @dataclass(frozen=True)
 class Fault:
     """One injected fault: ``kind`` from FAULT_KINDS, active from sample index ``start``."""
@@ -47,6 +53,12 @@ class Fault:
         unknown = set(self.params) - set(_FAULT_PARAMS[self.kind])
         if unknown:
             raise ConfigError(self.kind, f"unknown parameter(s) {sorted(unknown)}")
+        for name, v in self.params.items():
+            lo, hi, integer = _PARAM_RANGE[name]
+            if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi or \
+                    (integer and float(v) != int(v)):
+                kind = "an integer" if integer else "a number"
+                raise ConfigError(name, f"must be {kind} from {lo:g} to {hi:g} (got {v!r})")
 
     def param(self, name: str) -> float:
         return float(self.params.get(name, _FAULT_PARAMS[self.kind][name]))

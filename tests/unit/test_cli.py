@@ -85,3 +85,43 @@ def test_fifo_source_is_refused_or_times_out_never_hangs(tmp_path, capsys):
     t = time.monotonic()
     assert qrng_cli.main(["bytes", "16", "--hex", "--config", str(cfg)]) == ExitCode.ENTROPY
     assert "no data for 0.3 s" in capsys.readouterr().err and time.monotonic() - t < 5
+
+
+@pytest.mark.parametrize("text, phrase", [
+    ("version: 1\n? [a]\n: 1\n", ":2:3: a mapping key must be a plain scalar"),
+    ("version: 1\nbase: &b {type: simulator}\nsource:\n  <<: *b\n", ":4:3: merge keys ('<<') are not supported"),
+    ("version: 1\nsource: {type: simulator, faults: [{kind: throughput_drop, rate: 0}]}\n",
+     "source.faults[0] rate must be a number from"),
+    ("version: 1\nsource: {type: simulator, faults: [{kind: repeating_pattern, period: 0}]}\n",
+     "source.faults[0] period must be an integer from 1"),
+    ("version: 1\nsource: {type: simulator, faults: [{kind: stuck_at, value: 300}]}\n",
+     "source.faults[0] value must be an integer from 0 to 255"),
+])
+def test_hostile_yaml_is_an_error_not_a_traceback(tmp_path, capsys, text, phrase):
+    """Issue 10 item 15: complex keys, merge keys and zero fault parameters were tracebacks (exit 1)."""
+    cfg = tmp_path / "hostile.yaml"
+    cfg.write_text(text)
+    assert qrng_cli.main(["bytes", "4", "--hex", "--config", str(cfg)]) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert f"{cfg}" in err and phrase in err
+
+
+def test_a_trillion_bytes_is_refused_not_a_memory_error(capsys):
+    """Issue 10 item 15: `qrng bytes 1000000000000` died with MemoryError (exit 1)."""
+    assert qrng_cli.main(["bytes", "1000000000000", "--hex"]) == ExitCode.USAGE
+    assert "use --out FILE" in capsys.readouterr().err
+
+
+def test_large_out_is_streamed_and_all_or_nothing(tmp_path):
+    cfg = tmp_path / "sha.yaml"
+    cfg.write_text("version: 1\nsource: {type: simulator}\nextractor: {type: sha256}\n")
+    out = tmp_path / "r.bin"
+    assert qrng_cli.main(["bytes", str(3 << 20), "--out", str(out), "--config", str(cfg)]) == ExitCode.OK
+    assert out.stat().st_size == 3 << 20
+    bad = tmp_path / "stuck.yaml"
+    # a reseed per 64 KiB request from 1,024-sample blocks: the fault at sample 13,000 strikes mid-request
+    bad.write_text("version: 1\nsource: {type: simulator, faults: ['stuck_at@13000']}\nextractor: {type: sha256}\n"
+                   "health: {block_samples: 1024}\ndrbg: {reseed_interval: 1}\n")
+    failed = tmp_path / "f.bin"
+    assert qrng_cli.main(["bytes", str(8 << 20), "--out", str(failed), "--config", str(bad)]) == ExitCode.ENTROPY
+    assert not failed.exists() and not list(tmp_path.glob(".f.bin*"))  # nothing appears, no temporary is left

@@ -62,3 +62,10 @@ def test_bad_config_names_field(tmp_path):
 def test_sources_lists_kinds():
     r = qrng("sources", "--json", text=True)
     assert set(json.loads(r.stdout)["kinds"]) == {"simulator", "file", "device", "usb"}
+
+
+def test_broken_pipe_is_quiet():
+    """Issue 10 item 15: `qrng health | head -1` printed a BrokenPipeError traceback."""
+    r = subprocess.run(f"{sys.executable} -m qrng_cli health --samples 200000 | head -1", shell=True,
+                       capture_output=True, text=True, timeout=120)
+    assert r.stdout.startswith("source:") and "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr
