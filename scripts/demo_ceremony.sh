@@ -28,11 +28,10 @@ openssl verify -x509_strict -CAfile "$O/root-ca.pem" "$O/issuing-ca.pem"
 openssl crl -in "$O/root-ca.crl" -noout -CAfile "$O/root-ca.pem"
 
 hr "The root key signs through OpenSSL's pkcs11 engine (libp11), inside SoftHSM2"
-. .softhsm/pins.env
 msg=$(mktemp); sig=$(mktemp)
 echo "signed by the root key held in the HSM" > "$msg"
 OPENSSL_CONF=/dev/null openssl dgst -engine pkcs11 -keyform engine -sha384 \
-  -sign "pkcs11:token=qrng-rehearsal;object=root-ca-2026;type=private;pin-value=$QRNG_HSM_USER_PIN" \
+  -sign "pkcs11:token=qrng-rehearsal;object=root-ca-2026;type=private?pin-source=file:$PWD/.softhsm/user.pin" \
   -out "$sig" "$msg" 2>/dev/null
 openssl dgst -sha384 -verify "$O/root-ca-2026.pub.pem" -signature "$sig" "$msg"
 rm -f "$msg" "$sig"

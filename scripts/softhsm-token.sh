@@ -18,8 +18,14 @@ if [ ! -f "$DIR/pins.env" ]; then
     "$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')" > "$DIR/pins.env"
 fi
 # shellcheck disable=SC1091
-. "$DIR/pins.env"
+. "$DIR/pins.env"   # shell variables only: nothing below passes a PIN as an argument
+# the user PIN alone, for tools that read a PIN from a file (OpenSSL's pkcs11 engine: pin-source=file:...)
+if [ ! -f "$DIR/user.pin" ]; then
+  umask 077
+  printf '%s' "$QRNG_HSM_USER_PIN" > "$DIR/user.pin"
+fi
 if ! softhsm2-util --show-slots 2>/dev/null | grep -q "Label:.*$LABEL"; then
-  softhsm2-util --init-token --free --label "$LABEL" --so-pin "$QRNG_HSM_SO_PIN" --pin "$QRNG_HSM_USER_PIN" >/dev/null
+  # through PKCS#11 with the PINs read from the file: never on a command line (/proc/*/cmdline)
+  "${VENV:-$PWD/.venv}/bin/python" scripts/init_softhsm_token.py /usr/lib/softhsm/libsofthsm2.so "$LABEL" "$DIR/pins.env"
   echo "[setup] SoftHSM2 token '$LABEL' created in $DIR (PINs in $DIR/pins.env)" >&2
 fi
