@@ -58,7 +58,31 @@ class _CallLog:
                           f"{ck.CKR_NAMES.get(rv, hex(rv))}{' ' + detail if detail else ''}\n")
 
 
+def isolate_openssl_config() -> None:
+    """Load cryptography's own OpenSSL without the host's configuration.
+
+    cryptography carries its own OpenSSL, which reads ``OPENSSL_CONF`` when its bindings are imported. In a host
+    configured to use this module through pkcs11-provider (``openssl rand`` with the README's configuration) that
+    would load pkcs11-provider and this module again from inside our own call. So, when this module started the
+    interpreter (a C host, where nothing else uses this cryptography), the bindings are imported with
+    ``OPENSSL_CONF`` pointing at an empty file, and the host's value is put back at once. The native CTR_DRBG uses
+    the host's libcrypto, which the host has initialised already."""
+    if "cryptography.hazmat.bindings._rust" in sys.modules:
+        return
+    saved = os.environ.get("OPENSSL_CONF")
+    os.environ["OPENSSL_CONF"] = os.devnull
+    try:
+        import cryptography.hazmat.bindings._rust  # noqa: F401 - loads (and configures) cryptography's OpenSSL
+    finally:
+        if saved is None:
+            del os.environ["OPENSSL_CONF"]
+        else:
+            os.environ["OPENSSL_CONF"] = saved
+
+
 def install(ffi: Any, lib: Any) -> None:  # noqa: C901 - one def_extern per exported function
+    if lib.qrng_started_python():
+        isolate_openssl_config()
     log = _CallLog()
     state: dict[str, Token] = {}
     said: set[str] = set()
@@ -319,7 +343,21 @@ def install(ffi: Any, lib: Any) -> None:  # noqa: C901 - one def_extern per expo
     def py_C_GenerateRandom(h: int, p_data: Any, n: int) -> None:
         if n:
             nonnull(p_data)
-        token().generate_random_into(h, ffi.buffer(p_data, n) if n else bytearray())
+        t = token()
+        t.check_session(h)  # refused before generation: the caller's buffer is not touched
+        if not n:
+            return
+        buf = ffi.buffer(p_data, n)
+        try:
+            t.generate_random_into(h, buf)
+        except BaseException:
+            # failed after generation began (a health test in the middle of a large request): the caller's
+            # buffer must never hold partial output, so it is wiped to zero (README, "C_GenerateRandom on error")
+            zero = bytes(min(n, 1 << 20))
+            for off in range(0, n, len(zero)):
+                k = min(len(zero), n - off)
+                buf[off:off + k] = zero[:k]
+            raise
 
     @ffi.def_extern(name="py_refill", onerror=_onerror)  # type: ignore[untyped-decorator]
     def py_refill(rv_ptr: Any, buf: Any, n: int) -> None:

@@ -150,7 +150,13 @@ class Token:
                         service.startup()
             except ConfigError as exc:
                 raise CKRError(ck.CKR_GENERAL_ERROR, f"configuration: {exc}") from exc
-            except (ImportError, NativeUnavailable) as exc:
+            except ImportError as exc:
+                if "partially initialized module" in str(exc):  # loaded again from inside an import of ours
+                    raise CKRError(ck.CKR_GENERAL_ERROR, "re-entrant load: this module was loaded again from inside "
+                                   "one of its own imports (an OpenSSL configuration that loads pkcs11-provider "
+                                   f"with this module?); refused ({exc})") from exc
+                raise CKRError(ck.CKR_GENERAL_ERROR, f"installation problem: {exc}") from exc
+            except NativeUnavailable as exc:
                 raise CKRError(ck.CKR_GENERAL_ERROR, f"installation problem: {exc}") from exc
             except Exception as exc:  # noqa: BLE001 - reported through CKF_ERROR_STATE and CKR_DEVICE_*
                 error = exc
@@ -414,6 +420,10 @@ class Token:
     def seed_random(self, handle: int, data: bytes) -> None:
         self._session(handle)
         self._service().seed(data)
+
+    def check_session(self, handle: int) -> None:
+        """CKR_SESSION_HANDLE_INVALID (or not initialised) unless ``handle`` is an open session."""
+        self._session(handle)
 
     def generate_random_into(self, handle: int, buf: Any) -> None:
         """C_GenerateRandom (5.15); a zero-length request only checks the session."""

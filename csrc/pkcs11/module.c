@@ -28,6 +28,26 @@
 #define SESSION_BITS (1 << 20) /* session handles the fast path can check without Python */
 
 volatile int qrng_initialized;
+
+/* --- re-entrancy: a C_* call made on a thread that is already inside one of ours --------------------------
+   Seen when OpenSSL's configuration (OPENSSL_CONF -> pkcs11-provider -> this module) is read by an OpenSSL that
+   this module itself is initialising: the nested call would recurse into a half-imported Python module or
+   deadlock on g_init_lock. It is refused with CKR_GENERAL_ERROR and said once on stderr. */
+static __thread int t_depth;
+static int g_reentry_said;
+
+int qrng_enter(const char *fn) {
+    if (t_depth > 0) {
+        if (!__atomic_exchange_n(&g_reentry_said, 1, __ATOMIC_SEQ_CST))
+            fprintf(stderr, "qrng-pkcs11: %s called from inside the module itself (an OpenSSL configuration "
+                            "that loads this module again?); refused with CKR_GENERAL_ERROR\n", fn);
+        return -1;
+    }
+    t_depth++;
+    return 0;
+}
+
+void qrng_leave(void) { t_depth--; }
 static int g_started_python;
 static PyGILState_STATE g_fork_gil;
 
@@ -135,7 +155,17 @@ static void fork_child(void) {
 }
 
 /* --- general purpose (v2.40 5.4) --------------------------------------------------------------------- */
+static CK_RV initialize(CK_VOID_PTR pInitArgs);
+
 QRNG_EXPORT CK_RV C_Initialize(CK_VOID_PTR pInitArgs) {
+    CK_RV rv = CKR_GENERAL_ERROR;
+    if (qrng_enter("C_Initialize")) return CKR_GENERAL_ERROR;   /* before the lock: a nested call would deadlock */
+    rv = initialize(pInitArgs);
+    qrng_leave();
+    return rv;
+}
+
+static CK_RV initialize(CK_VOID_PTR pInitArgs) {
     CK_RV rv = CKR_GENERAL_ERROR;
     pthread_mutex_lock(&g_init_lock);
     if (qrng_initialized) { pthread_mutex_unlock(&g_init_lock); return CKR_CRYPTOKI_ALREADY_INITIALIZED; }
@@ -162,8 +192,9 @@ QRNG_EXPORT CK_RV C_Initialize(CK_VOID_PTR pInitArgs) {
 QRNG_EXPORT CK_RV C_Finalize(CK_VOID_PTR pReserved) {
     CK_RV rv = CKR_GENERAL_ERROR;
     if (pReserved) return CKR_ARGUMENTS_BAD;
+    if (qrng_enter("C_Finalize")) return CKR_GENERAL_ERROR;
     pthread_mutex_lock(&g_init_lock);
-    if (!qrng_initialized) { pthread_mutex_unlock(&g_init_lock); return CKR_CRYPTOKI_NOT_INITIALIZED; }
+    if (!qrng_initialized) { pthread_mutex_unlock(&g_init_lock); qrng_leave(); return CKR_CRYPTOKI_NOT_INITIALIZED; }
     qrng_buffer_clear();
     py_C_Finalize(&rv, pReserved);
     if (rv == CKR_OK) {
@@ -173,14 +204,25 @@ QRNG_EXPORT CK_RV C_Finalize(CK_VOID_PTR pReserved) {
         if (g_app_mutex) { g_args.DestroyMutex(g_app_buf_mutex); g_app_mutex = 0; }
     }
     pthread_mutex_unlock(&g_init_lock);
+    qrng_leave();
     return rv;
 }
 
 /* --- random number generation (v2.40 5.15) ------------------------------------------------------- */
+static CK_RV generate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pRandomData, CK_ULONG ulRandomLen);
+
 QRNG_EXPORT CK_RV C_GenerateRandom(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pRandomData, CK_ULONG ulRandomLen) {
     CK_RV rv = CKR_GENERAL_ERROR;
     if (!qrng_initialized) return CKR_CRYPTOKI_NOT_INITIALIZED;
     if (!pRandomData && ulRandomLen) return CKR_ARGUMENTS_BAD;
+    if (qrng_enter("C_GenerateRandom")) return CKR_GENERAL_ERROR;
+    rv = generate(hSession, pRandomData, ulRandomLen);
+    qrng_leave();
+    return rv;
+}
+
+static CK_RV generate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pRandomData, CK_ULONG ulRandomLen) {
+    CK_RV rv = CKR_GENERAL_ERROR;
     if (g_fast && ulRandomLen <= FAST_MAX && session_open(hSession)) {
         buf_lock();
         if (g_fast) {
@@ -199,13 +241,9 @@ QRNG_EXPORT CK_RV C_GenerateRandom(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pRand
         }
         buf_unlock();
     }
+    /* a failure after generation began leaves the buffer zeroed; one before it leaves the buffer untouched
+       (the Python half decides, since only it knows where the request failed) */
     py_C_GenerateRandom(&rv, hSession, pRandomData, ulRandomLen);
-    if (rv != CKR_OK && pRandomData && ulRandomLen) {
-        /* a failure may come after part of the request was generated into the caller's buffer: it must never
-           hold partial output (README, "C_GenerateRandom on error") */
-        memset(pRandomData, 0, ulRandomLen);
-        __asm__ __volatile__("" ::: "memory");
-    }
     return rv;
 }
 

@@ -6,4 +6,6 @@ void qrng_session_mark(CK_ULONG handle, int open);
 void qrng_fast_configure(int enabled);
 void qrng_buffer_clear(void);
 int qrng_started_python(void);
+int qrng_enter(const char *fn);
+void qrng_leave(void);
 #endif

@@ -177,6 +177,21 @@ def test_openssl_rand(module, healthy, tmp_path):
     assert (tmp_path / "r.bin").stat().st_size == 100000 and served_by_module(healthy)
 
 
+def test_openssl_rand_loads_the_module_once_and_quietly(module, healthy, tmp_path):
+    """Regression (issue 10 item 11): with OPENSSL_CONF pointing at pkcs11-provider, the module's embedded Python
+    imported cryptography, whose OpenSSL read OPENSSL_CONF and loaded this module again from inside our own
+    C_GetTokenInfo: a false device error on every openssl command and leaked sessions."""
+    conf = openssl_conf(tmp_path, module)
+    r = run("openssl", "rand", "-hex", "16", env={**os.environ, "OPENSSL_CONF": str(conf)})
+    assert r.returncode == 0 and len(r.stdout.strip()) == 32, r.stderr.decode()
+    assert r.stderr == b""
+    calls = healthy.read_text().splitlines()
+    assert sum(" C_Initialize -> " in c for c in calls) == 1
+    assert not [c for c in calls if "-> CKR_OK" not in c], calls
+    opened = sum(" C_OpenSession -> CKR_OK" in c for c in calls)
+    assert opened == sum(" C_CloseSession -> CKR_OK" in c for c in calls) or " C_Finalize -> CKR_OK" in calls[-1]
+
+
 def test_openssl_rand_fault(module, faulty, tmp_path):
     conf = openssl_conf(tmp_path, module)
     r = run("openssl", "rand", "-hex", "32", env={**os.environ, "OPENSSL_CONF": str(conf)})

@@ -20,6 +20,8 @@ HOST = textwrap.dedent("""
     out = {"init": lib.C_Initialize(None)}
     h = CK_ULONG()
     out["open"] = lib.C_OpenSession(CK_ULONG(0), CK_ULONG(4), None, None, ctypes.byref(h))
+    if len(sys.argv) > 3:
+        h = CK_ULONG(int(sys.argv[3]))  # a session handle that was never opened
     buf = (ctypes.c_ubyte * n)(*([0xAA] * n))
     out["rv"] = lib.C_GenerateRandom(h, buf, CK_ULONG(n))
     data = bytes(buf)
@@ -29,10 +31,10 @@ HOST = textwrap.dedent("""
 """)
 
 
-def _host(module: Path, n: int, cfg: Path, extra_env: dict[str, str] | None = None):
+def _host(module: Path, n: int, cfg: Path, extra_env: dict[str, str] | None = None, *extra: str):
     env = {**os.environ, "QRNG_CONFIG": str(cfg), **(extra_env or {})}
     env.pop("QRNG_PKCS11_LOG", None)
-    return subprocess.run([sys.executable, "-c", HOST, str(module), str(n)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", HOST, str(module), str(n), *extra], capture_output=True, text=True,
                           env=env, timeout=300)
 
 
@@ -64,6 +66,13 @@ def test_failure_mid_request_leaves_no_partial_output(module, tmp_path):
     assert out["init"] == ck.CKR_OK and out["open"] == ck.CKR_OK
     assert out["rv"] == ck.CKR_DEVICE_ERROR
     assert out["zero"] == 8 << 20 and out["untouched"] == 0
+
+
+def test_refused_request_leaves_the_buffer_untouched(module, tmp_path):
+    cfg = tmp_path / "ok.yaml"
+    cfg.write_text("version: 1\nsource: {type: simulator}\n")
+    out = json.loads(_host(module, 1 << 16, cfg, None, "4242").stdout)
+    assert out["rv"] == ck.CKR_SESSION_HANDLE_INVALID and out["untouched"] == 1 << 16
 
 
 def test_healthy_request_fills_the_buffer(module, tmp_path):
