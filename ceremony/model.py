@@ -214,9 +214,9 @@ def load_policy(path: Path) -> Policy:
             kind = kf.text("type", choices=("rsa", "ec", "ed25519"))
             entry: dict[str, Any] = {"type": kind}
             if kind == "rsa":
-                entry["sizes"] = tuple(kf.items("sizes"))
+                entry["sizes"] = tuple(kf.integers("sizes", 2048, 16384))
             elif kind == "ec":
-                curves = tuple(kf.items("curves"))
+                curves = tuple(kf.strings("curves"))
                 bad = [c for c in curves if c not in CURVES]
                 if bad:
                     raise ConfigError(kf.p("curves"), f"unknown curve {bad[0]!r}")
@@ -238,7 +238,7 @@ def load_policy(path: Path) -> Policy:
         max_alpha = ef.number("max_alpha_log2", -20, lo=-64, hi=-1)
         allow_sim = ef.flag("allow_simulator", False)
         ef.done()
-        req = tuple(root.items("required_before_keygen", []))
+        req = tuple(root.strings("required_before_keygen", []))
         for i, r in enumerate(req):
             if r not in REGISTRY:
                 raise ConfigError(f"required_before_keygen[{i}]", f"unknown step type {r!r}")
@@ -250,7 +250,7 @@ def load_policy(path: Path) -> Policy:
         quorum = wf.integer("quorum", 0, lo=0, hi=16)
         wf.done()
         af = root.sub("attestation", {})
-        roots = tuple(_rel(path, r) for r in af.items("manufacturer_roots", []))
+        roots = tuple(_rel(path, r) for r in af.strings("manufacturer_roots", []))
         af.done()
         serial_bits = root.integer("min_serial_bits", 64, lo=64, hi=159)
         root.done()

@@ -112,6 +112,9 @@ class Fields:
     def __init__(self, value: Any, path: str) -> None:
         if not isinstance(value, Mapping):
             raise ConfigError(path or "<root>", f"must be a mapping, got {type(value).__name__}")
+        odd = [k for k in value if not isinstance(k, str)]
+        if odd:
+            raise ConfigError(path or "<root>", f"has a key that is not a string: {odd[0]!r}")
         self._m = dict(value)
         self._path = path
         self._used: set[str] = set()
@@ -136,6 +139,8 @@ class Fields:
             return v
         if not isinstance(v, str):
             raise ConfigError(self.p(key), f"must be a string, got {type(v).__name__}")
+        if "\0" in v:  # no field means a NUL; in a path it would reach the OS as a truncated name
+            raise ConfigError(self.p(key), "must not contain a NUL character")
         if choices is not None and v not in choices:
             raise ConfigError(self.p(key), f"must be one of {', '.join(choices)} (got {v!r})")
         return v
@@ -175,6 +180,26 @@ class Fields:
         if not isinstance(v, list):
             raise ConfigError(self.p(key), f"must be a list, got {type(v).__name__}")
         return v
+
+    def strings(self, key: str, default: Any = _MISSING) -> Any:
+        """A list of non-empty strings; each bad item is named by its index."""
+        items = self.items(key, default)
+        if items is default and default is not _MISSING:
+            return items
+        for i, v in enumerate(items):
+            if not isinstance(v, str) or not v or "\0" in v:
+                raise ConfigError(f"{self.p(key)}[{i}]", f"must be a non-empty string without NUL, got {v!r:.40}")
+        return items
+
+    def integers(self, key: str, lo: int, hi: int, default: Any = _MISSING) -> Any:
+        """A list of integers from lo to hi; each bad item is named by its index."""
+        items = self.items(key, default)
+        if items is default and default is not _MISSING:
+            return items
+        for i, v in enumerate(items):
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ConfigError(f"{self.p(key)}[{i}]", f"must be an integer from {lo} to {hi} (got {v!r})")
+        return items
 
     def sub(self, key: str, default: Any = _MISSING) -> Fields:
         v = self.raw(key, {} if default is _MISSING else default)
