@@ -36,7 +36,6 @@ CSRC = ROOT / "csrc" / "pkcs11"
 BUILD = ROOT / "build"
 TARGET = BUILD / "libqrng-pkcs11.so"
 HEADER = BUILD / "qrng-pkcs11.h"
-GEN = BUILD / "pkcs11" / "gen"
 WARNINGS = ("-Wall", "-Wextra", "-Werror")
 # the C codes module.c and the stubs return themselves
 C_CODES = ("CKR_OK", "CKR_GENERAL_ERROR", "CKR_ARGUMENTS_BAD", "CKR_CANT_LOCK", "CKR_FUNCTION_NOT_SUPPORTED",
@@ -150,20 +149,29 @@ def _fingerprint(generated: dict[str, str]) -> str:
     return h.hexdigest()
 
 
-def build(force: bool = False) -> Path:
+SANITIZERS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g")
+
+
+def build(force: bool = False, sanitize: bool = False) -> Path:
+    """Build the module; ``sanitize`` builds a variant with AddressSanitizer and UBSan in build/asan/ (for the
+    ABI fuzzer; it must be loaded by a host built with the same sanitizers)."""
     generated = {"qrng_pkcs11.h": internal_header(), "qrng_pkcs11_stubs.c": stubs()}
-    stamp = BUILD / "pkcs11" / "stamp"
-    fp = _fingerprint(generated)
-    if TARGET.exists() and not force and stamp.exists() and stamp.read_text() == fp:
-        return TARGET
-    GEN.mkdir(parents=True, exist_ok=True)
+    work = BUILD / ("asan" if sanitize else "pkcs11")
+    target = BUILD / "asan" / "libqrng-pkcs11.so" if sanitize else TARGET
+    gen = work / "gen"
+    stamp = work / "stamp"
+    extra = SANITIZERS if sanitize else ()
+    fp = _fingerprint(generated) + ("+sanitize" if sanitize else "")
+    if target.exists() and not force and stamp.exists() and stamp.read_text() == fp:
+        return target
+    gen.mkdir(parents=True, exist_ok=True)
     for name, text in generated.items():
-        (GEN / name).write_text(text)
+        (gen / name).write_text(text)
     objects = []
     cc = (sysconfig.get_config_var("CC") or "cc").split()
-    for src in (CSRC / "module.c", GEN / "qrng_pkcs11_stubs.c"):
-        obj = GEN / (src.stem + ".o")
-        cmd = [*cc, "-c", "-O2", "-fPIC", "-fvisibility=hidden", *WARNINGS, *_defines(), f"-I{GEN}", f"-I{CSRC}",
+    for src in (CSRC / "module.c", gen / "qrng_pkcs11_stubs.c"):
+        obj = gen / (src.stem + ".o")
+        cmd = [*cc, "-c", "-O2", "-fPIC", "-fvisibility=hidden", *WARNINGS, *extra, *_defines(), f"-I{gen}", f"-I{CSRC}",
                f"-I{sysconfig.get_paths()['include']}", str(src), "-o", str(obj)]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
@@ -174,23 +182,27 @@ def build(force: bool = False) -> Path:
     ffi.embedding_init_code(INIT_CODE)
     ffi.set_source(
         "_qrng_pkcs11", '#include "qrng_pkcs11.h"\n#include "module.h"\n',
-        include_dirs=[str(GEN), str(CSRC)], extra_objects=objects,
-        extra_compile_args=["-O2", "-fvisibility=hidden"],
+        include_dirs=[str(gen), str(CSRC)], extra_objects=objects,
+        extra_compile_args=["-O2", "-fvisibility=hidden", *extra],
         extra_link_args=["-Wl,-z,nodelete", f"-Wl,--enable-new-dtags,-rpath,{sysconfig.get_config_var('LIBDIR')}",
-                         "-lpthread", "-ldl"],
+                         "-lpthread", "-ldl", *extra],
     )
-    out = Path(ffi.compile(tmpdir=str(BUILD / "pkcs11"), target="libqrng-pkcs11.*", verbose=False))
-    shutil.copy2(out, TARGET.with_suffix(".so.tmp"))
-    os.replace(TARGET.with_suffix(".so.tmp"), TARGET)
-    HEADER.write_text(header())
+    out = Path(ffi.compile(tmpdir=str(work), target="libqrng-pkcs11.*", verbose=False))
+    shutil.copy2(out, target.with_suffix(".so.tmp"))
+    os.replace(target.with_suffix(".so.tmp"), target)
+    if not sanitize:
+        HEADER.write_text(header())
     stamp.write_text(fp)
-    return TARGET
+    return target
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m pkcs11_provider.build", description="Build build/libqrng-pkcs11.so.")
     p.add_argument("--force", action="store_true", help="rebuild even when no input changed")
-    print(build(force=p.parse_args(argv).force))
+    p.add_argument("--sanitize", action="store_true",
+                   help="build the AddressSanitizer + UBSan variant into build/asan/ (for the ABI fuzzer)")
+    a = p.parse_args(argv)
+    print(build(force=a.force, sanitize=a.sanitize))
     return 0
 
 

@@ -72,8 +72,26 @@ def describe_slot() -> dict[str, str]:
 
 
 def validate() -> None:
+    """Read the configuration now (a bad file fails C_Initialize), and import what serving it will need.
+
+    Nothing on the serving path imports lazily afterwards: a host that forks while another of its threads is
+    inside a first, lazy import would leave the child waiting for that module's import lock forever (found by
+    the PKCS#11 ABI fuzzer). Missing dependencies thus also show at C_Initialize."""
+    import importlib
+
     from qrng.config import load_config
-    load_config()
+    cfg = load_config()
+    modules = ["qrng.pipeline", "qrng.sources", "qrng.native", "cryptography.x509",
+               "cryptography.hazmat.primitives.hashes", "cryptography.hazmat.primitives.serialization",
+               {"simulator": "qrng.sources.simulator", "file": "qrng.sources.file", "device": "qrng.sources.device",
+                "usb": "qrng.sources.usb"}[cfg.source.type]]
+    if cfg.assessment.every_samples:
+        modules.append("qrng.estimate.nonid")
+    for name in modules:
+        importlib.import_module(name)
+    if cfg.extractor.type == "toeplitz":
+        from qrng import native
+        native.load()
 
 
 def make_token(on_session_change: Callable[[int, bool], None] | None = None) -> Token:

@@ -180,7 +180,10 @@ class Token:
             self.initialized = False
 
     def after_fork_in_child(self) -> None:
-        """Keep sessions valid in the child; the service drops DRBG state and reseeds from fresh samples."""
+        """Keep sessions valid in the child; the service drops DRBG state and reseeds from fresh samples.
+
+        The lock is replaced first: a parent thread may have held it at fork(), and that thread is gone."""
+        self._lock = threading.RLock()
         if self.service is not None and hasattr(self.service, "after_fork"):
             self.service.after_fork()
 

@@ -134,7 +134,11 @@ class Pipeline:
             raise PipelineFailed(f"entropy pipeline failed earlier: {self._failure}; reset required")
 
     def after_fork(self) -> None:
-        """Drop everything derived from the parent's state; the child reseeds from fresh samples."""
+        """Drop everything derived from the parent's state; the child reseeds from fresh samples.
+
+        Runs in the forked child, where the lock may be held by a parent thread that does not exist here: it is
+        replaced, never waited for (found by the PKCS#11 ABI fuzzer: a child hung on it)."""
+        self._lock = threading.RLock()
         with self._lock:
             self._pid = os.getpid()
             self._pool = bytearray()

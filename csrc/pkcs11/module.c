@@ -59,9 +59,13 @@ static void fork_prepare(void);
 static void fork_parent(void);
 static void fork_child(void);
 
+static volatile int g_starting_python;   /* this module is starting the interpreter (a C host) */
+static int g_fork_held_init;             /* fork_prepare took g_init_lock */
+
 static void start_python(void) {
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     if (Py_IsInitialized()) { g_py_ok = 1; return; }      /* the host is Python: cffi reuses it */
+    g_starting_python = 1;
     if (!dlopen(QRNG_LIBPYTHON, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD))
         dlopen(QRNG_LIBPYTHON, RTLD_NOW | RTLD_GLOBAL);
     PyConfig config;
@@ -133,24 +137,42 @@ static int session_open(CK_ULONG h) {
 
 /* --- fork safety (pitfalls 6 and 7) ---------------------------------------------------------------- */
 static void fork_prepare(void) {
-    if (!g_started_python) return;      /* a Python host's os.fork() handles the interpreter itself */
-    buf_lock();                         /* same order as the refill path: buffer, then GIL */
+    /* A Python host's os.fork() handles the interpreter itself, and holds the GIL: a thread of ours inside
+       C_Initialize may be waiting for it, so the init lock must not be taken there. */
+    g_fork_held_init = 0;
+    if (Py_IsInitialized() && !g_starting_python && !g_started_python) return;
+    /* A C host: lock order everywhere is init, buffer, GIL. Holding the init lock means no C_Initialize (with
+       the interpreter half started) or C_Finalize is half done in the child (found by the ABI fuzzer). */
+    pthread_mutex_lock(&g_init_lock);
+    g_fork_held_init = 1;
+    if (!g_started_python) return;
+    buf_lock();
     g_fork_gil = PyGILState_Ensure();
     PyOS_BeforeFork();
 }
 static void fork_parent(void) {
-    if (!g_started_python) return;
-    PyOS_AfterFork_Parent();
-    PyGILState_Release(g_fork_gil);
-    buf_unlock();
+    if (!g_fork_held_init) return;
+    if (g_started_python) {
+        PyOS_AfterFork_Parent();
+        PyGILState_Release(g_fork_gil);
+        buf_unlock();
+    }
+    pthread_mutex_unlock(&g_init_lock);
 }
 static void fork_child(void) {
-    if (g_started_python) {
+    if (g_fork_held_init && g_started_python) {
         PyOS_AfterFork_Child();         /* runs os.register_at_fork hooks: the DRBG is dropped */
-        PyGILState_Release(g_fork_gil);
+        /* Keep this thread's state and only release the GIL: it is now the interpreter's only thread state, and
+           deleting it (PyGILState_Release of a state made by the Ensure in fork_prepare) leaves CPython 3.11
+           unable to make another ("init_threadstate: thread state already initialized"; found by the ABI
+           fuzzer's fork-during-init scenario). */
+        if (g_fork_gil == PyGILState_UNLOCKED) PyEval_SaveThread();
+        else PyGILState_Release(g_fork_gil);
     }
     if (!g_app_mutex) pthread_mutex_init(&g_buf_lock, NULL);
-    else if (g_started_python) g_args.UnlockMutex(g_app_buf_mutex);
+    else if (g_fork_held_init && g_started_python) g_args.UnlockMutex(g_app_buf_mutex);
+    pthread_mutex_init(&g_init_lock, NULL);
+    t_depth = 0;                        /* the forking thread is not inside one of our calls in the child */
     buffer_wipe();                      /* never serve the parent's buffered bytes */
 }
 
@@ -223,7 +245,7 @@ QRNG_EXPORT CK_RV C_GenerateRandom(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pRand
 
 static CK_RV generate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pRandomData, CK_ULONG ulRandomLen) {
     CK_RV rv = CKR_GENERAL_ERROR;
-    if (g_fast && ulRandomLen <= FAST_MAX && session_open(hSession)) {
+    if (g_fast && ulRandomLen && ulRandomLen <= FAST_MAX && session_open(hSession)) {  /* 0 bytes: no memcpy(NULL) */
         buf_lock();
         if (g_fast) {
             if (g_len < ulRandomLen) {
