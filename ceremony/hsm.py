@@ -28,6 +28,7 @@ _CURVE_HASH = {"P-256": hashlib.sha256, "P-384": hashlib.sha384, "P-521": hashli
 CKM_EC_EDWARDS_KEY_PAIR_GEN = 0x1055
 CKM_EDDSA = 0x1057
 ED25519_OID_DER = bytes.fromhex("06032b6570")  # 1.3.101.112
+SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")  # RFC 8017 9.2 note 1
 
 
 def read_pin(profile: Profile) -> str:
@@ -71,6 +72,7 @@ class Hsm:
         except pkcs11.exceptions.PKCS11Error as exc:
             raise HsmError(f"cannot open token '{profile.token_label}': {type(exc).__name__}") from None
         self.profile = profile
+        self._mechanisms: set[int] | None = None
 
     def close(self) -> None:
         self.session.close()
@@ -81,7 +83,9 @@ class Hsm:
                 if isinstance(t.serial, bytes) else str(t.serial)}
 
     def mechanisms(self) -> set[int]:
-        return {int(m) for m in self.token.slot.get_mechanisms()}
+        if self._mechanisms is None:
+            self._mechanisms = {int(m) for m in self.token.slot.get_mechanisms()}
+        return self._mechanisms
 
     # --- keys ------------------------------------------------------------------------------------------------
     def private_keys(self, label: str) -> list[Any]:
@@ -148,7 +152,11 @@ class Hsm:
                 "SENSITIVE": True, "TOKEN": True, "PRIVATE": True}
         bad = [f"{k}={attrs[k]!r} (required {v})" for k, v in want.items() if attrs[k] is not v]
         expected_mech = {"rsa": 0x0, "ec": 0x1040, "ed25519": CKM_EC_EDWARDS_KEY_PAIR_GEN}[spec.type]
-        if attrs["KEY_GEN_MECHANISM"] != expected_mech:
+        if attrs["KEY_GEN_MECHANISM"] is None:
+            # some tokens (openCryptoki's soft token, some HSMs) do not report it; CKA_LOCAL with NEVER_EXTRACTABLE
+            # and ALWAYS_SENSITIVE, checked above, still prove the key was generated there and never left
+            attrs["KEY_GEN_MECHANISM_NOTE"] = "not reported by this token; CKA_LOCAL proves on-token generation"
+        elif attrs["KEY_GEN_MECHANISM"] != expected_mech:
             bad.append(f"KEY_GEN_MECHANISM={attrs['KEY_GEN_MECHANISM']!r} (required {expected_mech:#x})")
         der = self._public_der(spec, pub)
         params = _check_public(spec, der)
@@ -189,7 +197,12 @@ class Hsm:
         key = found[0]
         try:
             if spec.type == "rsa":
-                return bytes(key.sign(data, mechanism=p.Mechanism.SHA256_RSA_PKCS))
+                if 0x0040 in self.mechanisms():
+                    return bytes(key.sign(data, mechanism=p.Mechanism.SHA256_RSA_PKCS))
+                # tokens without CKM_SHA256_RSA_PKCS (openCryptoki's soft token, many HSMs): PKCS#1 v1.5 over the
+                # DER DigestInfo of SHA-256 (RFC 8017 9.2), the same signature byte for byte
+                digest_info = SHA256_DIGEST_INFO + hashlib.sha256(data).digest()
+                return bytes(key.sign(digest_info, mechanism=p.Mechanism.RSA_PKCS))
             if spec.type == "ec":
                 h = {"sha256": hashlib.sha256, "sha384": hashlib.sha384,
                      "sha512": hashlib.sha512}.get(hash_name) or _CURVE_HASH[spec.curve]

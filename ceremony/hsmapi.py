@@ -26,6 +26,9 @@ class HsmApi(Protocol):
     def token_info(self) -> dict[str, str]:
         """Manufacturer, model, serial and label of the token, for the log."""
 
+    def mechanisms(self) -> set[int]:
+        """The CKM_* mechanisms the token offers (C_GetMechanismList)."""
+
     def private_keys(self, label: str) -> list[Any]:
         """Private key objects with this label (empty: none)."""
 

@@ -26,6 +26,6 @@ if [ ! -f "$DIR/user.pin" ]; then
 fi
 if ! softhsm2-util --show-slots 2>/dev/null | grep -q "Label:.*$LABEL"; then
   # through PKCS#11 with the PINs read from the file: never on a command line (/proc/*/cmdline)
-  "${VENV:-$PWD/.venv}/bin/python" scripts/init_softhsm_token.py /usr/lib/softhsm/libsofthsm2.so "$LABEL" "$DIR/pins.env"
+  "${VENV:-$PWD/.venv}/bin/python" scripts/init_token.py /usr/lib/softhsm/libsofthsm2.so "$LABEL" "$DIR/pins.env"
   echo "[setup] SoftHSM2 token '$LABEL' created in $DIR (PINs in $DIR/pins.env)" >&2
 fi

@@ -60,8 +60,27 @@ def check(step: Step, view: PlanView) -> list[str]:
     return v
 
 
+# PKCS#11 v2.40 mechanisms each key type needs: key-pair generation, and one way to sign (alternatives in order)
+NEEDS: dict[str, tuple[tuple[tuple[int, str], ...], ...]] = {
+    "rsa": (((0x0000, "CKM_RSA_PKCS_KEY_PAIR_GEN"),),
+            ((0x0040, "CKM_SHA256_RSA_PKCS"), (0x0001, "CKM_RSA_PKCS"))),  # CKM_RSA_PKCS over a DigestInfo
+    "ec": (((0x1040, "CKM_EC_KEY_PAIR_GEN"),), ((0x1041, "CKM_ECDSA"),)),
+    "ed25519": (((0x1055, "CKM_EC_EDWARDS_KEY_PAIR_GEN"),), ((0x1057, "CKM_EDDSA"),)),
+}
+
+
 def preflight(c: StepContext, step: Step) -> None:
-    """No key label this ceremony will create may exist already (unless it created it in an interrupted run)."""
+    """Before anything is logged: the token offers what this key needs (a real HSM is not SoftHSM2; see
+    docs/hsm-compatibility.md), and no key label this ceremony will create exists already (unless this ceremony
+    created it in an interrupted run)."""
+    spec = step.params.key
+    offered = c.hsm.mechanisms()
+    missing = [" or ".join(name for _, name in alternatives) for alternatives in NEEDS[spec.type]
+               if not any(mech in offered for mech, _ in alternatives)]
+    if missing:
+        raise Refused(f"{step.path}: token '{c.plan.profile.token_label}' does not offer {' nor '.join(missing)}, "
+                      f"so {spec.describe()} key '{spec.label}' cannot be made there; choose a key type it supports "
+                      "(docs/hsm-compatibility.md)")
     label = step.params.key.label
     if c.hsm.private_keys(label):
         raise Refused(f"{step.path}: a key labelled '{label}' already exists on token "

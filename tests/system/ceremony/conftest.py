@@ -93,7 +93,7 @@ def ws(tmp_path: Path) -> Workspace:
     pin, so = "246810", "13579111"
     # the same initialiser set-up uses: PKCS#11 C_InitToken / C_InitPIN with the PINs from a file, not argv
     (d / "pins.env").write_text(f"QRNG_HSM_USER_PIN={pin}\nQRNG_HSM_SO_PIN={so}\n")
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "init_softhsm_token.py"), SOFTHSM, "qrng-test",
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "init_token.py"), SOFTHSM, "qrng-test",
                     str(d / "pins.env")], check=True, capture_output=True, env=env)
     q = [sys.executable, "-m", "qrng_cli"]
     subprocess.run([*q, "attestation", "init-simulator", "--dir", str(d / "att")], check=True, capture_output=True)

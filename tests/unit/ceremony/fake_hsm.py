@@ -25,7 +25,9 @@ _READ_BACK = {"LOCAL": True, "NEVER_EXTRACTABLE": True, "ALWAYS_SENSITIVE": True
 
 
 class FakeHsm:
-    def __init__(self, seed_status: str = "accepted") -> None:
+    def __init__(self, seed_status: str = "accepted",
+                 offered: tuple[int, ...] = (0x0, 0x40, 0x1040, 0x1041, 0x1055, 0x1057)) -> None:
+        self.offered = offered
         self.keys: dict[tuple[str, bytes], tuple[KeySpec, Any]] = {}
         self.seeds: list[bytes] = []
         self.seed_status = seed_status
@@ -33,6 +35,9 @@ class FakeHsm:
 
     def token_info(self) -> dict[str, str]:
         return {"label": "fake", "manufacturer": "FakeHsm (unit tests)", "model": "in-memory", "serial": "0"}
+
+    def mechanisms(self) -> set[int]:
+        return set(self.offered)
 
     def private_keys(self, label: str) -> list[Any]:
         return [k for (lab, _), (_, k) in self.keys.items() if lab == label]

@@ -100,3 +100,13 @@ def test_carried_key_id_makes_the_redone_key_step_adopt_its_key(ws):
     assert started[-1]["data"].get("carried_from_unconfirmed") is True
     adopted = [e for e in _events(out) if e["event"] == "key.adopted"]
     assert len(adopted) == 1 and json.dumps(adopted[0]["data"]["label"]) == '"unit-root"'
+
+
+def test_a_token_without_the_mechanism_is_refused_up_front(ws):
+    """Issue 10 item 21: where a token differs (openCryptoki's soft token has no EC), the ceremony says so before
+    anything is logged, naming the mechanism, instead of failing obscurely inside the key step."""
+    plan = _plan(ws)
+    hsm = FakeHsm(offered=(0x0, 0x40))  # RSA only
+    with pytest.raises(Refused, match="does not offer CKM_EC_KEY_PAIR_GEN nor CKM_ECDSA, so EC P-256 key"):
+        Ceremony(plan, hsm).run()
+    assert not plan.script.output.exists() and not hsm.keys
