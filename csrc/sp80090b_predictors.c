@@ -1,8 +1,26 @@
 /* SP 800-90B 6.3.2 (binary collision walk) and 6.3.7-6.3.10 (prediction estimators). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sp80090b_predictors.h"
+
+int qrng_compression_sums(const unsigned char *w, long nb, long d, double *sum, double *sumsq) {
+    long last[256];
+    double s = 0, s2 = 0;
+    memset(last, 0, sizeof last);
+    for (long i = 0; i < d && i < nb; i++) last[w[i]] = i + 1;         /* the dictionary phase */
+    for (long i = d; i < nb; i++) {
+        long pos = i + 1, prev = last[w[i]];
+        double l = log2((double)(prev ? pos - prev : pos));
+        s += l;
+        s2 += l * l;
+        last[w[i]] = pos;
+    }
+    *sum = s;
+    *sumsq = s2;
+    return 0;
+}
 
 /* --- SP 800-90B 6.3.7-6.3.10 prediction estimators ----------------------------------------------------------
    Each returns the number of correct predictions C and the longest run of correct predictions; symbols are

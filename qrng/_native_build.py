@@ -28,8 +28,8 @@ from cffi import FFI
 
 ROOT = Path(__file__).resolve().parent.parent
 CSRC = ROOT / "csrc"
-SOURCES = ("toeplitz.c", "ctr_drbg.c", "sp80090b_predictors.c", "sp80090b_iid.c")
-HEADERS = ("toeplitz.h", "ctr_drbg.h", "sp80090b_predictors.h", "sp80090b_iid.h")
+SOURCES = ("toeplitz.c", "ctr_drbg.c", "sp80090b_predictors.c", "sp80090b_iid.c", "sp80090b_tuples.c")
+HEADERS = ("toeplitz.h", "ctr_drbg.h", "sp80090b_predictors.h", "sp80090b_iid.h", "sp80090b_tuples.h")
 WARNINGS = ("-Wall", "-Wextra", "-Werror")
 GF2X_LOCAL = ROOT / "build" / "gf2x"
 
@@ -56,10 +56,10 @@ def config(name: str = "auto") -> Config:
         local = str(GF2X_LOCAL)
         # gf2x's FFT header declares array parameters that GCC 12 flags; the unused-macro keeps its statics quiet
         return Config("fft", ("QRNG_GF2X_FFT", "GF2X_MAYBE_UNUSED=__attribute__((unused))"),
-                      (f"{local}/include",), (f"{local}/lib",), ("gf2x-fft", "gf2x", "crypto"),
+                      (f"{local}/include",), (f"{local}/lib",), ("gf2x-fft", "gf2x", "crypto", "divsufsort", "m"),
                       ("-Wno-array-parameter",))
     if name == "system":
-        return Config("system", (), (), (), ("gf2x", "crypto"))
+        return Config("system", (), (), (), ("gf2x", "crypto", "divsufsort", "m"))
     raise SystemExit(f"native build: unknown configuration {name!r} (auto, fft, system)")
 
 

@@ -37,8 +37,65 @@ def _table(rows: list[tuple[str, str, str]]) -> str:
     return "\n".join(lines)
 
 
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+class _Ticker:
+    """Progress on stderr at least every 5 s, also inside long C calls (they release the GIL); on a terminal
+    each line carries an ETA from the time model."""
+
+    EVERY = 4.5  # seconds between lines at most (plus one wake-up period)
+
+    def __init__(self, quiet: bool, expected: float) -> None:
+        import threading
+        self.quiet, self.expected, self.t0 = quiet, expected, time.perf_counter()
+        self.phase = "starting"
+        self.tty = sys.stderr.isatty()
+        self._stop = threading.Event()
+        self._last = 0.0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        if not quiet:
+            self._thread.start()
+
+    def _line(self) -> None:
+        el = time.perf_counter() - self.t0
+        eta = f" (ETA ~{max(1, int(self.expected - el))} s)" if self.tty and self.expected > el else ""
+        print(f"[{el:6.1f} s] {self.phase}{eta}", file=sys.stderr, flush=True)
+        self._last = el
+
+    def progress(self, msg: str) -> None:
+        self.phase = msg
+        if not self.quiet:
+            self._line()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            if time.perf_counter() - self.t0 - self._last >= self.EVERY:  # a line at least every 5 s
+                self._line()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 def cmd_estimate(args: argparse.Namespace) -> int:
+    import os
+
     from qrng.estimate.nonid import assess_non_iid
+    from qrng.estimate.resources import memory_needed, seconds_expected
+    n = os.stat(args.file).st_size * (8 if args.packed else 1)
+    need, avail = memory_needed(n, args.bits_per_symbol), _available_memory()
+    if avail is not None and need > avail and not args.iid:
+        raise MemoryError(f"{args.file}: {n:,} samples of {args.bits_per_symbol} bit(s) need about "
+                          f"{need / 2**30:.1f} GiB for the assessment, and {avail / 2**30:.1f} GiB is available; "
+                          "assess a shorter file, or on a machine with more memory")
     s = read_samples(args.file, args.bits_per_symbol, args.packed)
     if s.size < 1000:
         raise ValueError(f"{args.file}: {s.size} samples; SP 800-90B assessments need at least 1,000,000 "
@@ -47,11 +104,15 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         print(f"qrng estimate: warning: {s.size:,} samples; SP 800-90B (3.1.1) asks for at least 1,000,000, so "
               "this estimate is indicative only", file=sys.stderr)
     t0 = time.perf_counter()
+    ticker = _Ticker(args.quiet, seconds_expected(int(s.size), args.bits_per_symbol))
+    progress = ticker.progress
+    try:
+        return _assess(args, s, t0, progress, assess_non_iid)
+    finally:
+        ticker.stop()
 
-    def progress(msg: str) -> None:
-        if not args.quiet:
-            print(f"[{time.perf_counter() - t0:6.1f} s] {msg}", file=sys.stderr, flush=True)
 
+def _assess(args: argparse.Namespace, s: Any, t0: float, progress: Any, assess_non_iid: Any) -> int:
     if args.iid:
         from qrng.estimate.iid import assess_iid
         r = assess_iid(s, args.bits_per_symbol, args.permutations, progress=progress)

@@ -1,7 +1,7 @@
 """SP 800-90B section 6.3 min-entropy estimators, and the assessment of section 3.1.3.
 
 Pure: numpy arrays in, results out. The four predictors (6.3.7-6.3.10) run in qrng._native; t-Tuple and
-LRS use a suffix array and its LCP array (libdivsufsort through pydivsufsort).
+LRS use a suffix array (libdivsufsort) and its LCP array.
 
 Binary data: every estimator runs on the data, H_original is their minimum. Wider samples: MCV, t-Tuple,
 LRS and the predictors run on the samples ("literal"); every estimator runs on the bit string (each sample
@@ -11,7 +11,9 @@ written most significant bit first), and H_I = min(H_original, bits_per_symbol *
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,8 +63,16 @@ def to_bitstring(s: Array, bits: int) -> Array:
 
 
 # --- 6.3.1 ------------------------------------------------------------------------------------------------
+def _counts(s: Array) -> npt.NDArray[np.int64]:
+    """Symbol counts, in chunks: np.bincount widens its input to 64 bits (8 bytes per sample otherwise)."""
+    counts = np.zeros(256, dtype=np.int64)
+    for i in range(0, s.size, 1 << 22):
+        counts += np.bincount(s[i:i + (1 << 22)], minlength=256)[:256]
+    return counts
+
+
 def mcv(s: Array) -> Estimate:
-    counts = np.bincount(s)
+    counts = _counts(s)
     mode = int(counts.max())
     p = mode / s.size
     pu = _upper(p, s.size)
@@ -125,49 +135,38 @@ def compression(b: Array, block: int = COMPRESSION_B, d: int = COMPRESSION_D) ->
     nb = b.size // block
     if nb <= d:
         raise ValueError(f"the compression estimate needs more than {d} blocks of {block} bits (got {nb})")
-    words = b[:nb * block].reshape(nb, block) @ (1 << np.arange(block - 1, -1, -1))
-    last = np.zeros(1 << block, dtype=np.int64)
-    dist = np.empty(nb - d, dtype=np.float64)
-    # the dictionary phase, then distances since the last occurrence (the first occurrence counts i)
-    for i in range(d):
-        last[words[i]] = i + 1
-    w = words[d:]
-    pos = np.arange(d + 1, nb + 1)
-    # last occurrence before each position, per symbol: iterate in order (64 symbols: numpy per symbol)
-    prev = np.zeros(nb - d, dtype=np.int64)
-    for sym in range(1 << block):
-        where = np.flatnonzero(w == sym)
-        if where.size == 0:
-            continue
-        occ = pos[where]
-        before = np.concatenate([[last[sym]], occ[:-1]])
-        prev[where] = before
-    dist[:] = np.where(prev > 0, pos - prev, pos)
+    words = np.zeros(nb, dtype=np.uint8)  # each block of `block` bits as a symbol, most significant bit first
+    for k in range(block):
+        words <<= 1
+        words |= b[k:nb * block:block]
+    kern = native.load()
+    sums = kern.ffi.new("double[2]")
+    kern.lib.qrng_compression_sums(kern.ffi.from_buffer(words), nb, d, sums, sums + 1)
+    del words
     nu = nb - d
-    lg = np.log2(dist)
-    xbar = float(lg.mean())
+    xbar = sums[0] / nu
     c = 0.5907
-    sigma = c * math.sqrt(float((lg ** 2).sum()) / (nu - 1) - xbar ** 2)
+    sigma = c * math.sqrt(sums[1] / (nu - 1) - xbar ** 2)
     xp = xbar - Z * sigma / math.sqrt(nu)
-    log2u = np.log2(np.arange(1, nb + 1, dtype=np.float64))
-    u = np.arange(1, nb + 1)
-    weight_a = (nb - np.maximum(d, u)).astype(np.float64)  # number of t in [d+1, nb] with t > u
-    ts = np.arange(d + 1, nb + 1)
-    log2t = np.log2(ts.astype(np.float64))
+    chunk = 1 << 20
 
     def g(z: float) -> float:
-        """G(z) of 6.3.4 step 8, in O(L) by counting for each u how many t it appears under."""
-        if z <= 0:
-            return 0.0
-        if z >= 1:
+        """G(z) of 6.3.4 step 8 in O(L), summed in chunks (no array of L entries): for each u, how many t it
+        appears under (weight), and the t-only terms."""
+        if z <= 0 or z >= 1:
             return 0.0
         lz = math.log1p(-z)
         cut = min(nb, int(-745.0 / lz) + 2)  # (1-z)^(u-1) underflows past this: the terms vanish
-        pw_u = np.exp((u[:cut] - 1) * lz)
-        a = z * z * float((log2u[:cut] * pw_u * weight_a[:cut]).sum())
-        tcut = max(0, min(ts.size, cut - d))
-        bsum = z * float((log2t[:tcut] * np.exp((ts[:tcut] - 1) * lz)).sum()) if tcut else 0.0
-        return (a + bsum) / nu
+        a = 0.0
+        for lo_u in range(1, cut + 1, chunk):
+            u = np.arange(lo_u, min(cut, lo_u + chunk - 1) + 1, dtype=np.float64)
+            weight = nb - np.maximum(float(d), u)  # number of t in [d+1, nb] with t > u
+            a += float((np.log2(u) * np.exp((u - 1) * lz) * weight).sum())
+        bsum = 0.0
+        for lo_t in range(d + 1, cut + 1, chunk):
+            t = np.arange(lo_t, min(cut, lo_t + chunk - 1) + 1, dtype=np.float64)
+            bsum += float((np.log2(t) * np.exp((t - 1) * lz)).sum())
+        return (z * z * a + z * bsum) / nu
 
     k = (1 << block) - 1
 
@@ -190,22 +189,41 @@ def compression(b: Array, block: int = COMPRESSION_B, d: int = COMPRESSION_D) ->
 # --- 6.3.5 and 6.3.6 ------------------------------------------------------------------------------------------
 def tuple_counts(s: Array) -> tuple[list[int], list[int], int]:
     """For t = 1, 2, ...: Q[t] (count of the most common t-tuple) and sum over t-tuples of C(count, 2),
-    from the suffix array and the LCP array; and the longest repeated substring length v."""
+    from the suffix array's LCP intervals (qrng._native: libdivsufsort, the LCP array in place over the suffix
+    array, one pass over its intervals); and the longest repeated substring length v. Peak memory is about 9
+    bytes per symbol, and the C work releases the GIL (progress keeps ticking)."""
+    data = np.ascontiguousarray(s, dtype=np.uint8)
+    kern = native.load()
+    buf = np.empty(max(1, data.size), dtype=np.int32)  # the suffix array, then the LCP array in place
+    vmax = int(kern.lib.qrng_lcp_array(kern.ffi.from_buffer(data), data.size,
+                                       kern.ffi.cast("int32_t *", kern.ffi.from_buffer(buf))))
+    if vmax < 0:
+        raise MemoryError(f"cannot build the suffix array of {data.size:,} symbols")
+    lcp = buf[:max(0, data.size - 1)]
+    q = np.zeros(vmax + 2, dtype=np.int64)
+    pairs = np.zeros(vmax + 2, dtype=np.int64)
+    v = kern.lib.qrng_lcp_tuple_counts(kern.ffi.cast("int32_t *", kern.ffi.from_buffer(lcp)), lcp.size, vmax,
+                                       kern.ffi.cast("long *", kern.ffi.from_buffer(q)),
+                                       kern.ffi.cast("long *", kern.ffi.from_buffer(pairs)))
+    if v < 0:
+        raise MemoryError("t-Tuple/LRS counting ran out of memory")
+    return [int(x) for x in q], [int(x) for x in pairs], int(v)
+
+
+def _tuple_counts_reference(s: Array) -> tuple[list[int], list[int], int]:
+    """The same counts threshold by threshold in numpy (slow, memory-hungry): the cross-check for tests."""
     import pydivsufsort
-    data = np.ascontiguousarray(s, dtype=np.uint8).copy()
+    data = np.ascontiguousarray(s, dtype=np.uint8)
     sa = pydivsufsort.divsufsort(data)
-    lcp = pydivsufsort.kasai(data, sa)[:-1]  # lcp[i] = LCP(suffix sa[i], suffix sa[i+1])
+    lcp = pydivsufsort.kasai(data, sa)[:-1]
     v = int(lcp.max()) if lcp.size else 0
-    lcp = lcp.astype(np.int16 if v < 32000 else np.int32)
-    q = [0]
-    pairs = [0]
+    q, pairs = [0], [0]
     for t in range(1, v + 2):
         m = lcp >= t
         if not m.any():
             q.append(1)
             pairs.append(0)
             continue
-        # runs of True in m: a run of length r groups r + 1 suffixes sharing a t-prefix
         dm = np.diff(np.concatenate([[0], m.view(np.int8), [0]]))
         starts, ends = np.flatnonzero(dm == 1), np.flatnonzero(dm == -1)
         sizes = (ends - starts + 1).astype(np.int64)
@@ -284,18 +302,22 @@ _PREDICTORS: list[tuple[str, str, Callable[[int], int]]] = [
 ]
 
 
-def predictors(s: Array, k: int) -> list[Estimate]:
+def _predict(data: Array, k: int, name: str, fn: str, count: Callable[[int], int]) -> Estimate:
     _native = native.load()
+    c = _native.ffi.new("long *")
+    r = _native.ffi.new("long *")
+    rc = getattr(_native.lib, fn)(_native.ffi.from_buffer(data), data.size, k, c, r)  # releases the GIL
+    if rc != 0:
+        raise ValueError(f"{name}: not enough samples")
+    return prediction(name, int(c[0]), count(data.size), int(r[0]), k)
+
+
+def predictors(s: Array, k: int) -> list[Estimate]:
+    """6.3.7-6.3.10, the four predictors side by side (each is a C call that releases the GIL)."""
     data = np.ascontiguousarray(s, dtype=np.uint8)
-    out = []
-    for name, fn, count in _PREDICTORS:
-        c = _native.ffi.new("long *")
-        r = _native.ffi.new("long *")
-        rc = getattr(_native.lib, fn)(_native.ffi.from_buffer(data), data.size, k, c, r)
-        if rc != 0:
-            raise ValueError(f"{name}: not enough samples")
-        out.append(prediction(name, int(c[0]), count(data.size), int(r[0]), k))
-    return out
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        futures = [pool.submit(_predict, data, k, name, fn, count) for name, fn, count in _PREDICTORS]
+        return [f.result() for f in futures]
 
 
 # --- 3.1.3 ---------------------------------------------------------------------------------------------------------
@@ -308,13 +330,17 @@ def _translate(s: Array) -> tuple[Array, int]:
 
 
 def _binary_suite(b: Array, progress: Callable[[str], None]) -> list[Estimate]:
-    progress("bit string: MCV, collision, Markov, compression")
-    out = [mcv(b), collision(b), markov(b), compression(b)]
-    progress("bit string: t-Tuple and LRS")
-    counts = tuple_counts(b)
-    out += [t_tuple(b, counts), lrs(b, counts)]
-    progress("bit string: predictors")
-    out += predictors(b, 2)
+    """6.3.1-6.3.10 on a bit string. The predictors (C, most of the time) run on a second thread while the rest
+    is computed here; the results and their order are the same as one after the other."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        later = pool.submit(predictors, b, 2)
+        progress("bit string: MCV, collision, Markov, compression (predictors alongside)")
+        out = [mcv(b), collision(b), markov(b), compression(b)]
+        progress("bit string: t-Tuple and LRS")
+        counts = tuple_counts(b)
+        out += [t_tuple(b, counts), lrs(b, counts)]
+        progress("bit string: predictors")
+        out += later.result()
     return out
 
 

@@ -125,3 +125,30 @@ def test_large_out_is_streamed_and_all_or_nothing(tmp_path):
     failed = tmp_path / "f.bin"
     assert qrng_cli.main(["bytes", str(8 << 20), "--out", str(failed), "--config", str(bad)]) == ExitCode.ENTROPY
     assert not failed.exists() and not list(tmp_path.glob(".f.bin*"))  # nothing appears, no temporary is left
+
+
+def test_estimate_refuses_a_file_that_would_not_fit(tmp_path, capsys, monkeypatch):
+    """Issue 10 item 8: a clear refusal naming the memory needed, before reading the file. Available memory is
+    FAKED low (a real shortage cannot be made safely in a test)."""
+    import qrng_cli.estimate as est
+    monkeypatch.setattr(est, "_available_memory", lambda: 256 << 20)
+    f = tmp_path / "big.bin"
+    with open(f, "wb") as fh:
+        fh.truncate(50_000_000)  # 50 MB of 8-bit samples, sparse on disk
+    assert qrng_cli.main(["estimate", str(f), "-b", "8"]) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert "need about" in err and "GiB for the assessment" in err and "0.2 GiB is available" in err
+
+
+def test_progress_keeps_coming_during_a_long_call(capsys, monkeypatch):
+    """Issue 10 item 8: a progress line at least every EVERY seconds, also while a C call holds the thread."""
+    import time
+
+    import qrng_cli.estimate as est
+    monkeypatch.setattr(est._Ticker, "EVERY", 0.2)
+    ticker = est._Ticker(quiet=False, expected=10.0)
+    ticker.progress("phase one")
+    time.sleep(1.1)  # like a C estimator that released the GIL
+    ticker.stop()
+    lines = [x for x in capsys.readouterr().err.splitlines() if "phase one" in x]
+    assert len(lines) >= 4

@@ -128,3 +128,16 @@ def test_gammaincc_against_integration(a, x):
     assert abs(gammaincc(a, x) - want) <= 1e-7 * max(want, 1e-6)
     if a == 1.0:
         assert abs(gammaincc(a, x) - math.exp(-x)) < 1e-12
+
+
+@pytest.mark.parametrize("make", [
+    lambda r: r.integers(0, 2, 20000, dtype=np.uint8), lambda r: r.integers(0, 256, 50000, dtype=np.uint8),
+    lambda r: np.zeros(5000, np.uint8), lambda r: np.tile(np.array([1, 2, 3], np.uint8), 3000),
+    lambda r: (r.random(60000) < 0.93).astype(np.uint8), lambda r: np.array([7], np.uint8),
+    lambda r: np.concatenate([r.integers(0, 4, 1000, dtype=np.uint8)] * 7),
+], ids=["bits", "bytes", "constant", "periodic", "skewed", "one", "repeated-block"])
+def test_lcp_interval_counts_equal_the_threshold_by_threshold_reference(make):
+    """The one-pass C counts of 6.3.5/6.3.6 (issue 10 item 8: memory) equal the per-threshold numpy reference."""
+    from qrng.estimate.nonid import _tuple_counts_reference, tuple_counts
+    s = make(np.random.default_rng(11))
+    assert tuple_counts(s) == _tuple_counts_reference(s)
