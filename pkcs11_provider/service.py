@@ -81,10 +81,12 @@ def validate() -> None:
 
     from qrng.config import load_config
     cfg = load_config()
-    modules = ["qrng.pipeline", "qrng.sources", "qrng.native", "cryptography.x509",
-               "cryptography.hazmat.primitives.hashes", "cryptography.hazmat.primitives.serialization",
+    modules = ["qrng.pipeline", "qrng.sources", "qrng.native",
                {"simulator": "qrng.sources.simulator", "file": "qrng.sources.file", "device": "qrng.sources.device",
                 "usb": "qrng.sources.usb"}[cfg.source.type]]
+    if cfg.attestation.certificate or os.environ.get("QRNG_ATTESTATION_CERT"):  # the certificate token object
+        modules += ["cryptography.x509", "cryptography.hazmat.primitives.hashes",
+                    "cryptography.hazmat.primitives.serialization"]
     if cfg.assessment.every_samples:
         modules.append("qrng.estimate.nonid")
     for name in modules:

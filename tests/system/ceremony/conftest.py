@@ -7,37 +7,29 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.unit.ceremony.conftest import PlanWorkspace, edit_yaml
+
 ROOT = Path(__file__).resolve().parents[3]
 SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 
 
 @dataclass
-class Workspace:
-    dir: Path
-    env: dict[str, str]
-    pin: str
+class Workspace(PlanWorkspace):
+    """The unit layer's workspace (scripts, policies, keys made from data) plus a SoftHSM2 token and the CLI."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    pin: str = ""
 
     def qrng(self, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "qrng_cli", *args], capture_output=True, text=True,
                               cwd=self.dir, env={**self.env, **(extra_env or {})}, timeout=300)
-
-    def script(self, name: str) -> Path:
-        return self.dir / "ceremonies" / name
-
-    def derive(self, source: str, target: str, change: Callable[[dict[str, Any]], None]) -> Path:
-        """A new file in ceremonies/ made from ``source`` as data: loaded, changed by ``change``, dumped."""
-        doc = yaml.safe_load(self.script(source).read_text())
-        change(doc)
-        self.script(target).write_text(yaml.safe_dump(doc, sort_keys=False))
-        return self.script(target)
 
     def witness_args(self) -> list[str]:
         return ["--witness", str(self.dir / "w" / "carol.key.pub"), "--witness", str(self.dir / "w" / "dave.key.pub")]
@@ -51,13 +43,6 @@ class Workspace:
                       if line.strip().startswith("label:"))
 
 
-def _edit(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    """Load a YAML document, change it as data, write it back (comments are not kept: these are test copies)."""
-    doc = yaml.safe_load(path.read_text())
-    change(doc)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-
-
 def make_workspace_files(d: Path, softhsm_conf: Path) -> None:
     """Copies of the example scripts and policies, pointed at this workspace's token, keys and attestation CA."""
     shutil.copytree(ROOT / "ceremonies", d / "ceremonies")
@@ -66,11 +51,11 @@ def make_workspace_files(d: Path, softhsm_conf: Path) -> None:
     def policy(doc: dict[str, Any]) -> None:
         doc.setdefault("attestation", {})["manufacturer_roots"] = ["../att/test-manufacturer-ca.pem"]
     for pol in (d / "policies").glob("*.yaml"):
-        _edit(pol, policy)
+        edit_yaml(pol, policy)
 
     def entropy(doc: dict[str, Any]) -> None:
         doc["attestation"] = {"certificate": "../att/device-SIM-0001.pem", "key": "../att/device-SIM-0001.key"}
-    _edit(d / "ceremonies" / "entropy-simulator.yaml", entropy)
+    edit_yaml(d / "ceremonies" / "entropy-simulator.yaml", entropy)
     witness_keys = {"witness.example/carol": "../w/carol.key", "witness.example/dave": "../w/dave.key"}
     base = {"module": SOFTHSM, "token_label": "qrng-test", "env": {"SOFTHSM2_CONF": str(softhsm_conf)},
             "pin": {"source": "file", "path": "../pins.env"}, "witness_keys": witness_keys}

@@ -27,13 +27,15 @@ class PlanWorkspace:
         return self.dir / "ceremonies" / name
 
     def derive(self, source: str, target: str, change: Callable[[dict[str, Any]], None]) -> Path:
+        """A new file in ceremonies/ made from ``source`` as data: loaded, changed by ``change``, dumped."""
         doc = yaml.safe_load(self.script(source).read_text())
         change(doc)
         self.script(target).write_text(yaml.safe_dump(doc, sort_keys=False))
         return self.script(target)
 
 
-def _edit(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+def edit_yaml(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Load a YAML document, change it as data, write it back."""
     doc = yaml.safe_load(path.read_text())
     change(doc)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -55,9 +57,9 @@ def ws(tmp_path: Path) -> PlanWorkspace:
     shutil.copytree(ROOT / "ceremonies", d / "ceremonies")
     shutil.copytree(ROOT / "policies", d / "policies")
     for pol in (d / "policies").glob("*.yaml"):
-        _edit(pol, lambda doc: doc.setdefault("attestation", {}).update(
+        edit_yaml(pol, lambda doc: doc.setdefault("attestation", {}).update(
             manufacturer_roots=["../att/test-manufacturer-ca.pem"]))
-    _edit(d / "ceremonies" / "entropy-simulator.yaml", lambda doc: doc.update(
+    edit_yaml(d / "ceremonies" / "entropy-simulator.yaml", lambda doc: doc.update(
         attestation={"certificate": "../att/device-SIM-0001.pem", "key": "../att/device-SIM-0001.key"}))
     witness_keys = {"witness.example/carol": "../w/carol.key", "witness.example/dave": "../w/dave.key"}
     base = {"module": str(d / "placeholder-module.so"), "token_label": "fake",
