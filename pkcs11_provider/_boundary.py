@@ -58,31 +58,9 @@ class _CallLog:
                           f"{ck.CKR_NAMES.get(rv, hex(rv))}{' ' + detail if detail else ''}\n")
 
 
-def isolate_openssl_config() -> None:
-    """Load cryptography's own OpenSSL without the host's configuration.
-
-    cryptography carries its own OpenSSL, which reads ``OPENSSL_CONF`` when its bindings are imported. In a host
-    configured to use this module through pkcs11-provider (``openssl rand`` with the README's configuration) that
-    would load pkcs11-provider and this module again from inside our own call. So, when this module started the
-    interpreter (a C host, where nothing else uses this cryptography), the bindings are imported with
-    ``OPENSSL_CONF`` pointing at an empty file, and the host's value is put back at once. The native CTR_DRBG uses
-    the host's libcrypto, which the host has initialised already."""
-    if "cryptography.hazmat.bindings._rust" in sys.modules:
-        return
-    saved = os.environ.get("OPENSSL_CONF")
-    os.environ["OPENSSL_CONF"] = os.devnull
-    try:
-        import cryptography.hazmat.bindings._rust  # noqa: F401 - loads (and configures) cryptography's OpenSSL
-    finally:
-        if saved is None:
-            del os.environ["OPENSSL_CONF"]
-        else:
-            os.environ["OPENSSL_CONF"] = saved
-
-
 def install(ffi: Any, lib: Any) -> None:  # noqa: C901 - one def_extern per exported function
-    if lib.qrng_started_python():
-        isolate_openssl_config()
+    import qrng._openssl
+    qrng._openssl.ISOLATE = bool(lib.qrng_started_python())  # cryptography, when needed, without OPENSSL_CONF
     log = _CallLog()
     state: dict[str, Token] = {}
     said: set[str] = set()

@@ -49,6 +49,8 @@ def certificates() -> list[bytes]:
         return []
     data = Path(path).read_bytes()
     if data.startswith(b"-----BEGIN"):  # the device certificate is the first of the chain
+        from qrng import _openssl
+        _openssl.prepare()
         from cryptography import x509
         from cryptography.hazmat.primitives.serialization import Encoding
         return [x509.load_pem_x509_certificates(data)[0].public_bytes(Encoding.DER)]
@@ -84,15 +86,18 @@ def validate() -> None:
     modules = ["qrng.pipeline", "qrng.sources", "qrng.native",
                {"simulator": "qrng.sources.simulator", "file": "qrng.sources.file", "device": "qrng.sources.device",
                 "usb": "qrng.sources.usb"}[cfg.source.type]]
-    if cfg.attestation.certificate or os.environ.get("QRNG_ATTESTATION_CERT"):  # the certificate token object
+    from qrng import native
+    if cfg.attestation.certificate or os.environ.get("QRNG_ATTESTATION_CERT") or not native.available():
+        # the certificate token object, or the DRBG's fallback backend: cryptography, without OPENSSL_CONF
+        from qrng import _openssl
+        _openssl.prepare()
         modules += ["cryptography.x509", "cryptography.hazmat.primitives.hashes",
-                    "cryptography.hazmat.primitives.serialization"]
+                    "cryptography.hazmat.primitives.serialization", "cryptography.hazmat.primitives.ciphers"]
     if cfg.assessment.every_samples:
         modules.append("qrng.estimate.nonid")
     for name in modules:
         importlib.import_module(name)
     if cfg.extractor.type == "toeplitz":
-        from qrng import native
         native.load()
 
 

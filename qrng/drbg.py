@@ -12,8 +12,6 @@ import hmac
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
 from . import native
 from .errors import EntropyError
 
@@ -55,6 +53,14 @@ class Drbg(Protocol):
 
 _ZERO_BLOCK = bytes(64 * 1024 + 64)
 _ZERO_VIEW = memoryview(_ZERO_BLOCK)
+
+
+def _aes_ctr(key: bytes, counter: int) -> Any:
+    """AES-CTR through ``cryptography`` (the fallback backend; imported only when used)."""
+    from . import _openssl
+    _openssl.prepare()
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    return Cipher(algorithms.AES(key), modes.CTR(counter.to_bytes(16, "big"))).encryptor()
 
 
 def _native_lib(required: bool) -> Any:
@@ -101,7 +107,7 @@ class CtrDrbg:
                 raise EntropyError("CTR_DRBG update failed in OpenSSL")
             return
         key, v = bytes(self._state[:32]), int.from_bytes(self._state[32:], "big")
-        enc = Cipher(algorithms.AES(key), modes.CTR(((v + 1) % (1 << 128)).to_bytes(16, "big"))).encryptor()
+        enc = _aes_ctr(key, (v + 1) % (1 << 128))
         self._state[:] = _xor(enc.update(_ZERO_VIEW[:48]), provided)
 
     def reseed(self, entropy_input: bytes, additional_input: bytes = b"") -> None:  # 10.2.1.4.1
@@ -152,7 +158,7 @@ class CtrDrbg:
                 self._update(add)
             nblocks = (n + 15) // 16
             key, v = bytes(self._state[:32]), int.from_bytes(self._state[32:], "big")
-            enc = Cipher(algorithms.AES(key), modes.CTR(((v + 1) % (1 << 128)).to_bytes(16, "big"))).encryptor()
+            enc = _aes_ctr(key, (v + 1) % (1 << 128))
             bulk = max(0, (n - 15) // 16 * 16)  # update_into needs 15 bytes of slack in the output
             if bulk:
                 enc.update_into(_ZERO_VIEW[:bulk], out)

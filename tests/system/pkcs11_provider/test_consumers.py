@@ -177,10 +177,19 @@ def test_openssl_rand(module, healthy, tmp_path):
     assert (tmp_path / "r.bin").stat().st_size == 100000 and served_by_module(healthy)
 
 
-def test_openssl_rand_loads_the_module_once_and_quietly(module, healthy, tmp_path):
+@pytest.mark.parametrize("attested", [False, True], ids=["plain", "with-attestation-certificate"])
+def test_openssl_rand_loads_the_module_once_and_quietly(module, healthy, tmp_path, attested, monkeypatch):
     """Regression (issue 10 item 11): with OPENSSL_CONF pointing at pkcs11-provider, the module's embedded Python
     imported cryptography, whose OpenSSL read OPENSSL_CONF and loaded this module again from inside our own
-    C_GetTokenInfo: a false device error on every openssl command and leaked sessions."""
+    C_GetTokenInfo: a false device error on every openssl command and leaked sessions. With an attestation
+    certificate the module does import cryptography (for the certificate object): still once and quietly."""
+    if attested:
+        from qrng.attestation import init_simulator
+        paths = init_simulator(tmp_path / "att")
+        cfg = tmp_path / "attested.yaml"
+        cfg.write_text(f"version: 1\nsource: {{type: simulator}}\nattestation: {{certificate: {paths['certificate']}, "
+                       f"key: {paths['key']}}}\n")
+        monkeypatch.setenv("QRNG_CONFIG", str(cfg))
     conf = openssl_conf(tmp_path, module)
     r = run("openssl", "rand", "-hex", "16", env={**os.environ, "OPENSSL_CONF": str(conf)})
     assert r.returncode == 0 and len(r.stdout.strip()) == 32, r.stderr.decode()
