@@ -101,12 +101,25 @@ int qrng_lag(const unsigned char *s, long n, int k, long *correct, long *max_run
     return 0;
 }
 
-/* A context dictionary: open addressing on (order, context); each entry keeps counts of next symbols. */
-typedef struct { unsigned char ctx[16]; unsigned char len; int nsym; int cap; unsigned char *sym; long *cnt; } Ent;
+/* A context dictionary: open addressing on (order, context); each entry keeps counts of next symbols. Up to two
+   (symbol, count) pairs live in the slot itself (high-order contexts rarely see more); more spill to one block
+   holding cap symbols and then cap 32-bit counts. Slots are 40 bytes, and a table of 1.25x the dictionary's
+   limit (rounded up to a power of two) holds it: MultiMMC over 10^7 8-bit samples needed 293 MB with 48-byte
+   slots, two heap arrays per context and twice the limit. */
+typedef struct {
+    unsigned char ctx[16];
+    unsigned char len;             /* 0: an empty slot */
+    unsigned short nsym, cap;      /* cap 0: the pairs are inline */
+    unsigned char isym[2];
+    unsigned int icnt[2];
+    void *spill;
+} Ent;
 typedef struct { Ent *e; long cap, used; } Dict;
 
-/* FNV-1a over the context from its newest symbol backwards, so a context one symbol longer extends the hash
-   of the shorter one (each order has its own table). */
+#define SPILL_CNT(p, cap) ((unsigned int *)((unsigned char *)(p) + (((size_t)(cap) + 3) & ~(size_t)3)))
+static __thread int t_oom;         /* a spill block could not be allocated: the predictor returns -1 */
+static __thread unsigned int t_sink;
+
 #define FNV0 1469598103934665603UL
 #define FNV_STEP(h, b) (((h) ^ (unsigned long)(b)) * 1099511628211UL)
 static unsigned long ctx_hash(const unsigned char *c, int len) {
@@ -116,15 +129,17 @@ static unsigned long ctx_hash(const unsigned char *c, int len) {
 }
 
 static int dict_init(Dict *d, long cap) {
-    d->cap = 1; while (d->cap < cap * 2) d->cap <<= 1;
+    d->cap = 1; while (d->cap < cap + cap / 4) d->cap <<= 1;
     d->used = 0;
     d->e = calloc((size_t)d->cap, sizeof(Ent));
     return d->e ? 0 : -1;
 }
 
 static void dict_free(Dict *d) {
-    for (long i = 0; i < d->cap; i++) { free(d->e[i].sym); free(d->e[i].cnt); }
+    if (!d->e) return;
+    for (long i = 0; i < d->cap; i++) if (d->e[i].cap) free(d->e[i].spill);
     free(d->e);
+    d->e = NULL;
 }
 
 static Ent *dict_find_h(Dict *d, const unsigned char *c, int len, unsigned long hash, int create) {
@@ -145,21 +160,34 @@ static Ent *dict_find(Dict *d, const unsigned char *c, int len, int create) {
     return dict_find_h(d, c, len, ctx_hash(c, len), create);
 }
 
-static long *ent_count(Ent *e, unsigned char y) {
-    for (int i = 0; i < e->nsym; i++) if (e->sym[i] == y) return &e->cnt[i];
-    if (e->nsym == e->cap) {
-        int nc = e->cap ? e->cap * 2 : 2;
-        e->sym = realloc(e->sym, (size_t)nc); e->cnt = realloc(e->cnt, (size_t)nc * sizeof(long)); e->cap = nc;
+static unsigned int *ent_count(Ent *e, unsigned char y) {
+    unsigned char *sym = e->cap ? (unsigned char *)e->spill : e->isym;
+    unsigned int *cnt = e->cap ? SPILL_CNT(e->spill, e->cap) : e->icnt;
+    for (int i = 0; i < e->nsym; i++) if (sym[i] == y) return &cnt[i];
+    int capacity = e->cap ? e->cap : 2;
+    if (e->nsym == capacity) {
+        int nc = capacity * 2 > 256 ? 256 : capacity * 2;
+        void *blk = malloc((((size_t)nc + 3) & ~(size_t)3) + (size_t)nc * sizeof(unsigned int));
+        if (!blk) { t_oom = 1; return &t_sink; }
+        memcpy(blk, sym, (size_t)e->nsym);
+        memcpy(SPILL_CNT(blk, nc), cnt, (size_t)e->nsym * sizeof(unsigned int));
+        if (e->cap) free(e->spill);
+        e->spill = blk;
+        e->cap = (unsigned short)nc;
+        sym = (unsigned char *)blk;
+        cnt = SPILL_CNT(blk, nc);
     }
-    e->sym[e->nsym] = y; e->cnt[e->nsym] = 0;
-    return &e->cnt[e->nsym++];
+    sym[e->nsym] = y; cnt[e->nsym] = 0;
+    return &cnt[e->nsym++];
 }
 
 /* the most frequent next symbol; ties to the larger symbol */
 static int ent_max(const Ent *e, long *count) {
+    const unsigned char *sym = e->cap ? (const unsigned char *)e->spill : e->isym;
+    const unsigned int *cnt = e->cap ? SPILL_CNT(e->spill, e->cap) : e->icnt;
     long best = 0; int y = -1;
     for (int i = 0; i < e->nsym; i++) {
-        if (e->cnt[i] > best || (e->cnt[i] == best && e->sym[i] > y)) { best = e->cnt[i]; y = e->sym[i]; }
+        if ((long)cnt[i] > best || ((long)cnt[i] == best && sym[i] > y)) { best = cnt[i]; y = sym[i]; }
     }
     *count = best;
     return y;
@@ -221,13 +249,15 @@ int qrng_multimmc(const unsigned char *s, long n, int k, long *correct, long *ma
     enum { D = 16 };
     const long MAXE = 100000;
     Dict M[D];
+    memset(M, 0, sizeof M);
+    t_oom = 0;
     long entries[D], score[D] = {0}, run = 0;
     int winner = 0;
     (void)k;
     *correct = 0; *max_run = 0;
     if (n < 3) return -1;
     for (int d = 0; d < D; d++) {
-        if (dict_init(&M[d], MAXE)) return -1;
+        if (dict_init(&M[d], MAXE)) { for (int j = 0; j < D; j++) dict_free(&M[j]); return -1; }
         if (d < n - 2) { Ent *e = dict_find(&M[d], s, d + 1, 1); (*ent_count(e, s[d + 1]))++; }
         entries[d] = 1;
     }
@@ -256,7 +286,7 @@ int qrng_multimmc(const unsigned char *s, long n, int k, long *correct, long *ma
         }
     }
     for (int d = 0; d < D; d++) dict_free(&M[d]);
-    return 0;
+    return t_oom ? -1 : 0;
 }
 
 /* Binary LZ78Y: tables as for MultiMMC, with the dictionary's global limit of 65,536 entries kept. */
@@ -310,12 +340,14 @@ int qrng_lz78y(const unsigned char *s, long n, int k, long *correct, long *max_r
     enum { B = 16 };
     const long MAXD = 65536;
     Dict D[B];
+    memset(D, 0, sizeof D);
+    t_oom = 0;
     long size = 0, run = 0;
     (void)k;
     *correct = 0; *max_run = 0;
     if (n < B + 2) return -1;
     for (int j = 0; j < B; j++) {
-        if (dict_init(&D[j], MAXD)) return -1;
+        if (dict_init(&D[j], MAXD)) { for (int i = 0; i < B; i++) dict_free(&D[i]); return -1; }
         Ent *e = dict_find(&D[j], s + B - j - 1, j + 1, 1);
         (*ent_count(e, s[B]))++;
         size++;
@@ -342,6 +374,6 @@ int qrng_lz78y(const unsigned char *s, long n, int k, long *correct, long *max_r
         RUN(pred >= 0 && pred == s[i]);
     }
     for (int j = 0; j < B; j++) dict_free(&D[j]);
-    return 0;
+    return t_oom ? -1 : 0;
 }
 

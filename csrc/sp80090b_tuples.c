@@ -6,6 +6,7 @@
 #include <divsufsort.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "sp80090b_tuples.h"
 
@@ -81,4 +82,135 @@ long qrng_lcp_tuple_counts(const int32_t *lcp, long m, long vmax, long *q, long 
     pairs[0] = 0;
     free(st); free(best); free(diff);
     return v;
+}
+
+/* --- bit strings without a suffix array -------------------------------------------------------------------
+   For t <= PB the counts come from histograms of t-bit windows. Above that, every suffix is keyed by its first
+   64 bits (zero-padded past the end, with its length), suffixes are processed in 2^PB passes by their first PB
+   bits, each pass sorted by (key, length) with an LSD radix sort, and adjacent LCPs min(clz(xor), lengths) feed
+   the same interval pass as above, clipped to t > PB (a group at such t lies within one bucket). Memory is about
+   14 bytes per suffix of one pass (n / 2^PB) instead of 8 bytes per bit. When two suffixes share 64 bits (a
+   repeat of 64 bits or more), the key cannot order them: the function returns -2 and the caller uses the suffix
+   array instead. Zero padding orders a short suffix before the longer ones it is a prefix of, as '$' does. */
+#define PB 4
+
+static void intervals(const int32_t *lcp, long m, long lo_t, long *best, long *diff, long vmax) {
+    long cap = 256, top = 0;
+    Frame *st = malloc((size_t)cap * sizeof *st);
+    if (!st) return;
+    st[top++] = (Frame){0, 0};
+    for (long i = 0; i <= m; i++) {
+        int32_t cur = i < m ? lcp[i] : 0;
+        long start = i;
+        while (st[top - 1].value > cur) {
+            Frame f = st[--top];
+            long size = i - f.start + 1;
+            long parent = st[top - 1].value > cur ? st[top - 1].value : cur;
+            if (parent < lo_t) parent = lo_t;
+            if (f.value > parent && f.value <= vmax) {
+                if (size > best[f.value]) best[f.value] = size;
+                long c2 = size * (size - 1) / 2;
+                diff[parent + 1] += c2;
+                diff[f.value + 1] -= c2;
+            }
+            start = f.start;
+        }
+        if (st[top - 1].value < cur) {
+            if (top == cap) { Frame *more = realloc(st, (size_t)(cap *= 2) * sizeof *st); if (!more) break; st = more; }
+            st[top++] = (Frame){cur, start};
+        }
+    }
+    free(st);
+}
+
+static void radix_sort(uint64_t *key, uint8_t *len, uint64_t *tk, uint8_t *tl, long m) {
+    long cnt[256];
+    /* least significant first: the length (ties), then the key's bytes from the lowest */
+    for (int pass = -1; pass < 8; pass++) {
+        memset(cnt, 0, sizeof cnt);
+        for (long i = 0; i < m; i++) cnt[pass < 0 ? len[i] : (key[i] >> (8 * pass)) & 255]++;
+        long sum = 0;
+        for (int b = 0; b < 256; b++) { long c = cnt[b]; cnt[b] = sum; sum += c; }
+        for (long i = 0; i < m; i++) {
+            long d = cnt[pass < 0 ? len[i] : (key[i] >> (8 * pass)) & 255]++;
+            tk[d] = key[i];
+            tl[d] = len[i];
+        }
+        memcpy(key, tk, (size_t)m * sizeof *key);
+        memcpy(len, tl, (size_t)m);
+    }
+}
+
+long qrng_bit_tuple_counts(const unsigned char *bits, long n, long *q, long *pairs) {
+    const long vmax = 64;
+    long v = 0;
+    long *best = calloc(vmax + 2, sizeof *best), *diff = calloc(vmax + 3, sizeof *diff);
+    if (!best || !diff) { free(best); free(diff); return -1; }
+    /* t <= PB: histograms of t-bit windows */
+    for (int t = 1; t <= PB; t++) {
+        long c[1 << PB] = {0}, mx = 0, pr = 0;
+        unsigned w = 0;
+        for (long i = 0; i < n; i++) {
+            w = ((w << 1) | bits[i]) & ((1u << t) - 1);
+            if (i >= t - 1) c[w]++;
+        }
+        for (int x = 0; x < (1 << t); x++) { if (c[x] > mx) mx = c[x]; pr += c[x] * (c[x] - 1) / 2; }
+        q[t] = mx > 0 ? mx : 1;
+        pairs[t] = pr;
+        if (mx >= 2) v = t;
+    }
+    /* t > PB: 2^PB passes over the suffixes of length >= PB, by their first PB bits */
+    long per = n / (1 << PB) + 1024, capm = per;
+    uint64_t *key = malloc((size_t)capm * 8), *tk = malloc((size_t)capm * 8);
+    uint8_t *len = malloc((size_t)capm), *tl = malloc((size_t)capm);
+    int32_t *lcp = malloc((size_t)capm * 4);
+    long rc = 0;
+    if (!key || !tk || !len || !tl || !lcp) rc = -1;
+    for (int b = 0; b < (1 << PB) && rc == 0; b++) {
+        long m = 0;
+        uint64_t w = 0;
+        for (long i = 0; i < 64; i++) w = (w << 1) | (i < n ? bits[i] : 0);
+        for (long i = 0; i + PB <= n; i++) {
+            if ((long)(w >> (64 - PB)) == b) {
+                if (m == capm) {                               /* a skewed string: grow this pass's arrays */
+                    capm *= 2;
+                    uint64_t *k2 = realloc(key, (size_t)capm * 8), *t2 = realloc(tk, (size_t)capm * 8);
+                    uint8_t *l2 = realloc(len, (size_t)capm), *u2 = realloc(tl, (size_t)capm);
+                    int32_t *c2 = realloc(lcp, (size_t)capm * 4);
+                    if (k2) key = k2;
+                    if (t2) tk = t2;
+                    if (l2) len = l2;
+                    if (u2) tl = u2;
+                    if (c2) lcp = c2;
+                    if (!k2 || !t2 || !l2 || !u2 || !c2) { rc = -1; break; }
+                }
+                key[m] = w;
+                len[m] = (uint8_t)(n - i < 64 ? n - i : 64);
+                m++;
+            }
+            w = (w << 1) | (i + 64 < n ? bits[i + 64] : 0);
+        }
+        if (rc) break;
+        radix_sort(key, len, tk, tl, m);
+        for (long i = 0; i + 1 < m; i++) {
+            uint64_t x = key[i] ^ key[i + 1];
+            long l = x ? __builtin_clzll(x) : 64;
+            if (len[i] < l) l = len[i];
+            if (len[i + 1] < l) l = len[i + 1];
+            if (l >= 64) { rc = -2; break; }
+            lcp[i] = (int32_t)l;
+            if (l > v) v = l;
+        }
+        if (rc) break;
+        intervals(lcp, m > 0 ? m - 1 : 0, PB, best, diff, vmax);
+    }
+    if (rc == 0) {
+        long run = 1, acc = 0;
+        for (long t = vmax + 1; t > PB; t--) { if (t <= vmax && best[t] > run) run = best[t]; q[t] = run; }
+        for (long t = PB + 1; t <= vmax + 1; t++) { acc += diff[t]; pairs[t] = acc; }
+        q[0] = pairs[0] = 0;
+        rc = v;
+    }
+    free(key); free(tk); free(len); free(tl); free(lcp); free(best); free(diff);
+    return rc;
 }

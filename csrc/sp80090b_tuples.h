@@ -11,4 +11,7 @@ long qrng_lcp_tuple_counts(const int32_t *lcp, long m, long vmax, long *q, long 
    array (libdivsufsort) is built in out and overwritten by the LCP array in place (the PLCP/Phi method), so the
    peak is s plus 8 bytes per symbol. Returns the largest entry, or -1 when n > 2^31 - 1 or memory runs out. */
 long qrng_lcp_array(const unsigned char *s, long n, int32_t *out);
+/* The same counts for a bit string (symbols 0/1) without a suffix array, for t = 1 .. 65 (q and pairs hold 66
+   entries). Returns v, -2 when a repeat reaches 64 bits (use the suffix array), or -1 when memory runs out. */
+long qrng_bit_tuple_counts(const unsigned char *bits, long n, long *q, long *pairs);
 #endif

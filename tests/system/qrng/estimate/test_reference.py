@@ -141,3 +141,18 @@ def test_lcp_interval_counts_equal_the_threshold_by_threshold_reference(make):
     from qrng.estimate.nonid import _tuple_counts_reference, tuple_counts
     s = make(np.random.default_rng(11))
     assert tuple_counts(s) == _tuple_counts_reference(s)
+
+
+@pytest.mark.parametrize("make", [
+    lambda r: r.integers(0, 2, 200000, dtype=np.uint8), lambda r: (r.random(300000) < 0.6).astype(np.uint8),
+    lambda r: (r.random(100000) < 0.9).astype(np.uint8), lambda r: np.zeros(5000, np.uint8),
+    lambda r: np.tile(np.array([1, 0, 0, 1, 1], np.uint8), 3000), lambda r: r.integers(0, 2, 70, dtype=np.uint8),
+    lambda r: r.integers(0, 2, 10, dtype=np.uint8), lambda r: np.array([1], np.uint8),
+    lambda r: np.unpackbits(np.clip(np.rint(128 + 6 * r.standard_normal(50000)), 0, 255).astype(np.uint8)),
+], ids=["random", "p0.6", "p0.9", "zeros", "periodic", "short70", "short10", "one", "gauss-bits"])
+def test_bit_string_counts_without_a_suffix_array_equal_the_reference(make):
+    """The bucketed 64-bit-window counts of a bit string (issue 10 item 8: memory) equal the reference, including
+    the strings where a repeat reaches 64 bits and the suffix array is used instead."""
+    from qrng.estimate.nonid import _tuple_counts_reference, bit_tuple_counts
+    s = make(np.random.default_rng(13))
+    assert bit_tuple_counts(s) == _tuple_counts_reference(s)
