@@ -41,12 +41,12 @@ long qrng_lcp_array(const unsigned char *s, long n, int32_t *out) {
 
 typedef struct { int32_t value; long start; } Frame;
 
-long qrng_lcp_tuple_counts(const int32_t *lcp, long m, long vmax, long *q, long *pairs) {
+/* The bottom-up traversal: every interval of value l above lo_t with enclosing value p (raised to lo_t) counts
+   for t in (p, l]. Returns the largest interval value seen, or -1 (out of memory, or a value above vmax). */
+static long intervals(const int32_t *lcp, long m, long lo_t, long vmax, long *best, long *diff) {
     long cap = 1024, top = 0, v = 0;
     Frame *st = malloc((size_t)cap * sizeof *st);
-    long *best = calloc((size_t)vmax + 2, sizeof *best);      /* largest interval of each value */
-    long *diff = calloc((size_t)vmax + 3, sizeof *diff);      /* pairs as a difference array over t */
-    if (!st || !best || !diff) { free(st); free(best); free(diff); return -1; }
+    if (!st) return -1;
     st[top++] = (Frame){0, 0};
     for (long i = 0; i <= m; i++) {
         int32_t cur = i < m ? lcp[i] : 0;
@@ -54,33 +54,49 @@ long qrng_lcp_tuple_counts(const int32_t *lcp, long m, long vmax, long *q, long 
         while (st[top - 1].value > cur) {
             Frame f = st[--top];
             long size = i - f.start + 1;                       /* lcp entries f.start .. i-1: one more suffix */
-            int32_t parent = st[top - 1].value > cur ? st[top - 1].value : cur;
-            if (f.value > vmax) { free(st); free(best); free(diff); return -1; }
+            long parent = st[top - 1].value > cur ? st[top - 1].value : cur;
+            if (f.value > vmax) { free(st); return -1; }
             if (f.value > v) v = f.value;
-            if (size > best[f.value]) best[f.value] = size;
-            long c2 = size * (size - 1) / 2;
-            diff[parent + 1] += c2;
-            diff[f.value + 1] -= c2;
+            if (parent < lo_t) parent = lo_t;
+            if (f.value > parent) {
+                if (size > best[f.value]) best[f.value] = size;
+                long c2 = size * (size - 1) / 2;
+                diff[parent + 1] += c2;
+                diff[f.value + 1] -= c2;
+            }
             start = f.start;
         }
         if (st[top - 1].value < cur) {
             if (top == cap) {
                 Frame *more = realloc(st, (size_t)(cap *= 2) * sizeof *st);
-                if (!more) { free(st); free(best); free(diff); return -1; }
+                if (!more) { free(st); return -1; }
                 st = more;
             }
             st[top++] = (Frame){cur, start};
         }
     }
+    free(st);
+    return v;
+}
+
+/* q[t] = the largest interval of value >= t (at least 1), pairs[t] = the prefix sum of diff, for lo_t < t <= vmax+1 */
+static void finish(const long *best, const long *diff, long lo_t, long vmax, long *q, long *pairs) {
     long run = 1, acc = 0;
-    for (long t = vmax + 1; t >= 1; t--) {                    /* q[t] = max(best[t..]), at least 1 */
+    for (long t = vmax + 1; t > lo_t; t--) {
         if (t <= vmax && best[t] > run) run = best[t];
         q[t] = run;
     }
-    for (long t = 1; t <= vmax + 1; t++) { acc += diff[t]; pairs[t] = acc; }
+    for (long t = lo_t + 1; t <= vmax + 1; t++) { acc += diff[t]; pairs[t] = acc; }
     q[0] = 0;
     pairs[0] = 0;
-    free(st); free(best); free(diff);
+}
+
+long qrng_lcp_tuple_counts(const int32_t *lcp, long m, long vmax, long *q, long *pairs) {
+    long *best = calloc((size_t)vmax + 2, sizeof *best);      /* largest interval of each value */
+    long *diff = calloc((size_t)vmax + 3, sizeof *diff);      /* pairs as a difference array over t */
+    long v = best && diff ? intervals(lcp, m, 0, vmax, best, diff) : -1;
+    if (v >= 0) finish(best, diff, 0, vmax, q, pairs);
+    free(best); free(diff);
     return v;
 }
 
@@ -93,35 +109,6 @@ long qrng_lcp_tuple_counts(const int32_t *lcp, long m, long vmax, long *q, long 
    repeat of 64 bits or more), the key cannot order them: the function returns -2 and the caller uses the suffix
    array instead. Zero padding orders a short suffix before the longer ones it is a prefix of, as '$' does. */
 #define PB 4
-
-static void intervals(const int32_t *lcp, long m, long lo_t, long *best, long *diff, long vmax) {
-    long cap = 256, top = 0;
-    Frame *st = malloc((size_t)cap * sizeof *st);
-    if (!st) return;
-    st[top++] = (Frame){0, 0};
-    for (long i = 0; i <= m; i++) {
-        int32_t cur = i < m ? lcp[i] : 0;
-        long start = i;
-        while (st[top - 1].value > cur) {
-            Frame f = st[--top];
-            long size = i - f.start + 1;
-            long parent = st[top - 1].value > cur ? st[top - 1].value : cur;
-            if (parent < lo_t) parent = lo_t;
-            if (f.value > parent && f.value <= vmax) {
-                if (size > best[f.value]) best[f.value] = size;
-                long c2 = size * (size - 1) / 2;
-                diff[parent + 1] += c2;
-                diff[f.value + 1] -= c2;
-            }
-            start = f.start;
-        }
-        if (st[top - 1].value < cur) {
-            if (top == cap) { Frame *more = realloc(st, (size_t)(cap *= 2) * sizeof *st); if (!more) break; st = more; }
-            st[top++] = (Frame){cur, start};
-        }
-    }
-    free(st);
-}
 
 static void radix_sort(uint64_t *key, uint8_t *len, uint64_t *tk, uint8_t *tl, long m) {
     long cnt[256];
@@ -202,13 +189,10 @@ long qrng_bit_tuple_counts(const unsigned char *bits, long n, long *q, long *pai
             if (l > v) v = l;
         }
         if (rc) break;
-        intervals(lcp, m > 0 ? m - 1 : 0, PB, best, diff, vmax);
+        if (intervals(lcp, m > 0 ? m - 1 : 0, PB, vmax, best, diff) < 0) rc = -1;
     }
     if (rc == 0) {
-        long run = 1, acc = 0;
-        for (long t = vmax + 1; t > PB; t--) { if (t <= vmax && best[t] > run) run = best[t]; q[t] = run; }
-        for (long t = PB + 1; t <= vmax + 1; t++) { acc += diff[t]; pairs[t] = acc; }
-        q[0] = pairs[0] = 0;
+        finish(best, diff, PB, vmax, q, pairs);             /* t > PB; t <= PB came from the histograms */
         rc = v;
     }
     free(key); free(tk); free(len); free(tl); free(lcp); free(best); free(diff);
