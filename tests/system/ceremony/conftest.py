@@ -4,17 +4,14 @@ keys, log keys, and copies of the example scripts pointing at them."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from tests.unit.ceremony.conftest import PlanWorkspace, edit_yaml
+from tests.unit.ceremony.conftest import PlanWorkspace, write_workspace_files
 
 ROOT = Path(__file__).resolve().parents[3]
 SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
@@ -43,29 +40,6 @@ class Workspace(PlanWorkspace):
                       if line.strip().startswith("label:"))
 
 
-def make_workspace_files(d: Path, softhsm_conf: Path) -> None:
-    """Copies of the example scripts and policies, pointed at this workspace's token, keys and attestation CA."""
-    shutil.copytree(ROOT / "ceremonies", d / "ceremonies")
-    shutil.copytree(ROOT / "policies", d / "policies")
-
-    def policy(doc: dict[str, Any]) -> None:
-        doc.setdefault("attestation", {})["manufacturer_roots"] = ["../att/test-manufacturer-ca.pem"]
-    for pol in (d / "policies").glob("*.yaml"):
-        edit_yaml(pol, policy)
-
-    def entropy(doc: dict[str, Any]) -> None:
-        doc["attestation"] = {"certificate": "../att/device-SIM-0001.pem", "key": "../att/device-SIM-0001.key"}
-    edit_yaml(d / "ceremonies" / "entropy-simulator.yaml", entropy)
-    witness_keys = {"witness.example/carol": "../w/carol.key", "witness.example/dave": "../w/dave.key"}
-    base = {"module": SOFTHSM, "token_label": "qrng-test", "env": {"SOFTHSM2_CONF": str(softhsm_conf)},
-            "pin": {"source": "file", "path": "../pins.env"}, "witness_keys": witness_keys}
-    profiles = {"rehearsal": {**base, "log_key": {"hsm_label": "audit-log-key"}},
-                "filekey": {**base, "log_key": {"file": "../log.key"}},
-                "rehearsal-bootstrap": {**base, "log_key": {"file": "../log.key"}}}
-    (d / "ceremonies" / "profiles.yaml").write_text(yaml.safe_dump({"version": 1, "profiles": profiles},
-                                                                    sort_keys=False))
-
-
 @pytest.fixture()
 def ws(tmp_path: Path) -> Workspace:
     d = tmp_path
@@ -87,5 +61,5 @@ def ws(tmp_path: Path) -> Workspace:
         subprocess.run([*q, "audit", "keygen", f"witness.example/{w}", "--witness", "--out", str(d / "w" / f"{w}.key")],
                        check=True, capture_output=True)
     subprocess.run([*q, "audit", "keygen", "bootstrap", "--out", str(d / "log.key")], check=True, capture_output=True)
-    make_workspace_files(d, conf)
+    write_workspace_files(d, SOFTHSM, "qrng-test", {"SOFTHSM2_CONF": str(conf)})
     return Workspace(d, env, pin)

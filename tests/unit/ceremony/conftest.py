@@ -41,6 +41,28 @@ def edit_yaml(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
+def write_workspace_files(d: Path, module: str, token_label: str, env: dict[str, str] | None = None) -> None:
+    """Copies of the example scripts and policies under ``d``, changed as data to point at this workspace's
+    attestation CA (``d/att``), witness keys (``d/w``), log key and PIN file; three profiles on ``module``."""
+    shutil.copytree(ROOT / "ceremonies", d / "ceremonies")
+    shutil.copytree(ROOT / "policies", d / "policies")
+    for pol in (d / "policies").glob("*.yaml"):
+        edit_yaml(pol, lambda doc: doc.setdefault("attestation", {}).update(
+            manufacturer_roots=["../att/test-manufacturer-ca.pem"]))
+    edit_yaml(d / "ceremonies" / "entropy-simulator.yaml", lambda doc: doc.update(
+        attestation={"certificate": "../att/device-SIM-0001.pem", "key": "../att/device-SIM-0001.key"}))
+    witness_keys = {"witness.example/carol": "../w/carol.key", "witness.example/dave": "../w/dave.key"}
+    base: dict[str, Any] = {"module": module, "token_label": token_label,
+                            "pin": {"source": "file", "path": "../pins.env"}, "witness_keys": witness_keys}
+    if env:
+        base["env"] = env
+    profiles = {"rehearsal": {**base, "log_key": {"hsm_label": "audit-log-key"}},
+                "filekey": {**base, "log_key": {"file": "../log.key"}},
+                "rehearsal-bootstrap": {**base, "log_key": {"file": "../log.key"}}}
+    (d / "ceremonies" / "profiles.yaml").write_text(yaml.safe_dump({"version": 1, "profiles": profiles},
+                                                                    sort_keys=False))
+
+
 @pytest.fixture()
 def ws(tmp_path: Path) -> PlanWorkspace:
     d = tmp_path
@@ -54,19 +76,5 @@ def ws(tmp_path: Path) -> PlanWorkspace:
     (d / "log.key").write_text(priv + "\n")
     (d / "pins.env").write_text("QRNG_HSM_USER_PIN=0000\n")
     (d / "placeholder-module.so").write_bytes(b"")  # a placeholder path, never loaded
-    shutil.copytree(ROOT / "ceremonies", d / "ceremonies")
-    shutil.copytree(ROOT / "policies", d / "policies")
-    for pol in (d / "policies").glob("*.yaml"):
-        edit_yaml(pol, lambda doc: doc.setdefault("attestation", {}).update(
-            manufacturer_roots=["../att/test-manufacturer-ca.pem"]))
-    edit_yaml(d / "ceremonies" / "entropy-simulator.yaml", lambda doc: doc.update(
-        attestation={"certificate": "../att/device-SIM-0001.pem", "key": "../att/device-SIM-0001.key"}))
-    witness_keys = {"witness.example/carol": "../w/carol.key", "witness.example/dave": "../w/dave.key"}
-    base = {"module": str(d / "placeholder-module.so"), "token_label": "fake",
-            "pin": {"source": "file", "path": "../pins.env"}, "witness_keys": witness_keys}
-    profiles = {"rehearsal": {**base, "log_key": {"hsm_label": "audit-log-key"}},
-                "filekey": {**base, "log_key": {"file": "../log.key"}},
-                "rehearsal-bootstrap": {**base, "log_key": {"file": "../log.key"}}}
-    (d / "ceremonies" / "profiles.yaml").write_text(yaml.safe_dump({"version": 1, "profiles": profiles},
-                                                                    sort_keys=False))
+    write_workspace_files(d, str(d / "placeholder-module.so"), "fake")
     return PlanWorkspace(d)
