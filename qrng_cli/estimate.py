@@ -90,7 +90,11 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
     from qrng.estimate.nonid import assess_non_iid
     from qrng.estimate.resources import memory_needed, seconds_expected
-    n = os.stat(args.file).st_size * (8 if args.packed else 1)
+    import stat
+    st = os.stat(args.file)
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{args.file}: not a regular file; copy the samples into a file first")
+    n = st.st_size * (8 if args.packed else 1)
     need, avail = memory_needed(n, args.bits_per_symbol), _available_memory()
     if avail is not None and need > avail and not args.iid:
         raise MemoryError(f"{args.file}: {n:,} samples of {args.bits_per_symbol} bit(s) need about "

@@ -67,4 +67,11 @@ if __name__ == "__main__":
     ap.add_argument("--slot", type=int, help="the slot to initialise (default: the first uninitialised token)")
     ap.add_argument("--factory-so-pin", help="the token's documented factory SO PIN, used once and changed")
     a = ap.parse_args()
-    sys.exit(main(a.module, a.label, a.pins_file, a.slot, a.factory_so_pin))
+    try:
+        sys.exit(main(a.module, a.label, a.pins_file, a.slot, a.factory_so_pin))
+    except OSError as exc:
+        sys.exit(f"init_token: {exc.filename or a.pins_file}: {exc.strerror}")
+    except KeyError as exc:
+        sys.exit(f"init_token: {a.pins_file}: no {exc.args[0]}= line")
+    except PyKCS11.PyKCS11Error as exc:  # the token's answer, never a PIN
+        sys.exit(f"init_token: {a.module}: {exc}")

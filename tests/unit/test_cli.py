@@ -152,3 +152,11 @@ def test_progress_keeps_coming_during_a_long_call(capsys, monkeypatch):
     ticker.stop()
     lines = [x for x in capsys.readouterr().err.splitlines() if "phase one" in x]
     assert len(lines) >= 4
+
+
+@pytest.mark.parametrize("path, phrase", [("/dev/zero", "not a regular file"), ("/tmp", "not a regular file"),
+                                          ("/nonexistent-qrng.bin", "No such file")])
+def test_estimate_names_a_path_that_is_not_a_sample_file(capsys, path, phrase):
+    assert qrng_cli.main(["estimate", path, "-b", "8"]) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert path in err and phrase in err and "Traceback" not in err

@@ -8,6 +8,7 @@
 # there next time), with its own pkcsslotd. The shipped /etc/opencryptoki/opencryptoki.conf already names the
 # software token (slot 3, libpkcs11_sw.so). Needs root (unshare) and Debian's opencryptoki.
 set -euo pipefail
+if [ $# -lt 2 ]; then echo "usage: ock_private.sh STATE_DIR COMMAND [ARG...]" >&2; exit 2; fi
 state=$(readlink -f "$1"); shift
 mkdir -p "$state/lib" "$state/run"
 if [ ! -d "$state/lib/swtok" ]; then            # the package's empty skeleton, with its group and modes
