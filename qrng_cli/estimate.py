@@ -87,10 +87,10 @@ class _Ticker:
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     import os
+    import stat
 
     from qrng.estimate.nonid import assess_non_iid
     from qrng.estimate.resources import memory_needed, seconds_expected
-    import stat
     st = os.stat(args.file)
     if not stat.S_ISREG(st.st_mode):
         raise ValueError(f"{args.file}: not a regular file; copy the samples into a file first")
