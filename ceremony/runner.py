@@ -29,7 +29,6 @@ from qrng.errors import EntropyError, ResourceBusy
 from qrng.lockfile import hold
 from qrng.pipeline import Pipeline
 
-from . import transcript
 from .errors import CeremonyError, Refused, StepFailed
 from .hsmapi import HsmApi
 from .outputs import OutputWriter
@@ -71,7 +70,8 @@ class Ceremony:
     pipeline: Pipeline
     log: AuditLog
 
-    def __init__(self, plan: Plan, hsm: HsmApi, progress: Progress | None = None) -> None:
+    def __init__(self, plan: Plan, hsm: HsmApi, progress: Progress | None = None,
+                 papers: tuple[str, ...] = ()) -> None:
         self.plan = plan
         self.script = plan.script
         self.hsm = hsm
@@ -83,6 +83,7 @@ class Ceremony:
         self.origin = log_origin(self.script.ceremony)
         self.signer = self._log_signer()
         self._unconfirmed: dict[str, Any] = {}
+        self.papers = papers  # transcript formats written after each run (".html", ".pdf")
 
     def progress(self, msg: str) -> None:
         self._progress(msg)
@@ -188,11 +189,12 @@ class Ceremony:
     def _run_locked(self) -> RunResult:
         if (self.out / "audit.log").exists() and self._sealed() and self._complete():
             self.progress("ceremony already completed; nothing to do (verify it with qrng ceremony verify)")
+            self._write_papers(only_missing=True)
             return RunResult(self.out, self.out / "audit.log", str(self.signer.verifier),
                              steps_skipped=[s.id for s in self.script.steps],
                              tree_size=len(parse_log((self.out / "audit.log").read_bytes()).entries))
         state = self._load_state()
-        completed, started, carried, markers = state.completed, state.started, state.carried, set(state.markers)
+        completed, started, carried = state.completed, state.started, state.carried
         fresh = state.fresh
         for step in self.script.steps:  # before the log or any step acts
             check = REGISTRY[step.type].preflight
@@ -231,27 +233,30 @@ class Ceremony:
                     if kind.on_resume is not None:
                         kind.on_resume(self, step)
                     continue
-                if kind.seals and "transcript.written" not in markers:
-                    self._write_transcript()
-                    markers.add("transcript.written")
                 self._run_step(step, started.get(step.id), carried.get(step.id))
                 result.steps_run.append(step.id)
-            if "transcript.written" not in markers:
-                self._write_transcript()
             self.log.checkpoint()
             result.tree_size = self.log.size
-            return result
+        except StepFailed:
+            self.log.close()
+            try:  # the transcript of a failed run says where it stopped; it never hides the failure
+                self._write_papers()
+            except Exception as exc:  # noqa: BLE001 - reported, then the step's failure is raised
+                self.progress(f"transcript not written: {exc}")
+            raise
         finally:
             if opened:
                 self.pipeline.close()
             self.log.close()
+        self._write_papers()
+        return result
 
     def _complete(self) -> bool:
-        """Every step completed and the transcript written, as far as the log's signed part says."""
+        """Every step completed, as far as the log's signed part says."""
         view = parse_log((self.out / "audit.log").read_bytes())
         signed = view.entries[:view.checkpoints[-1].position] if view.checkpoints else []
         state = resume_state(list(signed), self._script_digest(), str(self.script.path))
-        return all(s.id in state.completed for s in self.script.steps) and "transcript.written" in state.markers
+        return all(s.id in state.completed for s in self.script.steps)
 
     def _sealed(self) -> bool:
         """The last checkpoint covers every entry and, if witnesses sign off, carries their quorum."""
@@ -294,21 +299,40 @@ class Ceremony:
         _kill_hook(step.id, "checkpointed")
         self.progress(f"[{step.id}] done" + (f": {', '.join(outputs)}" if outputs else ""))
 
-    def _write_transcript(self) -> None:
-        self.log.checkpoint()
-        view = parse_log((self.out / "audit.log").read_bytes())
-        entries = [json.loads(x) for x in view.entries]
-        meta = {"ceremony": self.script.ceremony, "policy": self.plan.policy.name, "profile": self.plan.profile.name,
-                "module": self.plan.profile.module, "token": self.plan.profile.token_label,
-                "source": self.plan.source_label, "origin": self.origin, "log_key": str(self.signer.verifier),
-                "simulator": "SIMULATOR" in self.plan.source_label}
-        md = transcript.render_markdown(meta, entries, view.checkpoints[-1].note, list(self.script.witnesses))
-        outs = {"transcript.md": self.stage("transcript", "transcript.md", md.encode()),
-                "transcript.html": self.stage("transcript", "transcript.html",
-                                              transcript.render_html(md, self.script.ceremony).encode())}
-        self.event("transcript", "transcript.written", {"outputs": outs}, files=outs)
-        self.place("transcript", outs)
-        self.log.checkpoint()
+    def _write_papers(self, only_missing: bool = False) -> None:
+        """The transcript, rendered from the log after verifying it (ceremony.papers): every value on paper comes
+        from the verified log, and the cover shows the final checkpoint with the witnesses' cosignatures. A
+        rendering, not a record: it is replaced after each run (the log is the record), atomically."""
+        from qrng.atomic import atomic_write
+        from qrng.audit.note import ALG_COSIGNATURE_V1
+
+        from .papers.record import transcript
+        from .papers.render import PaperError, render
+        targets = [self.out / f"transcript{suffix}" for suffix in self.papers]
+        if only_missing:
+            targets = [t for t in targets if not t.exists()]
+        if not targets:
+            return
+        data = (self.out / "audit.log").read_bytes()
+        keys = self.plan.profile.witness_keys
+        witnesses = [load_ed25519_signer(Path(keys[w]).read_text(), ALG_COSIGNATURE_V1).verifier
+                     for w in self.script.witnesses if w in keys]
+        doc = transcript(data, verify_log(data, [self.signer.verifier], witnesses, 0, origin=self.origin))
+        for path in targets:
+            try:
+                atomic_write(path, render(doc, path.suffix, _version()), overwrite=True)
+            except PaperError as exc:
+                self.progress(f"{path.name} not written: {exc}")
+                continue
+            self.progress(f"transcript: {path}")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("qrng-ceremony")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _rename_file_key(text: str, name: str) -> Signer:

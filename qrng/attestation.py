@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from .dsse import EnvelopeError, open_envelope, seal
 from .errors import EntropyError
 
-__all__ = ["ATTESTATION_TYPE", "AttestationError", "AttestationResult", "DEVICE_INFO_OID", "attest",
+__all__ = ["ATTESTATION_TYPE", "AttestationError", "AttestationResult", "DEVICE_INFO_OID", "attest", "certified_device",
            "init_simulator", "verify_attestation"]
 
 ATTESTATION_TYPE = "application/vnd.qrng-ceremony.device-attestation+json"
@@ -57,6 +57,20 @@ class AttestationResult:
     @property
     def serial(self) -> str:
         return str(self.statement["device"]["serial"])
+
+
+def certified_device(certificate: Path) -> dict[str, Any]:
+    """The model, serial and simulator flag certified in a device certificate's qrngDeviceInfo extension (the
+    first certificate of a PEM file): what a run sheet tells witnesses to compare the attestation with."""
+    try:
+        device = x509.load_pem_x509_certificate(certificate.read_bytes())
+        ext = device.extensions.get_extension_for_oid(DEVICE_INFO_OID).value
+        assert isinstance(ext, x509.UnrecognizedExtension)
+        info = DeviceInfo.load(ext.value)
+        return {"model": info["model"].native, "serial": info["serial"].native,
+                "simulator": bool(info["simulator"].native)}
+    except (OSError, ValueError, AssertionError, x509.ExtensionNotFound) as exc:
+        raise AttestationError(f"{certificate}: no certified device identity ({type(exc).__name__})") from None
 
 
 def _now() -> datetime.datetime:

@@ -23,12 +23,14 @@ from .errors import ConfigError, HealthTestFailure, PipelineFailed
 __all__ = [
     "Cutoffs",
     "HealthCounters",
+    "HealthStatistics",
     "HealthTester",
     "apt_cutoff",
     "apt_window",
     "critbinom",
     "cutoffs",
     "rct_cutoff",
+    "statistics",
 ]
 
 
@@ -263,3 +265,43 @@ class HealthTester:
                 return fail(i + int(np.argmax(hits >= c)), ref)
             self._apt_ref, self._apt_count, self._apt_pos = ref, int(hits[-1]), tail.size
         return None
+
+
+@dataclass(frozen=True)
+class HealthStatistics:
+    """What the two tests saw over a block of samples: how many runs of each length (4.4.1 counts a run of
+    length C or more as a failure) and how many APT windows had each count of their first sample (4.4.2; only
+    whole windows from the block's start). Histograms are (value, how many) pairs in ascending value."""
+
+    samples: int
+    window: int
+    run_lengths: tuple[tuple[int, int], ...]
+    apt_counts: tuple[tuple[int, int], ...]
+
+    @property
+    def max_run(self) -> int:
+        return self.run_lengths[-1][0] if self.run_lengths else 0
+
+    @property
+    def max_apt(self) -> int:
+        return self.apt_counts[-1][0] if self.apt_counts else 0
+
+
+def _histogram(values: npt.NDArray[np.int64]) -> tuple[tuple[int, int], ...]:
+    uniq, counts = np.unique(values, return_counts=True)
+    return tuple((int(u), int(c)) for u, c in zip(uniq, counts, strict=True))
+
+
+def statistics(samples: npt.NDArray[np.uint8], window: int) -> HealthStatistics:
+    """Run-length and APT-count histograms of ``samples`` (the observed side of the cutoffs in a transcript)."""
+    n = int(samples.size)
+    if n == 0:
+        return HealthStatistics(0, window, (), ())
+    starts = np.flatnonzero(np.concatenate(([True], samples[1:] != samples[:-1])))
+    runs = np.diff(np.append(starts, n)).astype(np.int64)
+    m = n // window
+    apt: tuple[tuple[int, int], ...] = ()
+    if m:
+        win = samples[:m * window].reshape(m, window)
+        apt = _histogram(np.count_nonzero(win == win[:, :1], axis=1).astype(np.int64))
+    return HealthStatistics(n, window, _histogram(runs), apt)

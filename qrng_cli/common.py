@@ -9,15 +9,14 @@ from __future__ import annotations
 import enum
 import importlib
 import json
-import os
 import sys
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-__all__ = ["EXIT_TABLE", "ExitCode", "Rule", "atomic_write", "exit_code_for", "sweep_stale_temporaries"]
+from qrng.atomic import TMP_MARK, atomic_write, sweep_stale_temporaries
+
+__all__ = ["EXIT_TABLE", "TMP_MARK", "ExitCode", "Rule", "atomic_write", "exit_code_for", "sweep_stale_temporaries"]
 
 
 class ExitCode(enum.IntEnum):
@@ -85,62 +84,6 @@ def report(prog: str, exc: BaseException, as_json: bool) -> ExitCode:
                           "error": str(exc), "first_bad_entry": index}))
     print(f"{prog}: {rule.label}{text}" + (f"\n{rule.note}" if rule.note else ""), file=sys.stderr)
     return rule.code
-
-
-TMP_MARK = ".qrng-tmp-"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def sweep_stale_temporaries(folder: Path, name: str) -> list[Path]:
-    """Remove temporaries of ours (``.<name>.qrng-tmp-<pid>-*``) whose writer process is gone (killed mid-write)."""
-    removed = []
-    for p in folder.glob(f".{name}{TMP_MARK}*"):
-        pid_text = p.name[len(f".{name}{TMP_MARK}"):].split("-", 1)[0]
-        if pid_text.isdigit() and not _alive(int(pid_text)) and p.is_file() and not p.is_symlink():
-            p.unlink(missing_ok=True)
-            removed.append(p)
-    return removed
-
-
-def atomic_write(path: Path, data: bytes | Iterable[bytes], overwrite: bool = False) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: all or nothing. ``data`` may be an
-    iterable of chunks (written as they come: memory stays bounded); if it raises, nothing appears.
-
-    Only a regular file is ever replaced (never a device node, FIFO, socket, folder or symlink), and only with
-    ``overwrite``. Temporaries carry the writer's pid, so one left by a killed run is removed by the next."""
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_symlink() or (path.exists() and not path.is_file()):
-        raise FileExistsError(f"{path} exists and is not a regular file; refusing to replace it")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; refusing to overwrite (--force replaces a regular file)")
-    sweep_stale_temporaries(folder, path.name)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}{TMP_MARK}{os.getpid()}-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in ([data] if isinstance(data, bytes | bytearray) else data):
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            if path.is_symlink() or (path.exists() and not path.is_file()):
-                raise FileExistsError(f"{path} exists and is not a regular file; refusing to replace it")
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # fails if the path appeared meanwhile
-            os.unlink(tmp)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def int_at_least(lo: int) -> Callable[[str], int]:

@@ -12,7 +12,10 @@ hr "Ceremony 1: the HSM key that signs audit logs (log signed by a bootstrap fil
 qrng ceremony run ceremonies/audit-key.yaml --profile rehearsal-bootstrap
 
 hr "Ceremony 2: root CA + issuing CA + CRL on SoftHSM2 (plan first: nothing touched if it is wrong)"
-qrng ceremony plan ceremonies/root-ca.yaml --profile rehearsal
+# the run sheet people print, follow, initial and sign; made from the same plan the engine runs
+qrng ceremony plan ceremonies/root-ca.yaml --profile rehearsal --sheet out/root-ca-2026-run-sheet.pdf --force
+qrng ceremony plan ceremonies/root-ca.yaml --profile rehearsal --sheet out/root-ca-2026-run-sheet.html --force \
+  >/dev/null
 start=$(date +%s.%N)
 qrng ceremony run ceremonies/root-ca.yaml --profile rehearsal
 end=$(date +%s.%N)
@@ -21,7 +24,8 @@ printf 'qrng ceremony run took %.1f s (a finished ceremony is left as it is)\n' 
 O=out/root-ca-2026
 hr "Auditor: verify the signed log offline (HSM-held ECDSA checkpoints, two witness cosignatures)"
 qrng audit verify "$O/audit.log" --key "$O/log.pub" "${W[@]}" --state out/auditor-state
-qrng ceremony verify "$O" "${W[@]}"
+qrng ceremony verify "$O" "${W[@]}" --report out/root-ca-2026-audit-report.pdf --force
+qrng ceremony verify "$O" "${W[@]}" --report out/root-ca-2026-audit-report.html --force >/dev/null
 
 hr "The chain with OpenSSL"
 openssl verify -x509_strict -CAfile "$O/root-ca.pem" "$O/issuing-ca.pem"
@@ -36,6 +40,10 @@ OPENSSL_CONF=/dev/null openssl dgst -engine pkcs11 -keyform engine -sha384 \
 openssl dgst -sha384 -verify "$O/root-ca-2026.pub.pem" -signature "$sig" "$msg"
 rm -f "$msg" "$sig"
 
-hr "Transcript"
-sed -n 1,12p "$O/transcript.md"
-echo "(full transcript: $O/transcript.md and $O/transcript.html)"
+hr "Ceremony papers"
+pdftotext -l 1 "$O/transcript.pdf" - | sed -n '1,/Final checkpoint/p' | grep -v '^$' | head -20
+cat <<EOF
+  before the ceremony  out/root-ca-2026-run-sheet.pdf (.html)    print, follow, initial, sign
+  after it             $O/transcript.pdf (.html)  the record, from the verified log
+  for the auditor      out/root-ca-2026-audit-report.pdf (.html)  every check, how, and its result
+EOF

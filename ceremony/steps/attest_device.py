@@ -5,12 +5,28 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qrng.strictyaml import Fields
 
 from ..errors import StepFailed
-from .base import PlanView, Step, StepContext, StepKind, StepResult, sha256_hex, verifier_nonce
+from .base import (
+    PHASES,
+    Fact,
+    PlanView,
+    Section,
+    SheetRow,
+    Step,
+    StepContext,
+    StepKind,
+    StepLog,
+    StepResult,
+    sha256_hex,
+    verifier_nonce,
+)
+
+if TYPE_CHECKING:
+    from ..plan import Plan
 
 
 @dataclass(frozen=True)
@@ -60,8 +76,49 @@ def run(c: StepContext, step: Step, prep: dict[str, Any]) -> StepResult:
         "entropy_config_sha256": config_digest,
         "device_certificate_sha256": sha256_hex(r.device_certificate.public_bytes(serialization.Encoding.DER))},
         files=outputs, actor="verifier")
+    c.progress(f"[{step.id}] device {r.serial} attested" + (" (SIMULATOR)" if r.simulator else ""))
     return outputs, {"serial": r.serial, "statement_sha256": sha256_hex(blob), "simulator": r.simulator}
 
 
+def sheet(step: Step, plan: Plan) -> SheetRow:
+    from qrng.attestation import AttestationError, certified_device
+    att = plan.entropy.attestation
+    try:
+        device = certified_device(att.certificate) if att.certificate else {}
+    except AttestationError:
+        device = {}
+    serial = device.get("serial") or plan.entropy.source.serial or "(the serial on the device's label)"
+    expect = [Fact("Device serial", str(serial)), Fact("Model", str(device.get("model", plan.source_label)))]
+    if device.get("simulator", plan.entropy.source.type == "simulator"):
+        expect.append(Fact("Simulator", "YES: a software model, for rehearsals only; not a physical device"))
+    expect += [Fact("Chains to", ", ".join(r.name for r in plan.policy.manufacturer_roots) or "(policy names none)"),
+               Fact("Screen shows", f"[{step.id}] device {serial} attested")]
+    return SheetRow(("operator", "security_officer"),
+                    "We check that the entropy source is the certified device: the computer sends it a fresh random "
+                    "challenge and verifies its signed answer against the manufacturer's root.",
+                    ("Connect the device; the security officer reads its serial from the label.",
+                     "Run the step; compare the serial on screen with the label and with this sheet."),
+                    tuple(expect))
+
+
+def record(log: StepLog) -> Section:
+    if log.has("attestation.failed"):
+        return Section(f"Attestation FAILED: {log.data('attestation.failed').get('reason', '')}.")
+    d = log.data("attestation.verified")
+    sim = " It is the SIMULATOR, a software model used for rehearsals, not a physical device." \
+        if d.get("simulator") else ""
+    return Section(
+        "The verifier sent the entropy source a fresh 32-byte challenge from the operating system. The source "
+        "answered with a signed statement naming its model, serial and firmware digest; the signature chains to "
+        f"the manufacturer root {d.get('manufacturer', '')}, and the firmware and serial match the certified "
+        f"values.{sim}",
+        (Fact("Device serial", str(d.get("serial", ""))), Fact("Model", str(d.get("model", ""))),
+         Fact("Challenge (nonce)", log.data("attestation.challenge").get("nonce", ""), digest=True),
+         Fact("Firmware SHA-256", d.get("firmware_sha256", ""), digest=True),
+         Fact("Device certificate SHA-256", d.get("device_certificate_sha256", ""), digest=True),
+         Fact("Entropy configuration SHA-256", d.get("entropy_config_sha256", ""), digest=True)))
+
+
 KIND = StepKind("attest_device", parse, lambda p: "verify the entropy source's signed attestation with a fresh nonce",
-                run, outputs=lambda p: ("attestation.json",), check=check)
+                run, outputs=lambda p: ("attestation.json",), check=check, phase=PHASES[0], sheet=sheet,
+                record=record)

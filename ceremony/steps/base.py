@@ -2,7 +2,9 @@
 
 A step type is one module in this package that defines a frozen params dataclass and a :class:`StepKind`:
 how its YAML fields parse (strictly, once), its plan line, its outputs and step references, its policy checks,
-values it draws before acting (logged, so a resumed run reuses them), and its run function. Steps reach the
+values it draws before acting (logged, so a resumed run reuses them), its run function, and its lines on paper:
+its row of the printed run sheet (:class:`SheetRow`, from the plan) and its section of the transcript
+(:class:`Section`, from its verified log entries). Steps reach the
 world only through the :class:`StepContext` the runner gives them (log, HSM interface, output writer, entropy
 pipeline); they never import the runner.
 """
@@ -30,8 +32,9 @@ if TYPE_CHECKING:
     from ..model import Policy, Profile, Script
     from ..plan import Plan
 
-__all__ = ["PlanView", "Step", "StepContext", "StepKind", "StepResult", "key_of", "output_name", "parse_subject",
-           "pem", "qrng_serial", "sha256_hex", "step_ids"]
+__all__ = ["Fact", "LogEvent", "PHASES", "PlanView", "Section", "SheetRow", "Step", "StepContext", "StepKind",
+           "StepLog", "StepResult", "key_of", "output_name", "parse_subject", "pem", "qrng_serial", "sha256_hex",
+           "step_ids"]
 
 P = TypeVar("P")
 StepResult = tuple[dict[str, str], dict[str, Any]]  # (outputs: name -> SHA-256, results kept in the log)
@@ -90,6 +93,78 @@ class PlanView:
         return {sid: s.params.key for sid, s in self.earlier.items() if s.type == "generate_keypair"}
 
 
+# --- the step's lines on paper ----------------------------------------------------------------------------------
+PHASES = ("Entropy source", "Keys and certificates", "Checks and sign-off")  # a run sheet page per phase
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One labelled value on paper. ``digest``: hex, base64 or a key (monospace, wraps anywhere)."""
+
+    label: str
+    value: str
+    digest: bool = False
+
+
+@dataclass(frozen=True)
+class SheetRow:
+    """A step's row on the run sheet: who acts, what the operator reads aloud and does, and what the screen will
+    show with what to compare it against (policy limits, the device's serial, expected key types)."""
+
+    actors: tuple[str, ...]
+    say: str
+    do: tuple[str, ...]
+    expect: tuple[Fact, ...] = ()
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    event: str
+    actor: str
+    time: str
+    data: dict[str, Any]
+    files: dict[str, str]
+
+
+@dataclass(frozen=True)
+class StepLog:
+    """The verified log entries of one step, as the transcript reads them."""
+
+    id: str
+    type: str
+    events: tuple[LogEvent, ...]
+
+    def data(self, event: str) -> dict[str, Any]:
+        """The data of the step's last ``event`` (empty if it has none)."""
+        return next((e.data for e in reversed(self.events) if e.event == event), {})
+
+    def has(self, event: str) -> bool:
+        return any(e.event == event for e in self.events)
+
+    @property
+    def results(self) -> dict[str, Any]:
+        r: dict[str, Any] = self.data("step.completed").get("results", {})
+        return r
+
+
+@dataclass(frozen=True)
+class Section:
+    """A step's section of the transcript: what happened, in plain language, and its values."""
+
+    text: str
+    facts: tuple[Fact, ...] = ()
+
+
+def _default_sheet(step: Step, plan: Plan) -> SheetRow:
+    from . import REGISTRY
+    return SheetRow(("operator",), f"Step {step.id}: {REGISTRY[step.type].summary(step.params)}.",
+                    ("Start the step and wait for it to finish.",))
+
+
+def _default_record(log: StepLog) -> Section:
+    return Section(f"Step {log.id} ({log.type}) ran.")
+
+
 def _no_outputs(params: Any) -> tuple[str, ...]:
     return ()
 
@@ -123,13 +198,16 @@ class StepKind(Generic[P]):
     on_resume: Callable[[StepContext, Step], None] | None = None  # a completed step met again on resume
     after: Callable[[StepContext, Step], None] | None = None  # instead of the checkpoint that follows a step
     preflight: Callable[[StepContext, Step], None] | None = None  # before the log opens (not for a started step)
-    seals: bool = False  # the transcript is written before this step; it must be the script's last
+    seals: bool = False  # witnesses sign the final state: it must be the script's last step
+    phase: str = PHASES[0]  # the run sheet page this step's row goes on (consecutive steps of a phase share one)
+    sheet: Callable[[Step, Plan], SheetRow] = _default_sheet
+    record: Callable[[StepLog], Section] = _default_record
 
 
 # --- parsing helpers ---------------------------------------------------------------------------------------------
 _SUBJECT_KEYS = ("CN", "O", "OU", "C", "L", "ST")
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
-RESERVED = frozenset({"audit.log", "log.pub", "transcript.md", "transcript.html", "attestation.json"})
+RESERVED = frozenset({"audit.log", "log.pub", "transcript.md", "transcript.html", "transcript.pdf", "attestation.json"})
 
 
 def parse_subject(f: Fields, key: str) -> dict[str, str]:
@@ -141,6 +219,12 @@ def parse_subject(f: Fields, key: str) -> dict[str, str]:
     if "C" in subject and (len(subject["C"]) != 2 or not subject["C"].isalpha()):
         raise ConfigError(f.p(key) + ".C", "must be a two-letter country code")
     return subject
+
+
+def subject_text(subject: dict[str, str]) -> str:
+    """A script's subject as people read it: CN first."""
+    order = ("CN", "OU", "O", "L", "ST", "C")
+    return ", ".join(f"{k}={subject[k]}" for k in order if k in subject)
 
 
 def output_name(f: Fields, key: str = "output") -> str:

@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qrng.strictyaml import Fields
 
-from ._certs import key_ref_violations, step_ref_violations
-from .base import PlanView, Step, StepContext, StepKind, StepResult, key_of, output_name, pem, positive
+from ._certs import colons, crl_data, dn, key_ref_violations, step_ref_violations
+from .base import (
+    PHASES,
+    Fact,
+    PlanView,
+    Section,
+    SheetRow,
+    Step,
+    StepContext,
+    StepKind,
+    StepLog,
+    StepResult,
+    key_of,
+    output_name,
+    pem,
+    positive,
+)
+
+if TYPE_CHECKING:
+    from ..plan import Plan
 
 
 @dataclass(frozen=True)
@@ -38,10 +56,32 @@ def run(c: StepContext, step: Step, prep: dict[str, Any]) -> StepResult:
     built = build_crl(spec, lambda tbs: c.hsm.sign(spec, kid, tbs), issuer.subject, issuer_pub, 1, p.next_update_days)
     outputs = {p.output: c.stage(step.id, p.output, pem(built.der, "X509 CRL"))}
     c.event(step.id, "crl.issued", {"issuer": issuer.subject.rfc4514_string(), "crl_number": 1,
-                                    "lint_findings": list(built.lint_findings)}, files=outputs)
+                                    "lint_findings": list(built.lint_findings), **crl_data(built.der)}, files=outputs)
     return outputs, {"output": p.output}
+
+
+def sheet(step: Step, plan: Plan) -> SheetRow:
+    p: Params = step.params
+    key = plan.script.step(p.issuer_key).params.key
+    return SheetRow(("operator",),
+                    f"The first certificate revocation list of the certificate of step {p.issuer} (revoking nothing) "
+                    f"is signed inside the HSM by key '{key.label}'.", ("Run the step.",),
+                    (Fact("Next update", f"in {p.next_update_days} days"), Fact("CRL number", "1"),
+                     Fact("Written to", p.output)))
+
+
+def record(log: StepLog) -> Section:
+    d = log.data("crl.issued")
+    findings = d.get("lint_findings") or []
+    return Section(f"The initial CRL of {dn(d.get('issuer', ''))} (revoking nothing) was signed inside the HSM and "
+                   "linted.",
+                   (Fact("Issuer", dn(d.get("issuer", ""))), Fact("CRL number", str(d.get("crl_number", ""))),
+                    Fact("This update", str(d.get("this_update", ""))),
+                    Fact("Next update", str(d.get("next_update", ""))),
+                    Fact("SHA-256 fingerprint", colons(d.get("fingerprint_sha256", "")), digest=True),
+                    Fact("pkilint", "no finding" if not findings else "; ".join(map(str, findings)))))
 
 
 KIND = StepKind("crl", parse, lambda p: f"CRL by {p.issuer}, next update in {p.next_update_days} days", run,
                 outputs=lambda p: (p.output,), refs=lambda p: {"issuer": (p.issuer,), "issuer_key": (p.issuer_key,)},
-                check=check)
+                check=check, phase=PHASES[1], sheet=sheet, record=record)

@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qrng.strictyaml import Fields
 
-from .base import PlanView, Step, StepContext, StepKind, StepResult, key_of, step_ids
+from .base import (
+    PHASES,
+    Fact,
+    PlanView,
+    Section,
+    SheetRow,
+    Step,
+    StepContext,
+    StepKind,
+    StepLog,
+    StepResult,
+    key_of,
+    step_ids,
+)
+
+if TYPE_CHECKING:
+    from ..plan import Plan
 
 
 @dataclass(frozen=True)
@@ -37,5 +53,18 @@ def run(c: StepContext, step: Step, prep: dict[str, Any]) -> StepResult:
     return outputs, {}
 
 
+def sheet(step: Step, plan: Plan) -> SheetRow:
+    labels = [plan.script.step(k).params.key.label for k in step.params.keys]
+    return SheetRow(("operator",), "The public keys are written out as PEM files for publication.",
+                    ("Run the step.",), tuple(Fact("Written to", f"{label}.pub.pem") for label in labels))
+
+
+def record(log: StepLog) -> Section:
+    files = log.data("public_keys.exported")
+    names = sorted(next((e.files for e in log.events if e.event == "public_keys.exported"), {}))
+    return Section("The public keys were exported as PEM files: " + ", ".join(names) + ".",
+                   tuple(Fact("Key of step", k) for k in files.get("keys", [])))
+
+
 KIND = StepKind("export_public", parse, lambda p: "public keys of " + ", ".join(p.keys), run,
-                refs=lambda p: {"keys": p.keys}, check=check)
+                refs=lambda p: {"keys": p.keys}, check=check, phase=PHASES[2], sheet=sheet, record=record)

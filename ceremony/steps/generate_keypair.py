@@ -7,14 +7,30 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qrng.strictyaml import Fields
 
 from .. import provenance
 from ..errors import Refused
 from ..keys import KeySpec, parse_key_spec
-from .base import PlanView, Step, StepContext, StepKind, StepResult, first_of, sha256_hex
+from .base import (
+    PHASES,
+    Fact,
+    PlanView,
+    Section,
+    SheetRow,
+    Step,
+    StepContext,
+    StepKind,
+    StepLog,
+    StepResult,
+    first_of,
+    sha256_hex,
+)
+
+if TYPE_CHECKING:
+    from ..plan import Plan
 
 
 @dataclass(frozen=True)
@@ -107,6 +123,8 @@ def run(c: StepContext, step: Step, prep: dict[str, Any]) -> StepResult:
                              "public_key_sha256": sha256_hex(gk.public_der), "attributes_read_back": attrs,
                              "template": gk.template,
                              "cka_id_source": "QRNG pipeline (DRBG seeded from extracted samples)"})
+    c.progress(f"[{step.id}] key {spec.label}: CKA_ID {key_id.hex()}, public key SHA-256 "
+               f"{sha256_hex(gk.public_der)[:16]}...")
     import datetime
     pred = {"ceremony": c.script.ceremony, "step": step.id,
             "time": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "hsm": c.hsm.token_info(),
@@ -126,7 +144,39 @@ def run(c: StepContext, step: Step, prep: dict[str, Any]) -> StepResult:
                      "public_der": base64.b64encode(gk.public_der).decode()}
 
 
+def sheet(step: Step, plan: Plan) -> SheetRow:
+    spec: KeySpec = step.params.key
+    view = PlanView(plan.policy, plan.profile, plan.script)
+    return SheetRow(("operator", "security_officer"),
+                    f"The {spec.describe()} key '{spec.label}' is generated inside the HSM. Its private half is "
+                    "private, sensitive and never extractable; its CKA_ID comes from the QRNG.",
+                    ("The security officer confirms the token is logged in.",
+                     "Run the step; read aloud the CKA_ID and the first 16 hex digits of the public key digest.",
+                     "Witnesses write them in their notes."),
+                    (Fact("Key", f"{spec.describe()}, label '{spec.label}'"),
+                     Fact("Token", plan.profile.token_label),
+                     Fact("Allowed by the policy", _allowed_text(view)),
+                     Fact("Attributes", "CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE true; CKA_EXTRACTABLE false"),
+                     Fact("Screen shows", f"[{step.id}] key {spec.label}: CKA_ID ..., public key SHA-256 ...")))
+
+
+def record(log: StepLog) -> Section:
+    d = log.data("key.generated") or log.data("key.adopted")
+    attrs = d.get("attributes_read_back", {})
+    shown = ", ".join(f"{k} {v}" for k, v in sorted(attrs.items()) if isinstance(v, bool)) or "(none read back)"
+    how = ("was generated inside the HSM" if log.has("key.generated") else
+           "had been generated inside the HSM by this step before an interruption and was adopted (never a second key)")
+    return Section(f"The {d.get('key', '')} key '{d.get('label', '')}' {how}. Its attributes were read back and "
+                   "checked, and a signed provenance statement was written for it.",
+                   (Fact("Label", str(d.get("label", ""))), Fact("Type", str(d.get("key", ""))),
+                    Fact("CKA_ID (from the QRNG)", d.get("key_id", ""), digest=True),
+                    Fact("Public key SHA-256 (SubjectPublicKeyInfo)", d.get("public_key_sha256", ""), digest=True),
+                    Fact("Attributes read back", shown),
+                    Fact("Provenance statement SHA-256", log.data("provenance.written").get("statement_sha256", ""),
+                         digest=True)))
+
+
 KIND = StepKind("generate_keypair", parse,
                 lambda p: f"{p.key.describe()} key '{p.key.label}' generated inside the HSM, never extractable",
                 run, outputs=lambda p: (f"{p.key.label}.provenance.json",), check=check, prepare=prepare,
-                preflight=preflight)
+                preflight=preflight, phase=PHASES[1], sheet=sheet, record=record)

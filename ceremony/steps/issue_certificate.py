@@ -4,17 +4,22 @@ the linted one byte for byte; the serial comes from the QRNG."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qrng.strictyaml import Fields
 
 from ..errors import StepFailed
-from ._certs import key_ref_violations, profile_violations, step_ref_violations
+from ._certs import certificate_data, certificate_facts, key_ref_violations, profile_violations, step_ref_violations
 from .base import (
+    PHASES,
+    Fact,
     PlanView,
+    Section,
+    SheetRow,
     Step,
     StepContext,
     StepKind,
+    StepLog,
     StepResult,
     key_of,
     output_name,
@@ -22,7 +27,11 @@ from .base import (
     positive,
     qrng_serial,
     sha256_hex,
+    subject_text,
 )
+
+if TYPE_CHECKING:
+    from ..plan import Plan
 
 
 @dataclass(frozen=True)
@@ -69,12 +78,37 @@ def run(c: StepContext, step: Step, prep: dict[str, Any]) -> StepResult:
     outputs = {p.output: c.stage(step.id, p.output, pem(built.der, "CERTIFICATE"))}
     data = {"serial": format(serial, "x"), "subject": csr.subject.rfc4514_string(),
             "issuer": issuer.subject.rfc4514_string(), "tbs_sha256": sha256_hex(built.tbs),
-            "lint_findings": list(built.lint_findings), "serial_source": "QRNG pipeline"}
+            "lint_findings": list(built.lint_findings), "serial_source": "QRNG pipeline", **certificate_data(built.der)}
+    c.progress(f"[{step.id}] certificate {p.output}: serial {data['serial']}")
     c.event(step.id, "certificate.issued", data, files=outputs)
     return outputs, {"output": p.output, "serial": data["serial"]}
+
+
+def sheet(step: Step, plan: Plan) -> SheetRow:
+    p: Params = step.params
+    prof = plan.policy.cert_profiles[p.profile]
+    subject = subject_text(plan.script.step(p.csr).params.subject)
+    issuer = subject_text(plan.script.step(p.issuer).params.subject) \
+        if plan.script.step(p.issuer).type == "self_signed_root" else f"the certificate of step {p.issuer}"
+    key = plan.script.step(p.issuer_key).params.key
+    return SheetRow(("operator", "security_officer"),
+                    f"The certificate for '{subject}' is issued from the request of step {p.csr}, checked with "
+                    f"pkilint and signed inside the HSM by key '{key.label}' of '{issuer}'.",
+                    ("Run the step; read aloud the serial number shown.",),
+                    (Fact("Subject", subject), Fact("Issuer", issuer),
+                     Fact("Validity", f"{p.validity_days} days (policy {p.profile}: at most {prof.max_validity_days})"),
+                     Fact("Basic constraints", f"CA, path length {prof.path_length}" if prof.ca else "not a CA"),
+                     Fact("Screen shows", f"[{step.id}] certificate {p.output}: serial ...")))
+
+
+def record(log: StepLog) -> Section:
+    d = log.data("certificate.issued")
+    return Section(f"The certificate {log.results.get('output', '')} was issued for the request's subject, linted, "
+                   "and signed inside the HSM; the signed TBS is byte for byte the linted one.", certificate_facts(d))
 
 
 KIND = StepKind("issue_certificate", parse,
                 lambda p: f"certificate for CSR {p.csr} ({p.profile}, {p.validity_days} days) by {p.issuer}", run,
                 outputs=lambda p: (p.output,),
-                refs=lambda p: {"issuer": (p.issuer,), "issuer_key": (p.issuer_key,), "csr": (p.csr,)}, check=check)
+                refs=lambda p: {"issuer": (p.issuer,), "issuer_key": (p.issuer_key,), "csr": (p.csr,)}, check=check,
+                phase=PHASES[1], sheet=sheet, record=record)

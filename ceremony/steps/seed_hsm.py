@@ -4,12 +4,27 @@ outside the HSM (the token mixes the seed into its own generator)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qrng.strictyaml import Fields
 
 from ..errors import StepFailed
-from .base import Step, StepContext, StepKind, StepResult, positive, sha256_hex
+from .base import (
+    PHASES,
+    Fact,
+    Section,
+    SheetRow,
+    Step,
+    StepContext,
+    StepKind,
+    StepLog,
+    StepResult,
+    positive,
+    sha256_hex,
+)
+
+if TYPE_CHECKING:
+    from ..plan import Plan
 
 MAX_BYTES = 4096
 
@@ -40,5 +55,25 @@ def run(c: StepContext, step: Step, prep: dict[str, Any]) -> StepResult:
     return {}, data
 
 
+def sheet(step: Step, plan: Plan) -> SheetRow:
+    pol = plan.policy
+    rule = "required" if pol.seed_required else ("optional" if pol.allow_seed_unsupported else "required when offered")
+    return SheetRow(("operator",),
+                    f"The HSM's own random generator is given {step.params.bytes} extracted bytes (C_SeedRandom). "
+                    "The HSM mixes them into its generator; this use cannot be checked from outside the HSM.",
+                    ("Run the step.",),
+                    (Fact("Bytes", str(step.params.bytes)), Fact("Seeding (policy)", rule),
+                     Fact("Screen shows", f"[{step.id}] done")))
+
+
+def record(log: StepLog) -> Section:
+    d = log.data("hsm.seeded") or log.data("hsm.seed_refused")
+    status = d.get("status", "")
+    text = (f"The token accepted {d.get('bytes')} extracted bytes through C_SeedRandom." if status == "accepted"
+            else f"The token answered {status} to C_SeedRandom; the policy allows a token that cannot be seeded.")
+    return Section(text + " This use of QRNG output cannot be verified from outside the HSM.",
+                   (Fact("Status", status), Fact("Seed SHA-256", d.get("seed_sha256", ""), digest=True)))
+
+
 KIND = StepKind("seed_hsm", parse, lambda p: f"C_SeedRandom with {p.bytes} extracted bytes", run,
-                requires=("collect_entropy",))
+                requires=("collect_entropy",), phase=PHASES[0], sheet=sheet, record=record)

@@ -4,16 +4,21 @@ throw-away key with an identical TBS) and after; the serial comes from the QRNG.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qrng.strictyaml import Fields
 
-from ._certs import key_ref_violations, profile_violations
+from ._certs import certificate_data, certificate_facts, key_ref_violations, profile_violations
 from .base import (
+    PHASES,
+    Fact,
     PlanView,
+    Section,
+    SheetRow,
     Step,
     StepContext,
     StepKind,
+    StepLog,
     StepResult,
     key_of,
     output_name,
@@ -22,7 +27,11 @@ from .base import (
     positive,
     qrng_serial,
     sha256_hex,
+    subject_text,
 )
+
+if TYPE_CHECKING:
+    from ..plan import Plan
 
 
 @dataclass(frozen=True)
@@ -55,11 +64,34 @@ def run(c: StepContext, step: Step, prep: dict[str, Any]) -> StepResult:
     outputs = {p.output: c.stage(step.id, p.output, pem(built.der, "CERTIFICATE"))}
     data = {"serial": format(serial, "x"), "subject": name.rfc4514_string(), "tbs_sha256": sha256_hex(built.tbs),
             "lint": "pkilint PKIX: no error before or after signing", "lint_findings": list(built.lint_findings),
-            "serial_source": "QRNG pipeline"}
+            "serial_source": "QRNG pipeline", **certificate_data(built.der)}
+    c.progress(f"[{step.id}] certificate {p.output}: serial {data['serial']}")
     c.event(step.id, "certificate.issued", data, files=outputs)
     return outputs, {"output": p.output, "serial": data["serial"]}
 
 
+def sheet(step: Step, plan: Plan) -> SheetRow:
+    p: Params = step.params
+    prof = plan.policy.cert_profiles[p.profile]
+    key = plan.script.step(p.key).params.key
+    return SheetRow(("operator", "security_officer"),
+                    f"The root certificate for '{subject_text(p.subject)}' is built, checked with pkilint, and signed "
+                    f"inside the HSM by key '{key.label}'. Its serial number comes from the QRNG.",
+                    ("Run the step; read aloud the serial number shown.",),
+                    (Fact("Subject", subject_text(p.subject)),
+                     Fact("Validity", f"{p.validity_days} days (policy {p.profile}: at most {prof.max_validity_days})"),
+                     Fact("Basic constraints", f"CA, path length {prof.path_length}" if prof.ca else "not a CA"),
+                     Fact("Signing key", f"{key.label} ({key.describe()})"),
+                     Fact("Screen shows", f"[{step.id}] certificate {p.output}: serial ...")))
+
+
+def record(log: StepLog) -> Section:
+    d = log.data("certificate.issued")
+    return Section(f"The self-signed root certificate {log.results.get('output', '')} was linted with pkilint "
+                   "before signing (on an identical TBS) and after, and signed inside the HSM.", certificate_facts(d))
+
+
 KIND = StepKind("self_signed_root", parse,
                 lambda p: f"self-signed root CN={p.subject['CN']}, {p.validity_days} days, by key of {p.key}", run,
-                outputs=lambda p: (p.output,), refs=lambda p: {"key": (p.key,)}, check=check)
+                outputs=lambda p: (p.output,), refs=lambda p: {"key": (p.key,)}, check=check, phase=PHASES[1],
+                sheet=sheet, record=record)

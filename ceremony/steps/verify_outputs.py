@@ -7,10 +7,24 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import StepFailed
-from .base import Step, StepContext, StepKind, StepResult, key_of
+from .base import (
+    PHASES,
+    Fact,
+    Section,
+    SheetRow,
+    Step,
+    StepContext,
+    StepKind,
+    StepLog,
+    StepResult,
+    key_of,
+)
+
+if TYPE_CHECKING:
+    from ..plan import Plan
 
 
 @dataclass(frozen=True)
@@ -58,5 +72,20 @@ def run(c: StepContext, step: Step, prep: dict[str, Any]) -> StepResult:
     return {}, {"checks": checks}
 
 
+def sheet(step: Step, plan: Plan) -> SheetRow:
+    return SheetRow(("operator", "security_officer"),
+                    "Everything made today is checked: certificate chains with OpenSSL, CRLs with their issuer, each "
+                    "key signs inside the HSM and verifies with its exported public key, and every output file "
+                    "matches the digest the log recorded.", ("Run the step; every check must say OK.",),
+                    (Fact("Screen shows", f"[{step.id}] done"),))
+
+
+def record(log: StepLog) -> Section:
+    checks = log.data("outputs.verified").get("checks", [])
+    return Section("The ceremony's outputs were checked; every check passed.",
+                   tuple(Fact(f"Check {i}", text) for i, text in enumerate(checks, 1)))
+
+
 KIND = StepKind("verify_outputs", lambda f: Params(),
-                lambda p: "chain verifies, keys sign, outputs match their recorded digests", run)
+                lambda p: "chain verifies, keys sign, outputs match their recorded digests", run, phase=PHASES[2],
+                sheet=sheet, record=record)

@@ -1,17 +1,32 @@
 """witness_signoff: each witness named by the script cosigns the ceremony's final checkpoint
-(c2sp.org/tlog-cosignature v1); the policy sets the quorum. The transcript is written before it (it seals)."""
+(c2sp.org/tlog-cosignature v1); the policy sets the quorum. It seals the ceremony: it must be the last step, and
+the transcript, rendered after it, shows the cosigned checkpoint."""
 
 from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qrng.strictyaml import Fields
 
 from ..errors import StepFailed
-from .base import PlanView, Step, StepContext, StepKind, StepResult
+from .base import (
+    PHASES,
+    Fact,
+    PlanView,
+    Section,
+    SheetRow,
+    Step,
+    StepContext,
+    StepKind,
+    StepLog,
+    StepResult,
+)
+
+if TYPE_CHECKING:
+    from ..plan import Plan
 
 
 @dataclass(frozen=True)
@@ -63,5 +78,24 @@ def _parse(f: Fields) -> Params:
     return Params()
 
 
+def sheet(step: Step, plan: Plan) -> SheetRow:
+    return SheetRow(("witnesses",),
+                    "Each witness cosigns the ceremony's final checkpoint with their own key, then signs the sign-off "
+                    "page of this sheet.",
+                    ("Run the step; each witness's cosignature is reported on screen.",
+                     "Each witness signs the sign-off page."),
+                    (Fact("Witnesses", ", ".join(plan.script.witnesses)),
+                     Fact("Quorum (policy)", str(plan.policy.witness_quorum)),
+                     Fact("Screen shows", f"[{step.id}] cosigned by ... (one line per witness)")))
+
+
+def record(log: StepLog) -> Section:
+    d = log.data("witness.signoff.requested")
+    return Section("The witnesses were asked to cosign the ceremony's final checkpoint (C2SP tlog-cosignature); "
+                   "their cosignatures are on the cover of this transcript.",
+                   (Fact("Witnesses", ", ".join(d.get("witnesses", []))), Fact("Quorum", str(d.get("quorum", "")))))
+
+
 KIND = StepKind("witness_signoff", _parse, lambda p: "each witness cosigns the ceremony's current checkpoint", run,
-                check=check, on_resume=cosign_missing, after=cosign_missing, seals=True)
+                check=check, on_resume=cosign_missing, after=cosign_missing, seals=True, phase=PHASES[2],
+                sheet=sheet, record=record)

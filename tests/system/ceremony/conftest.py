@@ -42,7 +42,11 @@ class Workspace(PlanWorkspace):
 
 @pytest.fixture()
 def ws(tmp_path: Path) -> Workspace:
-    d = tmp_path
+    return make_workspace(tmp_path)
+
+
+def make_workspace(d: Path) -> Workspace:
+    """A SoftHSM2 token of its own and the unit layer's files in folder ``d``."""
     (d / "tokens").mkdir()
     conf = d / "softhsm2.conf"
     conf.write_text(f"directories.tokendir = {d}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n")

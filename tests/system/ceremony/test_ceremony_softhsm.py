@@ -71,8 +71,9 @@ def test_root_ca_ceremony_end_to_end(ws: Workspace):
                                  e["data"]["attributes_read_back"]["NEVER_EXTRACTABLE"] is True for e in gen)
     serials = [e["data"]["serial"] for e in log if e["event"] == "certificate.issued"]
     assert len(serials) == 2 and all(len(s) >= 30 for s in serials)
-    md = (out / "transcript.md").read_text()
-    assert "SIMULATOR" in md and "Witness sign-off" in md and "witness.example/dave" in md
+    html = (out / "transcript.html").read_text()  # the papers themselves: tests/system/ceremony/test_papers.py
+    assert "SIMULATOR" in html and "Sign-off" in html and "witness.example/dave" in html
+    assert (out / "transcript.pdf").read_bytes().startswith(b"%PDF-")
     print(f"\naudit-key + root-CA ceremonies on SoftHSM2: {elapsed:.1f} s")
     # running again changes nothing
     before = (out / "audit.log").read_bytes()

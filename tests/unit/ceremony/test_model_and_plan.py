@@ -8,8 +8,8 @@ import pytest
 
 from ceremony.errors import PolicyViolation, ScriptError
 from ceremony.model import load_policy, load_profile, load_script
+from ceremony.papers import pgp_words
 from ceremony.plan import make_plan
-from ceremony.transcript import pgp_words
 
 from .conftest import PlanWorkspace as Workspace
 

@@ -77,7 +77,7 @@ def test_whole_ceremony_then_rerun_then_audit(ws):
     out = result.output
     assert result.steps_run == [s["id"] for s in SCRIPT["steps"]]
     assert len(hsm.keys) == 1 and len(hsm.seeds) == 1
-    assert {"root.pem", "unit-root.pub.pem", "unit-root.provenance.json", "transcript.html"} <= \
+    assert {"root.pem", "unit-root.pub.pem", "unit-root.provenance.json"} <= \
         {p.name for p in out.iterdir()}
     again = Ceremony(plan, FakeHsm()).run()
     assert again.steps_run == [] and len(again.steps_skipped) == len(SCRIPT["steps"])

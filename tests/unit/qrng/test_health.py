@@ -128,3 +128,32 @@ def test_failure_is_sticky_until_reset():
     t.reset()
     t.check(np.arange(100, dtype=np.uint8))
     assert not t.failed and t.counters().blocks_passed == 1
+
+
+# --- statistics: the observed side of the cutoffs, against a sample-by-sample count --------------------------------
+def _naive_statistics(samples, window):
+    runs: dict[int, int] = {}
+    length = 0
+    for i, x in enumerate(samples):
+        length = length + 1 if i and x == samples[i - 1] else 1
+        if i + 1 == len(samples) or samples[i + 1] != x:
+            runs[length] = runs.get(length, 0) + 1
+    apt: dict[int, int] = {}
+    for w in range(len(samples) // window):
+        block = list(samples[w * window:(w + 1) * window])
+        c = block.count(block[0])
+        apt[c] = apt.get(c, 0) + 1
+    return tuple(sorted(runs.items())), tuple(sorted(apt.items()))
+
+
+@pytest.mark.parametrize("data,window", [
+    ([], 4), ([7], 4), ([1, 1, 1, 2, 2, 3], 2), ([5] * 9, 4), ([0, 1] * 10 + [1] * 5, 8),
+    (list(np.random.default_rng(3).integers(0, 4, 5000)), 512),
+])
+def test_statistics_match_a_sample_by_sample_count(data, window):
+    from qrng.health import statistics
+    s = statistics(np.array(data, dtype=np.uint8), window)
+    runs, apt = _naive_statistics(data, window)
+    assert (s.run_lengths, s.apt_counts) == (runs, apt)
+    assert s.max_run == (runs[-1][0] if runs else 0) and s.max_apt == (apt[-1][0] if apt else 0)
+    assert sum(length * k for length, k in s.run_lengths) == len(data)
