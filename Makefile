@@ -48,7 +48,7 @@ bench: setup
 	@if [ -f bench/run_c_bench.sh ]; then bash bench/run_c_bench.sh; fi
 
 lint: venv
-	@$(VENV)/bin/ruff check qrng qrng_cli pkcs11_provider ceremony tests bench
+	@$(VENV)/bin/ruff check qrng qrng_cli pkcs11_provider ceremony tests bench scripts
 	@$(VENV)/bin/mypy qrng qrng_cli pkcs11_provider ceremony
 
 # System-wide p11-kit registration of THIS checkout's module: explicit, never done by set-up.
@@ -64,7 +64,11 @@ uninstall-module:
 docs/architecture.svg: docs/architecture.dot
 	dot -Tsvg $< -o $@
 
-docs: docs/architecture.svg
+# the README's picture of a transcript page, from the demo ceremony's PDF (run `make demo` first)
+docs/img/transcript.png: out/root-ca-2026/transcript.pdf scripts/transcript_picture.py
+	$(PY) scripts/transcript_picture.py $< $@
+
+docs: docs/architecture.svg docs/img/transcript.png
 
 clean:
 	rm -rf build .softhsm .pytest_cache qrng/_native.*.so
