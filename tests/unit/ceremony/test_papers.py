@@ -173,3 +173,14 @@ def test_paper_format_follows_the_suffix(name, tmp_path):
     with pytest.raises(PaperError, match="must end in .html or .pdf"):
         check_format(tmp_path / name, "--sheet")
     assert check_format(tmp_path / "x.PDF", "--sheet") == ".pdf"
+
+
+def test_hostile_text_is_shown_not_obeyed(ws):
+    """Script text reaches paper escaped: a description with markup is printed as text, never run as HTML."""
+    import dataclasses
+    plan = _plan(ws)
+    hostile = '<script>alert(1)</script><img src=x onerror=alert(2)> & "quotes"'
+    plan = dataclasses.replace(plan, script=dataclasses.replace(plan.script, description=hostile))
+    html = render_html(run_sheet(plan, b"", b""))
+    assert "<script>alert" not in html and "<img src=x" not in html
+    assert hostile in _text(html)
