@@ -24,6 +24,7 @@ struct qrng_tplan {
     size_t n_bits, m_bits, seed_bits;
     unsigned char *seed;
     pthread_mutex_t lock;
+    struct qrng_tplan *prev, *next;   /* every live plan, so fork can take and release all their locks */
 #ifdef QRNG_GF2X_FFT
     gf2x_ternary_fft_info_t info;
     gf2x_ternary_fft_ptr ta, tb, tc;
@@ -31,6 +32,43 @@ struct qrng_tplan {
     unsigned long *xin, *cout;
 #endif
 };
+
+/* --- fork safety -----------------------------------------------------------------------------------------
+   A process that forks while another thread is inside qrng_toeplitz_apply leaves the child a plan whose lock is
+   held by a thread that does not exist there: its next extraction hung (found by the PKCS#11 ABI fuzzer). The
+   child therefore re-initialises every plan's lock. That is safe because a plan's only shared mutable state is
+   scratch space each apply overwrites in full before reading it (the seed's transform is read-only after the
+   plan is made). Nothing is locked around fork itself: a prepare handler taking these locks would deadlock
+   against the PKCS#11 module's own handler (a thread in C_Initialize makes a plan while the forking thread waits
+   for the init lock). The list is walked forward only; a fork in the middle of a link or unlink still leaves
+   every forward pointer on valid memory (a plan being freed in the parent is never freed in the child). */
+static pthread_mutex_t g_plans = PTHREAD_MUTEX_INITIALIZER;
+static struct qrng_tplan *g_first;
+static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
+
+static void plans_after_fork_in_child(void) {
+    pthread_mutex_init(&g_plans, NULL);
+    for (struct qrng_tplan *p = g_first; p; p = p->next) pthread_mutex_init(&p->lock, NULL);
+}
+
+static void register_atfork(void) { pthread_atfork(NULL, NULL, plans_after_fork_in_child); }
+
+static void plan_link(struct qrng_tplan *p) {
+    pthread_once(&g_atfork_once, register_atfork);
+    pthread_mutex_lock(&g_plans);
+    p->next = g_first;
+    if (g_first) g_first->prev = p;
+    g_first = p;
+    pthread_mutex_unlock(&g_plans);
+}
+
+static void plan_unlink(struct qrng_tplan *p) {
+    pthread_mutex_lock(&g_plans);
+    if (p->prev) p->prev->next = p->next; else if (g_first == p) g_first = p->next;
+    if (p->next) p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+    pthread_mutex_unlock(&g_plans);
+}
 
 int qrng_toeplitz_uses_fft(void) {
 #ifdef QRNG_GF2X_FFT
@@ -42,6 +80,7 @@ int qrng_toeplitz_uses_fft(void) {
 
 void qrng_toeplitz_plan_free(qrng_tplan *p) {
     if (!p) return;
+    plan_unlink(p);
 #ifdef QRNG_GF2X_FFT
     if (p->ta) { gf2x_ternary_fft_free(p->info, p->ta, 1); gf2x_ternary_fft_free(p->info, p->tb, 1);
                  gf2x_ternary_fft_free(p->info, p->tc, 1); gf2x_ternary_fft_info_clear(p->info); }
@@ -65,7 +104,7 @@ qrng_tplan *qrng_toeplitz_plan(const unsigned char *seed, size_t seed_bits, size
     size_t sw = (seed_bits + 63) / 64, sizes[3];
     unsigned long *sa = calloc(sw, sizeof(unsigned long));
     if (!sa || gf2x_ternary_fft_info_init_mp(p->info, seed_bits, n_bits) != 0) {
-        free(sa); free(p->seed); pthread_mutex_destroy(&p->lock); free(p);
+        free(sa); qrng_toeplitz_plan_free(p);
         return NULL;
     }
     memcpy(sa, seed, (seed_bits + 7) / 8);
@@ -83,6 +122,7 @@ qrng_tplan *qrng_toeplitz_plan(const unsigned char *seed, size_t seed_bits, size
     }
     free(sa);
 #endif
+    plan_link(p);
     return p;
 }
 
