@@ -65,7 +65,11 @@ def write_workspace_files(d: Path, module: str, token_label: str, env: dict[str,
 
 @pytest.fixture()
 def ws(tmp_path: Path) -> PlanWorkspace:
-    d = tmp_path
+    return make_plan_workspace(tmp_path)
+
+
+def make_plan_workspace(d: Path) -> PlanWorkspace:
+    """The workspace in folder ``d`` (a module-scoped fixture can share one)."""
     init_simulator(d / "att")
     (d / "w").mkdir()
     for w in ("carol", "dave"):

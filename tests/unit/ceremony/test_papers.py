@@ -23,6 +23,7 @@ from ceremony.verify import HOW, verify_folder
 from qrng.audit.note import Verifier
 from qrng.audit.verify import parse_log, verify_log
 
+from .conftest import make_plan_workspace
 from .fake_hsm import FakeHsm
 from .test_runner import SCRIPT, _plan, _verifiers
 
@@ -82,14 +83,16 @@ def test_run_sheet_follows_the_script_bytes(ws):
     assert a.digests[0] != b.digests[0] and a.pages == b.pages
 
 
-def _ceremony(ws):
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    """One completed ceremony on the FakeHsm, shared by the tests that only read it."""
+    ws = make_plan_workspace(tmp_path_factory.mktemp("papers"))
     plan = _plan(ws)
-    result = Ceremony(plan, FakeHsm(), papers=(".html",)).run()
-    return plan, result.output
+    return ws, Ceremony(plan, FakeHsm(), papers=(".html",)).run().output
 
 
-def test_transcript_is_the_verified_log_on_paper(ws):
-    plan, out = _ceremony(ws)
+def test_transcript_is_the_verified_log_on_paper(done):
+    ws, out = done
     html = (out / "transcript.html").read_text()
     text = _text(html)
     _no_raw_syntax(text)
@@ -110,9 +113,9 @@ def test_transcript_is_the_verified_log_on_paper(ws):
     assert positions == sorted(positions)
 
 
-def test_health_statistics_on_paper_come_from_the_kept_samples(ws):
+def test_health_statistics_on_paper_come_from_the_kept_samples(done):
     from qrng.health import statistics
-    _, out = _ceremony(ws)
+    _, out = done
     entries = [json.loads(x) for x in parse_log((out / "audit.log").read_bytes()).entries]
     logged = next(e["data"] for e in entries if e["event"] == "health.statistics")
     samples = np.frombuffer((out / "entropy-raw.bin").read_bytes(), dtype=np.uint8)
@@ -121,9 +124,9 @@ def test_health_statistics_on_paper_come_from_the_kept_samples(ws):
     assert logged["max_run"] < logged["rct_cutoff"] and logged["max_apt"] < logged["apt_cutoff"]
 
 
-def test_transcript_rendering_is_deterministic(ws):
+def test_transcript_rendering_is_deterministic(done):
     """Same log, same bytes: a transcript can be rendered again and compared (no clock, fixed SVG ids)."""
-    _, out = _ceremony(ws)
+    ws, out = done
     data = (out / "audit.log").read_bytes()
     v = verify_log(data, [Verifier.parse((out / "log.pub").read_text())], _verifiers(ws))
     from ceremony.runner import _version
@@ -154,7 +157,7 @@ def test_charts_are_svg_with_the_values_people_compare():
 
 def test_verify_records_each_check_in_order_and_stops_at_a_failure(ws):
     from ceremony.errors import StepFailed
-    _, out = _ceremony(ws)
+    out = Ceremony(_plan(ws), FakeHsm()).run().output  # its own: this test changes an output
     key = Verifier.parse((out / "log.pub").read_text())
     checks: list = []
     files: list = []
