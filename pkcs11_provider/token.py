@@ -10,6 +10,7 @@ import contextlib
 import json
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,6 +107,7 @@ class Token:
         self.initialized = False
         self.service: Any = None
         self.service_error: Exception | None = None
+        self._removed_at = 0.0  # monotonic time the source was found removed (or last looked for again)
         self._sessions: dict[int, Session] = {}
         self._next_session = 1
         self._login: int | None = None  # CKU_USER or CKU_SO for the whole application (5.5)
@@ -126,6 +128,32 @@ class Token:
             self._objects = {}
             self.initialized = True
 
+    REPLUG_POLL_S = 0.2  # a removed source is looked for again at most this often (by any call that needs it)
+
+    def _look_for_replugged(self) -> None:
+        """A removed source that is back is opened again, with its start-up tests (SP 800-90B 4.3), by the next
+        call that needs the token: the token recovers by itself when the device is plugged back."""
+        from qrng.errors import SourceRemoved
+        if self.service is not None or not isinstance(self.service_error, SourceRemoved):
+            return
+        now = time.monotonic()
+        if now - self._removed_at < self.REPLUG_POLL_S:
+            return
+        with self._lock:
+            if self.service is None and isinstance(self.service_error, SourceRemoved):
+                self._removed_at = now
+                self._opened = False
+
+    def _source_removed(self, exc: Exception) -> None:
+        """The source vanished while in use: drop the service (its pipeline is failed closed) so the token shows
+        not present (CKR_DEVICE_REMOVED, no CKF_TOKEN_PRESENT) until the device is back."""
+        with self._lock:
+            old, self.service, self.service_error = self.service, None, exc
+            self._removed_at = time.monotonic()
+        if old is not None and hasattr(old, "close"):
+            with contextlib.suppress(Exception):
+                old.close()
+
     def _ensure_service(self) -> None:
         """Open the entropy service once per C_Initialize; a failure is kept and reported as token state.
 
@@ -134,7 +162,9 @@ class Token:
         installation problem (a missing Python dependency, unbuilt kernels) is not a device fault: it raises
         CKR_GENERAL_ERROR with the cause, each time, and the token stays unopened (item 13)."""
         if self._opened:
-            return
+            self._look_for_replugged()
+            if self._opened:
+                return
         with self._lock:
             if self._opened:
                 return
@@ -420,9 +450,25 @@ class Token:
             raise CKRError(code, f"entropy source unavailable: {self.service_error}")
         return self.service
 
+    def _use(self, fn: Callable[[Any], None]) -> None:
+        """Run ``fn(service)``; a source found removed on the way marks the token removed (then re-raised)."""
+        from qrng.errors import PipelineFailed, SourceRemoved
+        service = self._service()
+        try:
+            fn(service)
+        except SourceRemoved as exc:
+            self._source_removed(exc)
+            raise
+        except PipelineFailed as exc:
+            cause = getattr(service, "failure", None)
+            if isinstance(cause, SourceRemoved):
+                self._source_removed(cause)
+                raise cause from exc
+            raise
+
     def seed_random(self, handle: int, data: bytes) -> None:
         self._session(handle)
-        self._service().seed(data)
+        self._use(lambda s: s.seed(data))
 
     def check_session(self, handle: int) -> None:
         """CKR_SESSION_HANDLE_INVALID (or not initialised) unless ``handle`` is an open session."""
@@ -432,12 +478,12 @@ class Token:
         """C_GenerateRandom (5.15); a zero-length request only checks the session."""
         self._session(handle)
         if len(buf):
-            self._service().generate_into(buf)
+            self._use(lambda s: s.generate_into(buf))
 
     def refill(self, buf: Any) -> None:
         """Fill the C fast-path buffer (no session: the C side checked it)."""
         self._require_init()
-        self._service().generate_into(buf)
+        self._use(lambda s: s.generate_into(buf))
 
 
 def _certificate_object(handle: int, der: bytes) -> TokenObject:

@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from .dsse import EnvelopeError, open_envelope, seal
 from .errors import EntropyError
 
-__all__ = ["ATTESTATION_TYPE", "AttestationError", "AttestationResult", "DEVICE_INFO_OID", "attest", "certified_device",
-           "init_simulator", "verify_attestation"]
+__all__ = ["ATTESTATION_TYPE", "AttestationError", "AttestationResult", "DEVICE_INFO_OID", "attest",
+           "certified_device", "init_simulator", "issue_device_certificate", "verify_attestation"]
 
 ATTESTATION_TYPE = "application/vnd.qrng-ceremony.device-attestation+json"
 # A private OID under the UUID arc (ITU-T X.667): 2.25.<uuid as integer>.
@@ -87,6 +87,36 @@ def _pem(path: Path, data: bytes, mode: int = 0o644) -> None:
     path.chmod(mode)
 
 
+def _device_certificate(ca: x509.Certificate, ca_key: Any, serial: str, model: str, firmware_digest: bytes,
+                        simulator: bool, cn: str) -> tuple[Any, x509.Certificate]:
+    """A device key and its certificate with the qrngDeviceInfo extension (model, serial, firmware, simulator)."""
+    now = _now()
+    dev_key = ec.generate_private_key(ec.SECP256R1())
+    info = DeviceInfo({"model": model, "serial": serial, "firmwareDigest": firmware_digest,
+                       "simulator": simulator}).dump()
+    dev = (x509.CertificateBuilder().subject_name(_name(f"{cn} - TEST ONLY", "qrng-ceremony"))
+           .issuer_name(ca.subject).public_key(dev_key.public_key()).serial_number(x509.random_serial_number())
+           .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=3650))
+           .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+           .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+           .add_extension(x509.UnrecognizedExtension(DEVICE_INFO_OID, info), critical=False)
+           .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+           .sign(ca_key, hashes.SHA256()))
+    return dev_key, dev
+
+
+def issue_device_certificate(directory: Path, serial: str, model: str, firmware_digest: bytes,
+                             simulator: bool) -> tuple[bytes, bytes]:
+    """A TEST-ONLY device key (PEM) and chain (device, then CA; PEM) from the TEST-ONLY manufacturer CA that
+    init_simulator made in ``directory``: for the USB EMULATOR."""
+    ca = x509.load_pem_x509_certificate((directory / "test-manufacturer-ca.pem").read_bytes())
+    ca_key = serialization.load_pem_private_key((directory / "test-manufacturer-ca.key").read_bytes(), None)
+    key, dev = _device_certificate(ca, ca_key, serial, model, firmware_digest, simulator, f"QRNG USB emulator {serial}")
+    enc = serialization.Encoding.PEM
+    return (key.private_bytes(enc, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+            dev.public_bytes(enc) + ca.public_bytes(enc))
+
+
 def init_simulator(directory: str | Path, serial: str = "SIM-0001") -> dict[str, Path]:
     """Create (once) the TEST-ONLY manufacturer CA and the simulator's device key and certificate."""
     d = Path(directory)
@@ -105,17 +135,8 @@ def init_simulator(directory: str | Path, serial: str = "SIM-0001") -> dict[str,
           .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
           .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
           .sign(ca_key, hashes.SHA256()))
-    dev_key = ec.generate_private_key(ec.SECP256R1())
-    info = DeviceInfo({"model": "QRNG-SIM homodyne model (SIMULATOR)", "serial": serial,
-                       "firmwareDigest": hashlib.sha256(SIM_FIRMWARE).digest(), "simulator": True}).dump()
-    dev = (x509.CertificateBuilder().subject_name(_name(f"QRNG simulator {serial} - TEST ONLY", "qrng-ceremony"))
-           .issuer_name(ca_name).public_key(dev_key.public_key()).serial_number(x509.random_serial_number())
-           .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=3650))
-           .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-           .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
-           .add_extension(x509.UnrecognizedExtension(DEVICE_INFO_OID, info), critical=False)
-           .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-           .sign(ca_key, hashes.SHA256()))
+    dev_key, dev = _device_certificate(ca, ca_key, serial, "QRNG-SIM homodyne model (SIMULATOR)",
+                                       hashlib.sha256(SIM_FIRMWARE).digest(), True, f"QRNG simulator {serial}")
     enc = serialization.Encoding.PEM
     key_fmt = (serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     _pem(paths["root"], ca.public_bytes(enc))

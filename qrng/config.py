@@ -33,8 +33,12 @@ class SourceConfig:
     quantum: bool = False
     vendor_id: int = 0
     product_id: int = 0
-    endpoint: int = 0x81
+    endpoint: int | None = None  # usb: None = the interface's first bulk IN endpoint
     serial: str | None = None
+    interface: int = 0           # usb
+    raw: bool = False            # usb: read as a plain bulk RNG even if it speaks the protocol
+    detach_kernel_driver: bool = False
+    emulator: str = ""           # usb: the EMULATOR's state folder (docs/usb-protocol.md), never a device
     stream: bool = False        # file: the path is a FIFO or device, read as a stream
     read_timeout: float = 5.0   # file streams and devices: seconds of silence before a read fails
 
@@ -124,7 +128,7 @@ def _source(f: Fields) -> SourceConfig:
             seed=f.integer("seed", None), serial=f.text("serial", "SIM-0001"), faults=faults)
         f.done()
         return SourceConfig(type=kind, claimed_min_entropy=h, simulator=sim, bits_per_sample=sim.adc_bits)
-    if h is None:
+    if h is None and kind != "usb":
         raise ConfigError(f.p("claimed_min_entropy"), f"is required for a {kind} source")
     if kind == "file":
         cfg = SourceConfig(type=kind, claimed_min_entropy=h, path=f.text("path"),
@@ -137,10 +141,20 @@ def _source(f: Fields) -> SourceConfig:
                            quantum=f.flag("quantum", False),
                            read_timeout=f.number("read_timeout", 5.0, lo=0.01, hi=3600))
     else:
-        cfg = SourceConfig(type=kind, claimed_min_entropy=h, vendor_id=f.integer("vendor_id", lo=0, hi=0xFFFF),
-                           product_id=f.integer("product_id", lo=0, hi=0xFFFF),
-                           endpoint=f.integer("endpoint", 0x81, lo=0, hi=0xFF), serial=f.text("serial", None),
-                           bits_per_sample=f.integer("bits_per_sample", 8, lo=1, hi=8), quantum=f.flag("quantum", True))
+        emulator = f.text("emulator", "")
+        vid, pid = (0x1209, 0x0001) if emulator else (None, None)  # the emulator's pid.codes test IDs
+        cfg = SourceConfig(type=kind, claimed_min_entropy=h,
+                           vendor_id=f.integer("vendor_id", vid, lo=0, hi=0xFFFF) if vid else
+                           f.integer("vendor_id", lo=0, hi=0xFFFF),
+                           product_id=f.integer("product_id", pid, lo=0, hi=0xFFFF) if pid else
+                           f.integer("product_id", lo=0, hi=0xFFFF),
+                           endpoint=f.integer("endpoint", None, lo=1, hi=0xFF), serial=f.text("serial", None),
+                           bits_per_sample=f.integer("bits_per_sample", 8, lo=1, hi=8),
+                           quantum=f.flag("quantum", not emulator), interface=f.integer("interface", 0, lo=0, hi=31),
+                           raw=f.flag("raw", False), detach_kernel_driver=f.flag("detach_kernel_driver", False),
+                           read_timeout=f.number("read_timeout", 2.0, lo=0.01, hi=3600), emulator=emulator)
+        if emulator and cfg.quantum:
+            raise ConfigError(f.p("quantum"), "the USB EMULATOR is a software model: it is never quantum")
     f.done()
     return cfg
 
@@ -152,6 +166,9 @@ def parse_config(data: Any, origin: str = "<string>") -> EntropyConfig:
     if version != 1:
         raise ConfigError("version", f"unsupported version {version}; this release reads version 1")
     src = _source(root.sub("source"))
+    if src.emulator:
+        base_dir = Path(origin).parent if origin not in ("<string>", "") else Path(".")
+        src = replace(src, emulator=str((base_dir / src.emulator).resolve()))
     hf = root.sub("health")
     health = HealthConfig(alpha_log2=hf.number("alpha_log2", -20, lo=-64, hi=-1),
                           startup_samples=hf.integer("startup_samples", 1024, lo=1024),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -105,6 +106,7 @@ class Pipeline:
         self._reseeds = self._resets = 0
         self._credited = 0.0
         self._failure: EntropyError | None = None
+        self._source_checked = 0.0
         self._pid = os.getpid()
         self._fork_salt = b""
         self._window = np.zeros(0, dtype=np.uint8)
@@ -120,6 +122,11 @@ class Pipeline:
     @property
     def failed(self) -> bool:
         return self._failure is not None
+
+    @property
+    def failure(self) -> EntropyError | None:
+        """What failed the pipeline (a health test, a source error, a removed source), or None."""
+        return self._failure
 
     def _fail(self, exc: EntropyError) -> EntropyError:
         self._failure = exc
@@ -199,6 +206,25 @@ class Pipeline:
             raise self._fail(EntropyError(
                 f"SP 800-90B assessment of the last {self._window.size} samples gives {h:.4f} bits/sample, below "
                 f"the claimed {info.claimed_min_entropy} by more than {a.max_shortfall}; no output"))
+
+    SOURCE_CHECK_S = 0.1  # a source that can say it is there (USB) is asked at most this often
+
+    def _check_source(self) -> None:
+        """Output comes from the DRBG between reseeds, without reading the source; a source that can tell whether
+        it is still there and healthy (a USB device: GET_STATUS) is asked at most every 0.1 s, so a removed or
+        failing device stops the output within that time. Fails the pipeline closed on a removed device or a
+        device that reports its own health-test failure."""
+        check = getattr(self.source, "check", None)
+        if check is None:
+            return
+        now = time.monotonic()
+        if now - self._source_checked < self.SOURCE_CHECK_S:
+            return
+        self._source_checked = now
+        try:
+            check()
+        except EntropyError as exc:
+            raise self._fail(exc) from None
 
     def startup(self) -> None:
         """SP 800-90B 4.3: start-up tests over at least 1024 samples before any output; they are discarded."""
@@ -311,6 +337,7 @@ class Pipeline:
         pr = self.config.drbg.prediction_resistance if prediction_resistance is None else prediction_resistance
         with self._lock:
             self._check_usable()
+            self._check_source()
             drbg = self._ensure_drbg()
             if additional_input and len(additional_input) > 48 and isinstance(drbg, CtrDrbg):
                 additional_input = hashlib.sha384(additional_input).digest()

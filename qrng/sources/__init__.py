@@ -15,7 +15,8 @@ SOURCE_KINDS = {
     "simulator": "software model of a homodyne QRNG with fault injection (SIMULATOR, not a device)",
     "file": "replay of a raw-sample file (one sample per byte, or packed bits)",
     "device": "a character device such as /dev/hwrng (non-quantum unless configured quantum: true)",
-    "usb": "a USB QRNG device through pyusb (bulk IN endpoint)",
+    "usb": "a USB QRNG through pyusb: the qrng-ceremony USB protocol, or raw mode for bulk-endpoint RNGs "
+           "(or the USB EMULATOR, a software device)",
 }
 
 
@@ -33,6 +34,6 @@ def open_source(cfg: SourceConfig) -> Source:
         assert cfg.claimed_min_entropy is not None
         return DeviceSource(cfg.path, cfg.claimed_min_entropy, cfg.quantum, read_timeout=cfg.read_timeout)
     from .usb import UsbSource
-    assert cfg.claimed_min_entropy is not None
     return UsbSource(cfg.vendor_id, cfg.product_id, cfg.endpoint, cfg.claimed_min_entropy, cfg.bits_per_sample,
-                     cfg.serial, cfg.quantum)
+                     cfg.serial, cfg.quantum, int(cfg.read_timeout * 1000), cfg.interface, cfg.raw,
+                     cfg.detach_kernel_driver, [cfg.emulator] if cfg.emulator else None)

@@ -1,0 +1,243 @@
+"""Attestation over USB (docs/usb-protocol.md, "Attestation") and firmware transparency.
+
+A verifier sends a fresh 32-byte nonce; the device answers with a statement over the nonce, a counter that
+never repeats, the digests of its GET_INFO answer and certificate chain, and its status, signed with its device
+key (ECDSA P-256). :func:`verify_usb_attestation` checks, in order: the chain to a manufacturer root, the
+certified identity (qrngDeviceInfo: serial, firmware digest, emulator flag) against GET_INFO, the digests, the
+signature over this nonce, and that the counter is above the last one this verifier saw (a replay).
+
+Firmware: a digest is acceptable when the policy lists it, or when the vendor's offline proof
+(c2sp.org/tlog-proof@v1, shipped beside the firmware) shows its manifest (:func:`firmware_manifest`) in a
+firmware transparency log the policy names, signed by the log's key and cosigned by its witnesses. The proof is
+checked with the audit log's own code (qrng.audit.proof).
+
+Also here: the emulator's state folder (:func:`init_emulator`) and a TEST-ONLY firmware log for it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .attestation import DEVICE_INFO_OID, AttestationError
+from .attestation import DeviceInfo as CertDeviceInfo
+from .sources import usbproto as P
+
+__all__ = ["FirmwarePolicy", "UsbAttestation", "check_firmware", "firmware_manifest", "init_emulator",
+           "make_firmware_log", "verify_usb_attestation"]
+
+
+@dataclass(frozen=True)
+class UsbAttestation:
+    serial: str
+    model: str
+    emulator: bool
+    counter: int
+    firmware_sha256: str
+    firmware_version: str
+    manufacturer: str
+    status: P.Status
+    info: P.DeviceInfo
+
+
+@dataclass(frozen=True)
+class FirmwarePolicy:
+    """Which firmware a policy accepts: listed digests, and/or inclusion in a transparency log."""
+
+    allowed_sha256: frozenset[str] = frozenset()
+    log_origin: str = ""
+    log_key: str = ""                      # the log's verifier key (note format)
+    witnesses: tuple[str, ...] = field(default_factory=tuple)  # cosignature verifier keys
+    quorum: int = 0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.allowed_sha256 or self.log_key)
+
+
+def firmware_manifest(info: P.DeviceInfo) -> bytes:
+    """The entry a vendor logs for a firmware release; rebuilt by the verifier from what the device attests."""
+    version = "{}.{}.{}".format(*info.firmware_version)
+    return (f"qrng-ceremony.firmware/v1\nvendor {info.vendor}\nmodel {info.model}\nversion {version}\n"
+            f"sha256 {info.firmware_sha256.hex()}\n").encode()
+
+
+def check_firmware(info: P.DeviceInfo, policy: FirmwarePolicy, proof: str | None) -> dict[str, Any]:
+    """Raise AttestationError unless the policy accepts the attested firmware; say how it was accepted."""
+    digest = info.firmware_sha256.hex()
+    if digest in policy.allowed_sha256:
+        return {"firmware_accepted_by": "policy list"}
+    if not policy.log_key:
+        raise AttestationError(f"firmware {digest[:16]}... is not in the policy's list of accepted firmware")
+    if proof is None:
+        raise AttestationError(f"firmware {digest[:16]}... is not listed, and no transparency-log proof was given "
+                               "(attestation.firmware_proof in the entropy configuration)")
+    from .audit.errors import AuditError
+    from .audit.note import Verifier
+    from .audit.proof import parse_proof, verify_proof
+    try:
+        log = Verifier.parse(policy.log_key)
+        witnesses = [Verifier.parse(w) for w in policy.witnesses]
+        cp = verify_proof(proof, firmware_manifest(info), [log], witnesses, policy.quorum)
+    except AuditError as exc:
+        raise AttestationError(f"firmware {digest[:16]}...: transparency-log proof does not verify: {exc}") from None
+    if policy.log_origin and cp.origin != policy.log_origin:
+        raise AttestationError(f"firmware proof is from log {cp.origin!r}, not the policy's {policy.log_origin!r}")
+    index = parse_proof(proof)[0]
+    return {"firmware_accepted_by": "transparency log", "firmware_log": cp.origin, "firmware_log_index": index,
+            "firmware_log_size": cp.size, "firmware_log_root": cp.root.hex()}
+
+
+def verify_usb_attestation(att: P.Attestation, info_raw: bytes, chain: list[bytes], nonce: bytes,
+                           roots: list[Any], allow_emulator: bool, last_counter: int = 0) -> UsbAttestation:
+    """Everything a verifier checks in a device's answer; raises AttestationError naming the check that failed."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    if not chain:
+        raise AttestationError("the device sent no certificate")
+    try:
+        certs = [x509.load_der_x509_certificate(d) for d in chain]
+    except ValueError:
+        raise AttestationError("the device's certificate chain is not DER X.509") from None
+    device, issuers = certs[0], certs[1:]
+    anchor = None
+    for cert in [device, *issuers]:
+        for root in roots:
+            if cert.issuer == root.subject:
+                try:
+                    cert.verify_directly_issued_by(root)
+                    anchor = root
+                except (ValueError, TypeError, InvalidSignature):
+                    continue
+        if anchor is not None:
+            break
+    if anchor is None:
+        raise AttestationError("the device certificate does not chain to a manufacturer root of the policy")
+    for child, parent in zip(certs, certs[1:], strict=False):
+        try:
+            child.verify_directly_issued_by(parent)
+        except (ValueError, TypeError, InvalidSignature):
+            raise AttestationError("the device's certificate chain is broken") from None
+    now = datetime.datetime.now(datetime.UTC)
+    if not device.not_valid_before_utc <= now <= device.not_valid_after_utc:
+        raise AttestationError("the device certificate is outside its validity period")
+    try:
+        ext = device.extensions.get_extension_for_oid(DEVICE_INFO_OID).value
+        assert isinstance(ext, x509.UnrecognizedExtension)
+        certified = CertDeviceInfo.load(ext.value)
+    except (x509.ExtensionNotFound, ValueError, AssertionError):
+        raise AttestationError("the device certificate has no qrngDeviceInfo extension") from None
+    try:
+        info = P.DeviceInfo.decode(info_raw)
+    except P.ProtocolError as exc:
+        raise AttestationError(f"GET_INFO: {exc}") from None
+    if hashlib.sha256(info_raw).digest() != att.info_sha256:
+        raise AttestationError("the statement covers a different GET_INFO answer")
+    if hashlib.sha256(P.encode_chain(chain)).digest() != att.chain_sha256:
+        raise AttestationError("the statement covers a different certificate chain")
+    if info.serial != certified["serial"].native:
+        raise AttestationError(f"the device says serial {info.serial!r}; its certificate says "
+                               f"{certified['serial'].native!r}")
+    if info.firmware_sha256 != bytes(certified["firmwareDigest"].native):
+        raise AttestationError(f"firmware {info.firmware_sha256.hex()[:16]}... differs from the certified "
+                               f"{bytes(certified['firmwareDigest'].native).hex()[:16]}...: the device was modified")
+    if info.emulator != bool(certified["simulator"].native):
+        raise AttestationError("the device and its certificate disagree on whether it is an emulator")
+    if info.emulator and not allow_emulator:
+        raise AttestationError("the device is the USB EMULATOR and the policy forbids simulated sources")
+    pub = device.public_key()
+    if not isinstance(pub, ec.EllipticCurvePublicKey):
+        raise AttestationError("the device key must be an EC P-256 key")
+    try:
+        pub.verify(att.signature, P.attestation_message(nonce, att), ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise AttestationError("the attestation signature does not verify for this nonce (stale or replayed "
+                               "statement, or a different device key)") from None
+    if att.counter <= last_counter:
+        raise AttestationError(f"attestation counter {att.counter} is not above the last one seen ({last_counter}): "
+                               "a replayed statement")
+    return UsbAttestation(info.serial, f"{info.vendor} {info.model}", info.emulator, att.counter,
+                          info.firmware_sha256.hex(), "{}.{}.{}".format(*info.firmware_version),
+                          anchor.subject.rfc4514_string(), att.status, info)
+
+
+# --- the emulator's state folder and a TEST-ONLY firmware log ----------------------------------------------------
+EMULATOR_FIRMWARE = b"qrng-ceremony USB QRNG EMULATOR firmware 1.0.0 - TEST ONLY\n"
+
+
+def make_firmware_log(folder: Path, manifests: list[bytes], witness: str = "witness.example/firmware-log",
+                      origin: str = "firmware.example/qrng-emulator-log") -> dict[str, Path]:
+    """A TEST-ONLY firmware transparency log: the manifests as leaves, a checkpoint signed by the log's key and
+    cosigned by one witness, and a .tlog-proof per manifest. Returns the files' paths."""
+    import time
+
+    from .audit.merkle import TreeLevels, leaf_hash
+    from .audit.note import (
+        ALG_COSIGNATURE_V1,
+        Checkpoint,
+        cosign,
+        format_note,
+        generate_ed25519,
+        load_ed25519_signer,
+        parse_note,
+        sign_note,
+    )
+    from .audit.proof import format_proof
+    folder.mkdir(parents=True, exist_ok=True)
+    log_priv, log_pub = generate_ed25519(origin)
+    w_priv, _ = generate_ed25519(witness)
+    w = load_ed25519_signer(w_priv, ALG_COSIGNATURE_V1)
+    tree = TreeLevels([leaf_hash(m) for m in manifests])
+    text = Checkpoint(origin, len(manifests), tree.root()).text()
+    note = sign_note(text, [load_ed25519_signer(log_priv)])
+    body, sigs = parse_note(note)
+    note = format_note(body, [*sigs, cosign(text, w, int(time.time()))])
+    paths = {"log_key": folder / "log.pub", "witness_key": folder / "witness.pub", "checkpoint": folder / "checkpoint"}
+    paths["log_key"].write_text(log_pub + "\n")
+    paths["witness_key"].write_text(str(w.verifier) + "\n")
+    paths["checkpoint"].write_text(note)
+    for i in range(len(manifests)):
+        p = folder / f"entry-{i}.tlog-proof"
+        p.write_text(format_proof(i, tree.inclusion_proof(i, len(manifests)), note))
+        paths[f"proof_{i}"] = p
+    return paths
+
+
+def init_emulator(folder: str | Path, attestation_dir: str | Path, serial: str = "EMU-0001",
+                  firmware_log: str | Path | None = None) -> dict[str, Path]:
+    """Create (once) the state folder of an emulated USB QRNG: identity, TEST-ONLY key and certificate (issued by
+    the TEST-ONLY manufacturer CA in ``attestation_dir``), firmware image, counter, control file; and, with
+    ``firmware_log``, a TEST-ONLY firmware log holding its firmware with the proof beside the firmware."""
+    from .attestation import init_simulator, issue_device_certificate
+    d = Path(folder)
+    if (d / "device.json").exists():
+        return {"folder": d, "proof": d / "firmware.tlog-proof"}
+    d.mkdir(parents=True, exist_ok=True)
+    init_simulator(attestation_dir)
+    (d / "firmware.bin").write_bytes(EMULATOR_FIRMWARE)
+    model = "QRNG-USB EMULATOR (software device, not quantum)"
+    key_pem, chain_pem = issue_device_certificate(Path(attestation_dir), serial, model,
+                                                  hashlib.sha256(EMULATOR_FIRMWARE).digest(), simulator=True)
+    (d / "device.key").write_bytes(key_pem)
+    (d / "device.key").chmod(0o600)
+    (d / "chain.pem").write_bytes(chain_pem)
+    meta = {"serial": serial, "model": model, "vendor": "qrng-ceremony", "firmware_version": [1, 0, 0],
+            "claimed_min_entropy": 4.0}
+    (d / "device.json").write_text(json.dumps(meta, indent=1) + "\n")
+    (d / "control").write_text("plugged: yes\nfault: none\ncontrol_fault: none\nphysics_fault: none\n")
+    out = {"folder": d}
+    if firmware_log is not None:
+        info = P.DeviceInfo(8, 8, P.FLAG_EMULATOR, 4.0, hashlib.sha256(EMULATOR_FIRMWARE).digest(), (1, 0, 0),
+                            "qrng-ceremony", model, serial)
+        other = P.DeviceInfo(8, 8, P.FLAG_EMULATOR, 4.0, hashlib.sha256(b"an older release").digest(), (0, 9, 0),
+                             "qrng-ceremony", model, serial)
+        paths = make_firmware_log(Path(firmware_log), [firmware_manifest(other), firmware_manifest(info)])
+        (d / "firmware.tlog-proof").write_text(paths["proof_1"].read_text())
+        out["proof"] = d / "firmware.tlog-proof"
+    return out
