@@ -12,6 +12,7 @@ from typing import Any
 
 from qrng.errors import ConfigError
 from qrng.strictyaml import Fields, load_yaml, marks, read_text
+from qrng.usbattest import FirmwarePolicy
 
 from .errors import ScriptError
 from .keys import CURVES, KeySpec
@@ -82,6 +83,43 @@ class Policy:
     witness_quorum: int
     manufacturer_roots: tuple[Path, ...]
     min_serial_bits: int = 64
+    firmware: FirmwarePolicy = field(default_factory=FirmwarePolicy)  # accepted device firmware (USB devices)
+
+
+def _key_text(f: Fields, key: str, base: Path) -> str:
+    """A note verifier key given inline or as a file path relative to the policy."""
+    value: str = f.text(key)
+    if "+" in value and not value.endswith((".pub", ".vkey")):
+        return value
+    p = _rel(base, value)
+    try:
+        return p.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f.p(key), f"cannot read key file {p}: {exc.strerror}") from None
+
+
+def _firmware_policy(af: Fields, base: Path) -> FirmwarePolicy:
+    """attestation.firmware: {allowed_sha256: [...], transparency_log: {origin, key, witnesses, quorum}}."""
+    ff = af.sub("firmware", {})
+    allowed = ff.strings("allowed_sha256", [])
+    for i, d in enumerate(allowed):
+        if len(d) != 64 or any(c not in "0123456789abcdef" for c in d):
+            raise ConfigError(f"{ff.p('allowed_sha256')}[{i}]", "must be a SHA-256 digest in lower-case hex")
+    tf = ff.sub("transparency_log", {})
+    log_key, origin, quorum = "", "", 0
+    witnesses: tuple[str, ...] = ()
+    if ff.has("transparency_log"):
+        origin = tf.text("origin")
+        log_key = _key_text(tf, "key", base)
+        wf = tf.strings("witnesses", [])
+        witnesses = tuple(_key_text(Fields({"w": w}, f"{tf.p('witnesses')}[{i}]"), "w", base)
+                          for i, w in enumerate(wf))
+        quorum = tf.integer("quorum", len(witnesses), lo=0, hi=16)
+        if quorum > len(witnesses):
+            raise ConfigError(tf.p("quorum"), f"is {quorum} but only {len(witnesses)} witness keys are named")
+    tf.done()
+    ff.done()
+    return FirmwarePolicy(frozenset(allowed), origin, log_key, witnesses, quorum)
 
 
 def _err(exc: ConfigError, origin: Path) -> ScriptError:
@@ -251,10 +289,11 @@ def load_policy(path: Path) -> Policy:
         wf.done()
         af = root.sub("attestation", {})
         roots = tuple(_rel(path, r) for r in af.strings("manufacturer_roots", []))
+        firmware = _firmware_policy(af, path)
         af.done()
         serial_bits = root.integer("min_serial_bits", 64, lo=64, hi=159)
         root.done()
     except ConfigError as exc:
         raise _err(exc, path) from None
     return Policy(path, name, tuple(keys), profiles, min_claimed, min_est, shortfall, max_alpha, allow_sim, req,
-                  seed_required, allow_unsup, quorum, roots, serial_bits)
+                  seed_required, allow_unsup, quorum, roots, serial_bits, firmware)

@@ -81,6 +81,7 @@ class AttestationConfig:
 
     certificate: Path | None = None
     key: Path | None = None
+    firmware_proof: Path | None = None  # the vendor's c2sp.org/tlog-proof for the device's firmware (USB)
 
 
 @dataclass(frozen=True)
@@ -188,8 +189,10 @@ def parse_config(data: Any, origin: str = "<string>") -> EntropyConfig:
     af = root.sub("attestation")
     base = Path(origin).parent if origin not in ("<string>", "") else Path(".")
     cert, key = af.text("certificate", None), af.text("key", None)
+    proof = af.text("firmware_proof", None)
     att = AttestationConfig(certificate=(base / cert).resolve() if cert else None,
-                            key=(base / key).resolve() if key else None)
+                            key=(base / key).resolve() if key else None,
+                            firmware_proof=(base / proof).resolve() if proof else None)
     af.done()
     sf = root.sub("assessment")
     assess = AssessmentConfig(every_samples=sf.integer("every_samples", 0, lo=0),

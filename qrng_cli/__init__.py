@@ -27,6 +27,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("estimate", "estimate"),
     ("ceremony", "ceremony plan | run | verify"),
     ("audit", "audit verify | prove | check-proof | show | keygen | cosign"),
+    ("usb", "usb emulator init | set, usb info"),
 )
 
 

@@ -99,14 +99,23 @@ def cmd_health(args: argparse.Namespace) -> int:
 def cmd_sources(args: argparse.Namespace) -> int:
     from qrng.config import load_config
     from qrng.sources import SOURCE_KINDS
+    from qrng.sources.usb import list_devices
     cfg = load_config(args.config)
+    emulator = [cfg.source.emulator] if cfg.source.emulator else None
+    usb = list_devices(emulator=emulator)  # attached USB devices (the EMULATOR's when it is configured)
     if args.json:
-        print(json.dumps({"kinds": SOURCE_KINDS, "configured": cfg.source.type, "config": cfg.origin}, indent=2))
+        print(json.dumps({"kinds": SOURCE_KINDS, "configured": cfg.source.type, "config": cfg.origin,
+                          "usb_devices": [{"vendor_id": f"{d.vendor_id:04x}", "product_id": f"{d.product_id:04x}",
+                                           "bus": d.bus, "address": d.address, "serial": d.serial,
+                                           "product": d.product, "protocol": d.protocol} for d in usb]}, indent=2))
     else:
         for k, v in SOURCE_KINDS.items():
             mark = "*" if k == cfg.source.type else " "
             print(f"{mark} {k:10} {v}")
         print(f"(* configured in {cfg.origin})")
+        print(f"USB devices{' (EMULATOR bus)' if emulator else ''}:" + ("" if usb else " none found"))
+        for d in usb:
+            print(f"  {d.line()}")
     return ExitCode.OK
 
 

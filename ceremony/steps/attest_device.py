@@ -44,11 +44,55 @@ def check(step: Step, view: PlanView) -> list[str]:
     return [f"{step.path}: attest_device needs attestation.manufacturer_roots in the policy"]
 
 
+def run_usb(c: StepContext, step: Step) -> StepResult:
+    """A USB device of the qrng-ceremony protocol attests itself: the verifier's nonce goes to the device, the
+    device signs (qrng.usbattest checks chain, identity, nonce, counter), then the policy's firmware rule (a
+    listed digest, or a transparency-log proof checked offline)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from qrng.attestation import AttestationError
+    from qrng.usbattest import check_firmware, verify_usb_attestation
+    src = c.pipeline.source
+    nonce = verifier_nonce()
+    c.event(step.id, "attestation.challenge", {"nonce": nonce.hex(), "transport": "USB"}, actor="verifier")
+    statement, info_raw = src.attest(nonce)  # type: ignore[attr-defined]
+    blob, chain = src.chain()  # type: ignore[attr-defined]
+    record = {"transport": "USB (qrng-ceremony USB protocol v1)", "nonce": nonce.hex(),
+              "statement": statement.encode().hex(), "device_info": info_raw.hex(),
+              "chain_pem": [x509.load_der_x509_certificate(d).public_bytes(serialization.Encoding.PEM).decode()
+                            for d in chain]}
+    out_blob = json.dumps(record, indent=1).encode()
+    roots = [x509.load_pem_x509_certificate(p.read_bytes()) for p in c.plan.policy.manufacturer_roots]
+    proof_path = c.plan.entropy.attestation.firmware_proof
+    try:
+        r = verify_usb_attestation(statement, info_raw, chain, nonce, roots, c.plan.policy.allow_simulator)
+        firmware = check_firmware(r.info, c.plan.policy.firmware, proof_path.read_text() if proof_path else None) \
+            if c.plan.policy.firmware.active else {"firmware_accepted_by": "no firmware rule in the policy"}
+    except (AttestationError, OSError) as exc:
+        c.event(step.id, "attestation.failed", {"reason": str(exc), "record_sha256": sha256_hex(out_blob)},
+                actor="verifier")
+        raise
+    outputs = {"attestation.json": c.stage(step.id, "attestation.json", out_blob)}
+    c.event(step.id, "attestation.verified", {
+        "transport": "USB", "serial": r.serial, "model": r.model, "simulator": r.emulator, "counter": r.counter,
+        "firmware_sha256": r.firmware_sha256, "firmware_version": r.firmware_version, "manufacturer": r.manufacturer,
+        "device_status": {"flags": r.status.flags, "rct_failures": r.status.rct_failures,
+                          "apt_failures": r.status.apt_failures, "samples": r.status.samples},
+        "device_certificate_sha256": sha256_hex(chain[0]), **firmware}, files=outputs, actor="verifier")
+    c.progress(f"[{step.id}] device {r.serial} attested over USB" + (" (EMULATOR)" if r.emulator else "")
+               + f"; firmware accepted by {firmware['firmware_accepted_by']}")
+    return outputs, {"serial": r.serial, "statement_sha256": sha256_hex(out_blob), "simulator": r.emulator,
+                     "counter": r.counter}
+
+
 def run(c: StepContext, step: Step, prep: dict[str, Any]) -> StepResult:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
     from qrng.attestation import AttestationError, attest, verify_attestation
+    if getattr(c.pipeline.source, "protocol", False):
+        return run_usb(c, step)
     att = c.plan.entropy.attestation
     if att.certificate is None or att.key is None:
         raise StepFailed("the entropy configuration names no attestation certificate and key")
@@ -107,6 +151,28 @@ def record(log: StepLog) -> Section:
     d = log.data("attestation.verified")
     sim = " It is the SIMULATOR, a software model used for rehearsals, not a physical device." \
         if d.get("simulator") else ""
+    if d.get("transport") == "USB":
+        fw = d.get("firmware_accepted_by", "")
+        how = (f"found in the firmware transparency log {d.get('firmware_log')} (entry {d.get('firmware_log_index')} "
+               f"of {d.get('firmware_log_size')}, proof checked offline with the log's key and witnesses)"
+               if fw == "transparency log" else f"accepted by {fw}")
+        emu = " It is the USB EMULATOR, a software device, not a physical or quantum source." \
+            if d.get("simulator") else ""
+        return Section(
+            "Over USB, the verifier sent the device a fresh 32-byte challenge; the device signed it with its "
+            "counter, its identity and firmware digest and its own health status. The signature chains to "
+            f"{d.get('manufacturer')}, the identity matches the device certificate, and the firmware was {how}.{emu}",
+            (Fact("Device serial", str(d.get("serial", ""))), Fact("Model", str(d.get("model", ""))),
+             Fact("Challenge (nonce)", log.data("attestation.challenge").get("nonce", ""), digest=True),
+             Fact("Signature counter", str(d.get("counter", ""))),
+             Fact("Firmware", f"version {d.get('firmware_version', '')}"),
+             Fact("Firmware SHA-256", d.get("firmware_sha256", ""), digest=True),
+             Fact("Firmware accepted by", fw),
+             *((Fact("Firmware log root (SHA-256)", d.get("firmware_log_root", ""), digest=True),)
+               if fw == "transparency log" else ()),
+             Fact("Device's own health tests", f"{d.get('device_status', {}).get('rct_failures', 0)} RCT and "
+                                                f"{d.get('device_status', {}).get('apt_failures', 0)} APT failures"),
+             Fact("Device certificate SHA-256", d.get("device_certificate_sha256", ""), digest=True)))
     return Section(
         "The verifier sent the entropy source a fresh 32-byte challenge from the operating system. The source "
         "answered with a signed statement naming its model, serial and firmware digest; the signature chains to "
