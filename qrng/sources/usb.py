@@ -323,7 +323,7 @@ class UsbSource:
             try:
                 n = self._dev.read(self._endpoint, buf, timeout=self._timeout)
                 if buf is not self._buf:
-                    self._buf[:n] = buf[:n]
+                    memoryview(self._buf)[:n] = memoryview(buf)[:n]
                 return int(n)
             except usb.core.USBTimeoutError as exc:
                 raise SourceError(f"{self._info.identity}: no samples within {self._timeout} ms (read timeout)") \

@@ -1,0 +1,244 @@
+"""The USB QRNG protocol v1, its driver and the USB EMULATOR (issue 12). The emulator is a pyusb backend, so the
+real driver code runs unchanged against it: in-process, no subprocess, no libusb, no hardware."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from qrng.attestation import AttestationError, init_simulator
+from qrng.errors import EntropyError, SourceError, SourceRemoved
+from qrng.sources import usbproto as P
+from qrng.sources.usb import UsbSource, list_devices
+from qrng.sources.usbemu import write_control
+from qrng.usbattest import FirmwarePolicy, check_firmware, init_emulator, verify_usb_attestation
+
+VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "usb-protocol-v1.json"
+EMU = (0x1209, 0x0001)
+
+
+# --- the protocol against the document's vectors ---------------------------------------------------------------
+def test_vectors_decode_reencode_and_verify():
+    v = json.loads(VECTORS.read_text())
+    req = {r["name"]: r for r in v["requests"]}
+    key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), bytes.fromhex(v["test_public_key_x962"]))
+    nonce = bytes.fromhex(v["nonce"])
+    info = P.DeviceInfo.decode(bytes.fromhex(req["GET_INFO"]["response"]))
+    assert (info.serial, info.model, info.bits_per_sample, info.claimed_min_entropy) == ("QX1-000042", "QX-1", 8, 6.5)
+    assert info.encode().hex() == req["GET_INFO"]["response"]
+    assert P.Status.decode(bytes.fromhex(req["GET_STATUS"]["response"])).encode().hex() == req["GET_STATUS"]["response"]
+    att = P.Attestation.decode(bytes.fromhex(req["GET_ATTESTATION"]["response"]))
+    assert att.encode().hex() == req["GET_ATTESTATION"]["response"]
+    assert att.info_sha256 == hashlib.sha256(info.encode()).digest() and att.counter == 7
+    assert P.attestation_message(nonce, att).hex() == req["GET_ATTESTATION"]["signed_message"]
+    key.verify(att.signature, P.attestation_message(nonce, att), ec.ECDSA(hashes.SHA256()))
+    rd = P.SignedRead.decode(bytes.fromhex(req["SIGNED_READ"]["response"]))
+    assert rd.samples == bytes(range(16)) and rd.encode().hex() == req["SIGNED_READ"]["response"]
+    key.verify(rd.signature, P.read_message(nonce, rd), ec.ECDSA(hashes.SHA256()))
+    assert req["GET_VERSION"]["setup"] == "c101010000000400"  # bmRequestType bRequest wValue wIndex wLength
+
+
+def test_vectors_are_what_the_generator_makes():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("usb_vectors", Path(__file__).resolve().parents[3] / "scripts" /
+                                                  "usb_vectors.py")
+    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    assert mod.vectors() == json.loads(VECTORS.read_text())
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "usb-protocol.md").read_text()
+    assert mod.markdown(mod.vectors()) in doc
+
+
+@pytest.mark.parametrize("mutate,field", [
+    (lambda b: b[:-1], "GET_INFO serial"), (lambda b: b + b"x", "after the serial"),
+    (lambda b: b"\x02" + b[1:], "struct version 2"), (lambda b: b[:1] + b"\x09" + b[2:], "bits_per_sample 9"),
+    (lambda b: b[:4] + b"\x00\x00\x00\x00" + b[8:], "claimed min-entropy 0"), (lambda b: b[:10], "at least 44"),
+])
+def test_hostile_device_info_is_refused_naming_the_field(mutate, field):
+    good = P.DeviceInfo(8, 8, 0, 4.0, bytes(32), (1, 0, 0), "v", "m", "s").encode()
+    with pytest.raises(P.ProtocolError, match=field):
+        P.DeviceInfo.decode(mutate(good))
+
+
+def test_hostile_chain_and_signature_lengths():
+    with pytest.raises(P.ProtocolError, match="certificate 0"):
+        P.decode_chain(b"\x01\x10\x00abc")
+    with pytest.raises(P.ProtocolError, match="after the last certificate"):
+        P.decode_chain(P.encode_chain([b"abc"]) + b"!")
+    st = P.Status(3, 0, 0, 0, 0, 0)
+    att = P.Attestation(1, bytes(32), bytes(32), st, b"\x30" * 200)
+    with pytest.raises(P.ProtocolError, match="signature length"):
+        P.Attestation.decode(att.signed_part() + b"\xc8" + b"\x30" * 200)
+
+
+# --- the emulator under the real driver ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory):
+    d = tmp_path_factory.mktemp("usb")
+    paths = init_emulator(d / "EMU-0001", d / "att", firmware_log=d / "fwlog")
+    return d, paths["folder"]
+
+
+@pytest.fixture()
+def dev(emu):
+    d, folder = emu
+    write_control(folder, plugged="yes", fault="none", control_fault="none", physics_fault="none")
+    time.sleep(0.03)  # the emulator looks at its control file at most every 20 ms
+    src = UsbSource(*EMU, emulator=[str(folder)], timeout_ms=100)
+    yield folder, src
+    src.close()
+
+
+def set_control(folder: Path, **kw: str) -> None:
+    write_control(folder, **kw)
+    time.sleep(0.03)
+
+
+def test_the_emulator_is_listed_and_labelled(emu, dev):
+    folder, src = dev
+    found = list_devices(emulator=[str(folder)])
+    assert len(found) == 1 and found[0].protocol and found[0].serial == "EMU-0001"
+    assert src.protocol and src.info.simulator and not src.info.quantum and "EMULATOR" in src.info.label
+    assert src.device_info is not None and src.device_info.emulator
+
+
+def test_reads_are_exact_and_in_range(dev):
+    _, src = dev
+    for n in (1, 511, 512, 513, 100_000, (1 << 20) + 3):
+        x = src.read(n)
+        assert x.size == n and x.dtype.name == "uint8"
+    x = src.read(200_000)
+    assert 100 < x.mean() < 155 and len(set(x.tolist())) > 100  # the homodyne model: centred, many codes
+
+
+@pytest.mark.parametrize("fault,error,match", [
+    ("stall", SourceError, "stalled"), ("timeout", SourceError, "no samples within 100 ms"),
+    ("eio", SourceError, "bulk read failed"), ("zlp", SourceError, "zero-length packets"),
+])
+def test_bus_faults_are_errors_never_short_data(dev, fault, error, match):
+    folder, src = dev
+    set_control(folder, fault=fault)
+    with pytest.raises(error, match=match):
+        src.read(1000)
+
+
+def test_short_packets_are_read_on(dev):
+    folder, src = dev
+    set_control(folder, fault="short")
+    assert src.read(50_000).size == 50_000
+
+
+def test_a_halted_endpoint_is_cleared_once(dev):
+    folder, src = dev
+    from qrng.sources.usbemu import EmulatedDevice
+    emulated = [d for d in src._dev._ctx.backend.devices if isinstance(d, EmulatedDevice)][0]  # noqa: SLF001
+    emulated.halted = True  # a transient stall: CLEAR_FEATURE(ENDPOINT_HALT) then the read goes on
+    assert src.read(4096).size == 4096 and not emulated.halted
+
+
+def test_unplug_is_removal_and_replug_opens_again(dev):
+    folder, src = dev
+    set_control(folder, plugged="no")
+    with pytest.raises(SourceRemoved):
+        src.read(10)
+    with pytest.raises(SourceRemoved, match="not found"):
+        UsbSource(*EMU, emulator=[str(folder)])
+    set_control(folder, plugged="yes")
+    again = UsbSource(*EMU, emulator=[str(folder)])
+    assert again.read(10).size == 10
+    again.close()
+
+
+def test_the_devices_own_health_failure_stops_output(dev):
+    folder, src = dev
+    src.check()
+    set_control(folder, physics_fault="stuck_at")
+    with pytest.raises(EntropyError, match="its own health tests"):
+        src.check()
+
+
+def test_control_stall_and_wrong_serial(dev):
+    folder, src = dev
+    set_control(folder, control_fault="stall")
+    with pytest.raises(SourceError, match="stalled"):
+        src.status()
+    set_control(folder, control_fault="none")
+    with pytest.raises(SourceRemoved, match="serial NOPE"):
+        UsbSource(*EMU, serial="NOPE", emulator=[str(folder)])
+
+
+# --- attestation over USB ------------------------------------------------------------------------------------------
+def _roots(d: Path) -> list[x509.Certificate]:
+    return [x509.load_pem_x509_certificate((d / "att" / "test-manufacturer-ca.pem").read_bytes())]
+
+
+def _policy(d: Path, **kw) -> FirmwarePolicy:
+    return FirmwarePolicy(log_key=(d / "fwlog" / "log.pub").read_text().strip(),
+                          witnesses=((d / "fwlog" / "witness.pub").read_text().strip(),), quorum=1, **kw)
+
+
+def test_attestation_over_usb_good(emu, dev):
+    d, folder = emu
+    _, src = dev
+    nonce = os.urandom(32)
+    att, info = src.attest(nonce)
+    _, chain = src.chain()
+    r = verify_usb_attestation(att, info, chain, nonce, _roots(d), allow_emulator=True)
+    assert r.serial == "EMU-0001" and r.emulator and r.counter >= 1
+    fw = check_firmware(r.info, _policy(d), (folder / "firmware.tlog-proof").read_text())
+    assert fw["firmware_accepted_by"] == "transparency log" and fw["firmware_log_index"] == 1
+    att2, info2 = src.attest(os.urandom(32))
+    assert att2.counter > att.counter  # the counter never repeats
+
+
+def test_attestation_over_usb_bad(emu, dev):
+    d, folder = emu
+    _, src = dev
+    nonce = os.urandom(32)
+    att, info = src.attest(nonce)
+    _, chain = src.chain()
+    with pytest.raises(AttestationError, match="does not verify for this nonce"):
+        verify_usb_attestation(att, info, chain, os.urandom(32), _roots(d), True)        # stale nonce
+    with pytest.raises(AttestationError, match="replayed"):
+        verify_usb_attestation(att, info, chain, nonce, _roots(d), True, last_counter=att.counter)
+    other = init_simulator(d / "other-ca")
+    with pytest.raises(AttestationError, match="does not chain"):
+        verify_usb_attestation(att, info, chain, nonce,
+                               [x509.load_pem_x509_certificate(other["root"].read_bytes())], True)
+    with pytest.raises(AttestationError, match="forbids simulated"):
+        verify_usb_attestation(att, info, chain, nonce, _roots(d), allow_emulator=False)
+    with pytest.raises(AttestationError, match="different GET_INFO"):
+        bad = P.DeviceInfo.decode(info)
+        forged = P.DeviceInfo(bad.bits_per_sample, bad.adc_bits, bad.flags, 7.5, bad.firmware_sha256,
+                              bad.firmware_version, bad.vendor, bad.model, bad.serial).encode()
+        verify_usb_attestation(att, forged, chain, nonce, _roots(d), True)
+
+
+def test_firmware_not_in_the_log_or_a_forged_proof_is_refused(emu, dev):
+    d, folder = emu
+    _, src = dev
+    info = src.device_info
+    proof = (folder / "firmware.tlog-proof").read_text()
+    other = P.DeviceInfo(info.bits_per_sample, info.adc_bits, info.flags, info.claimed_min_entropy,
+                         hashlib.sha256(b"unlogged firmware").digest(), info.firmware_version, info.vendor,
+                         info.model, info.serial)
+    with pytest.raises(AttestationError, match="does not verify"):
+        check_firmware(other, _policy(d), proof)                     # firmware digest not in the log
+    lines = proof.split("\n")
+    lines[2] = ("A" if lines[2][0] != "A" else "B") + lines[2][1:]  # a forged inclusion-proof hash
+    with pytest.raises(AttestationError, match="does not verify"):
+        check_firmware(info, _policy(d), "\n".join(lines))
+    with pytest.raises(AttestationError, match="no transparency-log proof"):
+        check_firmware(info, _policy(d), None)
+    with pytest.raises(AttestationError, match="not the policy's"):
+        check_firmware(info, _policy(d, log_origin="elsewhere.example/log"), proof)
+    assert check_firmware(info, FirmwarePolicy(allowed_sha256=frozenset({info.firmware_sha256.hex()})), None) == \
+        {"firmware_accepted_by": "policy list"}
