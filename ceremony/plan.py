@@ -57,6 +57,15 @@ class Plan:
         return "\n".join(lines)
 
 
+def _described(entropy: EntropyConfig) -> str:
+    """A source the plan does not open (a device): described from configuration."""
+    s = entropy.source
+    if s.type == "usb":
+        who = f"USB QRNG {s.vendor_id:04x}:{s.product_id:04x}" + (f" serial {s.serial}" if s.serial else "")
+        return f"SIMULATOR: USB EMULATOR {who} (a software device, not a physical device)" if s.emulator else who
+    return f"{s.type} source {s.path}".rstrip()
+
+
 def make_plan(script: Script, policy: Policy, profile: Profile, check_outputs: bool = True) -> Plan:
     v: list[str] = []
     if (script.output / "audit.log").exists():
@@ -64,7 +73,7 @@ def make_plan(script: Script, policy: Policy, profile: Profile, check_outputs: b
     entropy = load_config(script.entropy_config) if script.entropy_config else EntropyConfig()
     from qrng.sources import open_source
     src = open_source(entropy.source) if entropy.source.type in ("simulator", "file") else None
-    label = src.info.label if src else f"{entropy.source.type} source"
+    label = src.info.label if src else _described(entropy)
     claimed = src.info.claimed_min_entropy if src else float(entropy.source.claimed_min_entropy or 0)
     if src is not None:
         src.close()

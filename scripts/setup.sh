@@ -44,6 +44,9 @@ stage_fixtures() {
   # TEST-ONLY attestation material and rehearsal keys (never used in production)
   local q="$VENV/bin/qrng"
   [ -f .softhsm/attestation/device-SIM-0001.pem ] || "$q" attestation init-simulator --dir .softhsm/attestation >/dev/null
+  # the USB EMULATOR (a software device) with a TEST-ONLY firmware transparency log holding its firmware
+  [ -f .softhsm/usb-emulator/EMU-0001/device.json ] || "$q" usb emulator init --dir .softhsm/usb-emulator/EMU-0001 \
+    --attestation-dir .softhsm/attestation --firmware-log .softhsm/usb-emulator/fwlog >/dev/null
   mkdir -p .softhsm/witnesses
   for w in carol dave; do
     [ -f .softhsm/witnesses/$w.key ] || "$q" audit keygen "witness.example/$w" --witness --out .softhsm/witnesses/$w.key >/dev/null

@@ -58,7 +58,7 @@ def short_name(witness: str) -> str:
 
 def run_sheet(plan: Plan, script_bytes: bytes, policy_bytes: bytes) -> RunSheet:
     script, policy, profile = plan.script, plan.policy, plan.profile
-    simulator = plan.entropy.source.type == "simulator"
+    simulator = plan.entropy.source.type == "simulator" or bool(plan.entropy.source.emulator)
     pages: list[SheetPage] = []
     for n, (step, planned) in enumerate(zip(script.steps, plan.steps, strict=True), 1):
         kind = REGISTRY[step.type]

@@ -69,6 +69,9 @@ def test_root_ca_ceremony_end_to_end(ws: Workspace):
     gen = [e for e in log if e["event"] == "key.generated"]
     assert len(gen) == 2 and all(e["data"]["attributes_read_back"]["LOCAL"] is True and
                                  e["data"]["attributes_read_back"]["NEVER_EXTRACTABLE"] is True for e in gen)
+    att = next(e["data"] for e in log if e["event"] == "attestation.verified")  # issue 12: over USB, the EMULATOR
+    assert att["transport"] == "USB" and att["serial"] == "EMU-0001" and att["simulator"] is True
+    assert att["firmware_accepted_by"] == "transparency log" and att["counter"] >= 1
     serials = [e["data"]["serial"] for e in log if e["event"] == "certificate.issued"]
     assert len(serials) == 2 and all(len(s) >= 30 for s in serials)
     html = (out / "transcript.html").read_text()  # the papers themselves: tests/system/ceremony/test_papers.py

@@ -73,7 +73,7 @@ def test_run_sheet_pdf(ceremony):
     no_raw_syntax(text)
     digest = hashlib.sha256(ws.script("root-ca.yaml").read_bytes()).digest()
     assert digest.hex() in flat(text) and flat(pgp_words(digest)) in flat(text)
-    for needle in ("Part 1 of 3", "Part 3 of 3", "Sign-off", "SIM-0001", "SIMULATOR REHEARSAL", "Operator", "carol"):
+    for needle in ("Part 1 of 3", "Part 3 of 3", "Sign-off", "EMU-0001", "SIMULATOR REHEARSAL", "Operator", "carol"):
         assert needle in text, needle
     steps = ("attest", "health", "entropy", "estimate", "seed", "root-key", "root-cert", "int-key", "int-csr",
              "int-cert", "crl", "export", "verify", "signoff")
@@ -96,6 +96,9 @@ def test_transcript_pdf(ceremony):
                    "Repetition count test (4.4.1)", "observed maximum"):  # chart text is text in the PDF (vector)
         assert needle in text, needle
     assert f"{facts['size']} entries" in text
+    # issue 12: the source is the USB EMULATOR; it attested over USB, its firmware proven in a transparency log
+    for needle in ("EMU-0001", "Over USB", "firmware transparency log", "EMULATOR"):
+        assert needle in text, needle
 
 
 def test_auditor_report_pdf(ceremony):

@@ -46,9 +46,20 @@ def write_workspace_files(d: Path, module: str, token_label: str, env: dict[str,
     attestation CA (``d/att``), witness keys (``d/w``), log key and PIN file; three profiles on ``module``."""
     shutil.copytree(ROOT / "ceremonies", d / "ceremonies")
     shutil.copytree(ROOT / "policies", d / "policies")
+    from qrng.usbattest import init_emulator
+    init_emulator(d / "usb" / "EMU-0001", d / "att", firmware_log=d / "usb" / "fwlog")  # the USB EMULATOR
+
+    def attestation(doc: dict[str, Any]) -> None:
+        att = doc.setdefault("attestation", {})
+        att["manufacturer_roots"] = ["../att/test-manufacturer-ca.pem"]
+        log = att.get("firmware", {}).get("transparency_log")
+        if log:
+            log.update(key="../usb/fwlog/log.pub", witnesses=["../usb/fwlog/witness.pub"])
     for pol in (d / "policies").glob("*.yaml"):
-        edit_yaml(pol, lambda doc: doc.setdefault("attestation", {}).update(
-            manufacturer_roots=["../att/test-manufacturer-ca.pem"]))
+        edit_yaml(pol, attestation)
+    edit_yaml(d / "ceremonies" / "entropy-usb-emulator.yaml", lambda doc: (
+        doc["source"].update(emulator="../usb/EMU-0001"),
+        doc["attestation"].update(firmware_proof="../usb/EMU-0001/firmware.tlog-proof")))
     edit_yaml(d / "ceremonies" / "entropy-simulator.yaml", lambda doc: doc.update(
         attestation={"certificate": "../att/device-SIM-0001.pem", "key": "../att/device-SIM-0001.key"}))
     witness_keys = {"witness.example/carol": "../w/carol.key", "witness.example/dave": "../w/dave.key"}
