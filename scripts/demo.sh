@@ -16,6 +16,19 @@ hr "A stuck-at fault injected at sample 5000: the pipeline fails closed"
 if qrng bytes 32 --hex --fault stuck_at@5000; then echo "UNEXPECTED: bytes were produced"; exit 1; fi
 echo "(exit code 3, no bytes: as designed)"
 
+hr "The USB EMULATOR (a software device speaking the qrng-ceremony USB protocol, never quantum) through pyusb"
+E=.softhsm/usb-emulator/EMU-0001
+U=ceremonies/entropy-usb-emulator.yaml
+qrng sources --config "$U" | tail -2
+qrng usb info --config "$U" --attest | grep -E "identity|label|firmware_sha256|healthy|counter"
+qrng bytes 16 --hex --config "$U"
+echo "unplugged: the PKCS#11 module answers CKR_DEVICE_REMOVED, the token is not present ..."
+qrng usb emulator set --dir "$E" plugged=no >/dev/null
+if qrng bytes 16 --hex --config "$U" 2>&1; then echo "UNEXPECTED: bytes from an unplugged device"; exit 1; fi
+qrng usb emulator set --dir "$E" plugged=yes >/dev/null
+echo "plugged back: serving again after its start-up tests"
+qrng bytes 16 --hex --config "$U"
+
 if [ -f scripts/demo_ceremony.sh ]; then
   bash scripts/demo_ceremony.sh
 fi
