@@ -88,7 +88,8 @@ def register(sub: Any) -> None:
     i.set_defaults(func=cmd_emulator_init)
     c = es.add_parser("set", help="plug, unplug or inject faults: KEY=VALUE ... (plugged=yes|no, "
                                   "fault=none|stall|timeout|short|zlp|silent|eio, control_fault=none|stall, "
-                                  "physics_fault=none|stuck_at|low_entropy)")
+                                  "physics_fault=none|stuck_at|low_entropy, kernel_driver=none|bound, "
+                                  "permission=granted|denied)")
     c.add_argument("--dir", required=True, help="the emulator's state folder")
     c.add_argument("changes", nargs="+", metavar="KEY=VALUE", help="control settings to change")
     c.set_defaults(func=cmd_emulator_set)

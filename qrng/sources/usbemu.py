@@ -14,6 +14,8 @@ and ``control``, a small text file that other processes write to plug, unplug an
     fault: none|stall|timeout|short|zlp|silent|eio       (bulk IN endpoint)
     control_fault: none|stall                             (vendor requests)
     physics_fault: none|stuck_at|low_entropy              (the samples themselves)
+    kernel_driver: none|bound                             (a kernel driver holds the interface, as chaoskey)
+    permission: granted|denied                            (opening the device fails with EACCES: no udev rule)
 
 The control file is read again whenever its modification time changes (checked at most every 20 ms).
 """
@@ -43,12 +45,14 @@ EMULATOR_PID = 0x0001  # pid.codes test PID: for testing only, never shipped in 
 ENDPOINT = 0x81
 PACKET = 512           # high-speed bulk max packet size
 CONTROL_FIELDS = {"plugged": ("yes", "no"), "fault": ("none", "stall", "timeout", "short", "zlp", "silent", "eio"),
-                  "control_fault": ("none", "stall"), "physics_fault": ("none", "stuck_at", "low_entropy")}
+                  "control_fault": ("none", "stall"), "physics_fault": ("none", "stuck_at", "low_entropy"),
+                  "kernel_driver": ("none", "bound"), "permission": ("granted", "denied")}
 
 
 def read_control(folder: Path) -> dict[str, str]:
     """The emulator's control file as a dict (defaults: plugged, no fault); unknown keys or values are refused."""
-    state = {"plugged": "yes", "fault": "none", "control_fault": "none", "physics_fault": "none"}
+    state = {"plugged": "yes", "fault": "none", "control_fault": "none", "physics_fault": "none",
+             "kernel_driver": "none", "permission": "granted"}
     path = folder / "control"
     if path.exists():
         for n, line in enumerate(path.read_text().splitlines(), 1):
@@ -141,6 +145,7 @@ class EmulatedDevice:
         self.samples_out = 0
         self.halted = False      # bulk endpoint halted after a stall, until CLEAR_FEATURE(ENDPOINT_HALT)
         self.open_handles = 0
+        self.driver_detached = False  # a bound kernel driver was detached by the host (and must be re-attached)
 
     # --- control file ----------------------------------------------------------------------------------------
     def refresh(self) -> dict[str, str]:
@@ -315,6 +320,8 @@ class EmulatorBackend(usb.backend.IBackend):  # type: ignore[misc]
     # handles
     def open_device(self, dev: EmulatedDevice) -> EmulatedDevice:
         self._alive(dev)
+        if dev.refresh()["permission"] == "denied":
+            self._raise(OSError(errno.EACCES, "Access denied (insufficient permissions)"))
         dev.open_handles += 1
         return dev
 
@@ -338,13 +345,13 @@ class EmulatorBackend(usb.backend.IBackend):  # type: ignore[misc]
         pass
 
     def is_kernel_driver_active(self, handle: EmulatedDevice, intf: int) -> bool:
-        return False
+        return handle.refresh()["kernel_driver"] == "bound" and not handle.driver_detached
 
     def detach_kernel_driver(self, handle: EmulatedDevice, intf: int) -> None:
-        pass
+        handle.driver_detached = True
 
     def attach_kernel_driver(self, handle: EmulatedDevice, intf: int) -> None:
-        pass
+        handle.driver_detached = False
 
     def clear_halt(self, handle: EmulatedDevice, ep: int) -> None:
         self._alive(handle)

@@ -90,7 +90,8 @@ def emu(tmp_path_factory):
 @pytest.fixture()
 def dev(emu):
     d, folder = emu
-    write_control(folder, plugged="yes", fault="none", control_fault="none", physics_fault="none")
+    write_control(folder, plugged="yes", fault="none", control_fault="none", physics_fault="none",
+                  kernel_driver="none", permission="granted")
     time.sleep(0.03)  # the emulator looks at its control file at most every 20 ms
     src = UsbSource(*EMU, emulator=[str(folder)], timeout_ms=100)
     yield folder, src
@@ -163,6 +164,29 @@ def test_the_devices_own_health_failure_stops_output(dev):
     set_control(folder, physics_fault="stuck_at")
     with pytest.raises(EntropyError, match="its own health tests"):
         src.check()
+
+
+def test_kernel_driver_is_detached_only_when_configured(dev):
+    folder, src = dev
+    src.close()
+    set_control(folder, kernel_driver="bound")
+    with pytest.raises(SourceError, match="detach_kernel_driver: true"):
+        UsbSource(*EMU, emulator=[str(folder)])
+    taken = UsbSource(*EMU, emulator=[str(folder)], detach_kernel_driver=True)
+    emulated = taken._dev._ctx.backend.devices[0]  # noqa: SLF001
+    assert emulated.driver_detached and taken.read(10).size == 10
+    taken.close()
+    assert not emulated.driver_detached  # given back to the kernel on close
+    set_control(folder, kernel_driver="none")
+
+
+def test_no_permission_names_the_udev_rule(dev):
+    folder, src = dev
+    src.close()
+    set_control(folder, permission="denied")
+    with pytest.raises(SourceError, match="contrib/udev/60-qrng-ceremony.rules"):
+        UsbSource(*EMU, emulator=[str(folder)])
+    set_control(folder, permission="granted")
 
 
 def test_control_stall_and_wrong_serial(dev):
