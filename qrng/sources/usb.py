@@ -209,7 +209,9 @@ class UsbSource:
                                   "device's data sheet); it does not speak the qrng-ceremony protocol")
             claim, bits = self._claim_cfg, self._bits_cfg
             serial = self._serial_of(dev)
-            model, firmware, emulator = f"USB RNG {dev.idVendor:04x}:{dev.idProduct:04x} (raw mode)", "", False
+            emulator = bool(self._emulator)  # on the EMULATOR's bus: never presented as a device, raw or not
+            model = f"USB {'EMULATOR' if emulator else 'RNG'} {dev.idVendor:04x}:{dev.idProduct:04x} (raw mode)"
+            firmware = ""
         if not 0 < claim <= bits:
             raise ConfigError("source.claimed_min_entropy", f"must be in (0, {bits}]")
         kind = "usb"

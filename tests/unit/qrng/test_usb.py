@@ -266,3 +266,21 @@ def test_firmware_not_in_the_log_or_a_forged_proof_is_refused(emu, dev):
         check_firmware(info, _policy(d, log_origin="elsewhere.example/log"), proof)
     assert check_firmware(info, FirmwarePolicy(allowed_sha256=frozenset({info.firmware_sha256.hex()})), None) == \
         {"firmware_accepted_by": "policy list"}
+
+
+def test_raw_mode_reads_a_plain_bulk_rng_without_attestation(dev):
+    from qrng.errors import ConfigError
+    folder, src = dev
+    with pytest.raises(ConfigError, match="claimed_min_entropy"):
+        UsbSource(*EMU, emulator=[str(folder)], raw=True)
+    raw = UsbSource(*EMU, emulator=[str(folder)], raw=True, claimed_min_entropy=3.0, bits_per_sample=6)
+    try:
+        assert not raw.protocol and raw.info.claimed_min_entropy == 3.0 and "raw mode" in raw.info.model
+        assert raw.info.simulator and not raw.info.quantum and "EMULATOR" in raw.info.label  # even in raw mode
+        x = raw.read(10_000)
+        assert x.size == 10_000 and int(x.max()) < 64  # bits_per_sample 6: the high bits are masked
+        raw.check()  # raw mode: a small read proves the device is there
+        with pytest.raises(SourceError, match="raw mode"):
+            raw.attest(os.urandom(32))
+    finally:
+        raw.close()
