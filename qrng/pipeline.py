@@ -209,7 +209,7 @@ class Pipeline:
 
     SOURCE_CHECK_S = 0.1  # a source that can say it is there (USB) is asked at most this often
 
-    def _check_source(self) -> None:
+    def check_source(self) -> None:
         """Output comes from the DRBG between reseeds, without reading the source; a source that can tell whether
         it is still there and healthy (a USB device: GET_STATUS) is asked at most every 0.1 s, so a removed or
         failing device stops the output within that time. Fails the pipeline closed on a removed device or a
@@ -304,6 +304,7 @@ class Pipeline:
         """``n`` bytes of extractor output, each used once."""
         with self._lock:
             self.startup()
+            self.check_source()
             while len(self._pool) < n:
                 self._extract_block()
             out = bytes(self._pool[:n])
@@ -337,7 +338,7 @@ class Pipeline:
         pr = self.config.drbg.prediction_resistance if prediction_resistance is None else prediction_resistance
         with self._lock:
             self._check_usable()
-            self._check_source()
+            self.check_source()
             drbg = self._ensure_drbg()
             if additional_input and len(additional_input) > 48 and isinstance(drbg, CtrDrbg):
                 additional_input = hashlib.sha384(additional_input).digest()

@@ -28,6 +28,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("ceremony", "ceremony plan | run | verify"),
     ("audit", "audit verify | prove | check-proof | show | keygen | cosign"),
     ("usb", "usb emulator init | set, usb info"),
+    ("daemon", "daemon, status"),
 )
 
 

@@ -1,0 +1,94 @@
+"""A qrngd client: seed material and status over the daemon's Unix socket. A daemon that is down, unhealthy or
+answers out of protocol raises :class:`DaemonUnavailable` (an EntropyError: callers fail closed)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from typing import Any
+
+from ..errors import EntropyError
+from . import protocol as P
+
+__all__ = ["DaemonClient", "DaemonUnavailable"]
+
+
+class DaemonUnavailable(EntropyError):
+    """The daemon cannot serve now: down, unhealthy (no healthy source), or not speaking the protocol."""
+
+
+class DaemonClient:
+    def __init__(self, path: str, name: str = "client", timeout: float = 5.0) -> None:
+        self.path, self.name, self.timeout = path, name, timeout
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> socket.socket:
+        if self._sock is None:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(self.timeout)
+            try:
+                s.connect(self.path)
+            except OSError as exc:
+                s.close()
+                raise DaemonUnavailable(f"qrngd at {self.path} is not reachable: {exc.strerror or exc}") from None
+            self._sock = s
+            self._call(s, P.OP.HELLO, self.name.encode()[:64])
+        return self._sock
+
+    def _call(self, s: socket.socket, op: int, payload: bytes) -> P.Response:
+        try:
+            s.sendall(P.encode_request(op, payload))
+            head = self._recv(s, P.HEADER.size)
+            _, status, length = P.decode_header(head)
+            body = self._recv(s, length)
+        except (OSError, P.ProtocolError) as exc:
+            self.close()
+            raise DaemonUnavailable(f"qrngd at {self.path}: {exc}") from None
+        if status != P.STATUS.OK:
+            text = body.decode("utf-8", "replace")
+            if status == P.STATUS.UNHEALTHY:
+                raise DaemonUnavailable(f"qrngd at {self.path} is unhealthy: {text}")
+            raise DaemonUnavailable(f"qrngd at {self.path} refused the request (status {status}): {text}")
+        return P.Response(status, body)
+
+    def _recv(self, s: socket.socket, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = s.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionResetError("the daemon closed the connection")
+            buf += chunk
+        return buf
+
+    def request(self, op: int, payload: bytes = b"") -> P.Response:
+        """One request; a connection the daemon dropped (it restarted) is opened again once."""
+        with self._lock:
+            for attempt in (1, 2):
+                fresh = self._sock is None
+                s = self._connect()
+                try:
+                    return self._call(s, op, payload)
+                except DaemonUnavailable:
+                    if fresh or attempt == 2 or self._sock is not None:
+                        raise
+            raise AssertionError("unreachable")
+
+    def seed(self, n: int) -> bytes:
+        """``n`` bytes (1..4096) of health-tested, extracted seed material."""
+        if not 1 <= n <= P.MAX_SEED:
+            raise ValueError(f"seed length {n}: 1..{P.MAX_SEED}")
+        data = self.request(P.OP.SEED, n.to_bytes(4, "little")).payload
+        if len(data) != n:
+            raise DaemonUnavailable(f"qrngd at {self.path} sent {len(data)} bytes for a {n}-byte seed")
+        return data
+
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.request(P.OP.STATUS).payload)
+        return result
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None

@@ -1,0 +1,89 @@
+"""``qrng daemon`` (qrngd) and ``qrng status``: one daemon owns the entropy source and serves health-tested,
+extracted seed material to every process on the host over a Unix socket (docs/daemon-protocol.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from .common import ExitCode
+
+__all__ = ["register"]
+
+DEFAULT_SOCKET = "/run/qrngd/qrngd.sock"
+
+
+def _socket(args: argparse.Namespace) -> str:
+    return str(args.socket or os.environ.get("QRNGD_SOCKET") or DEFAULT_SOCKET)
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from qrng.config import load_config
+    from qrng.daemon.server import Daemon, SocketSpec, serve
+    from qrng.pipeline import Pipeline
+    cfg = load_config(args.config)  # a bad configuration stops here, before the socket exists
+
+    def log(msg: str) -> None:
+        print(f"qrngd: {msg}", file=sys.stderr, flush=True)
+
+    daemon = Daemon(lambda: Pipeline(cfg), log)
+    try:
+        mode = int(args.mode, 8)
+    except ValueError:
+        raise ValueError(f"--mode {args.mode!r}: an octal mode such as 0660") from None
+    path = Path(_socket(args))
+    server = serve(daemon, SocketSpec(path, mode, args.group),
+                   lambda: log(f"serving on {path} (mode {mode:o}); source: "
+                               f"{daemon.status().get('sources', [{}])[0].get('label', 'not ready')}"))
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        log("stopping")
+    finally:
+        server.server_close()
+        path.unlink(missing_ok=True)
+        daemon.close()
+    return ExitCode.OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from qrng.daemon.client import DaemonClient
+    st = DaemonClient(_socket(args), "qrng status").status()
+    if args.json:
+        print(json.dumps(st, indent=2))
+        return ExitCode.OK if st.get("state") == "healthy" else ExitCode.ENTROPY
+    print(f"qrngd pid {st['pid']}, up {st['uptime_s']:.0f} s, protocol v{st['protocol']}: {st['state'].upper()}")
+    if st.get("error"):
+        print(f"  error: {st['error']}")
+    for s in st.get("sources", []):
+        print(f"  source {s['label']}\n    state {s['state']}, claimed {s['claimed_min_entropy']} bits/sample, "
+              f"{s['raw_samples']:,} raw samples, {s['entropy_credited_bits']:,.0f} bits credited, "
+              f"{s['rct_failures']} RCT / {s['apt_failures']} APT failures")
+    print(f"  served {st['seeds_served']:,} seeds ({st['seed_bytes_served']:,} bytes), refused {st['refused']}")
+    for name, n in sorted(st.get("clients", {}).items()):
+        print(f"    {name}: {n:,} bytes")
+    return ExitCode.OK if st.get("state") == "healthy" else ExitCode.ENTROPY
+
+
+def register(sub: Any) -> None:
+    d = sub.add_parser("daemon", help="qrngd: own the entropy source and serve seed material over a Unix socket",
+                       description=__doc__)
+    d.add_argument("--config", help="entropy-core YAML (default: $QRNG_CONFIG, /etc/qrng/qrng.yaml, built-in)")
+    d.add_argument("--socket", help=f"Unix socket path (default: $QRNGD_SOCKET or {DEFAULT_SOCKET})")
+    d.add_argument("--mode", default="0660", help="the socket's permission bits, octal (default 0660)")
+    d.add_argument("--group", help="the socket's group (default: the daemon's)")
+    d.set_defaults(func=cmd_daemon)
+    s = sub.add_parser("status", help="the daemon's state at a glance: sources, health, credited entropy, clients")
+    s.add_argument("--socket", help=f"Unix socket path (default: $QRNGD_SOCKET or {DEFAULT_SOCKET})")
+    s.add_argument("--json", action="store_true", help="print the state as JSON")
+    s.set_defaults(func=cmd_status)

@@ -1,0 +1,153 @@
+"""qrngd as users run it: `qrng daemon` in its own process on the USB EMULATOR, clients in other processes and
+threads. Seeds are served; hostile bytes never take it down; a removed device makes it fail closed (UNHEALTHY, the
+client raises) and it serves again when the device is back; a killed daemon fails its clients closed and a
+restarted one serves the same client objects again."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from qrng.daemon import protocol as P
+from qrng.daemon.client import DaemonClient, DaemonUnavailable
+from qrng.sources.usbemu import write_control
+from qrng.usbattest import init_emulator
+
+
+@pytest.fixture()
+def setup(tmp_path):
+    folder = init_emulator(tmp_path / "EMU-0001", tmp_path / "att")["folder"]
+    cfg = tmp_path / "usb.yaml"
+    cfg.write_text(f"version: 1\nsource: {{type: usb, emulator: {folder}}}\nextractor: {{type: sha256}}\n")
+    return folder, cfg, tmp_path / "qrngd.sock"
+
+
+def start(cfg: Path, sock: Path) -> subprocess.Popen[str]:
+    p = subprocess.Popen([sys.executable, "-m", "qrng_cli", "daemon", "--config", str(cfg), "--socket", str(sock)],
+                         stderr=subprocess.PIPE, text=True)
+    for _ in range(200):
+        probe = socket.socket(socket.AF_UNIX)
+        try:
+            probe.connect(str(sock))  # serving (a stale socket file of a dead daemon refuses)
+            return p
+        except OSError:
+            pass
+        finally:
+            probe.close()
+        if p.poll() is not None:
+            raise AssertionError(p.stderr.read() if p.stderr else "daemon exited")
+        time.sleep(0.05)
+    p.kill()
+    raise AssertionError("the daemon did not create its socket")
+
+
+def stop(p: subprocess.Popen[str]) -> None:
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=20)
+
+
+def test_serves_seeds_to_many_clients_and_reports(setup):
+    folder, cfg, sock = setup
+    d = start(cfg, sock)
+    try:
+        assert oct(sock.stat().st_mode & 0o777) == "0o660"
+        def draw(i: int) -> bytes:
+            c = DaemonClient(str(sock), f"client-{i}")
+            out = b"".join(c.seed(64) for _ in range(20))
+            c.close()
+            return out
+        with ThreadPoolExecutor(8) as ex:
+            outs = list(ex.map(draw, range(8)))
+        assert all(len(o) == 1280 for o in outs) and len(set(outs)) == 8  # never the same bytes twice
+        st = DaemonClient(str(sock), "status").status()
+        assert st["state"] == "healthy" and st["seeds_served"] == 160 and st["seed_bytes_served"] == 160 * 64
+        assert set(st["clients"]) == {f"client-{i}" for i in range(8)}
+        assert st["sources"][0]["simulator"] is True and "EMULATOR" in st["sources"][0]["label"]
+        r = subprocess.run([sys.executable, "-m", "qrng_cli", "status", "--socket", str(sock)], capture_output=True,
+                           text=True)
+        assert r.returncode == 0 and "HEALTHY" in r.stdout and "client-3: 1,280 bytes" in r.stdout
+    finally:
+        stop(d)
+    assert not sock.exists()  # removed on a clean stop
+
+
+@pytest.mark.parametrize("raw,status", [
+    (b"XX\x01\x02\x04\x00\x00\x00", P.STATUS.BAD_REQUEST),
+    (P.encode_request(P.OP.SEED, (10**6).to_bytes(4, "little")), P.STATUS.TOO_LARGE),
+    (P.encode_request(99), P.STATUS.BAD_REQUEST),
+    (b"QR\x02\x02\x04\x00\x00\x00\x10\x00\x00\x00", P.STATUS.VERSION),
+    (P.encode_request(P.OP.HELLO, b"\xff\xfe"), P.STATUS.BAD_REQUEST),
+])
+def test_hostile_bytes_get_an_answer_and_never_take_it_down(setup, raw, status):
+    folder, cfg, sock = setup
+    d = start(cfg, sock)
+    try:
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(sock))
+        s.sendall(raw)
+        head = s.recv(8)
+        assert P.decode_header(head)[1] == status
+        s.close()
+        assert len(DaemonClient(str(sock)).seed(32)) == 32  # still serving
+    finally:
+        stop(d)
+
+
+def test_unplugged_source_fails_closed_and_recovers(setup):
+    folder, cfg, sock = setup
+    d = start(cfg, sock)
+    try:
+        c = DaemonClient(str(sock), "consumer")
+        assert len(c.seed(48)) == 48
+        write_control(folder, plugged="no")
+        time.sleep(0.15)
+        with pytest.raises(DaemonUnavailable, match="unhealthy"):
+            c.seed(48)
+        assert c.status()["state"] == "unhealthy"
+        write_control(folder, plugged="yes")
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                assert len(c.seed(48)) == 48
+                break
+            except DaemonUnavailable:
+                assert time.monotonic() < deadline, "the daemon did not recover"
+                time.sleep(0.05)
+    finally:
+        stop(d)
+
+
+def test_killed_daemon_fails_clients_closed_and_a_restart_serves_them_again(setup):
+    folder, cfg, sock = setup
+    d = start(cfg, sock)
+    c = DaemonClient(str(sock), "long-lived")
+    assert len(c.seed(16)) == 16
+    d.kill()  # no clean stop: the socket file is left behind
+    d.wait()
+    with pytest.raises(DaemonUnavailable):
+        c.seed(16)
+    d2 = start(cfg, sock)  # a stale socket of a dead daemon is replaced
+    try:
+        assert len(c.seed(16)) == 16  # the same client object, no restart of the consumer
+        r = subprocess.run([sys.executable, "-m", "qrng_cli", "daemon", "--config", str(cfg), "--socket", str(sock)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "another qrngd" in r.stderr  # a live daemon's socket is never taken over
+        assert len(c.seed(16)) == 16
+    finally:
+        stop(d2)
+
+
+def test_a_non_socket_file_is_never_replaced(setup):
+    folder, cfg, sock = setup
+    sock.write_text("precious")
+    r = subprocess.run([sys.executable, "-m", "qrng_cli", "daemon", "--config", str(cfg), "--socket", str(sock)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "is not a socket" in r.stderr and sock.read_text() == "precious"
+    assert "Traceback" not in r.stderr
