@@ -32,6 +32,15 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         print(f"qrngd: {msg}", file=sys.stderr, flush=True)
 
     daemon = Daemon(lambda: Pipeline(cfg), log)
+    if args.metrics:
+        from qrng.daemon.metrics import Metrics
+        host, _, port = args.metrics.rpartition(":")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"--metrics {args.metrics!r}: expected HOST:PORT, e.g. 127.0.0.1:9464")
+        metrics = Metrics(daemon)
+        daemon.observe = metrics.latency.observe
+        metrics.serve(host or "127.0.0.1", int(port))
+        log(f"Prometheus metrics on http://{host or '127.0.0.1'}:{port}/metrics")
     try:
         mode = int(args.mode, 8)
     except ValueError:
@@ -82,6 +91,8 @@ def register(sub: Any) -> None:
     d.add_argument("--socket", help=f"Unix socket path (default: $QRNGD_SOCKET or {DEFAULT_SOCKET})")
     d.add_argument("--mode", default="0660", help="the socket's permission bits, octal (default 0660)")
     d.add_argument("--group", help="the socket's group (default: the daemon's)")
+    d.add_argument("--metrics", metavar="HOST:PORT",
+                   help="serve Prometheus metrics on http://HOST:PORT/metrics (e.g. 127.0.0.1:9464; off by default)")
     d.set_defaults(func=cmd_daemon)
     s = sub.add_parser("status", help="the daemon's state at a glance: sources, health, credited entropy, clients")
     s.add_argument("--socket", help=f"Unix socket path (default: $QRNGD_SOCKET or {DEFAULT_SOCKET})")

@@ -35,11 +35,24 @@ if [ -n "$uri" ] && [ ! -f "$SRC" ] && ! grep -rqs "deb-src" /etc/apt/sources.li
   need_update=1
 fi
 installed pkcs11-provider || need_update=1
+installed prometheus || need_update=1
 if [ ${#missing[@]} -gt 0 ] || [ $need_update = 1 ]; then
   log "installing Debian packages: ${missing[*]:-} pkcs11-provider"
   $SUDO apt-get update -qq
   if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  if ! installed prometheus; then
+    # only for promtool (the alert-rule tests): Debian's package would also start a Prometheus server on :9090,
+    # so a policy-rc.d answering 101 ("action forbidden") keeps its service from starting during the install
+    rc_guard=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null && $SUDO chmod 755 /usr/sbin/policy-rc.d
+      rc_guard=1
+    fi
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+      || log "WARNING: prometheus (promtool) could not be installed; the alert-rule tests will be skipped"
+    [ -z "$rc_guard" ] || $SUDO rm -f /usr/sbin/policy-rc.d
   fi
   if ! installed pkcs11-provider; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports pkcs11-provider >/dev/null \

@@ -57,6 +57,7 @@ class Daemon:
         self._tried = 0.0
         self.started = time.time()
         self.counters = _Counters()
+        self.observe: Callable[[float], None] = lambda seconds: None  # seed latency (metrics)
         self._ensure()
 
     def _ensure(self) -> Any:
@@ -117,7 +118,8 @@ class Daemon:
         src = {"label": r.source.label, "identity": r.source.identity, "simulator": r.source.simulator,
                "claimed_min_entropy": r.source.claimed_min_entropy, "state": r.state,
                "raw_samples": r.accounting.raw_samples, "entropy_credited_bits": r.accounting.entropy_credited_bits,
-               "rct_failures": r.health.rct_failures, "apt_failures": r.health.apt_failures}
+               "rct_failures": r.health.rct_failures, "apt_failures": r.health.apt_failures,
+               "estimate": getattr(p, "last_assessment", None)}
         return out | {"state": "healthy" if r.state == "operational" else r.state, "sources": [src]}
 
     def close(self) -> None:
@@ -174,7 +176,9 @@ class _Handler(socketserver.BaseRequestHandler):
                 except P.ProtocolError as exc:
                     self.request.sendall(P.encode_response(P.STATUS.TOO_LARGE, str(exc).encode()))
                     continue
+                t = time.perf_counter()
                 status, data = daemon.seed(n, client)
+                daemon.observe(time.perf_counter() - t)
                 self.request.sendall(P.encode_response(status, data))
             elif op == P.OP.STATUS:
                 self.request.sendall(P.encode_response(P.STATUS.OK, json.dumps(daemon.status()).encode()))

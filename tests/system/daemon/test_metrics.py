@@ -1,0 +1,112 @@
+"""qrngd's Prometheus metrics, scraped over HTTP from a running daemon and parsed with prometheus-client's own
+parser; the alert and recording rules checked and unit-tested with Debian's promtool; every metric the rules and
+the Grafana dashboard use is one the daemon exports (or a recording rule, or Prometheus' own `up`)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from qrng.daemon.client import DaemonClient
+from qrng.sources.usbemu import write_control
+from qrng.usbattest import init_emulator
+
+from .test_qrngd import stop
+
+ROOT = Path(__file__).resolve().parents[3]
+RULES = ROOT / "contrib" / "prometheus"
+PROMTOOL = shutil.which("promtool")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out
+
+
+@pytest.fixture()
+def daemon(tmp_path):
+    folder = init_emulator(tmp_path / "EMU-0001", tmp_path / "att")["folder"]
+    cfg = tmp_path / "usb.yaml"
+    cfg.write_text(f"version: 1\nsource: {{type: usb, emulator: {folder}}}\n")
+    sock, port = tmp_path / "qrngd.sock", free_port()
+    p = subprocess.Popen([sys.executable, "-m", "qrng_cli", "daemon", "--config", str(cfg), "--socket", str(sock),
+                          "--metrics", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            DaemonClient(str(sock)).status()
+            break
+        except Exception:  # noqa: BLE001 - still starting
+            assert time.monotonic() < deadline and p.poll() is None, "qrngd did not start"
+            time.sleep(0.05)
+    yield folder, sock, port
+    stop(p)
+
+
+def test_metrics_follow_what_was_served_and_the_source(daemon):
+    folder, sock, port = daemon
+    c = DaemonClient(str(sock), "metrics-test")
+    for _ in range(25):
+        c.seed(64)
+    m = scrape(port)
+    assert m["qrng_seed_bytes_served_total"] == [({"client": "metrics-test"}, 1600.0)]
+    assert m["qrng_source_up"][0][1] == 1.0 and m["qrng_daemon_healthy"] == [({}, 1.0)]
+    info = m["qrng_source_info"][0][0]
+    assert info["simulator"] == "true" and "EMULATOR" in info["label"]
+    assert m["qrng_seed_request_duration_seconds_count"][0][1] == 25.0
+    assert m["qrng_raw_samples_total"][0][1] > 0 and m["qrng_entropy_claimed_bits_per_sample"][0][1] == 4.0
+    assert {lab["test"] for lab, _ in m["qrng_health_test_failures_total"]} == {"rct", "apt"}
+    write_control(folder, plugged="no")
+    time.sleep(0.2)
+    m = scrape(port)
+    assert m["qrng_daemon_healthy"] == [({}, 0.0)] and m["qrng_source_up"][0][1] == 0.0
+    write_control(folder, plugged="yes")
+
+
+def _metric_names(expr: str) -> set[str]:
+    return set(re.findall(r"\b(qrng[:_][a-zA-Z0-9_:]+|up)\b", expr))
+
+
+def test_rules_and_dashboard_use_only_exported_metrics(daemon):
+    import yaml
+    _, sock, port = daemon
+    DaemonClient(str(sock), "x").seed(8)
+    exported = {re.sub(r"_(bucket|count|sum|created)$", "", n) for n in scrape(port)}
+    exported |= {n.removesuffix("_info") for n in exported}
+    rules = yaml.safe_load((RULES / "qrng-rules.yml").read_text())
+    recorded = {r["record"] for g in rules["groups"] for r in g["rules"] if "record" in r}
+    exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    dash = json.loads((ROOT / "contrib" / "grafana" / "qrng-dashboard.json").read_text())
+    exprs += [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    for expr in exprs:
+        for name in _metric_names(expr):
+            assert name in exported or name in recorded or name == "up" or \
+                re.sub(r"_(bucket|total)$", "", name) in exported, f"{expr}: {name} is not exported"
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="Debian's prometheus package (promtool) is installed by make provision")
+def test_promtool_checks_and_unit_tests_the_rules():
+    r = subprocess.run([PROMTOOL, "check", "rules", "qrng-rules.yml"], cwd=RULES, capture_output=True, text=True)
+    assert r.returncode == 0 and "SUCCESS: 11 rules found" in r.stdout, r.stdout + r.stderr
+    r = subprocess.run([PROMTOOL, "test", "rules", "qrng-rules.test.yml"], cwd=RULES, capture_output=True, text=True)
+    assert r.returncode == 0 and "SUCCESS" in r.stdout, r.stdout + r.stderr
