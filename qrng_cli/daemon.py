@@ -59,8 +59,10 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         log("stopping")
     finally:
+        activated = server.activated
         server.server_close()
-        path.unlink(missing_ok=True)
+        if not activated:  # a socket systemd made is systemd's to remove
+            path.unlink(missing_ok=True)
         daemon.close()
     return ExitCode.OK
 

@@ -189,11 +189,36 @@ class _Handler(socketserver.BaseRequestHandler):
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     daemon: Daemon
+    activated = False  # the socket came from systemd (it owns the socket file)
+
+
+def activated_socket() -> socket.socket | None:
+    """The listening socket systemd passed (socket activation, sd_listen_fds(3): LISTEN_PID is ours and
+    LISTEN_FDS >= 1, the first descriptor is 3), or None."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()) or int(os.environ.get("LISTEN_FDS", "0") or 0) < 1:
+        return None
+    sock = socket.socket(fileno=3)
+    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+        raise OSError("the socket systemd passed is not a Unix stream socket (see contrib/systemd/qrngd.socket)")
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    return sock
 
 
 def serve(daemon: Daemon, spec: SocketSpec, ready: Callable[[], None] | None = None) -> _Server:
     """Bind the socket (a stale socket file of a dead daemon is replaced; a live one is refused), set its
-    mode and group, and return the server (call serve_forever)."""
+    mode and group, and return the server (call serve_forever). Under systemd socket activation the passed
+    socket is used as it is (its path, mode and group are the unit's)."""
+    passed = activated_socket()
+    if passed is not None:
+        server = _Server(str(spec.path), _Handler, bind_and_activate=False)
+        server.socket.close()
+        server.socket = passed
+        server.daemon = daemon
+        server.activated = True
+        if ready is not None:
+            ready()
+        return server
     path = spec.path
     if path.exists() or path.is_symlink():
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

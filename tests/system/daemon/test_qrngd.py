@@ -5,6 +5,7 @@ restarted one serves the same client objects again."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -151,3 +152,38 @@ def test_a_non_socket_file_is_never_replaced(setup):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "is not a socket" in r.stderr and sock.read_text() == "precious"
     assert "Traceback" not in r.stderr
+
+
+def test_systemd_socket_activation(setup, tmp_path):
+    """LISTEN_FDS/LISTEN_PID as systemd sets them (sd_listen_fds(3)): the daemon serves on the socket it was
+    given, and leaves it to its owner when it stops."""
+    folder, cfg, _ = setup
+    path = tmp_path / "activated.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(16)
+    fd = listener.fileno()
+
+    def as_systemd() -> None:
+        os.dup2(fd, 3)
+        os.environ["LISTEN_FDS"] = "1"
+        os.environ["LISTEN_PID"] = str(os.getpid())
+
+    p = subprocess.Popen([sys.executable, "-m", "qrng_cli", "daemon", "--config", str(cfg), "--socket",
+                          str(tmp_path / "unused.sock")], preexec_fn=as_systemd, close_fds=False,  # noqa: PLW1509
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        c = DaemonClient(str(path), "activated")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert len(c.seed(32)) == 32
+                break
+            except DaemonUnavailable:
+                assert time.monotonic() < deadline and p.poll() is None, "no answer on the activated socket"
+                time.sleep(0.05)
+        assert not (tmp_path / "unused.sock").exists()
+    finally:
+        stop(p)
+        listener.close()
+    assert path.exists()  # systemd's socket, not the daemon's to remove
