@@ -26,12 +26,17 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     from qrng.config import load_config
     from qrng.daemon.server import Daemon, SocketSpec, serve
     from qrng.pipeline import Pipeline
-    cfg = load_config(args.config)  # a bad configuration stops here, before the socket exists
+    paths = args.config or [None]
+    configs = [load_config(p) for p in paths]  # a bad configuration stops here, before the socket exists
 
     def log(msg: str) -> None:
         print(f"qrngd: {msg}", file=sys.stderr, flush=True)
 
-    daemon = Daemon(lambda: Pipeline(cfg), log)
+    names = [Path(p).stem if p else "default" for p in paths]
+    if len(set(names)) != len(names):
+        names = [f"{n}-{i}" for i, n in enumerate(names, 1)]
+    import functools
+    daemon = Daemon([(n, functools.partial(Pipeline, c)) for n, c in zip(names, configs, strict=True)], log)
     if args.metrics:
         from qrng.daemon.metrics import Metrics
         host, _, port = args.metrics.rpartition(":")
@@ -77,9 +82,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     if st.get("error"):
         print(f"  error: {st['error']}")
     for s in st.get("sources", []):
-        print(f"  source {s['label']}\n    state {s['state']}, claimed {s['claimed_min_entropy']} bits/sample, "
-              f"{s['raw_samples']:,} raw samples, {s['entropy_credited_bits']:,.0f} bits credited, "
-              f"{s['rct_failures']} RCT / {s['apt_failures']} APT failures")
+        print(f"  source {s['name']}: {s['label']}\n    state {s['state'].upper()}, claimed "
+              f"{s['claimed_min_entropy']} bits/sample, {s['raw_samples']:,} raw samples, "
+              f"{s['rct_failures']} RCT / {s['apt_failures']} APT failures, contributed "
+              f"{s['contributed_bytes']:,} bytes ({s['credited_bits']:,} bits credited)"
+              + (f"\n    error: {s['error']}" if s.get("error") else ""))
     print(f"  served {st['seeds_served']:,} seeds ({st['seed_bytes_served']:,} bytes), refused {st['refused']}")
     for name, n in sorted(st.get("clients", {}).items()):
         print(f"    {name}: {n:,} bytes")
@@ -89,7 +96,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     d = sub.add_parser("daemon", help="qrngd: own the entropy source and serve seed material over a Unix socket",
                        description=__doc__)
-    d.add_argument("--config", help="entropy-core YAML (default: $QRNG_CONFIG, /etc/qrng/qrng.yaml, built-in)")
+    d.add_argument("--config", action="append",
+                   help="entropy-core YAML of a source (default: $QRNG_CONFIG, /etc/qrng/qrng.yaml, built-in); "
+                        "repeat for several sources, mixed with a hash combiner, entropy credited only from the "
+                        "healthy ones")
     d.add_argument("--socket", help=f"Unix socket path (default: $QRNGD_SOCKET or {DEFAULT_SOCKET})")
     d.add_argument("--mode", default="0660", help="the socket's permission bits, octal (default 0660)")
     d.add_argument("--group", help="the socket's group (default: the daemon's)")

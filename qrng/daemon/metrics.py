@@ -45,10 +45,14 @@ class DaemonCollector(Collector):
                                        labels=["source"])
         failures = CounterMetricFamily("qrng_health_test_failures", "SP 800-90B 4.4 health-test failures",
                                        labels=["source", "test"])
+        contribution = CounterMetricFamily("qrng_source_contribution_bytes",
+                                           "Extracted bytes each source contributed to served seeds (credited "
+                                           "8 bits per byte, from healthy sources only)", labels=["source"])
         for s in st.get("sources", []):
             name = s["identity"]
             info.add_metric([name], {"label": s["label"], "simulator": str(s["simulator"]).lower()})
-            up.add_metric([name], 1.0 if st["state"] == "healthy" else 0.0)
+            up.add_metric([name], 1.0 if s["state"] == "healthy" else 0.0)
+            contribution.add_metric([name], float(s.get("contributed_bytes", 0)))
             claimed.add_metric([name], float(s["claimed_min_entropy"]))
             h = s.get("estimate")
             estimate.add_metric([name], float(h) if h is not None else math.nan)
@@ -58,7 +62,7 @@ class DaemonCollector(Collector):
             failures.add_metric([name, "apt"], float(s["apt_failures"]))
         if not st.get("sources"):
             up.add_metric(["none"], 0.0)
-        yield from (info, up, claimed, estimate, raw, credited, failures)
+        yield from (info, up, claimed, estimate, raw, credited, failures, contribution)
         healthy = GaugeMetricFamily("qrng_daemon_healthy", "1 when the daemon can serve seed material, else 0")
         healthy.add_metric([], 1.0 if st["state"] == "healthy" else 0.0)
         yield healthy

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import grp
+import hashlib
 import json
 import os
 import socket
@@ -45,88 +46,141 @@ class _Counters:
     clients: dict[str, int] = field(default_factory=dict)  # client name -> bytes served
 
 
-class Daemon:
-    """The state behind the socket: the pipeline, its (re)opening, and what has been served."""
+class _Source:
+    """One configured source: its pipeline, (re)opening, last error, and what it has contributed."""
 
-    def __init__(self, open_pipeline: Callable[[], Any], log: Callable[[str], None] | None = None) -> None:
-        self._open = open_pipeline
-        self._log = log or (lambda m: None)
-        self._lock = threading.Lock()
-        self._pipeline: Any = None
-        self._error: str = "not started"
+    def __init__(self, name: str, open_pipeline: Callable[[], Any], log: Callable[[str], None]) -> None:
+        self.name, self._open, self._log = name, open_pipeline, log
+        self.pipeline: Any = None
+        self.error = "not started"
         self._tried = 0.0
+        self.contributed = 0  # bytes of extracted output mixed into served seeds (credited 8 bits each)
+
+    def ensure(self) -> Any:
+        """The pipeline, opened (again) if it is failed or missing and a second has passed since the last try."""
+        if self.pipeline is not None and not self.pipeline.failed:
+            return self.pipeline
+        if self.pipeline is not None:  # failed: keep the reason, close, and try again from scratch
+            self.error = str(self.pipeline.failure or "pipeline failed")
+            with contextlib.suppress(Exception):
+                self.pipeline.close()
+            self.pipeline = None
+            self._log(f"source {self.name} failed: {self.error}")
+        now = time.monotonic()
+        if self._tried and now - self._tried < REOPEN_S:
+            return None
+        self._tried = now
+        try:
+            p = self._open()
+            p.startup()  # SP 800-90B 4.3 before any output
+        except (EntropyError, OSError) as exc:
+            self.error = str(exc)
+            return None
+        self.pipeline, self.error = p, ""
+        self._log(f"source {self.name} ready: {p.info.label}")
+        return p
+
+
+def combine(parts: list[tuple[str, bytes]], n: int) -> bytes:
+    """The combiner: SHAKE256 over every healthy source's contribution, each framed by its name and length. The
+    contributions together carry at least 8n bits of credited entropy, so the output is full entropy as long as
+    the credited sources are what they claim, whatever the others deliver (a hash combiner, SP 800-90C's
+    approach of hashing all inputs together)."""
+    h = hashlib.shake_256(b"qrng-ceremony qrngd combiner v1\x00")
+    for name, data in parts:
+        h.update(len(name).to_bytes(2, "little") + name.encode() + len(data).to_bytes(4, "little") + data)
+    return h.digest(n)
+
+
+class Daemon:
+    """The state behind the socket: the sources, their (re)opening and mixing, and what has been served.
+
+    Several sources (two QRNGs, or a QRNG and the OS) are mixed with :func:`combine`; entropy is credited only
+    from sources that are declared and healthy now: a seed of n bytes takes n bytes of extracted output split
+    among the healthy sources and hashes them together. Losing one source lowers capacity (the others each give
+    more), never safety (no credit comes from a source that is not healthy); with none, the daemon fails closed."""
+
+    def __init__(self, open_pipeline: Callable[[], Any] | list[tuple[str, Callable[[], Any]]],
+                 log: Callable[[str], None] | None = None) -> None:
+        self._log = log or (lambda m: None)
+        specs = open_pipeline if isinstance(open_pipeline, list) else [("source", open_pipeline)]
+        self.sources = [_Source(name, fn, self._log) for name, fn in specs]
+        self._lock = threading.Lock()
         self.started = time.time()
         self.counters = _Counters()
         self.observe: Callable[[float], None] = lambda seconds: None  # seed latency (metrics)
-        self._ensure()
-
-    def _ensure(self) -> Any:
-        """The pipeline, opened (again) if it is failed or missing and a second has passed since the last try."""
         with self._lock:
-            if self._pipeline is not None and not self._pipeline.failed:
-                return self._pipeline
-            now = time.monotonic()
-            if self._pipeline is not None:  # failed: keep the reason, close, and try again from scratch
-                self._error = str(self._pipeline.failure or "pipeline failed")
-                with contextlib.suppress(Exception):
-                    self._pipeline.close()
-                self._pipeline = None
-                self._log(f"source failed: {self._error}")
-            if now - self._tried < REOPEN_S and self._tried:
-                return None
-            self._tried = now
-            try:
-                p = self._open()
-                p.startup()  # SP 800-90B 4.3 before any output
-            except (EntropyError, OSError) as exc:
-                self._error = str(exc)
-                return None
-            self._pipeline, self._error = p, ""
-            self._log(f"source ready: {p.info.label}")
-            return p
+            for src in self.sources:
+                src.ensure()
+
+    def _healthy(self) -> list[_Source]:
+        return [src for src in self.sources if src.ensure() is not None]
 
     def seed(self, n: int, client: str) -> tuple[int, bytes]:
-        p = self._ensure()
-        if p is None:
-            self.counters.refused += 1
-            return P.STATUS.UNHEALTHY, f"no healthy source: {self._error}".encode()
-        try:
-            data = p.extracted(n)
-        except EntropyError as exc:
-            self.counters.refused += 1
-            self._ensure()
-            return P.STATUS.UNHEALTHY, f"source failed: {exc}".encode()
         with self._lock:
-            self.counters.seeds += 1
-            self.counters.seed_bytes += n
-            self.counters.clients[client] = self.counters.clients.get(client, 0) + n
-        return P.STATUS.OK, data
+            for _ in range(len(self.sources) + 1):
+                healthy = self._healthy()
+                if not healthy:
+                    self.counters.refused += 1
+                    why = "; ".join(f"{s.name}: {s.error}" for s in self.sources)
+                    return P.STATUS.UNHEALTHY, f"no healthy source ({why})".encode()
+                share = -(-n // len(healthy))
+                try:
+                    parts = [(src.name, src.pipeline.extracted(share)) for src in healthy]
+                except EntropyError:
+                    continue  # that source is failed now: mix again from the healthy ones, never less credit
+                for src in healthy:
+                    src.contributed += share
+                out = combine(parts, n) if len(parts) > 1 else parts[0][1][:n]
+                self.counters.seeds += 1
+                self.counters.seed_bytes += n
+                self.counters.clients[client] = self.counters.clients.get(client, 0) + n
+                return P.STATUS.OK, out
+            self.counters.refused += 1
+            return P.STATUS.UNHEALTHY, b"sources kept failing during the request"
 
     def status(self) -> dict[str, Any]:
-        p = self._ensure()
-        if p is not None:
-            with contextlib.suppress(EntropyError):
-                p.check_source()  # a device that is gone or unhealthy shows now, not at the next seed
-            p = self._ensure()
-        out: dict[str, Any] = {"daemon": "qrngd", "protocol": P.VERSION, "pid": os.getpid(),
-                               "uptime_s": round(time.time() - self.started, 3),
-                               "seeds_served": self.counters.seeds, "seed_bytes_served": self.counters.seed_bytes,
-                               "refused": self.counters.refused, "clients": dict(self.counters.clients)}
-        if p is None:
-            return out | {"state": "unhealthy", "error": self._error, "sources": []}
-        r = p.report()
-        src = {"label": r.source.label, "identity": r.source.identity, "simulator": r.source.simulator,
-               "claimed_min_entropy": r.source.claimed_min_entropy, "state": r.state,
-               "raw_samples": r.accounting.raw_samples, "entropy_credited_bits": r.accounting.entropy_credited_bits,
-               "rct_failures": r.health.rct_failures, "apt_failures": r.health.apt_failures,
-               "estimate": getattr(p, "last_assessment", None)}
-        return out | {"state": "healthy" if r.state == "operational" else r.state, "sources": [src]}
+        with self._lock:
+            for src in self.sources:
+                if src.ensure() is not None:
+                    with contextlib.suppress(EntropyError):
+                        src.pipeline.check_source()  # a device that is gone shows now, not at the next seed
+            healthy = self._healthy()
+            out: dict[str, Any] = {"daemon": "qrngd", "protocol": P.VERSION, "pid": os.getpid(),
+                                   "uptime_s": round(time.time() - self.started, 3),
+                                   "seeds_served": self.counters.seeds,
+                                   "seed_bytes_served": self.counters.seed_bytes, "refused": self.counters.refused,
+                                   "clients": dict(self.counters.clients),
+                                   "state": "healthy" if healthy else "unhealthy"}
+            if not healthy:
+                out["error"] = "; ".join(f"{s.name}: {s.error}" for s in self.sources)
+            sources = []
+            for src in self.sources:
+                entry: dict[str, Any] = {"name": src.name, "contributed_bytes": src.contributed,
+                                         "credited_bits": src.contributed * 8}
+                if src.pipeline is None:
+                    sources.append(entry | {"state": "unhealthy", "error": src.error, "label": src.name,
+                                            "identity": src.name, "simulator": False, "claimed_min_entropy": 0.0,
+                                            "raw_samples": 0, "entropy_credited_bits": 0.0, "rct_failures": 0,
+                                            "apt_failures": 0, "estimate": None})
+                    continue
+                r = src.pipeline.report()
+                sources.append(entry | {
+                    "state": "healthy" if r.state == "operational" else r.state, "label": r.source.label,
+                    "identity": r.source.identity, "simulator": r.source.simulator,
+                    "claimed_min_entropy": r.source.claimed_min_entropy, "raw_samples": r.accounting.raw_samples,
+                    "entropy_credited_bits": r.accounting.entropy_credited_bits,
+                    "rct_failures": r.health.rct_failures, "apt_failures": r.health.apt_failures,
+                    "estimate": getattr(src.pipeline, "last_assessment", None)})
+            out["sources"] = sources
+            return out
 
     def close(self) -> None:
         with self._lock:
-            if self._pipeline is not None:
-                self._pipeline.close()
-                self._pipeline = None
+            for src in self.sources:
+                if src.pipeline is not None:
+                    src.pipeline.close()
+                    src.pipeline = None
 
 
 class _Handler(socketserver.BaseRequestHandler):

@@ -241,8 +241,8 @@ class UsbSource:
 
     # --- requests -----------------------------------------------------------------------------------------------
     def _where(self) -> str:
-        vid, pid, _ = self._want
-        return f"USB device {vid:04x}:{pid:04x}"
+        vid, pid, serial = self._want
+        return f"USB device {vid:04x}:{pid:04x}" + (f" serial {serial}" if serial else "")
 
     def _failure(self, what: str, exc: Exception) -> SourceError:
         code = _errno(exc)

@@ -187,3 +187,49 @@ def test_systemd_socket_activation(setup, tmp_path):
         stop(p)
         listener.close()
     assert path.exists()  # systemd's socket, not the daemon's to remove
+
+
+def test_two_sources_mixed_one_unplugged_keeps_service_with_lower_credit(tmp_path):
+    """Two emulated QRNGs mixed: both contribute; one unplugged, seeds keep coming from the other alone (its
+    credit only), the state and qrng_source_up say which; both gone, the daemon fails closed."""
+    folders, cfgs = [], []
+    for serial in ("EMU-0001", "EMU-0002"):
+        f = init_emulator(tmp_path / serial, tmp_path / "att", serial=serial)["folder"]
+        c = tmp_path / f"{serial.lower()}.yaml"
+        c.write_text(f"version: 1\nsource: {{type: usb, emulator: {f}, serial: {serial}}}\n"
+                     "extractor: {type: sha256}\n")
+        folders.append(f)
+        cfgs.append(c)
+    sock = tmp_path / "qrngd.sock"
+    p = subprocess.Popen([sys.executable, "-m", "qrng_cli", "daemon", "--config", str(cfgs[0]), "--config",
+                          str(cfgs[1]), "--socket", str(sock)], stderr=subprocess.PIPE, text=True)
+    try:
+        c = DaemonClient(str(sock), "mixer")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                c.status()
+                break
+            except DaemonUnavailable:
+                assert time.monotonic() < deadline and p.poll() is None
+                time.sleep(0.05)
+        for _ in range(10):
+            assert len(c.seed(64)) == 64
+        st = c.status()
+        both = {s["name"]: s["contributed_bytes"] for s in st["sources"]}
+        assert both == {"emu-0001": 320, "emu-0002": 320}  # each gives half of every seed
+        write_control(folders[1], plugged="no")
+        time.sleep(0.15)
+        for _ in range(10):
+            assert len(c.seed(64)) == 64  # service stays up
+        st = c.status()
+        by = {s["name"]: s for s in st["sources"]}
+        assert st["state"] == "healthy" and by["emu-0002"]["state"] == "unhealthy"
+        assert "removed" in by["emu-0002"]["error"] or "not found" in by["emu-0002"]["error"]
+        assert by["emu-0001"]["contributed_bytes"] == 320 + 640 and by["emu-0002"]["contributed_bytes"] == 320
+        write_control(folders[0], plugged="no")
+        time.sleep(0.15)
+        with pytest.raises(DaemonUnavailable, match="no healthy source"):
+            c.seed(64)
+    finally:
+        stop(p)
