@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import native
 from .errors import EntropyError
 
-__all__ = ["CtrDrbg", "Drbg", "DrbgStatus", "HmacDrbg", "ReseedRequired", "make_drbg"]
+__all__ = ["CtrDrbg", "Drbg", "DrbgStatus", "HmacDrbg", "ReseedRequired", "fill", "make_drbg"]
 
 
 class ReseedRequired(EntropyError):
@@ -279,6 +280,30 @@ def _split_requests(drbg: CtrDrbg | HmacDrbg, n: int, additional_input: bytes, e
         done += chunk
         first = False
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def fill(drbg: Drbg, view: memoryview, additional_input: bytes, prediction_resistance: bool,
+         fresh_entropy: Callable[[int], bytes]) -> int:
+    """Fill ``view`` as SP 800-90A generate requests of at most ``max_request`` bytes (2^19 bits); before each one
+    the DRBG is reseeded from ``fresh_entropy(seed_entropy_bytes)`` when prediction resistance is asked for or the
+    reseed interval is reached (9.3.1). Additional input longer than 48 bytes is hashed to 48 for CTR_DRBG
+    (no derivation function, 10.2.1). Zero-copy for CTR_DRBG. Returns how many reseeds were made."""
+    if additional_input and len(additional_input) > 48 and isinstance(drbg, CtrDrbg):
+        additional_input = hashlib.sha384(additional_input).digest()
+    pos, first, reseeds = 0, True, 0
+    while first or pos < len(view):
+        chunk = view[pos:pos + drbg.max_request] if pos or len(view) > drbg.max_request else view
+        needs = prediction_resistance or drbg.needs_reseed()
+        fresh = fresh_entropy(drbg.seed_entropy_bytes) if needs else None
+        if isinstance(drbg, CtrDrbg):
+            drbg._generate_one_into(chunk, additional_input, fresh, needs)
+        else:
+            assert isinstance(drbg, HmacDrbg)
+            chunk[:] = drbg._generate_one(len(chunk), additional_input, fresh, needs)
+        reseeds += needs
+        pos += len(chunk)
+        first = False
+    return reseeds
 
 
 def _pad48(data: bytes, what: str) -> bytes:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .config import EntropyConfig
-from .drbg import CtrDrbg, Drbg, DrbgStatus, make_drbg
+from .drbg import Drbg, DrbgStatus, fill, make_drbg
 from .errors import ConfigError, EntropyError, PipelineFailed
 from .extract import Toeplitz, pack_samples, sha256_output_entropy, von_neumann
 from .health import Cutoffs, HealthCounters, HealthTester
@@ -340,21 +340,7 @@ class Pipeline:
             self._check_usable()
             self.check_source()
             drbg = self._ensure_drbg()
-            if additional_input and len(additional_input) > 48 and isinstance(drbg, CtrDrbg):
-                additional_input = hashlib.sha384(additional_input).digest()
-            pos, first = 0, True
-            while first or pos < len(view):
-                chunk = view[pos:pos + drbg.max_request] if pos or len(view) > drbg.max_request else view
-                needs = pr or drbg.needs_reseed()
-                fresh = self.extracted(drbg.seed_entropy_bytes) if needs else None
-                if isinstance(drbg, CtrDrbg):
-                    drbg._generate_one_into(chunk, additional_input, fresh, needs)
-                else:
-                    chunk[:] = drbg._generate_one(len(chunk), additional_input, fresh, needs)
-                if needs:
-                    self._reseeds += 1
-                pos += len(chunk)
-                first = False
+            self._reseeds += fill(drbg, view, additional_input, pr, self.extracted)
             self._out += len(view)
 
     def seed(self, data: bytes) -> None:

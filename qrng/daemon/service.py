@@ -14,15 +14,30 @@ import hashlib
 import os
 import threading
 import time
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..config import EntropyConfig
-from ..drbg import CtrDrbg, make_drbg
+from ..drbg import fill, make_drbg
 from ..errors import EntropyError
 from ..sources.base import SourceInfo
 from .client import DaemonClient, DaemonUnavailable
 
-__all__ = ["DaemonService"]
+__all__ = ["DaemonReport", "DaemonService"]
+
+
+@dataclass(frozen=True)
+class DaemonReport:
+    state: str
+    socket: str
+    daemon: dict[str, Any]
+    reseeds: int
+    bytes_out: int
+    error: str | None
+    mode: str = "daemon"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class DaemonService:
@@ -33,6 +48,8 @@ class DaemonService:
         self._drbg: Any = None
         self._failure: EntropyError | None = None
         self._checked = 0.0
+        self._reseeds = 0
+        self._out = 0
         self._info = SourceInfo(kind="daemon", identity=f"qrngd:{config.daemon_socket}", bits_per_sample=8,
                                 claimed_min_entropy=8.0, simulator=False, quantum=False,
                                 model=f"qrngd at {config.daemon_socket}", serial="qrngd")
@@ -103,20 +120,19 @@ class DaemonService:
         with self._lock:
             self._check_daemon()
             drbg = self._ensure_drbg()
-            if additional_input and len(additional_input) > 48 and isinstance(drbg, CtrDrbg):
-                additional_input = hashlib.sha384(additional_input).digest()
-            pos, first = 0, True
-            while first or pos < len(view):
-                chunk = view[pos:pos + drbg.max_request] if pos or len(view) > drbg.max_request else view
-                needs = pr or drbg.needs_reseed()
-                fresh = self._call(self.client.seed, drbg.seed_entropy_bytes) if needs else None
-                if isinstance(drbg, CtrDrbg):
-                    drbg._generate_one_into(chunk, additional_input, fresh, needs)
-                else:
-                    chunk[:] = drbg._generate_one(len(chunk), additional_input, fresh, needs)
-                pos += len(chunk)
-                first = False
-                additional_input = b""
+            self._reseeds += fill(drbg, view, additional_input, pr, lambda n: self._call(self.client.seed, n))
+            self._out += len(view)
+
+    def report(self) -> DaemonReport:
+        """The token's health object in daemon mode: the daemon's own state (sources, health, credit) and this
+        process's DRBG, or why the daemon cannot be reached."""
+        with self._lock:
+            try:
+                daemon = self.client.status()
+            except DaemonUnavailable as exc:
+                daemon = {"state": "unreachable", "error": str(exc)}
+            return DaemonReport("failed" if self.failed else "operational", self.config.daemon_socket, daemon,
+                                self._reseeds, self._out, str(self._failure) if self._failure else None)
 
     def generate(self, n: int) -> bytes:
         out = bytearray(n)

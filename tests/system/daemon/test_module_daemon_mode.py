@@ -22,6 +22,8 @@ CONSUMER = textwrap.dedent("""
     lib = PyKCS11.PyKCS11Lib(); lib.load(sys.argv[1])
     slot = lib.getSlotList()[0]; s = lib.openSession(slot)
     out = {"first": len(s.generateRandom(1 << 20)), "model": lib.getTokenInfo(slot).model.strip()}
+    health = s.findObjects([(PyKCS11.CKA_LABEL, "qrng health report")])
+    out["health"] = json.loads(bytes(s.getAttributeValue(health[0], [PyKCS11.CKA_VALUE])[0]))
     print(json.dumps(out), flush=True)
     sys.stdin.readline()                     # the test kills the daemon
     try:
@@ -68,6 +70,8 @@ def test_consumers_fail_closed_and_recover_with_the_daemon(module, daemon_setup)
     try:
         first = json.loads(p.stdout.readline())
         assert first["first"] == 1 << 20 and first["model"].startswith("QRNGD"), first
+        # regression: the health object of a module in daemon mode (its service had no report())
+        assert first["health"]["mode"] == "daemon" and first["health"]["daemon"]["state"] == "healthy", first
         tool = subprocess.run(["pkcs11-tool", "--module", str(module), "--generate-random", "64"],
                               capture_output=True, env=env, timeout=60)
         assert tool.returncode == 0 and len(tool.stdout) == 64, tool.stderr
