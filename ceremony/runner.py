@@ -189,7 +189,7 @@ class Ceremony:
     def _run_locked(self) -> RunResult:
         if (self.out / "audit.log").exists() and self._sealed() and self._complete():
             self.progress("ceremony already completed; nothing to do (verify it with qrng ceremony verify)")
-            self._write_papers(only_missing=True)
+            self._papers_or_say_why(only_missing=True)
             return RunResult(self.out, self.out / "audit.log", str(self.signer.verifier),
                              steps_skipped=[s.id for s in self.script.steps],
                              tree_size=len(parse_log((self.out / "audit.log").read_bytes()).entries))
@@ -239,17 +239,22 @@ class Ceremony:
             result.tree_size = self.log.size
         except StepFailed:
             self.log.close()
-            try:  # the transcript of a failed run says where it stopped; it never hides the failure
-                self._write_papers()
-            except Exception as exc:  # noqa: BLE001 - reported, then the step's failure is raised
-                self.progress(f"transcript not written: {exc}")
+            self._papers_or_say_why()  # the transcript of a failed run says where it stopped
             raise
         finally:
             if opened:
                 self.pipeline.close()
             self.log.close()
-        self._write_papers()
+        self._papers_or_say_why()
         return result
+
+    def _papers_or_say_why(self, only_missing: bool = False) -> None:
+        """Papers are a rendering of the log: a failure to render them never turns a completed (or failed) run
+        into another error; it is said, and `qrng ceremony run` again writes the missing ones."""
+        try:
+            self._write_papers(only_missing)
+        except Exception as exc:  # noqa: BLE001 - the log is the record; this is reported, not raised
+            self.progress(f"transcript not written ({type(exc).__name__}: {exc}); run the ceremony again to write it")
 
     def _complete(self) -> bool:
         """Every step completed, as far as the log's signed part says."""

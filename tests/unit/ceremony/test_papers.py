@@ -187,3 +187,21 @@ def test_hostile_text_is_shown_not_obeyed(ws):
     html = render_html(run_sheet(plan, b"", b""))
     assert "<script>alert" not in html and "<img src=x" not in html
     assert hostile in _text(html)
+
+
+def test_a_paper_that_cannot_be_rendered_never_fails_a_completed_ceremony(ws, monkeypatch):
+    """Regression: an exception while rendering the transcript after the last step used to escape run() and turn a
+    completed ceremony into an error exit. It is reported, and a later run writes the missing paper."""
+    import ceremony.papers.render as render
+    plan = _plan(ws)
+    said: list[str] = []
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("renderer exploded (injected)")
+    monkeypatch.setattr(render, "render", broken)
+    result = Ceremony(plan, FakeHsm(), said.append, papers=(".html",)).run()
+    assert result.steps_run and not (result.output / "transcript.html").exists()
+    assert any("transcript not written" in m and "renderer exploded" in m for m in said)
+    monkeypatch.undo()
+    again = Ceremony(plan, FakeHsm(), papers=(".html",)).run()
+    assert again.steps_run == [] and (result.output / "transcript.html").exists()
