@@ -4,6 +4,7 @@ extracted seed material to every process on the host over a Unix socket (docs/da
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -22,53 +23,67 @@ def _socket(args: argparse.Namespace) -> str:
     return str(args.socket or os.environ.get("QRNGD_SOCKET") or DEFAULT_SOCKET)
 
 
+def _checked_options(args: argparse.Namespace) -> tuple[int, tuple[str, int] | None]:
+    """--mode and --metrics, refused before anything is opened."""
+    try:
+        mode = int(args.mode, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777:
+        raise ValueError(f"--mode {args.mode!r}: octal permission bits 0000..0777, such as 0660")
+    if not args.metrics:
+        return mode, None
+    host, _, port = args.metrics.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--metrics {args.metrics!r}: expected HOST:PORT, e.g. 127.0.0.1:9464")
+    return mode, (host or "127.0.0.1", int(port))
+
+
 def cmd_daemon(args: argparse.Namespace) -> int:
+    import functools
+
     from qrng.config import load_config
     from qrng.daemon.server import Daemon, SocketSpec, serve
     from qrng.pipeline import Pipeline
+    mode, metrics_at = _checked_options(args)
     paths = args.config or [None]
     configs = [load_config(p) for p in paths]  # a bad configuration stops here, before the socket exists
+    names = [Path(p).stem if p else "default" for p in paths]
+    if len(set(names)) != len(names):
+        names = [f"{n}-{i}" for i, n in enumerate(names, 1)]
+    path = Path(_socket(args))
 
     def log(msg: str) -> None:
         print(f"qrngd: {msg}", file=sys.stderr, flush=True)
 
-    names = [Path(p).stem if p else "default" for p in paths]
-    if len(set(names)) != len(names):
-        names = [f"{n}-{i}" for i, n in enumerate(names, 1)]
-    import functools
-    daemon = Daemon([(n, functools.partial(Pipeline, c)) for n, c in zip(names, configs, strict=True)], log)
-    if args.metrics:
-        from qrng.daemon.metrics import Metrics
-        host, _, port = args.metrics.rpartition(":")
-        if not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"--metrics {args.metrics!r}: expected HOST:PORT, e.g. 127.0.0.1:9464")
-        metrics = Metrics(daemon)
-        daemon.observe = metrics.latency.observe
-        metrics.serve(host or "127.0.0.1", int(port))
-        log(f"Prometheus metrics on http://{host or '127.0.0.1'}:{port}/metrics")
-    try:
-        mode = int(args.mode, 8)
-    except ValueError:
-        raise ValueError(f"--mode {args.mode!r}: an octal mode such as 0660") from None
-    path = Path(_socket(args))
-    server = serve(daemon, SocketSpec(path, mode, args.group),
-                   lambda: log(f"serving on {path} (mode {mode:o}); source: "
-                               f"{daemon.status().get('sources', [{}])[0].get('label', 'not ready')}"))
+    with contextlib.ExitStack() as stack:
+        if not os.environ.get("LISTEN_FDS"):  # two daemons started at once: one holds the lock, the other stops
+            from qrng.lockfile import hold
+            stack.enter_context(hold(path.with_name(path.name + ".lock"), f"qrngd socket {path}"))
+        daemon = Daemon([(n, functools.partial(Pipeline, c)) for n, c in zip(names, configs, strict=True)], log)
+        stack.callback(daemon.close)
+        if metrics_at is not None:
+            from qrng.daemon.metrics import Metrics
+            metrics = Metrics(daemon)
+            daemon.observe = metrics.latency.observe
+            metrics.serve(*metrics_at)
+            log(f"Prometheus metrics on http://{metrics_at[0]}:{metrics_at[1]}/metrics")
+        server = serve(daemon, SocketSpec(path, mode, args.group),
+                       lambda: log(f"serving on {path} (mode {mode:o}); sources: "
+                                   + ", ".join(s.name for s in daemon.sources)))
 
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+        def stop(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        log("stopping")
-    finally:
-        activated = server.activated
-        server.server_close()
-        if not activated:  # a socket systemd made is systemd's to remove
-            path.unlink(missing_ok=True)
-        daemon.close()
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            server.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:
+            log("stopping")
+        finally:
+            server.server_close()
+            if not server.activated:  # a socket systemd made is systemd's to remove
+                path.unlink(missing_ok=True)
     return ExitCode.OK
 
 

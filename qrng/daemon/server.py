@@ -29,6 +29,7 @@ from . import protocol as P
 __all__ = ["Daemon", "SocketSpec"]
 
 REOPEN_S = 1.0
+IDLE_S = 300.0  # a client connection silent this long is closed (a stuck or hostile client holds no thread)
 
 
 @dataclass(frozen=True)
@@ -189,13 +190,17 @@ class _Handler(socketserver.BaseRequestHandler):
     def _read(self, n: int) -> bytes | None:
         buf = b""
         while len(buf) < n:
-            chunk = self.request.recv(n - len(buf))
+            try:
+                chunk = self.request.recv(n - len(buf))
+            except OSError:  # idle timeout, reset by the client
+                return None
             if not chunk:
                 return None
             buf += chunk
         return buf
 
     def handle(self) -> None:
+        self.request.settimeout(self.server.idle_s)
         daemon = self.server.daemon
         client = "anonymous"
         while True:
@@ -244,6 +249,7 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     daemon: Daemon
     activated = False  # the socket came from systemd (it owns the socket file)
+    idle_s = IDLE_S
 
 
 def activated_socket() -> socket.socket | None:
@@ -274,6 +280,12 @@ def serve(daemon: Daemon, spec: SocketSpec, ready: Callable[[], None] | None = N
             ready()
         return server
     path = spec.path
+    gid = -1
+    if spec.group:
+        try:
+            gid = grp.getgrnam(spec.group).gr_gid
+        except KeyError:
+            raise ValueError(f"--group {spec.group!r}: no such group") from None
     if path.exists() or path.is_symlink():
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -288,8 +300,8 @@ def serve(daemon: Daemon, spec: SocketSpec, ready: Callable[[], None] | None = N
     server = _Server(str(path), _Handler)
     server.daemon = daemon
     os.chmod(path, spec.mode)
-    if spec.group:
-        os.chown(path, -1, grp.getgrnam(spec.group).gr_gid)
+    if gid >= 0:
+        os.chown(path, -1, gid)
     if ready is not None:
         ready()
     return server

@@ -139,7 +139,8 @@ def test_killed_daemon_fails_clients_closed_and_a_restart_serves_them_again(setu
         assert len(c.seed(16)) == 16  # the same client object, no restart of the consumer
         r = subprocess.run([sys.executable, "-m", "qrng_cli", "daemon", "--config", str(cfg), "--socket", str(sock)],
                            capture_output=True, text=True, timeout=60)
-        assert r.returncode == 2 and "another qrngd" in r.stderr  # a live daemon's socket is never taken over
+        assert r.returncode == 2 and "refusing to run a second time" in r.stderr  # never taken over
+        assert "Traceback" not in r.stderr
         assert len(c.seed(16)) == 16
     finally:
         stop(d2)
@@ -233,3 +234,44 @@ def test_two_sources_mixed_one_unplugged_keeps_service_with_lower_credit(tmp_pat
             c.seed(64)
     finally:
         stop(p)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--group", "no-such-group-qrng"], "--group 'no-such-group-qrng': no such group"),
+    (["--mode", "7777"], "--mode '7777': octal permission bits"),
+    (["--mode", "rw"], "--mode 'rw': octal permission bits"),
+    (["--metrics", "localhost:99999"], "--metrics 'localhost:99999'"),
+])
+def test_bad_options_exit_2_before_anything_is_opened(setup, extra, message):
+    folder, cfg, sock = setup
+    r = subprocess.run([sys.executable, "-m", "qrng_cli", "daemon", "--config", str(cfg), "--socket", str(sock),
+                        *extra], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not sock.exists()
+
+
+def test_two_daemons_started_at_once_one_serves(setup):
+    folder, cfg, sock = setup
+    cmd = [sys.executable, "-m", "qrng_cli", "daemon", "--config", str(cfg), "--socket", str(sock)]
+    a = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    b = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while a.poll() is None and b.poll() is None:
+            assert time.monotonic() < deadline, "neither daemon stopped"
+            time.sleep(0.05)
+        loser, winner = (a, b) if a.poll() is not None else (b, a)
+        assert loser.wait() == 2 and "refusing to run a second time" in (loser.stderr.read() if loser.stderr else "")
+        c = DaemonClient(str(sock), "after-race")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert len(c.seed(16)) == 16
+                break
+            except DaemonUnavailable:
+                assert time.monotonic() < deadline and winner.poll() is None
+                time.sleep(0.05)
+    finally:
+        for p in (a, b):
+            if p.poll() is None:
+                stop(p)
