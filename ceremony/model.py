@@ -86,16 +86,23 @@ class Policy:
     firmware: FirmwarePolicy = field(default_factory=FirmwarePolicy)  # accepted device firmware (USB devices)
 
 
-def _key_text(f: Fields, key: str, base: Path) -> str:
-    """A note verifier key given inline or as a file path relative to the policy."""
-    value: str = f.text(key)
-    if "+" in value and not value.endswith((".pub", ".vkey")):
-        return value
-    p = _rel(base, value)
+def _key_text(value: str, where: str, base: Path) -> str:
+    """A note verifier key given inline or as a file path relative to the policy, checked now: a wrong key is a
+    policy error naming ``where``, not a failed ceremony later."""
+    from qrng.audit.errors import AuditError
+    from qrng.audit.note import Verifier
+    text = value
+    if not ("+" in value and not value.endswith((".pub", ".vkey"))):
+        p = _rel(base, value)
+        try:
+            text = p.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(where, f"cannot read key file {p}: {getattr(exc, 'strerror', None) or exc}") from None
     try:
-        return p.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f.p(key), f"cannot read key file {p}: {exc.strerror}") from None
+        Verifier.parse(text)
+    except (AuditError, ValueError) as exc:
+        raise ConfigError(where, f"is not a note verifier key ({exc})") from None
+    return text
 
 
 def _firmware_policy(af: Fields, base: Path) -> FirmwarePolicy:
@@ -110,10 +117,9 @@ def _firmware_policy(af: Fields, base: Path) -> FirmwarePolicy:
     witnesses: tuple[str, ...] = ()
     if ff.has("transparency_log"):
         origin = tf.text("origin")
-        log_key = _key_text(tf, "key", base)
-        wf = tf.strings("witnesses", [])
-        witnesses = tuple(_key_text(Fields({"w": w}, f"{tf.p('witnesses')}[{i}]"), "w", base)
-                          for i, w in enumerate(wf))
+        log_key = _key_text(tf.text("key"), tf.p("key"), base)
+        witnesses = tuple(_key_text(w, f"{tf.p('witnesses')}[{i}]", base)
+                          for i, w in enumerate(tf.strings("witnesses", [])))
         quorum = tf.integer("quorum", len(witnesses), lo=0, hi=16)
         if quorum > len(witnesses):
             raise ConfigError(tf.p("quorum"), f"is {quorum} but only {len(witnesses)} witness keys are named")

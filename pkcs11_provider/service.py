@@ -39,7 +39,9 @@ def describe(service: Any) -> dict[str, str]:
         sim = " SIMULATOR" if info.simulator else ""
         return {"label": "qrng via qrngd", "model": f"QRNGD{sim}"[:16], "serial": "qrngd",
                 "source_label": info.model, "hardware": "no"}
-    if info.simulator:
+    if info.simulator and info.kind == "usb":
+        model = "USB-EMULATOR"
+    elif info.simulator:
         model = "QRNG-SIMULATOR"
     elif info.quantum:
         model = "QRNG " + info.kind
@@ -80,9 +82,11 @@ def describe_slot() -> dict[str, str]:
         label = f"raw sample file {Path(src.path).name} (non-quantum source)"
     elif src.type == "device":
         label = f"{src.path}" + ("" if src.quantum else " (non-quantum source)")
+    elif src.emulator:
+        label = f"USB EMULATOR {src.vendor_id:04x}:{src.product_id:04x} (software device, not a physical device)"
     else:
         label = f"USB QRNG {src.vendor_id:04x}:{src.product_id:04x}"
-    hardware = "no" if src.type in ("simulator", "file") else "yes"
+    hardware = "no" if src.type in ("simulator", "file") or src.emulator else "yes"
     return {"source_label": label, "hardware": hardware}
 
 

@@ -48,6 +48,10 @@ def backend_for(emulator: list[str] | None) -> Any:
     """The pyusb backend: libusb (the default), or the EMULATOR's for the given state folders."""
     if emulator:
         from .usbemu import EmulatorBackend
+        for p in emulator:
+            if not (Path(p) / "device.json").is_file():
+                raise ConfigError("source.emulator", f"{p} is not a USB EMULATOR state folder (make one with "
+                                  "qrng usb emulator init)")
         return EmulatorBackend([Path(p) for p in emulator])
     return None
 

@@ -19,7 +19,8 @@ CONSUMER = textwrap.dedent("""
     folder = Path(sys.argv[2])
     lib = PyKCS11.PyKCS11Lib(); lib.load(sys.argv[1])
     slot = lib.getSlotList()[0]
-    out = {"label": lib.getTokenInfo(slot).label.strip(), "slot": lib.getSlotInfo(slot).slotDescription.strip()}
+    out = {"slot": lib.getSlotInfo(slot).slotDescription.strip(), "label": lib.getTokenInfo(slot).label.strip(),
+           "model": lib.getTokenInfo(slot).model.strip()}
     s = lib.openSession(slot)
     out["before"] = len(s.generateRandom(65536))
     write_control(folder, plugged="no")
@@ -67,8 +68,8 @@ def test_unplug_and_replug_under_the_module(module, emulator):
                        env=env, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
-    assert "EMULATOR" in out["slot"] or "EMU" in out["label"], out
-    assert out["before"] == 65536
+    assert "USB EMULATOR" in out["slot"] and out["label"] == "qrng EMU-0001", out  # labelled as the emulator
+    assert out["model"] == "USB-EMULATOR" and out["before"] == 65536
     assert out["error"].startswith("CKR_DEVICE_REMOVED"), out
     assert out["removed_after_s"] < 2.0                 # under one read timeout (2 s)
     assert out["present_while_unplugged"] is False

@@ -81,3 +81,22 @@ def test_policy_numbers_must_be_finite(ws, field, value):
     pol.write_text(yaml.safe_dump(doc))
     with pytest.raises(ScriptError, match=f"entropy.{field} must be a finite number"):
         load_policy(pol)
+
+
+@pytest.mark.parametrize("change,phrase", [
+    (lambda log: log.update(key="not+a+key"), r"transparency_log\.key is not a note verifier key"),
+    (lambda log: log.update(key="../usb/fwlog/missing.pub"), r"transparency_log\.key cannot read key file"),
+    (lambda log: log.update(witnesses=["x+y"]), r"witnesses\[0\] is not a note verifier key"),
+    (lambda log: log.update(quorum=5), r"quorum is 5 but only 1 witness keys"),
+    (lambda log: log.update(origin=7), r"transparency_log\.origin must be"),
+])
+def test_firmware_log_policy_is_checked_when_loaded(ws, change, phrase):
+    """A wrong firmware-log key or quorum is a policy error naming the field, before any ceremony starts (it used
+    to surface only when attest_device ran)."""
+    import yaml
+    pol = ws.dir / "policies" / "default.yaml"
+    doc = yaml.safe_load(pol.read_text())
+    change(doc["attestation"]["firmware"]["transparency_log"])
+    pol.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ScriptError, match=phrase):
+        load_policy(pol)

@@ -284,3 +284,13 @@ def test_raw_mode_reads_a_plain_bulk_rng_without_attestation(dev):
             raw.attest(os.urandom(32))
     finally:
         raw.close()
+
+
+def test_an_emulator_path_that_is_not_a_state_folder_is_a_config_error(tmp_path, capsys):
+    import qrng_cli
+    from qrng_cli.common import ExitCode
+    cfg = tmp_path / "usb.yaml"
+    cfg.write_text(f"version: 1\nsource: {{type: usb, emulator: {tmp_path / 'nowhere'}}}\n")
+    assert qrng_cli.main(["bytes", "4", "--hex", "--config", str(cfg)]) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert "source.emulator" in err and "not a USB EMULATOR state folder" in err and "Traceback" not in err
