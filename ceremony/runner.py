@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qrng import __version__
 from qrng.audit.log import AuditLog
 from qrng.audit.note import Signer, ecdsa_signer, load_ed25519_signer
 from qrng.audit.verify import parse_log, verify_log
@@ -325,19 +326,11 @@ class Ceremony:
         doc = transcript(data, verify_log(data, [self.signer.verifier], witnesses, 0, origin=self.origin))
         for path in targets:
             try:
-                atomic_write(path, render(doc, path.suffix, _version()), overwrite=True)
+                atomic_write(path, render(doc, path.suffix, __version__), overwrite=True)
             except PaperError as exc:
                 self.progress(f"{path.name} not written: {exc}")
                 continue
             self.progress(f"transcript: {path}")
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version("qrng-ceremony")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _rename_file_key(text: str, name: str) -> Signer:

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from qrng import __version__
+
 __all__ = ["register"]
 
 
@@ -43,12 +45,7 @@ def _paper_path(value: str | None, what: str) -> Path | None:
 def _write_paper(path: Path, doc: Any, force: bool) -> None:
     from ceremony.papers.render import render
     from qrng.atomic import atomic_write
-    atomic_write(path, render(doc, path.suffix.lower(), _version()), overwrite=force)
-
-
-def _version() -> str:
-    from importlib.metadata import version
-    return version("qrng-ceremony")
+    atomic_write(path, render(doc, path.suffix.lower(), __version__), overwrite=force)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -155,7 +152,7 @@ def _audit_report(folder: Path, key: Any, witnesses: list[Any], checks: list[Any
         ceremony, simulator = first.get("ceremony", ceremony), bool(first.get("data", {}).get("simulator"))
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     cover = (Fact("Folder", str(folder.resolve()), digest=True), Fact("Verified at", now),
-             Fact("Verifier", f"qrng-ceremony {_version()} (qrng ceremony verify)"),
+             Fact("Verifier", f"qrng-ceremony {__version__} (qrng ceremony verify)"),
              Fact("Log key", str(key), digest=True),
              Fact("Witness keys given", ", ".join(w.name for w in witnesses) or "none"))
     return AuditReport(ceremony, simulator, passed, cover, checkpoint, tuple(checks), tuple(files))

@@ -55,7 +55,11 @@ def read_control(folder: Path) -> dict[str, str]:
              "kernel_driver": "none", "permission": "granted"}
     path = folder / "control"
     if path.exists():
-        for n, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not UTF-8 text (expected lines of KEY: VALUE)") from None
+        for n, line in enumerate(text.splitlines(), 1):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             key, _, value = (x.strip() for x in line.partition(":"))

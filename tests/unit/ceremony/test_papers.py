@@ -129,8 +129,8 @@ def test_transcript_rendering_is_deterministic(done):
     ws, out = done
     data = (out / "audit.log").read_bytes()
     v = verify_log(data, [Verifier.parse((out / "log.pub").read_text())], _verifiers(ws))
-    from ceremony.runner import _version
-    assert render_html(transcript(data, v), _version()) == render_html(transcript(data, v), _version()) == \
+    from qrng import __version__
+    assert render_html(transcript(data, v), __version__) == render_html(transcript(data, v), __version__) == \
         (out / "transcript.html").read_text()
 
 
@@ -205,3 +205,18 @@ def test_a_paper_that_cannot_be_rendered_never_fails_a_completed_ceremony(ws, mo
     monkeypatch.undo()
     again = Ceremony(plan, FakeHsm(), papers=(".html",)).run()
     assert again.steps_run == [] and (result.output / "transcript.html").exists()
+
+
+def test_auditor_report_html_parses_strictly_and_says_what_failed(done):
+    """The report's HTML, passed and failed, parses without an error (html5lib strict), as the papers do."""
+    from ceremony.papers.report import AuditReport, Check
+    from ceremony.steps.base import Fact
+    ok = AuditReport("unit-2026", True, True, (Fact("Folder", "/x", digest=True),), None,
+                     (Check("Log records and hash chain", "RFC 9162 2.1.1", "passed", "9 entries"),),
+                     (("root.pem", "ab" * 32, "matches"),))
+    text = _text(render_html(ok))
+    assert "VERIFIED" in text and "root.pem" in text and "SIMULATOR" in text
+    bad = AuditReport("unit-2026", False, False, (), None,
+                      (Check("Outputs against their logged digests", "SHA-256", "FAILED", "root.pem <changed>"),), ())
+    text = _text(render_html(bad))
+    assert "VERIFICATION FAILED" in text and "root.pem <changed>" in text
