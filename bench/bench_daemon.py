@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _table import print_table  # noqa: E402
 
 from qrng.daemon.client import DaemonClient
-from qrng.usbattest import init_emulator
+from qrng.sources.usbemu import init_emulator
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT = textwrap.dedent("""

@@ -10,25 +10,20 @@ Firmware: a digest is acceptable when the policy lists it, or when the vendor's 
 (c2sp.org/tlog-proof@v1, shipped beside the firmware) shows its manifest (:func:`firmware_manifest`) in a
 firmware transparency log the policy names, signed by the log's key and cosigned by its witnesses. The proof is
 checked with the audit log's own code (qrng.audit.proof).
-
-Also here: the emulator's state folder (:func:`init_emulator`) and a TEST-ONLY firmware log for it.
 """
 
 from __future__ import annotations
 
 import datetime
 import hashlib
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .attestation import DEVICE_INFO_OID, AttestationError
 from .attestation import DeviceInfo as CertDeviceInfo
 from .sources import usbproto as P
 
-__all__ = ["FirmwarePolicy", "UsbAttestation", "check_firmware", "firmware_manifest", "init_emulator",
-           "make_firmware_log", "verify_usb_attestation"]
+__all__ = ["FirmwarePolicy", "UsbAttestation", "check_firmware", "firmware_manifest", "verify_usb_attestation"]
 
 
 @dataclass(frozen=True)
@@ -165,79 +160,3 @@ def verify_usb_attestation(att: P.Attestation, info_raw: bytes, chain: list[byte
     return UsbAttestation(info.serial, f"{info.vendor} {info.model}", info.emulator, att.counter,
                           info.firmware_sha256.hex(), "{}.{}.{}".format(*info.firmware_version),
                           anchor.subject.rfc4514_string(), att.status, info)
-
-
-# --- the emulator's state folder and a TEST-ONLY firmware log ----------------------------------------------------
-EMULATOR_FIRMWARE = b"qrng-ceremony USB QRNG EMULATOR firmware 1.0.0 - TEST ONLY\n"
-
-
-def make_firmware_log(folder: Path, manifests: list[bytes], witness: str = "witness.example/firmware-log",
-                      origin: str = "firmware.example/qrng-emulator-log") -> dict[str, Path]:
-    """A TEST-ONLY firmware transparency log: the manifests as leaves, a checkpoint signed by the log's key and
-    cosigned by one witness, and a .tlog-proof per manifest. Returns the files' paths."""
-    import time
-
-    from .audit.merkle import TreeLevels, leaf_hash
-    from .audit.note import (
-        ALG_COSIGNATURE_V1,
-        Checkpoint,
-        cosign,
-        format_note,
-        generate_ed25519,
-        load_ed25519_signer,
-        parse_note,
-        sign_note,
-    )
-    from .audit.proof import format_proof
-    folder.mkdir(parents=True, exist_ok=True)
-    log_priv, log_pub = generate_ed25519(origin)
-    w_priv, _ = generate_ed25519(witness)
-    w = load_ed25519_signer(w_priv, ALG_COSIGNATURE_V1)
-    tree = TreeLevels([leaf_hash(m) for m in manifests])
-    text = Checkpoint(origin, len(manifests), tree.root()).text()
-    note = sign_note(text, [load_ed25519_signer(log_priv)])
-    body, sigs = parse_note(note)
-    note = format_note(body, [*sigs, cosign(text, w, int(time.time()))])
-    paths = {"log_key": folder / "log.pub", "witness_key": folder / "witness.pub", "checkpoint": folder / "checkpoint"}
-    paths["log_key"].write_text(log_pub + "\n")
-    paths["witness_key"].write_text(str(w.verifier) + "\n")
-    paths["checkpoint"].write_text(note)
-    for i in range(len(manifests)):
-        p = folder / f"entry-{i}.tlog-proof"
-        p.write_text(format_proof(i, tree.inclusion_proof(i, len(manifests)), note))
-        paths[f"proof_{i}"] = p
-    return paths
-
-
-def init_emulator(folder: str | Path, attestation_dir: str | Path, serial: str = "EMU-0001",
-                  firmware_log: str | Path | None = None) -> dict[str, Path]:
-    """Create (once) the state folder of an emulated USB QRNG: identity, TEST-ONLY key and certificate (issued by
-    the TEST-ONLY manufacturer CA in ``attestation_dir``), firmware image, counter, control file; and, with
-    ``firmware_log``, a TEST-ONLY firmware log holding its firmware with the proof beside the firmware."""
-    from .attestation import init_simulator, issue_device_certificate
-    d = Path(folder)
-    if (d / "device.json").exists():
-        return {"folder": d, "proof": d / "firmware.tlog-proof"}
-    d.mkdir(parents=True, exist_ok=True)
-    init_simulator(attestation_dir)
-    (d / "firmware.bin").write_bytes(EMULATOR_FIRMWARE)
-    model = "QRNG-USB EMULATOR (software device, not quantum)"
-    key_pem, chain_pem = issue_device_certificate(Path(attestation_dir), serial, model,
-                                                  hashlib.sha256(EMULATOR_FIRMWARE).digest(), simulator=True)
-    (d / "device.key").write_bytes(key_pem)
-    (d / "device.key").chmod(0o600)
-    (d / "chain.pem").write_bytes(chain_pem)
-    meta = {"serial": serial, "model": model, "vendor": "qrng-ceremony", "firmware_version": [1, 0, 0],
-            "claimed_min_entropy": 4.0}
-    (d / "device.json").write_text(json.dumps(meta, indent=1) + "\n")
-    (d / "control").write_text("plugged: yes\nfault: none\ncontrol_fault: none\nphysics_fault: none\n")
-    out = {"folder": d}
-    if firmware_log is not None:
-        info = P.DeviceInfo(8, 8, P.FLAG_EMULATOR, 4.0, hashlib.sha256(EMULATOR_FIRMWARE).digest(), (1, 0, 0),
-                            "qrng-ceremony", model, serial)
-        other = P.DeviceInfo(8, 8, P.FLAG_EMULATOR, 4.0, hashlib.sha256(b"an older release").digest(), (0, 9, 0),
-                             "qrng-ceremony", model, serial)
-        paths = make_firmware_log(Path(firmware_log), [firmware_manifest(other), firmware_manifest(info)])
-        (d / "firmware.tlog-proof").write_text(paths["proof_1"].read_text())
-        out["proof"] = d / "firmware.tlog-proof"
-    return out

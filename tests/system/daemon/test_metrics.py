@@ -18,8 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from qrng.daemon.client import DaemonClient
-from qrng.sources.usbemu import write_control
-from qrng.usbattest import init_emulator
+from qrng.sources.usbemu import init_emulator, write_control
 
 from .test_qrngd import stop
 

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from qrng.usbattest import init_emulator
+from qrng.sources.usbemu import init_emulator
 
 from .test_qrngd import start, stop
 

@@ -18,8 +18,7 @@ import pytest
 
 from qrng.daemon import protocol as P
 from qrng.daemon.client import DaemonClient, DaemonUnavailable
-from qrng.sources.usbemu import write_control
-from qrng.usbattest import init_emulator
+from qrng.sources.usbemu import init_emulator, write_control
 
 
 @pytest.fixture()
