@@ -57,15 +57,7 @@ def main() -> None:
         d = subprocess.Popen([sys.executable, "-m", "qrng_cli", "daemon", "--config", str(src), "--socket", str(sock)],
                              stderr=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    DaemonClient(str(sock)).status()
-                    break
-                except Exception:  # noqa: BLE001 - still starting
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
+            DaemonClient(str(sock)).wait(30, alive=lambda: d.poll() is None)
             seconds = 3.0
             procs = [subprocess.Popen([sys.executable, "-c", CLIENT, str(sock), f"bench-{i}", str(seconds)],
                                       stdout=subprocess.PIPE, text=True) for i in range(16)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from typing import Any
 
 from ..errors import EntropyError
@@ -87,6 +88,18 @@ class DaemonClient:
     def status(self) -> dict[str, Any]:
         result: dict[str, Any] = json.loads(self.request(P.OP.STATUS).payload)
         return result
+
+    def wait(self, timeout: float, alive: Any = None) -> dict[str, Any]:
+        """Poll STATUS until the daemon answers (a daemon that is starting), at most ``timeout`` seconds, or until
+        ``alive()`` says the daemon process is gone; then the last DaemonUnavailable is raised."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.status()
+            except DaemonUnavailable:
+                if time.monotonic() > deadline or (alive is not None and not alive()):
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         if self._sock is not None:

@@ -50,14 +50,7 @@ def daemon(tmp_path):
     sock, port = tmp_path / "qrngd.sock", free_port()
     p = subprocess.Popen([sys.executable, "-m", "qrng_cli", "daemon", "--config", str(cfg), "--socket", str(sock),
                           "--metrics", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            DaemonClient(str(sock)).status()
-            break
-        except Exception:  # noqa: BLE001 - still starting
-            assert time.monotonic() < deadline and p.poll() is None, "qrngd did not start"
-            time.sleep(0.05)
+    DaemonClient(str(sock)).wait(30, alive=lambda: p.poll() is None)
     yield folder, sock, port
     stop(p)
 

@@ -174,14 +174,8 @@ def test_systemd_socket_activation(setup, tmp_path):
                          stderr=subprocess.PIPE, text=True)
     try:
         c = DaemonClient(str(path), "activated")
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                assert len(c.seed(32)) == 32
-                break
-            except DaemonUnavailable:
-                assert time.monotonic() < deadline and p.poll() is None, "no answer on the activated socket"
-                time.sleep(0.05)
+        c.wait(30, alive=lambda: p.poll() is None)
+        assert len(c.seed(32)) == 32
         assert not (tmp_path / "unused.sock").exists()
     finally:
         stop(p)
@@ -205,14 +199,7 @@ def test_two_sources_mixed_one_unplugged_keeps_service_with_lower_credit(tmp_pat
                           str(cfgs[1]), "--socket", str(sock)], stderr=subprocess.PIPE, text=True)
     try:
         c = DaemonClient(str(sock), "mixer")
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                c.status()
-                break
-            except DaemonUnavailable:
-                assert time.monotonic() < deadline and p.poll() is None
-                time.sleep(0.05)
+        c.wait(30, alive=lambda: p.poll() is None)
         for _ in range(10):
             assert len(c.seed(64)) == 64
         st = c.status()
@@ -262,14 +249,8 @@ def test_two_daemons_started_at_once_one_serves(setup):
         loser, winner = (a, b) if a.poll() is not None else (b, a)
         assert loser.wait() == 2 and "refusing to run a second time" in (loser.stderr.read() if loser.stderr else "")
         c = DaemonClient(str(sock), "after-race")
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                assert len(c.seed(16)) == 16
-                break
-            except DaemonUnavailable:
-                assert time.monotonic() < deadline and winner.poll() is None
-                time.sleep(0.05)
+        c.wait(30, alive=lambda: winner.poll() is None)
+        assert len(c.seed(16)) == 16
     finally:
         for p in (a, b):
             if p.poll() is None:

@@ -139,6 +139,20 @@ static int zero_null(void) {
 /* fork-during-init: a thread keeps calling C_Finalize / C_Initialize while the main thread forks; each child
    must be able to use the module. Children used to inherit g_init_lock held (and Python locks held) and hang. */
 static volatile int churn_stop;
+
+/* Fork; the child runs child() under a 20 s alarm (a hang becomes SIGALRM, not a stuck test) and exits with its
+   result; the parent counts a hung or failed child. */
+static void fork_and_judge(int (*child)(void), int *hung, int *failed) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(20);
+        _exit(child());
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM) (*hung)++;
+    else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) (*failed)++;
+}
 static void *churn(void *arg) {
     (void)arg;
     while (!churn_stop) { f->C_Initialize(NULL); CK_SESSION_HANDLE h; f->C_OpenSession(0, 4, NULL, NULL, &h);
@@ -147,26 +161,22 @@ static void *churn(void *arg) {
     return NULL;
 }
 
+static int child_after_init_fork(void) {
+    CK_RV rv = f->C_Initialize(NULL);
+    CK_SESSION_HANDLE h;
+    unsigned char b[32];
+    if (rv != 0 && rv != 0x191UL) return 3;
+    if (f->C_OpenSession(0, 4, NULL, NULL, &h) || f->C_GenerateRandom(h, b, sizeof b)) return 4;
+    return 0;
+}
+
 static int fork_during_init(int rounds) {
     pthread_t t;
     int hung = 0, failed = 0;
     pthread_create(&t, NULL, churn, NULL);
     for (int i = 0; i < rounds; i++) {
         usleep(20000 + (i % 7) * 3000);
-        pid_t pid = fork();
-        if (pid == 0) {
-            alarm(20);                               /* a hang becomes SIGALRM, not a stuck test */
-            CK_RV rv = f->C_Initialize(NULL);
-            CK_SESSION_HANDLE h;
-            unsigned char b[32];
-            if (rv != 0 && rv != 0x191UL) _exit(3);
-            if (f->C_OpenSession(0, 4, NULL, NULL, &h) || f->C_GenerateRandom(h, b, sizeof b)) _exit(4);
-            _exit(0);
-        }
-        int status = 0;
-        waitpid(pid, &status, 0);
-        if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM) hung++;
-        else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) failed++;
+        fork_and_judge(child_after_init_fork, &hung, &failed);
     }
     churn_stop = 1;
     pthread_join(t, NULL);
@@ -193,6 +203,13 @@ static void *reseed(void *arg) {
     return NULL;
 }
 
+static int child_after_extract_fork(void) {
+    unsigned char b[64];
+    f->C_SeedRandom(extract_session, b, 8);        /* any answer will do; it must come */
+    f->C_GenerateRandom(extract_session, b, sizeof b);
+    return 0;
+}
+
 static int fork_during_extract(int rounds) {
     pthread_t t[3];
     int hung = 0, failed = 0;
@@ -200,18 +217,7 @@ static int fork_during_extract(int rounds) {
     for (int i = 0; i < 3; i++) pthread_create(&t[i], NULL, reseed, NULL);
     for (int i = 0; i < rounds; i++) {
         usleep(5000 + (i % 5) * 2000);
-        pid_t pid = fork();
-        if (pid == 0) {
-            alarm(20);
-            unsigned char b[64];
-            f->C_SeedRandom(extract_session, b, 8);
-            f->C_GenerateRandom(extract_session, b, sizeof b);
-            _exit(0);
-        }
-        int status = 0;
-        waitpid(pid, &status, 0);
-        if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM) hung++;
-        else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) failed++;
+        fork_and_judge(child_after_extract_fork, &hung, &failed);
     }
     churn_stop = 1;
     for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
