@@ -18,13 +18,10 @@ __all__ = ["describe", "make_token", "open_pipeline"]
 
 
 def open_pipeline() -> Any:
-    """The entropy service: a pipeline on the configured source, or (``daemon: {socket}``) a DRBG seeded by
-    qrngd, which then owns the source for every process on the host."""
+    """The entropy service: a pipeline on the configured source (the module in daemon mode, which takes seed
+    material from qrngd instead, is the C-only build/libqrng-pkcs11-qrngd.so)."""
     from qrng.config import load_config
     cfg = load_config()
-    if cfg.daemon_socket:
-        from qrng.daemon.service import DaemonService
-        return DaemonService(cfg)
     from qrng.pipeline import Pipeline
     return Pipeline(cfg)
 
@@ -35,10 +32,6 @@ def describe(service: Any) -> dict[str, str]:
         return {"label": "qrng (source unavailable)", "model": "unavailable", "serial": "none",
                 "source_label": "source unavailable", "hardware": "no"}
     info = service.info
-    if info.kind == "daemon":
-        sim = " SIMULATOR" if info.simulator else ""
-        return {"label": "qrng via qrngd", "model": f"QRNGD{sim}"[:16], "serial": "qrngd",
-                "source_label": info.model, "hardware": "no"}
     if info.simulator and info.kind == "usb":
         model = "USB-EMULATOR"
     elif info.simulator:
@@ -74,8 +67,6 @@ def describe_slot() -> dict[str, str]:
     from qrng.config import load_config
     cfg = load_config()
     src = cfg.source
-    if cfg.daemon_socket:
-        return {"source_label": f"qrngd at {cfg.daemon_socket}", "hardware": "no"}
     if src.type == "simulator":
         label = f"SIMULATOR {src.simulator.serial} (not a physical device)"
     elif src.type == "file":
@@ -100,10 +91,6 @@ def validate() -> None:
 
     from qrng.config import load_config
     cfg = load_config()
-    if cfg.daemon_socket:  # qrngd owns the source: only the client and the DRBG are needed here
-        for name in ("qrng.daemon.service", "qrng.daemon.client", "qrng.drbg"):
-            importlib.import_module(name)
-        return
     modules = ["qrng.pipeline", "qrng.sources", "qrng.native",
                {"simulator": "qrng.sources.simulator", "file": "qrng.sources.file", "device": "qrng.sources.device",
                 "usb": "qrng.sources.usb"}[cfg.source.type]]

@@ -93,7 +93,6 @@ class EntropyConfig:
     attestation: AttestationConfig = field(default_factory=AttestationConfig)
     assessment: AssessmentConfig = field(default_factory=AssessmentConfig)
     origin: str = "<built-in default>"
-    daemon_socket: str = ""  # daemon: {socket: PATH}: take seed material from qrngd instead of opening the source
 
     def with_faults(self, faults: tuple[Fault, ...]) -> EntropyConfig:
         sim = replace(self.source.simulator, faults=self.source.simulator.faults + faults)
@@ -200,14 +199,13 @@ def parse_config(data: Any, origin: str = "<string>") -> EntropyConfig:
                               window_samples=sf.integer("window_samples", 1_000_000, lo=10_000, hi=1 << 26),
                               max_shortfall=sf.number("max_shortfall", 0.0, lo=0.0, hi=8.0))
     sf.done()
-    qf = root.sub("daemon", {})
-    sock = qf.text("socket", "")
-    if sock:
-        sock = str((base / sock).resolve())
-    qf.done()
+    if root.has("daemon"):
+        raise ConfigError("daemon", "is not read here: the PKCS#11 module in daemon mode is "
+                                    "build/libqrng-pkcs11-qrngd.so, configured by qrngd-client.conf "
+                                    "(docs/daemon-protocol.md)")
     root.done()
     return EntropyConfig(source=src, health=health, extractor=ext, drbg=drbg, attestation=att, assessment=assess,
-                         origin=origin, daemon_socket=sock)
+                         origin=origin)
 
 
 def load_config(path: str | Path | None = None) -> EntropyConfig:

@@ -60,7 +60,10 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         if not os.environ.get("LISTEN_FDS"):  # two daemons started at once: one holds the lock, the other stops
             from qrng.lockfile import hold
             stack.enter_context(hold(path.with_name(path.name + ".lock"), f"qrngd socket {path}"))
-        daemon = Daemon([(n, functools.partial(Pipeline, c)) for n, c in zip(names, configs, strict=True)], log)
+        simulated = any(c.source.type == "simulator" or (c.source.type == "usb" and bool(c.source.emulator))
+                        for c in configs)
+        daemon = Daemon([(n, functools.partial(Pipeline, c)) for n, c in zip(names, configs, strict=True)], log,
+                        simulated=simulated)
         stack.callback(daemon.close)
         if metrics_at is not None:
             from qrng.daemon.metrics import Metrics

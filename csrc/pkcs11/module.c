@@ -10,7 +10,7 @@
  *   - C_Initialize / C_Finalize (5.4) with OS locking or the application's mutex callbacks;
  *   - C_GenerateRandom (5.15): small requests come from a buffer that Python fills in bulk, each byte served
  *     once and zeroised as it goes; larger ones go to Python;
- *   - C_GetFunctionList and the v3.0 interface discovery.
+ *   - C_GetFunctionList and the v3.0 interface discovery live in interface.c (shared with the qrngd module).
  * Build-time values arrive as -D flags: QRNG_VENV_PYTHON, QRNG_LIBPYTHON, QRNG_BUILD_HEXVERSION. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -267,33 +267,4 @@ static CK_RV generate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pRandomData, CK_UL
        (the Python half decides, since only it knows where the request failed) */
     py_C_GenerateRandom(&rv, hSession, pRandomData, ulRandomLen);
     return rv;
-}
-
-/* --- the function list and v3.0 interface discovery ------------------------------------------------ */
-QRNG_EXPORT CK_RV C_GetFunctionList(void *ppFunctionList) {
-    if (!ppFunctionList) return CKR_ARGUMENTS_BAD;
-    *(CK_FUNCTION_LIST **)ppFunctionList = &qrng_function_list;
-    return CKR_OK;
-}
-
-/* one interface, "PKCS 11" version 2.40, pointing at the list above */
-static CK_INTERFACE g_interface = { (CK_CHAR *)"PKCS 11", &qrng_function_list, 0 };
-
-QRNG_EXPORT CK_RV C_GetInterfaceList(CK_INTERFACE_PTR pInterfacesList, CK_ULONG_PTR pulCount) {
-    if (!pulCount) return CKR_ARGUMENTS_BAD;
-    if (!pInterfacesList) { *pulCount = 1; return CKR_OK; }
-    if (*pulCount < 1) { *pulCount = 1; return CKR_BUFFER_TOO_SMALL; }
-    pInterfacesList[0] = g_interface;
-    *pulCount = 1;
-    return CKR_OK;
-}
-
-QRNG_EXPORT CK_RV C_GetInterface(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
-                                 CK_INTERFACE_PTR_PTR ppInterface, CK_FLAGS flags) {
-    if (!ppInterface) return CKR_ARGUMENTS_BAD;
-    if (pInterfaceName && strcmp((const char *)pInterfaceName, "PKCS 11") != 0) return CKR_ARGUMENTS_BAD;
-    if (pVersion && (pVersion->major != 2 || pVersion->minor != 40)) return CKR_ARGUMENTS_BAD;
-    if (flags & ~g_interface.flags) return CKR_ARGUMENTS_BAD;
-    *ppInterface = &g_interface;
-    return CKR_OK;
 }

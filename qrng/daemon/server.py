@@ -102,8 +102,9 @@ class Daemon:
     more), never safety (no credit comes from a source that is not healthy); with none, the daemon fails closed."""
 
     def __init__(self, open_pipeline: Callable[[], Any] | list[tuple[str, Callable[[], Any]]],
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, simulated: bool = False) -> None:
         self._log = log or (lambda m: None)
+        self.simulated = simulated  # a source is the simulator or the USB emulator: HELLO says so to clients
         specs = open_pipeline if isinstance(open_pipeline, list) else [("source", open_pipeline)]
         self.sources = [_Source(name, fn, self._log) for name, fn in specs]
         self._lock = threading.Lock()
@@ -227,7 +228,8 @@ class _Handler(socketserver.BaseRequestHandler):
                     self.request.sendall(P.encode_response(P.STATUS.BAD_REQUEST, b"HELLO: a printable name, 1..64"))
                     continue
                 client = name
-                ident = {"daemon": "qrngd", "protocol": P.VERSION, "max_seed": P.MAX_SEED}
+                ident = {"daemon": "qrngd", "protocol": P.VERSION, "max_seed": P.MAX_SEED,
+                         "simulator": daemon.simulated}
                 self.request.sendall(P.encode_response(P.STATUS.OK, json.dumps(ident).encode()))
             elif op == P.OP.SEED:
                 try:

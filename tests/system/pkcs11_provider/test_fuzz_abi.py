@@ -57,6 +57,8 @@ def forking(module, tmp_path_factory) -> tuple[Path, Path]:
 
 
 def fuzz(exe: Path, lib: Path, tmp_path: Path, env_extra: dict[str, str]) -> tuple[list[int], str]:
+    """One fuzz run; the in-process module reads a simulator configuration, the qrngd module (env_extra has
+    QRNGD_SOCKET) a daemon's seeds."""
     seed = int(os.environ.get("QRNG_FUZZ_SEED", random.randrange(1, 2**31)))
     cfg = tmp_path / "sim.yaml"
     cfg.write_text("version: 1\nsource: {type: simulator}\n")
@@ -114,3 +116,31 @@ def test_what_the_fuzzer_found(sanitized, forking, tmp_path, scenario):
     r = subprocess.run([str(exe), str(lib), scenario], capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     assert "runtime error" not in r.stderr
+
+
+# --- the module in daemon mode (libqrng-pkcs11-qrngd.so, C only), against a running qrngd ---------------------
+@pytest.fixture(scope="module")
+def qrngd(tmp_path_factory):
+    from ..daemon.test_qrngd import start, stop
+    d = tmp_path_factory.mktemp("qrngd")
+    cfg = d / "sim.yaml"
+    cfg.write_text("version: 1\nsource: {type: simulator}\nextractor: {type: sha256}\n")
+    p = start(cfg, d / "q.sock")
+    yield d / "q.sock"
+    stop(p)
+
+
+@pytest.mark.parametrize("variant", ["asan-no-fork", "ubsan-fork"])
+def test_abi_fuzzer_finds_nothing_in_the_qrngd_module(module, qrngd, tmp_path_factory, tmp_path, variant):
+    from pkcs11_provider.build import build_client
+    folder = tmp_path_factory.mktemp("fuzz-qrngd")
+    if variant == "asan-no-fork":
+        exe, lib = compile_fuzzer(module, folder, SANITIZE), build_client(sanitize=True)
+        env = {**ASAN_ENV, "FUZZ_ABI_NO_FORK": "1", "QRNGD_SOCKET": str(qrngd)}
+    else:
+        exe, lib = compile_fuzzer(module, folder, UBSAN), build_client()
+        env = {"UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1", "QRNGD_SOCKET": str(qrngd)}
+    (calls, generates, forks, violations), report = fuzz(exe, lib, tmp_path, env)
+    assert violations == 0 and calls > 1000 and generates > 100, report
+    assert (forks > 10) if variant == "ubsan-fork" else (forks == 0), report
+
