@@ -28,8 +28,8 @@ from cffi import FFI
 
 ROOT = Path(__file__).resolve().parent.parent
 CSRC = ROOT / "csrc"
-SOURCES = ("toeplitz.c", "ctr_drbg.c", "sp80090b_predictors.c", "sp80090b_iid.c", "sp80090b_tuples.c")
-HEADERS = ("toeplitz.h", "ctr_drbg.h", "sp80090b_predictors.h", "sp80090b_iid.h", "sp80090b_tuples.h")
+SOURCES = ("toeplitz.c", "ctr_drbg.c", "conditioning.c", "sp80090b_predictors.c", "sp80090b_iid.c", "sp80090b_tuples.c")
+HEADERS = ("toeplitz.h", "ctr_drbg.h", "conditioning.h", "sp80090b_predictors.h", "sp80090b_iid.h", "sp80090b_tuples.h")
 WARNINGS = ("-Wall", "-Wextra", "-Werror")
 GF2X_LOCAL = ROOT / "build" / "gf2x"
 

@@ -23,6 +23,7 @@ __all__ = [
     "lhl_output_bits",
     "pack_samples",
     "rederive",
+    "sha256_blocks",
     "sha256_condition",
     "sha256_output_entropy",
     "toeplitz_fft",
@@ -173,6 +174,22 @@ def sha256_condition(data: bytes, h_in: float) -> ExtractResult:
     digest = hashlib.sha256(data).digest()
     h_out = sha256_output_entropy(len(data) * 8, h_in)
     return ExtractResult(digest, 256, h_in, h_out)
+
+
+def sha256_blocks(data: bytes, block: int) -> bytes:
+    """SHA-256 of each whole ``block``-byte block of ``data``, concatenated (SP 800-90B 3.1.5.1.1, one digest per
+    block); a partial last block is not used. One native call for all blocks (the pure-Python loop as fallback)."""
+    n = len(data) // block
+    if n == 0:
+        return b""
+    if native.available():
+        kern = native.load()
+        out = kern.ffi.new("unsigned char[]", 32 * n)
+        if kern.lib.qrng_sha256_blocks(kern.ffi.from_buffer(data), block, n, out) != 0:
+            raise NativeUnavailable("SHA-256 conditioning failed in OpenSSL")
+        return bytes(kern.ffi.buffer(out))
+    native.fallback("SHA-256 conditioning", "hashlib, one call per block")
+    return b"".join(hashlib.sha256(data[i * block:(i + 1) * block]).digest() for i in range(n))
 
 
 def von_neumann(bits: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:

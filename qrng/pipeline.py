@@ -13,6 +13,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import numpy as np
 from .config import EntropyConfig
 from .drbg import Drbg, DrbgStatus, fill, make_drbg
 from .errors import ConfigError, EntropyError, PipelineFailed
-from .extract import Toeplitz, pack_samples, sha256_output_entropy, von_neumann
+from .extract import Toeplitz, pack_samples, sha256_blocks, sha256_output_entropy, von_neumann
 from .health import Cutoffs, HealthCounters, HealthTester
 from .sources import Source, SourceInfo, open_source
 
@@ -70,8 +71,10 @@ class PipelineReport:
 
 
 class Pipeline:
-    def __init__(self, config: EntropyConfig, source: Source | None = None) -> None:
+    def __init__(self, config: EntropyConfig, source: Source | None = None,
+                 tap: Callable[[np.ndarray], None] | None = None) -> None:
         self.config = config
+        self.tap = tap  # sees every raw block as read, before the health tests (qrngd's raw-sample ring)
         self.source = source if source is not None else open_source(config.source)
         info = self.source.info
         self.health = HealthTester(info.claimed_min_entropy, info.bits_per_sample, config.health.alpha_log2)
@@ -178,6 +181,8 @@ class Pipeline:
             k = min(bs, n - got)
             try:
                 block = self.source.read(k)
+                if self.tap is not None:
+                    self.tap(block)
                 self.health.check(block)
             except EntropyError as exc:
                 raise self._fail(exc) from None
@@ -245,9 +250,12 @@ class Pipeline:
 
     def _extract_block(self) -> None:
         info = self.source.info
-        samples = self._read_tested(self._samples_per_block)
-        h = info.claimed_min_entropy
         ext = self.config.extractor
+        per = self._samples_per_block
+        if ext.type == "sha256":  # as many conditioning blocks as one health-test block holds: one read, one call
+            per *= max(1, self.config.health.block_samples // per)
+        samples = self._read_tested(per)
+        h = info.claimed_min_entropy
         if self._toeplitz is not None:
             out = self._toeplitz.extract(pack_samples(samples, info.bits_per_sample))
             usable = self._toeplitz.m_bits // 8
@@ -255,14 +263,15 @@ class Pipeline:
             self._credited += samples.size * h
             self._extracted_bits += usable * 8
         elif ext.type == "sha256":
-            data = samples.tobytes()
-            h_in = min(samples.size * h, 8.0 * len(data))
-            out_h = sha256_output_entropy(len(data) * 8, h_in)
+            n = self._samples_per_block
+            h_in = min(n * h, 8.0 * n)  # per conditioning block of n one-byte samples
+            out_h = sha256_output_entropy(n * 8, h_in)
             if out_h < 255.0:
                 raise self._fail(EntropyError(f"SHA-256 conditioning output entropy {out_h:.2f} < 255 bits"))
-            self._pool += hashlib.sha256(data).digest()
-            self._credited += h_in
-            self._extracted_bits += 256
+            blocks = samples.size // n
+            self._pool += sha256_blocks(samples.tobytes(), n)
+            self._credited += h_in * blocks
+            self._extracted_bits += 256 * blocks
         else:
             bits = np.unpackbits(samples[:, None], axis=1, bitorder="little")[:, :info.bits_per_sample]
             vn = von_neumann(bits.reshape(-1))
@@ -291,13 +300,11 @@ class Pipeline:
         t = self._toeplitz
         if t is not None and seed is not None and seed != t.seed:
             t = Toeplitz(t.n_bits, t.h_per_bit, seed, self.config.extractor.eps_log2)
+        if t is None:
+            return sha256_blocks(np.asarray(samples, dtype=np.uint8).tobytes(), n)
         out = bytearray()
         for i in range(0, len(samples) - n + 1, n):
-            block = samples[i:i + n]
-            if t is not None:
-                out += t.extract(pack_samples(block, info.bits_per_sample))[:t.m_bits // 8]
-            else:
-                out += hashlib.sha256(np.asarray(block, dtype=np.uint8).tobytes()).digest()
+            out += t.extract(pack_samples(samples[i:i + n], info.bits_per_sample))[:t.m_bits // 8]
         return bytes(out)
 
     def extracted(self, n: int) -> bytes:

@@ -51,6 +51,7 @@ static struct {
     int have_drbg;
     long long seeded_ms;           /* monotonic time of the last seed from the daemon (or the fallback) */
     unsigned long long reseeds, bytes_out, fallback_seeds;
+    unsigned long long unreported;  /* fallback seeds the daemon has not been told about (FALLBACK, op 4) */
     int failed;                    /* the daemon could not serve at the last attempt */
     int fallback_active;           /* ... and the configured fallback served instead */
     char error[320];
@@ -109,6 +110,17 @@ static int get_seed(unsigned char *out) {
     if (r == 0) {
         g.failed = g.fallback_active = 0;
         g.error[0] = 0;
+        if (g.unreported) {       /* the daemon is back: tell it (its metrics and audit log) that we fell back */
+            uint32_t n = g.unreported > 0xffffffffu ? 0xffffffffu : (uint32_t)g.unreported;
+            unsigned char req[4] = { (unsigned char)n, (unsigned char)(n >> 8), (unsigned char)(n >> 16),
+                                     (unsigned char)(n >> 24) };
+            unsigned char resp[64];
+            uint32_t got = 0;
+            int status = -1;
+            if (qrngd_request(&g.conn, QRNGD_FALLBACK, req, 4, resp, sizeof resp, &got, &status, err, sizeof err) == 0
+                && status == QRNGD_OK)
+                g.unreported = 0;
+        }
         return 0;
     }
     g.failed = 1;
@@ -116,6 +128,7 @@ static int get_seed(unsigned char *out) {
     if (g.cfg.fallback == FALLBACK_OS && os_random(out, SEEDLEN) == 0) {
         g.fallback_active = 1;
         g.fallback_seeds++;
+        g.unreported++;
         return 0;
     }
     g.fallback_active = 0;

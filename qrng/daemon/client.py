@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 import time
 from typing import Any
@@ -20,22 +21,50 @@ class DaemonUnavailable(EntropyError):
 
 
 class DaemonClient:
-    def __init__(self, path: str, name: str = "client", timeout: float = 5.0) -> None:
+    """A client of qrngd's Unix socket (``path``), or of its mutual-TLS endpoint (``tls``: an SSLContext with the
+    client's certificate; ``path`` is then ``HOST:PORT`` and ``server_name`` the name its certificate must have)."""
+
+    def __init__(self, path: str, name: str = "client", timeout: float = 5.0, tls: ssl.SSLContext | None = None,
+                 server_name: str | None = None) -> None:
         self.path, self.name, self.timeout = path, name, timeout
+        self.tls, self.server_name = tls, server_name
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
+        self.hello: dict[str, Any] = {}
 
-    def _connect(self) -> socket.socket:
-        if self._sock is None:
+    def _open_socket(self) -> socket.socket:
+        if self.tls is None:
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.settimeout(self.timeout)
             try:
                 s.connect(self.path)
-            except OSError as exc:
+            except OSError:
                 s.close()
+                raise
+            return s
+        host, _, port = self.path.rpartition(":")
+        raw = socket.create_connection((host.strip("[]"), int(port)), timeout=self.timeout)
+        try:
+            return self.tls.wrap_socket(raw, server_hostname=self.server_name or host.strip("[]"))
+        except (OSError, ssl.SSLError):
+            raw.close()
+            raise
+
+    def _connect(self) -> socket.socket:
+        if self._sock is None:
+            try:
+                s = self._open_socket()
+            except ssl.SSLError as exc:
+                raise DaemonUnavailable(f"qrngd at {self.path}: TLS handshake failed: {exc.reason or exc}") from None
+            except OSError as exc:
                 raise DaemonUnavailable(f"qrngd at {self.path} is not reachable: {exc.strerror or exc}") from None
             self._sock = s
-            self._call(s, P.OP.HELLO, self.name.encode()[:64])
+            answer = self._call(s, P.OP.HELLO, self.name.encode()[:64])
+            try:
+                self.hello = answer.json()
+            except ValueError:
+                self.close()
+                raise DaemonUnavailable(f"qrngd at {self.path}: HELLO answer is not JSON") from None
         return self._sock
 
     def _call(self, s: socket.socket, op: int, payload: bytes) -> P.Response:
@@ -44,7 +73,7 @@ class DaemonClient:
             head = self._recv(s, P.HEADER.size)
             _, status, length = P.decode_header(head)
             body = self._recv(s, length)
-        except (OSError, P.ProtocolError) as exc:
+        except (OSError, P.ProtocolError, ValueError) as exc:
             self.close()
             raise DaemonUnavailable(f"qrngd at {self.path}: {exc}") from None
         if status != P.STATUS.OK:

@@ -2,7 +2,8 @@
 units, ``_total`` on counters, ``_info`` for identity. Values are read from the daemon's state at scrape time (a
 collector), except the seed-request latency histogram, which the server observes. The QRNG operations guide's
 metrics they carry: M1 entropy estimate, M2 availability (``qrng_source_up``), M3 raw sample rate, M5 health-test
-results, M6 latency, M10 consumption by client.
+results, M6 latency, M7 seed freshness (pool age), M8 attestation validity and expiry, M10 consumption by client;
+and the fallback state of clients, the kernel feed, and the audit log's size and last checkpoint.
 
 Alert and recording rules built on them: contrib/prometheus/; SLOs: docs/slo.md.
 """
@@ -60,9 +61,38 @@ class DaemonCollector(Collector):
             credited.add_metric([name], float(s["entropy_credited_bits"]))
             failures.add_metric([name, "rct"], float(s["rct_failures"]))
             failures.add_metric([name, "apt"], float(s["apt_failures"]))
+        extracted = CounterMetricFamily("qrng_extracted_bytes", "Extractor output, bytes (served, pooled, fed to "
+                                        "the kernel, discarded or dropped: every byte accounted)", labels=["source"])
+        fate = CounterMetricFamily("qrng_extracted_disposed_bytes", "Extracted bytes not served, by what became of "
+                                   "them: discarded (not needed), dropped (pooled when the source failed), kernel "
+                                   "(fed to the kernel's pool)", labels=["source", "fate"])
+        pooled = GaugeMetricFamily("qrng_pool_bytes", "Extracted output ready to serve", labels=["source"])
+        retained = GaugeMetricFamily("qrng_retained_raw_bytes", "Raw samples kept in the on-disk ring",
+                                     labels=["source"])
+        att_valid = GaugeMetricFamily("qrng_attestation_valid", "1 when the device's last attestation verified, "
+                                      "0 when it failed (absent for sources that cannot attest)", labels=["source"])
+        att_expiry = GaugeMetricFamily("qrng_attestation_expiry_timestamp_seconds",
+                                       "When the attested device certificate expires (Unix time)", labels=["source"])
+        att_time = GaugeMetricFamily("qrng_attestation_verified_timestamp_seconds",
+                                     "When the device was last attested (Unix time)", labels=["source"])
+        for s in st.get("sources", []):
+            name = s["identity"]
+            extracted.add_metric([name], float(s.get("extracted_bytes", 0)))
+            for fate_name, key in (("discarded", "discarded_bytes"), ("dropped", "dropped_bytes"),
+                                   ("kernel", "kernel_fed_bytes")):
+                fate.add_metric([name, fate_name], float(s.get(key, 0)))
+            pooled.add_metric([name], float(s.get("pooled_bytes", 0)))
+            retained.add_metric([name], float(s.get("retained_bytes", 0)))
+            att = s.get("attestation")
+            if att:
+                att_valid.add_metric([name], 1.0 if att.get("valid") else 0.0)
+                att_time.add_metric([name], float(att.get("verified_at", 0.0)))
+                if att.get("not_after"):
+                    att_expiry.add_metric([name], float(att["not_after"]))
         if not st.get("sources"):
             up.add_metric(["none"], 0.0)
-        yield from (info, up, claimed, estimate, raw, credited, failures, contribution)
+        yield from (info, up, claimed, estimate, raw, credited, failures, contribution, extracted, fate, pooled,
+                    retained, att_valid, att_expiry, att_time)
         healthy = GaugeMetricFamily("qrng_daemon_healthy", "1 when the daemon can serve seed material, else 0")
         healthy.add_metric([], 1.0 if st["state"] == "healthy" else 0.0)
         yield healthy
@@ -73,6 +103,34 @@ class DaemonCollector(Collector):
         refused = CounterMetricFamily("qrng_seed_requests_refused", "SEED requests answered UNHEALTHY (fail closed)")
         refused.add_metric([], float(st.get("refused", 0)))
         yield refused
+        fallback = CounterMetricFamily("qrng_client_fallback_seeds", "Seeds PKCS#11 modules took from their named "
+                                       "fallback while this daemon could not serve them (reported when they "
+                                       "reconnect)", labels=["client"])
+        for client, n in sorted(st.get("client_fallback_seeds", {}).items()):
+            fallback.add_metric([client], float(n))
+        yield fallback
+        age = GaugeMetricFamily("qrng_seed_pool_age_seconds", "Age of the oldest extracted output waiting in a "
+                                "pool (seed freshness, M7)", labels=["source"])
+        for s in st.get("sources", []):
+            if s.get("pool_age_s") is not None:
+                age.add_metric([s["identity"]], float(s["pool_age_s"]))
+        yield age
+        feed = st.get("kernel_feed")
+        if feed is not None:
+            fed = CounterMetricFamily("qrng_kernel_fed_bytes", "Extracted output added to the kernel's pool "
+                                      "(RNDADDENTROPY) or written to rngd's FIFO", labels=["kind"])
+            fed.add_metric([feed["kind"]], float(feed["fed_bytes"]))
+            yield fed
+        audit = st.get("audit_log")
+        if audit is not None:
+            entries = GaugeMetricFamily("qrng_audit_log_entries", "Entries in the daemon's signed audit log")
+            entries.add_metric([], float(audit["entries"]))
+            yield entries
+            if audit.get("last_checkpoint"):
+                cp = GaugeMetricFamily("qrng_audit_checkpoint_timestamp_seconds",
+                                       "When the audit log's latest checkpoint was signed (Unix time)")
+                cp.add_metric([], float(audit["last_checkpoint"]))
+                yield cp
 
 
 class Metrics:

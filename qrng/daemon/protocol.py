@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["HEADER", "MAGIC", "MAX_PAYLOAD", "MAX_SEED", "OP", "STATUS", "VERSION", "ProtocolError", "Request",
-           "Response", "decode_header", "encode_request", "encode_response", "seed_length", "seed_request"]
+           "Response", "decode_header", "encode_request", "encode_response", "fallback_seeds", "seed_length",
+           "seed_request"]
 
 MAGIC = b"QR"
 VERSION = 1
@@ -26,6 +27,8 @@ class OP:
     HELLO = 1    # payload: UTF-8 client name (at most 64 bytes); answer: JSON daemon identity
     SEED = 2     # payload: u32 n (1..4096); answer: n bytes of health-tested, extracted seed material
     STATUS = 3   # payload: empty; answer: JSON state (sources, health, credited entropy, clients)
+    FALLBACK = 4  # payload: u32 seeds the client took from its named fallback since it last could reach the daemon
+    HISTORY = 5  # payload: empty; answer: JSON recent history (rates, estimates, failures) for `qrng status --plot`
 
 
 class STATUS:
@@ -81,6 +84,16 @@ def encode_response(status: int, payload: bytes = b"") -> bytes:
 
 def seed_request(n: int) -> bytes:
     return encode_request(OP.SEED, struct.pack("<I", n))
+
+
+def fallback_seeds(payload: bytes) -> int:
+    """The count of a FALLBACK report; ProtocolError if the payload is not a u32 of at least 1."""
+    if len(payload) != 4:
+        raise ProtocolError(f"FALLBACK payload: {len(payload)} bytes, 4 expected")
+    n: int = struct.unpack("<I", payload)[0]
+    if n < 1:
+        raise ProtocolError("FALLBACK of 0 seeds")
+    return n
 
 
 def seed_length(payload: bytes) -> int:

@@ -18,6 +18,7 @@ import socket
 import socketserver
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,9 @@ from typing import Any
 
 from ..errors import EntropyError
 from . import protocol as P
+from .history import History, Snapshot
 
-__all__ = ["Daemon", "SocketSpec"]
+__all__ = ["Daemon", "DaemonOptions", "SocketSpec"]
 
 REOPEN_S = 1.0
 IDLE_S = 300.0  # a client connection silent this long is closed (a stuck or hostile client holds no thread)
@@ -39,47 +41,242 @@ class SocketSpec:
     group: str | None = None
 
 
+MAX_CLIENT_NAMES = 256  # distinct HELLO names counted; more are counted as "other" (bounded STATUS and metrics)
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    """How sources are run (``qrng daemon`` options; docs/daemon-protocol.md "Behaviour").
+
+    stream: read every source continuously at the device's rate, health-testing every sample; extracted output
+        beyond the pool goes to the kernel feed or is discarded (counted), never queued without bound.
+    pool_bytes: extracted output kept ready per source (a seed is served from it without waiting for extraction).
+    chunk_bytes: extracted per step of a source's thread.
+    seed_wait_s: how long a SEED waits for a source's pool before the source counts as not serving.
+    """
+
+    stream: bool = False
+    pool_bytes: int = 1 << 16
+    chunk_bytes: int = 1 << 14
+    seed_wait_s: float = 2.0
+
+
 @dataclass
 class _Counters:
     seeds: int = 0
     seed_bytes: int = 0
     refused: int = 0
     clients: dict[str, int] = field(default_factory=dict)  # client name -> bytes served
+    fallback_seeds: dict[str, int] = field(default_factory=dict)  # client name -> seeds it took from its fallback
+
+    def client(self, name: str, table: dict[str, int]) -> str:
+        return name if name in table or len(table) < MAX_CLIENT_NAMES else "other"
 
 
 class _Source:
-    """One configured source: its pipeline, (re)opening, last error, and what it has contributed."""
+    """One configured source: its pipeline and (re)opening, its thread, its pool of extracted output ready to be
+    served, and what became of every extracted byte (served, pooled, fed to the kernel, discarded)."""
 
-    def __init__(self, name: str, open_pipeline: Callable[[], Any], log: Callable[[str], None]) -> None:
-        self.name, self._open, self._log = name, open_pipeline, log
+    def __init__(self, name: str, open_pipeline: Callable[[_Source], Any], daemon: Daemon) -> None:
+        self.name, self._open, self.daemon = name, open_pipeline, daemon
+        self.opts = daemon.options
         self.pipeline: Any = None
         self.error = "not started"
         self._tried = 0.0
-        self.contributed = 0  # bytes of extracted output mixed into served seeds (credited 8 bits each)
+        self.cond = threading.Condition()
+        self.pool = bytearray()
+        self._stamps: deque[list[float]] = deque()  # [monotonic time, bytes] of each chunk in the pool, oldest first
+        self.contributed = 0  # bytes mixed into served seeds (credited 8 bits each)
+        self.discarded = 0    # extracted bytes neither needed by the pool nor taken by the kernel feed
+        self.dropped = 0      # pooled bytes thrown away because the source failed (fail closed)
+        self.fed = 0          # extracted bytes fed to the kernel
+        self.opens = 0
+        self.first_try = threading.Event()  # the first open attempt has finished (opened or failed)
+        self.ring: Any = None
+        self.attested: dict[str, Any] | None = None
+        self.thread = threading.Thread(target=self._run, name=f"qrngd-source-{name}", daemon=True)
 
-    def ensure(self) -> Any:
-        """The pipeline, opened (again) if it is failed or missing and a second has passed since the last try."""
-        if self.pipeline is not None and not self.pipeline.failed:
-            return self.pipeline
-        if self.pipeline is not None:  # failed: keep the reason, close, and try again from scratch
-            self.error = str(self.pipeline.failure or "pipeline failed")
-            with contextlib.suppress(Exception):
-                self.pipeline.close()
+    # --- the source's thread ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self.daemon.stopping.is_set():
+            try:
+                self._step()
+            except Exception as exc:  # noqa: BLE001 - a bug must not silently end the source's thread
+                p = self.pipeline
+                if p is not None:
+                    self._close_failed(p, f"internal error: {type(exc).__name__}: {exc}")
+                self.daemon.stopping.wait(REOPEN_S)
+
+    def _step(self) -> None:
+        """One turn of the source's thread: (re)open, re-attest when due, then extract into the pool (or idle)."""
+        stop = self.daemon.stopping
+        p = self._ensure()
+        if p is None:
+            stop.wait(0.1)
+            return
+        if self._attestation_due():
+            try:
+                with p._lock:  # noqa: SLF001 - the device answers one request at a time
+                    self.attested = self.daemon.attest(self, p)
+            except (EntropyError, OSError) as exc:
+                self._close_failed(p, f"attestation failed: {exc}")
+                return
+        feed = self.daemon.feed
+        with self.cond:
+            want = len(self.pool) < self.opts.pool_bytes
+        if not (want or self.opts.stream or (feed is not None and feed.wants())):
+            try:
+                with p._lock:  # noqa: SLF001 - one check of a removed device under the pipeline's lock
+                    p.check_source()
+            except EntropyError:
+                self._drop_pool()
+                return
+            with self.cond:
+                self.cond.wait(0.05)
+            return
+        try:
+            chunk = p.extracted(self.opts.chunk_bytes)
+        except EntropyError:
+            self._drop_pool()
+            return
+        with self.cond:
+            if self.pipeline is not p or p.failed:
+                return
+            room = max(0, self.opts.pool_bytes - len(self.pool))
+            self.pool += chunk[:room]
+            if chunk[:room]:
+                self._stamps.append([time.monotonic(), float(len(chunk[:room]))])
+            rest = chunk[room:]
+            self.cond.notify_all()
+        if rest and feed is not None:
+            taken = feed.offer(rest)
+            self.fed += taken
+            rest = rest[taken:]
+        self.discarded += len(rest)
+
+    def _attestation_due(self) -> bool:
+        every = self.daemon.attest_every
+        return bool(every and self.attested and time.time() - self.attested["verified_at"] >= every)
+
+    def _close_failed(self, p: Any, error: str) -> None:
+        """Stop serving from ``p`` (fail closed) for a reason the pipeline does not know (attestation)."""
+        self.error = error
+        self._drop_pool()
+        with self.cond:
             self.pipeline = None
-            self._log(f"source {self.name} failed: {self.error}")
+        self.attested = {"valid": False, "error": error, "verified_at": time.time()}
+        with contextlib.suppress(Exception):
+            p.close()
+        self._tried = time.monotonic()
+        self.daemon.event("source.failed", source=self.name, error=error)
+
+    def _drop_pool(self) -> None:
+        with self.cond:
+            self.dropped += len(self.pool)
+            self.pool = bytearray()
+            self._stamps.clear()
+            self.cond.notify_all()
+
+    def _ensure(self) -> Any:
+        """The pipeline, opened (again) if it is failed or missing and a second has passed since the last try."""
+        p = self.pipeline
+        if p is not None and not p.failed:
+            return p
+        if p is not None:  # failed: keep the reason, close, and try again from scratch
+            self.error = str(p.failure or "pipeline failed")
+            self._drop_pool()
+            with self.cond:
+                self.pipeline = None
+            with contextlib.suppress(Exception):
+                p.close()
+            self.daemon.event("source.failed", source=self.name, error=self.error)
         now = time.monotonic()
         if self._tried and now - self._tried < REOPEN_S:
             return None
         self._tried = now
+        p = None
         try:
-            p = self._open()
+            p = self._open(self)
             p.startup()  # SP 800-90B 4.3 before any output
+            self.attested = self.daemon.attest(self, p)
         except (EntropyError, OSError) as exc:
             self.error = str(exc)
+            self.first_try.set()
+            from ..attestation import AttestationError
+            if isinstance(exc, AttestationError):
+                self.attested = {"valid": False, "error": str(exc), "verified_at": time.time()}
+            if p is not None:
+                with contextlib.suppress(Exception):
+                    p.close()
             return None
-        self.pipeline, self.error = p, ""
-        self._log(f"source {self.name} ready: {p.info.label}")
+        with self.cond:
+            self.pipeline, self.error = p, ""
+        self.opens += 1
+        self.first_try.set()
+        self.daemon.event("source.ready" if self.opens == 1 else "source.recovered", source=self.name,
+                          label=p.info.label, identity=p.info.identity, simulator=p.info.simulator)
         return p
+
+    # --- serving ------------------------------------------------------------------------------------------
+    def serving(self) -> bool:
+        p = self.pipeline
+        return p is not None and not p.failed
+
+    def take(self, n: int) -> bytes | None:
+        """n bytes of this source's extracted output, each used once; None if it fails or cannot within
+        seed_wait_s (the caller then mixes from the others: never less credit)."""
+        deadline = time.monotonic() + self.opts.seed_wait_s
+        with self.cond:
+            while len(self.pool) < n:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.serving():
+                    return None
+                self.cond.wait(min(left, 0.05))
+            if not self.serving():
+                return None
+            out = bytes(self.pool[:n])
+            del self.pool[:n]
+            left = float(n)
+            while left > 0 and self._stamps:
+                used = min(left, self._stamps[0][1])
+                self._stamps[0][1] -= used
+                left -= used
+                if self._stamps[0][1] <= 0:
+                    self._stamps.popleft()
+            self.contributed += n
+            self.cond.notify_all()  # the thread refills
+            return out
+
+    def pool_age(self) -> float | None:
+        with self.cond:
+            return round(time.monotonic() - self._stamps[0][0], 3) if self._stamps else None
+
+    def report(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"name": self.name, "contributed_bytes": self.contributed,
+                                 "credited_bits": self.contributed * 8, "pooled_bytes": len(self.pool),
+                                 "discarded_bytes": self.discarded, "dropped_bytes": self.dropped,
+                                 "kernel_fed_bytes": self.fed,
+                                 "retained_bytes": self.ring.size if self.ring is not None else 0,
+                                 "pool_age_s": self.pool_age(),
+                                 "attestation": self.attested}
+        p = self.pipeline
+        if p is not None and hasattr(p, "daemon_report"):  # an upstream qrngd (tls.Upstream)
+            upstream: dict[str, Any] = p.daemon_report()
+            return entry | upstream | ({"error": self.error} if self.error else {})
+        if p is None:
+            return entry | {"state": "unhealthy", "error": self.error, "label": self.name, "identity": self.name,
+                            "simulator": False, "claimed_min_entropy": 0.0, "raw_samples": 0,
+                            "entropy_credited_bits": 0.0, "extracted_bytes": 0, "rct_failures": 0,
+                            "apt_failures": 0, "estimate": None}
+        r = p.report()
+        return entry | {
+            "state": "healthy" if r.state == "operational" else r.state, "label": r.source.label,
+            "identity": r.source.identity, "simulator": r.source.simulator,
+            "claimed_min_entropy": r.source.claimed_min_entropy, "raw_samples": r.accounting.raw_samples,
+            "entropy_credited_bits": r.accounting.entropy_credited_bits,
+            "extracted_bytes": r.accounting.extracted_bits // 8,
+            "rct_failures": r.health.rct_failures, "apt_failures": r.health.apt_failures,
+            "estimate": getattr(p, "last_assessment", None)} | ({"error": self.error} if self.error else {})
 
 
 def combine(parts: list[tuple[str, bytes]], n: int) -> bytes:
@@ -94,99 +291,168 @@ def combine(parts: list[tuple[str, bytes]], n: int) -> bytes:
 
 
 class Daemon:
-    """The state behind the socket: the sources, their (re)opening and mixing, and what has been served.
+    """The state behind the socket: the sources (each with its own thread and pool), mixing, what has been
+    served, the kernel feed, the event log and the recent history.
 
     Several sources (two QRNGs, or a QRNG and the OS) are mixed with :func:`combine`; entropy is credited only
     from sources that are declared and healthy now: a seed of n bytes takes n bytes of extracted output split
     among the healthy sources and hashes them together. Losing one source lowers capacity (the others each give
-    more), never safety (no credit comes from a source that is not healthy); with none, the daemon fails closed."""
+    more), never safety (no credit comes from a source that is not healthy); with none, the daemon fails closed.
 
-    def __init__(self, open_pipeline: Callable[[], Any] | list[tuple[str, Callable[[], Any]]],
-                 log: Callable[[str], None] | None = None, simulated: bool = False) -> None:
+    ``open_pipeline`` callables take the source's _Source (its name, and its ring for the pipeline's tap)."""
+
+    def __init__(self, open_pipeline: Callable[[Any], Any] | list[tuple[str, Callable[[Any], Any]]],
+                 log: Callable[[str], None] | None = None, simulated: bool = False,
+                 options: DaemonOptions | None = None, feed: Any = None, events: Any = None,
+                 attest: Callable[[Any], dict[str, Any]] | None = None, start: bool = True) -> None:
         self._log = log or (lambda m: None)
         self.simulated = simulated  # a source is the simulator or the USB emulator: HELLO says so to clients
+        self.options = options or DaemonOptions()
+        self.feed = feed
+        self.events = events
+        self._attest = attest
+        self.stopping = threading.Event()
         specs = open_pipeline if isinstance(open_pipeline, list) else [("source", open_pipeline)]
-        self.sources = [_Source(name, fn, self._log) for name, fn in specs]
+        self.sources = [_Source(name, fn, self) for name, fn in specs]
         self._lock = threading.Lock()
         self.started = time.time()
         self.counters = _Counters()
         self.observe: Callable[[float], None] = lambda seconds: None  # seed latency (metrics)
-        with self._lock:
+        self.latencies: deque[float] = deque(maxlen=10_000)  # seconds inside the daemon per SEED
+        self.history = History()
+        self.event("daemon.start", pid=os.getpid(), sources=[s.name for s in self.sources],
+                   stream=self.options.stream)
+        if start:
             for src in self.sources:
-                src.ensure()
+                src.thread.start()
 
-    def _healthy(self) -> list[_Source]:
-        return [src for src in self.sources if src.ensure() is not None]
+    def event(self, name: str, **data: Any) -> None:
+        msg = ", ".join(f"{k}={v}" for k, v in data.items() if k != "source")
+        self._log(f"{name}{' ' + str(data['source']) if 'source' in data else ''}{': ' + msg if msg else ''}")
+        if self.events is not None:
+            self.events.record(name, **data)
+
+    def attest(self, src: _Source, pipeline: Any) -> dict[str, Any] | None:
+        return self._attest(pipeline) if self._attest is not None else None
+
+    def is_simulated(self) -> bool:
+        """A configured source is the simulator or the USB emulator, or an upstream daemon says it serves one."""
+        return self.simulated or any(s.pipeline is not None and s.pipeline.info.simulator for s in self.sources)
+
+    @property
+    def attest_every(self) -> float:
+        return float(getattr(self._attest, "every_s", 0.0) or 0.0)
+
+    def wait_ready(self, timeout: float) -> bool:
+        """True once every source has been tried once (opened or failed), at most ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        return all(s.first_try.wait(max(0.0, deadline - time.monotonic())) for s in self.sources)
 
     def seed(self, n: int, client: str) -> tuple[int, bytes]:
-        with self._lock:
-            for _ in range(len(self.sources) + 1):
-                healthy = self._healthy()
-                if not healthy:
-                    self.counters.refused += 1
-                    why = "; ".join(f"{s.name}: {s.error}" for s in self.sources)
-                    return P.STATUS.UNHEALTHY, f"no healthy source ({why})".encode()
-                share = -(-n // len(healthy))
-                try:
-                    parts = [(src.name, src.pipeline.extracted(share)) for src in healthy]
-                except EntropyError:
-                    continue  # that source is failed now: mix again from the healthy ones, never less credit
-                for src in healthy:
-                    src.contributed += share
+        for _ in range(len(self.sources) + 1):
+            healthy = [src for src in self.sources if src.serving()]
+            if not healthy:
+                break
+            share = -(-n // len(healthy))
+            parts = []
+            for src in healthy:
+                data = src.take(share)
+                if data is None:
+                    break  # that source failed or stalls now: mix again from the others, never less credit
+                parts.append((src.name, data))
+            else:
                 out = combine(parts, n) if len(parts) > 1 else parts[0][1][:n]
-                self.counters.seeds += 1
-                self.counters.seed_bytes += n
-                self.counters.clients[client] = self.counters.clients.get(client, 0) + n
+                with self._lock:
+                    c = self.counters
+                    c.seeds += 1
+                    c.seed_bytes += n
+                    name = c.client(client, c.clients)
+                    c.clients[name] = c.clients.get(name, 0) + n
                 return P.STATUS.OK, out
+        with self._lock:
             self.counters.refused += 1
-            return P.STATUS.UNHEALTHY, b"sources kept failing during the request"
+        why = "; ".join(f"{s.name}: {s.error or 'not serving'}" for s in self.sources)
+        return P.STATUS.UNHEALTHY, f"no healthy source ({why})".encode()
+
+    def client_fell_back(self, client: str, seeds: int) -> None:
+        with self._lock:
+            c = self.counters
+            name = c.client(client, c.fallback_seeds)
+            c.fallback_seeds[name] = c.fallback_seeds.get(name, 0) + seeds
+        self.event("client.fell_back", client=client, seeds=seeds)
+
+    def latency_quantiles(self) -> dict[str, float] | None:
+        with self._lock:
+            lat = sorted(self.latencies)
+        if not lat:
+            return None
+        return {"p50_us": round(lat[len(lat) // 2] * 1e6, 1), "p99_us": round(lat[int(len(lat) * 0.99)] * 1e6, 1),
+                "samples": len(lat)}
+
+    def record_latency(self, seconds: float) -> None:
+        with self._lock:
+            self.latencies.append(seconds)
+        self.observe(seconds)
 
     def status(self) -> dict[str, Any]:
+        sources = [src.report() for src in self.sources]
         with self._lock:
-            for src in self.sources:
-                if src.ensure() is not None:
-                    with contextlib.suppress(EntropyError):
-                        src.pipeline.check_source()  # a device that is gone shows now, not at the next seed
-            healthy = self._healthy()
+            c = self.counters
             out: dict[str, Any] = {"daemon": "qrngd", "protocol": P.VERSION, "pid": os.getpid(),
                                    "uptime_s": round(time.time() - self.started, 3),
-                                   "seeds_served": self.counters.seeds,
-                                   "seed_bytes_served": self.counters.seed_bytes, "refused": self.counters.refused,
-                                   "clients": dict(self.counters.clients),
-                                   "state": "healthy" if healthy else "unhealthy"}
-            if not healthy:
-                out["error"] = "; ".join(f"{s.name}: {s.error}" for s in self.sources)
-            sources = []
-            for src in self.sources:
-                entry: dict[str, Any] = {"name": src.name, "contributed_bytes": src.contributed,
-                                         "credited_bits": src.contributed * 8}
-                if src.pipeline is None:
-                    sources.append(entry | {"state": "unhealthy", "error": src.error, "label": src.name,
-                                            "identity": src.name, "simulator": False, "claimed_min_entropy": 0.0,
-                                            "raw_samples": 0, "entropy_credited_bits": 0.0, "rct_failures": 0,
-                                            "apt_failures": 0, "estimate": None})
-                    continue
-                r = src.pipeline.report()
-                sources.append(entry | {
-                    "state": "healthy" if r.state == "operational" else r.state, "label": r.source.label,
-                    "identity": r.source.identity, "simulator": r.source.simulator,
-                    "claimed_min_entropy": r.source.claimed_min_entropy, "raw_samples": r.accounting.raw_samples,
-                    "entropy_credited_bits": r.accounting.entropy_credited_bits,
-                    "rct_failures": r.health.rct_failures, "apt_failures": r.health.apt_failures,
-                    "estimate": getattr(src.pipeline, "last_assessment", None)})
-            out["sources"] = sources
-            return out
+                                   "seeds_served": c.seeds, "seed_bytes_served": c.seed_bytes, "refused": c.refused,
+                                   "clients": dict(c.clients), "client_fallback_seeds": dict(c.fallback_seeds),
+                                   "stream": self.options.stream}
+        healthy = [s for s in sources if s["state"] == "healthy"]
+        out["state"] = "healthy" if healthy else "unhealthy"
+        if not healthy:
+            out["error"] = "; ".join(f"{s['name']}: {s.get('error', s['state'])}" for s in sources)
+        out["sources"] = sources
+        out["seed_latency"] = self.latency_quantiles()
+        if self.feed is not None:
+            out["kernel_feed"] = {"kind": type(self.feed).__name__, "fed_bytes": self.feed.fed,
+                                  "error": self.feed.error or None}
+        if self.events is not None:
+            out["audit_log"] = {"path": str(self.events.log.path), "entries": self.events.size,
+                                "last_checkpoint": self.events.checkpoint_time or None}
+        return out
+
+    def sample_history(self) -> None:
+        """One history point when due (the server calls this about once a second)."""
+        now = time.time()
+        if not self.history.due(now):
+            return
+        snaps = {}
+        for s in self.status()["sources"]:
+            snaps[s["name"]] = Snapshot(s["raw_samples"], s["rct_failures"] + s["apt_failures"], s["estimate"],
+                                        s["state"] == "healthy")
+        with self._lock:
+            served = self.counters.seed_bytes
+            self.history.add(now, served, snaps)
 
     def close(self) -> None:
-        with self._lock:
-            for src in self.sources:
-                if src.pipeline is not None:
-                    src.pipeline.close()
-                    src.pipeline = None
+        self.stopping.set()
+        for src in self.sources:
+            with src.cond:
+                src.cond.notify_all()
+            if src.thread.is_alive():
+                src.thread.join(timeout=5)
+            p = src.pipeline
+            src.pipeline = None
+            src.pool = bytearray()
+            if p is not None:
+                with contextlib.suppress(Exception):
+                    p.close()
+            if src.ring is not None:
+                src.ring.close()
+        if self.feed is not None:
+            self.feed.close()
+        self.event("daemon.stop", pid=os.getpid())
 
 
 class _Handler(socketserver.BaseRequestHandler):
     server: _Server
+    peer_prefix = ""  # "tls:<CN>/" on the mutual-TLS endpoint: the authenticated peer prefixes its HELLO name
 
     def _read(self, n: int) -> bytes | None:
         buf = b""
@@ -203,7 +469,7 @@ class _Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         self.request.settimeout(self.server.idle_s)
         daemon = self.server.daemon
-        client = "anonymous"
+        client = self.peer_prefix + "anonymous"
         while True:
             head = self._read(P.HEADER.size)
             if head is None:
@@ -216,6 +482,7 @@ class _Handler(socketserver.BaseRequestHandler):
             payload = self._read(length)
             if payload is None:
                 return
+            t = time.perf_counter()
             if version != P.VERSION:
                 self.request.sendall(P.encode_response(P.STATUS.VERSION, bytes([P.VERSION])))
                 continue
@@ -227,9 +494,9 @@ class _Handler(socketserver.BaseRequestHandler):
                 if not name or len(payload) > 64 or not name.isprintable():
                     self.request.sendall(P.encode_response(P.STATUS.BAD_REQUEST, b"HELLO: a printable name, 1..64"))
                     continue
-                client = name
+                client = self.peer_prefix + name
                 ident = {"daemon": "qrngd", "protocol": P.VERSION, "max_seed": P.MAX_SEED,
-                         "simulator": daemon.simulated}
+                         "simulator": daemon.is_simulated()}
                 self.request.sendall(P.encode_response(P.STATUS.OK, json.dumps(ident).encode()))
             elif op == P.OP.SEED:
                 try:
@@ -237,12 +504,22 @@ class _Handler(socketserver.BaseRequestHandler):
                 except P.ProtocolError as exc:
                     self.request.sendall(P.encode_response(P.STATUS.TOO_LARGE, str(exc).encode()))
                     continue
-                t = time.perf_counter()
                 status, data = daemon.seed(n, client)
-                daemon.observe(time.perf_counter() - t)
                 self.request.sendall(P.encode_response(status, data))
+                daemon.record_latency(time.perf_counter() - t)
             elif op == P.OP.STATUS:
                 self.request.sendall(P.encode_response(P.STATUS.OK, json.dumps(daemon.status()).encode()))
+            elif op == P.OP.FALLBACK:
+                try:
+                    seeds = P.fallback_seeds(payload)
+                except P.ProtocolError as exc:
+                    self.request.sendall(P.encode_response(P.STATUS.BAD_REQUEST, str(exc).encode()))
+                    continue
+                daemon.client_fell_back(client, seeds)
+                self.request.sendall(P.encode_response(P.STATUS.OK))
+            elif op == P.OP.HISTORY:
+                body = daemon.history.to_json(P.MAX_PAYLOAD)
+                self.request.sendall(P.encode_response(P.STATUS.OK, body))
             else:
                 self.request.sendall(P.encode_response(P.STATUS.BAD_REQUEST, f"unknown op {op}".encode()))
 
@@ -252,6 +529,9 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon: Daemon
     activated = False  # the socket came from systemd (it owns the socket file)
     idle_s = IDLE_S
+
+    def service_actions(self) -> None:  # each turn of serve_forever's loop (poll_interval)
+        self.daemon.sample_history()
 
 
 def activated_socket() -> socket.socket | None:

@@ -1,0 +1,49 @@
+"""Device attestation inside qrngd (issue 13; the guide's M8): a USB QRNG that speaks the protocol is attested
+with a fresh nonce when its source is opened and again every ``every`` seconds, against the manufacturer roots
+given to the daemon (docs/usb-protocol.md, "Verification"). A device that fails is not served from (its source
+is closed and opened again, with attestation, a second later): fail closed. Sources that cannot attest (the
+simulator, a file, /dev/hwrng) are not attested and say so (``None``).
+
+The result feeds the metrics ``qrng_attestation_valid``, ``qrng_attestation_expiry_timestamp_seconds`` and
+``qrng_attestation_verified_timestamp_seconds``."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Attester"]
+
+
+@dataclass(frozen=True)
+class Attester:
+    roots_pem: tuple[Path, ...]
+    allow_emulator: bool = False
+    every_s: float = 3600.0
+
+    def roots(self) -> list[Any]:
+        from cryptography import x509
+        out = []
+        for p in self.roots_pem:
+            out += x509.load_pem_x509_certificates(p.read_bytes())
+        return out
+
+    def __call__(self, pipeline: Any) -> dict[str, Any] | None:
+        """Attest the pipeline's source now; raises AttestationError (an EntropyError) when it does not verify."""
+        from cryptography import x509
+
+        from ..usbattest import verify_usb_attestation
+        src = pipeline.source
+        if not hasattr(src, "attest"):
+            return None
+        nonce = os.urandom(32)
+        statement, info_raw = src.attest(nonce)
+        _, chain = src.chain()
+        r = verify_usb_attestation(statement, info_raw, chain, nonce, self.roots(), self.allow_emulator)
+        device = x509.load_der_x509_certificate(chain[0])
+        return {"valid": True, "serial": r.serial, "model": r.model, "emulator": r.emulator, "counter": r.counter,
+                "firmware_sha256": r.firmware_sha256, "verified_at": time.time(),
+                "not_after": device.not_valid_after_utc.timestamp()}
