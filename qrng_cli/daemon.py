@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import json
 import os
 import signal
@@ -70,7 +71,9 @@ def _options(args: argparse.Namespace) -> Any:
     for f in [*(args.attest_roots or []), *([args.audit_key] if args.audit_key else [])]:
         if not Path(f).is_file():
             raise ValueError(f"{f}: no such file")
-    return DaemonOptions(stream=args.stream, pool_bytes=pool)
+    if not 0.5 <= args.history_interval <= 3600:
+        raise ValueError("--history-interval: seconds, from 0.5 to 3600")
+    return DaemonOptions(stream=args.stream, pool_bytes=pool, history_interval_s=args.history_interval)
 
 
 def _address(text: str, what: str) -> tuple[str, int]:
@@ -219,12 +222,27 @@ def _ring_tap(ring: Any) -> Any:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from qrng.daemon import protocol as P
     from qrng.daemon.client import DaemonClient
-    st = DaemonClient(_socket(args), "qrng status").status()
+    client = DaemonClient(_socket(args), "qrng status")
+    st = client.status()
+    code = ExitCode.OK if st.get("state") == "healthy" else ExitCode.ENTROPY
+    if args.plot:
+        from qrng.atomic import atomic_write
+        from qrng.daemon.plot import plot_history
+        out = Path(args.plot)
+        if out.suffix.lower() != ".png":
+            raise ValueError(f"--plot {args.plot}: the file name must end in .png")
+        if out.exists() and not args.force:
+            raise ValueError(f"--plot {args.plot}: exists (add --force to replace it)")
+        png, n = plot_history(client.request(P.OP.HISTORY).json(), st)
+        atomic_write(out, png, overwrite=args.force)
+        print(f"wrote {out} ({n} points)", file=sys.stderr)
     if args.json:
         print(json.dumps(st, indent=2))
-        return ExitCode.OK if st.get("state") == "healthy" else ExitCode.ENTROPY
-    print(f"qrngd pid {st['pid']}, up {st['uptime_s']:.0f} s, protocol v{st['protocol']}: {st['state'].upper()}")
+        return code
+    print(f"qrngd pid {st['pid']}, up {st['uptime_s']:.0f} s, protocol v{st['protocol']}"
+          f"{', streaming' if st.get('stream') else ''}: {st['state'].upper()}")
     if st.get("error"):
         print(f"  error: {st['error']}")
     for s in st.get("sources", []):
@@ -233,10 +251,33 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"{s['rct_failures']} RCT / {s['apt_failures']} APT failures, contributed "
               f"{s['contributed_bytes']:,} bytes ({s['credited_bits']:,} bits credited)"
               + (f"\n    error: {s['error']}" if s.get("error") else ""))
-    print(f"  served {st['seeds_served']:,} seeds ({st['seed_bytes_served']:,} bytes), refused {st['refused']}")
+        age = f", oldest {s['pool_age_s']:.1f} s" if s.get("pool_age_s") is not None else ""
+        print(f"    extracted {s.get('extracted_bytes', 0):,} bytes: pool {s.get('pooled_bytes', 0):,}{age}, "
+              f"kernel {s.get('kernel_fed_bytes', 0):,}, discarded {s.get('discarded_bytes', 0):,}, dropped on "
+              f"failure {s.get('dropped_bytes', 0):,}; raw ring {s.get('retained_bytes', 0):,} bytes")
+        att = s.get("attestation")
+        if att:
+            if att.get("valid"):
+                exp = datetime.datetime.fromtimestamp(att["not_after"], datetime.UTC).date()
+                print(f"    attested: device {att['serial']}{' (EMULATOR)' if att.get('emulator') else ''}, "
+                      f"counter {att['counter']}, certificate valid until {exp}")
+            else:
+                print(f"    attestation FAILED: {att.get('error')}")
+    lat = st.get("seed_latency")
+    lat_text = f"; time in daemon p50 {lat['p50_us']:.0f} µs, p99 {lat['p99_us']:.0f} µs" if lat else ""
+    print(f"  served {st['seeds_served']:,} seeds ({st['seed_bytes_served']:,} bytes), refused {st['refused']}"
+          + lat_text)
     for name, n in sorted(st.get("clients", {}).items()):
         print(f"    {name}: {n:,} bytes")
-    return ExitCode.OK if st.get("state") == "healthy" else ExitCode.ENTROPY
+    for name, n in sorted(st.get("client_fallback_seeds", {}).items()):
+        print(f"    {name} FELL BACK to its named fallback for {n:,} seeds")
+    if st.get("kernel_feed"):
+        kf = st["kernel_feed"]
+        print(f"  kernel feed ({kf['kind']}): {kf['fed_bytes']:,} bytes" + (f"; {kf['error']}" if kf["error"] else ""))
+    if st.get("audit_log"):
+        al = st["audit_log"]
+        print(f"  audit log {al['path']}: {al['entries']} entries")
+    return code
 
 
 def register(sub: Any) -> None:
@@ -258,6 +299,9 @@ def register(sub: Any) -> None:
                         "or is discarded, and counted. Default: read on demand, keeping --pool ready")
     g.add_argument("--pool", default="64KiB", metavar="SIZE",
                    help="extracted output kept ready per source, served without waiting (default 64KiB)")
+    g.add_argument("--history-interval", type=float, default=10.0, metavar="S",
+                   help="seconds between the points of the recent history `qrng status --plot` draws (default 10; "
+                        "360 points are kept)")
     g.add_argument("--retain", metavar="SIZE",
                    help="keep the last SIZE (e.g. 64MiB) of raw samples per source on disk, as read and before "
                         "the health tests judge them, for offline re-assessment with `qrng estimate`")
@@ -301,4 +345,8 @@ def register(sub: Any) -> None:
     s = sub.add_parser("status", help="the daemon's state at a glance: sources, health, credited entropy, clients")
     s.add_argument("--socket", help=f"Unix socket path (default: $QRNGD_SOCKET or {DEFAULT_SOCKET})")
     s.add_argument("--json", action="store_true", help="print the state as JSON")
+    s.add_argument("--plot", metavar="FILE.png",
+                   help="also draw the recent history (entropy estimate, health-test failures, raw and served "
+                        "rates; the last hour at most) into a PNG")
+    s.add_argument("--force", action="store_true", help="replace an existing --plot file")
     s.set_defaults(func=cmd_status)

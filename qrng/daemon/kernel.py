@@ -43,7 +43,11 @@ class IoctlFeed:
             raise OSError(exc.errno, f"RNDADDENTROPY on {device}: {exc.strerror} (needs CAP_SYS_ADMIN)") from None
 
     def _add(self, data: bytes) -> None:
-        fcntl.ioctl(self._fd, RNDADDENTROPY, struct.pack("ii", len(data) * 8, len(data)) + data)
+        # struct rand_pool_info {int entropy_count; int buf_size; __u32 buf[];}; a mutable buffer passed with
+        # mutate_flag True goes to the kernel as it is (fcntl copies others into a 1,024-byte buffer)
+        arg = bytearray(struct.pack("ii", len(data) * 8, len(data)) + data)
+        fcntl.ioctl(self._fd, RNDADDENTROPY, arg, True)
+        arg[:] = bytes(len(arg))
 
     def wants(self) -> bool:
         return self._refill() >= 64

@@ -77,7 +77,7 @@ class DaemonCollector(Collector):
                                      "When the device was last attested (Unix time)", labels=["source"])
         for s in st.get("sources", []):
             name = s["identity"]
-            extracted.add_metric([name], float(s.get("extracted_bytes", 0)))
+            extracted.add_metric([name], float(s.get("received_bytes", 0)))
             for fate_name, key in (("discarded", "discarded_bytes"), ("dropped", "dropped_bytes"),
                                    ("kernel", "kernel_fed_bytes")):
                 fate.add_metric([name, fate_name], float(s.get(key, 0)))

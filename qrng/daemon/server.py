@@ -59,6 +59,7 @@ class DaemonOptions:
     pool_bytes: int = 1 << 16
     chunk_bytes: int = 1 << 14
     seed_wait_s: float = 2.0
+    history_interval_s: float = 10.0
 
 
 @dataclass
@@ -90,7 +91,14 @@ class _Source:
         self.discarded = 0    # extracted bytes neither needed by the pool nor taken by the kernel feed
         self.dropped = 0      # pooled bytes thrown away because the source failed (fail closed)
         self.fed = 0          # extracted bytes fed to the kernel
+        self.received = 0     # extracted bytes this daemon took from the extractor (the sum of the five above)
         self.opens = 0
+        # a source that is down keeps the identity it had (metrics labels stay the same series)
+        self.last_label, self.last_identity, self.last_simulator = name, name, False
+        # counters of pipelines closed before (a failed source is opened again from scratch): the reported
+        # counters stay monotonic across reopening, as Prometheus counters must
+        self._past = {"raw_samples": 0, "entropy_credited_bits": 0.0, "extracted_bytes": 0, "rct_failures": 0,
+                      "apt_failures": 0}
         self.first_try = threading.Event()  # the first open attempt has finished (opened or failed)
         self.ring: Any = None
         self.attested: dict[str, Any] | None = None
@@ -139,8 +147,10 @@ class _Source:
         except EntropyError:
             self._drop_pool()
             return
-        with self.cond:
+        with self.cond:  # every extracted byte is accounted for under this lock, in one step
+            self.received += len(chunk)
             if self.pipeline is not p or p.failed:
+                self.dropped += len(chunk)
                 return
             room = max(0, self.opts.pool_bytes - len(self.pool))
             self.pool += chunk[:room]
@@ -148,11 +158,11 @@ class _Source:
                 self._stamps.append([time.monotonic(), float(len(chunk[:room]))])
             rest = chunk[room:]
             self.cond.notify_all()
-        if rest and feed is not None:
-            taken = feed.offer(rest)
-            self.fed += taken
-            rest = rest[taken:]
-        self.discarded += len(rest)
+            if rest and feed is not None:
+                taken = feed.offer(rest)
+                self.fed += taken
+                rest = rest[taken:]
+            self.discarded += len(rest)
 
     def _attestation_due(self) -> bool:
         every = self.daemon.attest_every
@@ -165,10 +175,28 @@ class _Source:
         with self.cond:
             self.pipeline = None
         self.attested = {"valid": False, "error": error, "verified_at": time.time()}
-        with contextlib.suppress(Exception):
-            p.close()
+        self._retire(p)
         self._tried = time.monotonic()
         self.daemon.event("source.failed", source=self.name, error=error)
+
+    def _retire(self, p: Any) -> None:
+        """Close a pipeline for good, keeping its counters."""
+        try:
+            if hasattr(p, "daemon_report"):
+                r = p.daemon_report()
+                for k in self._past:
+                    self._past[k] += r[k]
+            else:
+                rep = p.report()
+                self._past["raw_samples"] += rep.accounting.raw_samples
+                self._past["entropy_credited_bits"] += rep.accounting.entropy_credited_bits
+                self._past["extracted_bytes"] += rep.accounting.extracted_bytes_used
+                self._past["rct_failures"] += rep.health.rct_failures
+                self._past["apt_failures"] += rep.health.apt_failures
+        except Exception:  # noqa: BLE001, S110 - counters of a broken pipeline are lost, never the service
+            pass
+        with contextlib.suppress(Exception):
+            p.close()
 
     def _drop_pool(self) -> None:
         with self.cond:
@@ -187,8 +215,7 @@ class _Source:
             self._drop_pool()
             with self.cond:
                 self.pipeline = None
-            with contextlib.suppress(Exception):
-                p.close()
+            self._retire(p)
             self.daemon.event("source.failed", source=self.name, error=self.error)
         now = time.monotonic()
         if self._tried and now - self._tried < REOPEN_S:
@@ -206,12 +233,12 @@ class _Source:
             if isinstance(exc, AttestationError):
                 self.attested = {"valid": False, "error": str(exc), "verified_at": time.time()}
             if p is not None:
-                with contextlib.suppress(Exception):
-                    p.close()
+                self._retire(p)
             return None
         with self.cond:
             self.pipeline, self.error = p, ""
         self.opens += 1
+        self.last_label, self.last_identity, self.last_simulator = p.info.label, p.info.identity, p.info.simulator
         self.first_try.set()
         self.daemon.event("source.ready" if self.opens == 1 else "source.recovered", source=self.name,
                           label=p.info.label, identity=p.info.identity, simulator=p.info.simulator)
@@ -252,29 +279,37 @@ class _Source:
             return round(time.monotonic() - self._stamps[0][0], 3) if self._stamps else None
 
     def report(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {"name": self.name, "contributed_bytes": self.contributed,
-                                 "credited_bits": self.contributed * 8, "pooled_bytes": len(self.pool),
-                                 "discarded_bytes": self.discarded, "dropped_bytes": self.dropped,
-                                 "kernel_fed_bytes": self.fed,
-                                 "retained_bytes": self.ring.size if self.ring is not None else 0,
-                                 "pool_age_s": self.pool_age(),
-                                 "attestation": self.attested}
+        age = self.pool_age()
+        with self.cond:  # one consistent snapshot: received = contributed + pooled + fed + discarded + dropped
+            entry: dict[str, Any] = {"name": self.name, "contributed_bytes": self.contributed,
+                                     "credited_bits": self.contributed * 8, "pooled_bytes": len(self.pool),
+                                     "discarded_bytes": self.discarded, "dropped_bytes": self.dropped,
+                                     "kernel_fed_bytes": self.fed, "received_bytes": self.received,
+                                     "retained_bytes": self.ring.size if self.ring is not None else 0,
+                                     "pool_age_s": age, "attestation": self.attested}
+        out = self._current(entry)
+        for k, v in self._past.items():
+            out[k] += v
+        return out
+
+    def _current(self, entry: dict[str, Any]) -> dict[str, Any]:
         p = self.pipeline
         if p is not None and hasattr(p, "daemon_report"):  # an upstream qrngd (tls.Upstream)
             upstream: dict[str, Any] = p.daemon_report()
             return entry | upstream | ({"error": self.error} if self.error else {})
         if p is None:
-            return entry | {"state": "unhealthy", "error": self.error, "label": self.name, "identity": self.name,
-                            "simulator": False, "claimed_min_entropy": 0.0, "raw_samples": 0,
-                            "entropy_credited_bits": 0.0, "extracted_bytes": 0, "rct_failures": 0,
-                            "apt_failures": 0, "estimate": None}
+            return entry | {"state": "unhealthy", "error": self.error, "label": self.last_label,
+                            "identity": self.last_identity, "simulator": self.last_simulator,
+                            "claimed_min_entropy": 0.0, "raw_samples": 0, "entropy_credited_bits": 0.0,
+                            "extracted_bytes": 0, "rct_failures": 0, "apt_failures": 0, "estimate": None}
         r = p.report()
         return entry | {
             "state": "healthy" if r.state == "operational" else r.state, "label": r.source.label,
             "identity": r.source.identity, "simulator": r.source.simulator,
             "claimed_min_entropy": r.source.claimed_min_entropy, "raw_samples": r.accounting.raw_samples,
             "entropy_credited_bits": r.accounting.entropy_credited_bits,
-            "extracted_bytes": r.accounting.extracted_bits // 8,
+            "extracted_bytes": r.accounting.extracted_bytes_used,  # taken from the extractor by this daemon
+            "extractor_buffered_bytes": r.accounting.extracted_bits // 8 - r.accounting.extracted_bytes_used,
             "rct_failures": r.health.rct_failures, "apt_failures": r.health.apt_failures,
             "estimate": getattr(p, "last_assessment", None)} | ({"error": self.error} if self.error else {})
 
@@ -319,7 +354,7 @@ class Daemon:
         self.counters = _Counters()
         self.observe: Callable[[float], None] = lambda seconds: None  # seed latency (metrics)
         self.latencies: deque[float] = deque(maxlen=10_000)  # seconds inside the daemon per SEED
-        self.history = History()
+        self.history = History(self.options.history_interval_s)
         self.event("daemon.start", pid=os.getpid(), sources=[s.name for s in self.sources],
                    stream=self.options.stream)
         if start:
@@ -441,8 +476,7 @@ class Daemon:
             src.pipeline = None
             src.pool = bytearray()
             if p is not None:
-                with contextlib.suppress(Exception):
-                    p.close()
+                src._retire(p)  # noqa: SLF001
             if src.ring is not None:
                 src.ring.close()
         if self.feed is not None:

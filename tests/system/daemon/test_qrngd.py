@@ -29,10 +29,15 @@ def setup(tmp_path):
     return folder, cfg, tmp_path / "qrngd.sock"
 
 
-def start(cfg: Path, sock: Path) -> subprocess.Popen[str]:
-    p = subprocess.Popen([sys.executable, "-m", "qrng_cli", "daemon", "--config", str(cfg), "--socket", str(sock)],
-                         stderr=subprocess.PIPE, text=True)
-    for _ in range(200):
+def start(cfg: Path | None, sock: Path, *extra: str) -> subprocess.Popen[str]:
+    """`qrng daemon` on ``cfg`` (and ``extra`` options), serving on ``sock``; its stderr goes to ``sock``.log
+    (a pipe nobody reads could fill and block it)."""
+    log = open(sock.with_suffix(".log"), "a")  # noqa: SIM115 - the daemon writes it for its whole life
+    cmd = [sys.executable, "-m", "qrng_cli", "daemon", *(["--config", str(cfg)] if cfg else []), "--socket",
+           str(sock), *extra]
+    p = subprocess.Popen(cmd, stderr=log, text=True)
+    log.close()
+    for _ in range(400):
         probe = socket.socket(socket.AF_UNIX)
         try:
             probe.connect(str(sock))  # serving (a stale socket file of a dead daemon refuses)
@@ -42,7 +47,7 @@ def start(cfg: Path, sock: Path) -> subprocess.Popen[str]:
         finally:
             probe.close()
         if p.poll() is not None:
-            raise AssertionError(p.stderr.read() if p.stderr else "daemon exited")
+            raise AssertionError(sock.with_suffix(".log").read_text())
         time.sleep(0.05)
     p.kill()
     raise AssertionError("the daemon did not create its socket")
