@@ -1,5 +1,5 @@
 /* C_GenerateRandom benchmark: µs per call and MB/s for a PKCS#11 module, getrandom(2) and OpenSSL
- * RAND_bytes, measured in the same process run. Usage: c_generate_random MODULE [PIN]
+ * RAND_bytes, measured in the same process run. Usage: c_generate_random MODULE [module|getrandom|openssl [SIZE]]
  * Prints one row per request size: min over 7 repetitions of the mean time per call. */
 #include "qrng-pkcs11.h"
 #include <dlfcn.h>
@@ -24,7 +24,7 @@ static int grnd(unsigned char *b, size_t n) {
 static int ossl(unsigned char *b, size_t n) { return RAND_bytes(b, (int)n) == 1 ? 0 : -1; }
 
 static double bench(gen_fn g, unsigned char *buf, size_t n) {
-    long iters = n <= 1024 ? 200000 : n <= 65536 ? 4000 : 200;
+    long iters = n <= 1024 ? 200000 : n <= 65536 ? 4000 : 50;
     double best = 1e9;
     for (int rep = 0; rep < 7; rep++) {
         double t = now();
@@ -55,7 +55,9 @@ int main(int argc, char **argv) {
         if (f->C_OpenSession(slots[0], 0x4, NULL, NULL, &h)) { fprintf(stderr, "C_OpenSession failed\n"); return 1; }
         fprintf(stderr, "%s: initialise + open session %.1f ms\n", argv[1], (now() - t0) * 1e3);
     }
+    size_t only = argc > 3 ? (size_t)strtoull(argv[3], NULL, 10) : 0;  /* one request size only */
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        if (only && sizes[i] != only) continue;
         double t = bench(g, buf, sizes[i]);
         printf("%zu %.4f %.1f\n", sizes[i], t * 1e6, sizes[i] / t / 1e6);
     }

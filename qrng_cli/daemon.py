@@ -115,6 +115,9 @@ def _upstream_options(args: argparse.Namespace) -> Any:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
+    # a request thread waiting for the GIL while a source thread extracts waits up to the switch interval (5 ms
+    # by default): 0.2 ms keeps seed latency low with many clients (bench/bench_daemon.py)
+    sys.setswitchinterval(0.0002)
     from qrng.config import load_config
     from qrng.daemon.server import Daemon, SocketSpec, serve
     from qrng.pipeline import Pipeline
