@@ -59,11 +59,15 @@ class Profile:
     witness_keys: dict[str, str] = field(default_factory=dict)
 
 
+EKU_NAMES = ("server_auth", "client_auth")
+
+
 @dataclass(frozen=True)
 class CertProfile:
     max_validity_days: int
     path_length: int | None
     ca: bool = True
+    extended_key_usage: tuple[str, ...] = ()  # server_auth, client_auth (RFC 5280 4.2.1.12); end entities only
 
 
 @dataclass(frozen=True)
@@ -271,8 +275,16 @@ def load_policy(path: Path) -> Policy:
         profiles = {}
         for pname in list(root.raw("certificates") or {}):
             pf = cf.sub(pname)
+            ca = pf.flag("ca", True)
+            eku = tuple(pf.strings("extended_key_usage", []))
+            for i, u in enumerate(eku):
+                if u not in EKU_NAMES:
+                    raise ConfigError(pf.p(f"extended_key_usage[{i}]"),
+                                      f"unknown usage {u!r} ({', '.join(EKU_NAMES)})")
+            if eku and ca:
+                raise ConfigError(pf.p("extended_key_usage"), "is for end-entity profiles (ca: false)")
             profiles[pname] = CertProfile(pf.integer("max_validity_days", lo=1, hi=36500),
-                                          pf.integer("path_length", None, lo=0, hi=10), pf.flag("ca", True))
+                                          pf.integer("path_length", None, lo=0, hi=10), ca, eku)
             pf.done()
         cf.done()
         ef = root.sub("entropy")

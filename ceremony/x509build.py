@@ -116,7 +116,11 @@ def _sig_alg(spec: KeySpec) -> dict[str, Any]:
 
 def build_certificate(issuer_spec: KeySpec, sign: Signer, subject: x509.Name, issuer: x509.Name,
                       public_der: bytes, serial: int, days: int, ca: bool, path_length: int | None,
-                      issuer_public_der: bytes, now: datetime.datetime | None = None) -> Built:
+                      issuer_public_der: bytes, now: datetime.datetime | None = None,
+                      extended_key_usage: tuple[str, ...] = (),
+                      subject_alt_names: tuple[tuple[str, str], ...] = ()) -> Built:
+    """``extended_key_usage``: server_auth / client_auth (RFC 5280 4.2.1.12); ``subject_alt_names``: ("dns", name)
+    and ("ip", address) pairs (4.2.1.6), as TLS peers check them."""
     now = (now or datetime.datetime.now(datetime.UTC)).replace(microsecond=0)
     pub = serialization.load_der_public_key(public_der)
     issuer_pub = serialization.load_der_public_key(issuer_public_der)
@@ -130,6 +134,16 @@ def build_certificate(issuer_spec: KeySpec, sign: Signer, subject: x509.Name, is
          # RFC 5280 4.2.1.1 lets a self-signed root omit it; pkilint's PKIX profile (and path builders) want it
          .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_pub),  # type: ignore[arg-type]
                         critical=False))
+    if extended_key_usage:
+        from cryptography.x509.oid import ExtendedKeyUsageOID
+        oids = {"server_auth": ExtendedKeyUsageOID.SERVER_AUTH,
+                "client_auth": ExtendedKeyUsageOID.CLIENT_AUTH}
+        b = b.add_extension(x509.ExtendedKeyUsage([oids[u] for u in extended_key_usage]), critical=False)
+    if subject_alt_names:
+        import ipaddress
+        names: list[x509.GeneralName] = [x509.DNSName(v) if k == "dns" else x509.IPAddress(ipaddress.ip_address(v))
+                                         for k, v in subject_alt_names]
+        b = b.add_extension(x509.SubjectAlternativeName(names), critical=False)
     lint_cert = b.sign(_throwaway(issuer_spec), _hash(issuer_spec))
     findings = lint_certificate(lint_cert.public_bytes(serialization.Encoding.DER))
     tbs = lint_cert.tbs_certificate_bytes

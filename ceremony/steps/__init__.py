@@ -10,7 +10,7 @@ from .base import PlanView, Step, StepContext, StepKind, StepResult
 __all__ = ["REGISTRY", "PlanView", "Step", "StepContext", "StepKind", "StepResult"]
 
 _MODULES = ("attest_device", "health_check", "collect_entropy", "estimate_entropy", "seed_hsm", "generate_keypair",
-            "self_signed_root", "csr", "issue_certificate", "crl", "export_public", "witness_signoff",
+            "self_signed_root", "csr", "import_csr", "issue_certificate", "crl", "export_public", "witness_signoff",
             "verify_outputs")
 
 REGISTRY: dict[str, StepKind] = {}  # type: ignore[type-arg]

@@ -42,7 +42,7 @@ def parse(f: Fields) -> Params:
     return Params(parse_key_spec(f.sub("key")))
 
 
-def _allowed(view: PlanView, spec: KeySpec) -> bool:
+def allowed(view: PlanView, spec: KeySpec) -> bool:
     for a in view.policy.keys:
         if a["type"] != spec.type:
             continue
@@ -52,7 +52,7 @@ def _allowed(view: PlanView, spec: KeySpec) -> bool:
     return False
 
 
-def _allowed_text(view: PlanView) -> str:
+def allowed_text(view: PlanView) -> str:
     parts = []
     for a in view.policy.keys:
         if a["type"] == "rsa":
@@ -67,9 +67,9 @@ def _allowed_text(view: PlanView) -> str:
 def check(step: Step, view: PlanView) -> list[str]:
     spec = step.params.key
     v = []
-    if not _allowed(view, spec):
+    if not allowed(view, spec):
         v.append(f"{step.path}.key: {spec.describe()} is not allowed by policy {view.policy.name} "
-                 f"(allowed: {_allowed_text(view)})")
+                 f"(allowed: {allowed_text(view)})")
     for other in view.keys().values():
         if other.label == spec.label:
             v.append(f"{step.path}.key.label {spec.label!r} is also the label of an earlier key")
@@ -155,7 +155,7 @@ def sheet(step: Step, plan: Plan) -> SheetRow:
                      "Witnesses write them in their notes."),
                     (Fact("Key", f"{spec.describe()}, label '{spec.label}'"),
                      Fact("Token", plan.profile.token_label),
-                     Fact("Allowed by the policy", _allowed_text(view)),
+                     Fact("Allowed by the policy", allowed_text(view)),
                      Fact("Attributes", "CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE true; CKA_EXTRACTABLE false"),
                      Fact("Screen shows", f"[{step.id}] key {spec.label}: CKA_ID ..., public key SHA-256 ...")))
 

@@ -17,6 +17,7 @@ import socket
 import socketserver
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,6 +127,7 @@ class Upstream:
                                    server_name=o.server_name)
         self._lock = threading.RLock()
         self._failure: EntropyError | None = None
+        self._checked = 0.0
         self.received = 0
         self.source = self  # no `attest`: the upstream attests its own device
         self._info = SourceInfo(kind="qrngd", identity=f"qrngd:tls://{o.address}", bits_per_sample=8,
@@ -174,8 +176,19 @@ class Upstream:
             self.received += n
             return bytes(out)
 
+    CHECK_S = 0.1
+
     def check_source(self) -> None:
-        """Nothing to poll: every seed request is answered UNHEALTHY by an upstream that cannot serve."""
+        """While the pool is full and no seed is fetched, ask the upstream (STATUS) at most every 0.1 s: an upstream
+        that is gone or unhealthy fails this source, and its pooled seeds are dropped (fail closed)."""
+        now = time.monotonic()
+        if now - self._checked < self.CHECK_S:
+            return
+        self._checked = now
+        with self._lock:
+            st = self._call(self.client.status)
+            if st.get("state") != "healthy":
+                raise self._fail(DaemonUnavailable(f"upstream qrngd is {st.get('state')}: {st.get('error', '')}"))
 
     def daemon_report(self) -> dict[str, Any]:
         return {"state": "failed" if self.failed else "healthy", "label": self._info.label,
