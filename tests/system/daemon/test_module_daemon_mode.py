@@ -238,3 +238,42 @@ def test_prediction_resistance_and_fork(qrngd_module, daemon_setup, tmp_path):
         assert st["clients"]["pkcs11:python"] == 12 * 48, st["clients"]
     finally:
         stop(d)
+
+
+P11_CLIENT = Path("/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so")
+TOKEN_URI = "pkcs11:manufacturer=qrng-ceremony;serial=qrngd"  # stable: the label changes with the state
+
+
+def test_p11kit_server_remotes_the_daemon_mode_module(qrngd_module, daemon_setup, tmp_path):
+    """The other supported way past one host: `p11-kit server` exposes the module in daemon mode on a socket (which
+    SSH can forward), and consumers load p11-kit-client.so. They fail closed while qrngd is down and recover when it
+    is back, without restarting the p11-kit server or themselves."""
+    import time
+    src, sock = daemon_setup
+    d = start(src, sock)
+    p11 = tmp_path / "p11kit.sock"
+    server = subprocess.Popen(["p11-kit", "server", "-f", "-n", str(p11), "--provider", str(qrngd_module), TOKEN_URI],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=client_env(sock))
+    try:
+        for _ in range(100):
+            if p11.exists():
+                break
+            time.sleep(0.05)
+        assert p11.exists(), server.stderr.read1().decode() if server.stderr else ""
+        env = {**os.environ, "P11_KIT_SERVER_ADDRESS": f"unix:path={p11}"}
+        r = run("pkcs11-tool", "--module", str(P11_CLIENT), "--generate-random", "64", env=env)
+        assert r.returncode == 0 and len(r.stdout) == 64, r.stderr
+        assert b"QRNGD SIMULATOR" in run("pkcs11-tool", "--module", str(P11_CLIENT), "-L", env=env).stdout
+        assert "pkcs11:p11-kit-remote" in DaemonClient(str(sock), "test").status()["clients"]  # the server process
+        d.kill()
+        d.wait()
+        time.sleep(0.2)
+        r = run("pkcs11-tool", "--module", str(P11_CLIENT), "--generate-random", "64", env=env)
+        assert r.returncode != 0 and r.stdout == b"" and b"Could not generate random" in r.stderr, r.stderr
+        d = start(src, sock)
+        r = run("pkcs11-tool", "--module", str(P11_CLIENT), "--generate-random", "64", env=env)
+        assert r.returncode == 0 and len(r.stdout) == 64, r.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        stop(d) if d.poll() is None else None
