@@ -37,6 +37,7 @@ def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     out: dict[str, list[tuple[dict[str, str], float]]] = {}
     for fam in text_string_to_metric_families(text):
+        out.setdefault(fam.name, [])  # a family with no sample yet (no client fell back) is exported all the same
         for s in fam.samples:
             out.setdefault(s.name, []).append((s.labels, s.value))
     return out
@@ -48,8 +49,14 @@ def daemon(tmp_path):
     cfg = tmp_path / "usb.yaml"
     cfg.write_text(f"version: 1\nsource: {{type: usb, emulator: {folder}}}\n")
     sock, port = tmp_path / "qrngd.sock", free_port()
+    key = tmp_path / "log.key"
+    subprocess.run([sys.executable, "-m", "qrng_cli", "audit", "keygen", "qrngd.example/metrics", "--out", str(key)],
+                   check=True, capture_output=True)
     p = subprocess.Popen([sys.executable, "-m", "qrng_cli", "daemon", "--config", str(cfg), "--socket", str(sock),
-                          "--metrics", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
+                          "--metrics", f"127.0.0.1:{port}", "--attest-roots", str(tmp_path / "att" /
+                                                                               "test-manufacturer-ca.pem"),
+                          "--allow-emulator", "--audit-log", str(tmp_path / "audit.log"), "--audit-key", str(key),
+                          "--feed-fifo", str(tmp_path / "rngd.fifo")], stderr=subprocess.DEVNULL, text=True)
     DaemonClient(str(sock)).wait(30, alive=lambda: p.poll() is None)
     yield folder, sock, port
     stop(p)
@@ -68,6 +75,15 @@ def test_metrics_follow_what_was_served_and_the_source(daemon):
     assert m["qrng_seed_request_duration_seconds_count"][0][1] == 25.0
     assert m["qrng_raw_samples_total"][0][1] > 0 and m["qrng_entropy_claimed_bits_per_sample"][0][1] == 4.0
     assert {lab["test"] for lab, _ in m["qrng_health_test_failures_total"]} == {"rct", "apt"}
+    # M8 attestation, M7 pool age, the audit log, every extracted byte accounted by fate
+    assert m["qrng_attestation_valid"][0][1] == 1.0
+    assert m["qrng_attestation_expiry_timestamp_seconds"][0][1] > time.time() + 86400
+    assert time.time() - 60 < m["qrng_attestation_verified_timestamp_seconds"][0][1] <= time.time()
+    assert m["qrng_audit_log_entries"][0][1] >= 2 and m["qrng_audit_checkpoint_timestamp_seconds"][0][1] > 0
+    assert m["qrng_seed_pool_age_seconds"][0][1] >= 0
+    fates = {lab["fate"]: v for lab, v in m["qrng_extracted_disposed_bytes_total"]}
+    assert set(fates) == {"discarded", "dropped", "kernel"}
+    assert m["qrng_extracted_bytes_total"][0][1] == 1600 + m["qrng_pool_bytes"][0][1] + sum(fates.values())
     write_control(folder, plugged="no")
     time.sleep(0.2)
     m = scrape(port)
@@ -99,6 +115,6 @@ def test_rules_and_dashboard_use_only_exported_metrics(daemon):
 @pytest.mark.skipif(PROMTOOL is None, reason="Debian's prometheus package (promtool) is installed by make provision")
 def test_promtool_checks_and_unit_tests_the_rules():
     r = subprocess.run([PROMTOOL, "check", "rules", "qrng-rules.yml"], cwd=RULES, capture_output=True, text=True)
-    assert r.returncode == 0 and "SUCCESS: 11 rules found" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "SUCCESS: 16 rules found" in r.stdout, r.stdout + r.stderr
     r = subprocess.run([PROMTOOL, "test", "rules", "qrng-rules.test.yml"], cwd=RULES, capture_output=True, text=True)
     assert r.returncode == 0 and "SUCCESS" in r.stdout, r.stdout + r.stderr
