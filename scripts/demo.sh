@@ -29,6 +29,29 @@ qrng usb emulator set --dir "$E" plugged=yes >/dev/null
 echo "plugged back: serving again after its start-up tests"
 qrng bytes 16 --hex --config "$U"
 
+hr "qrngd: one daemon owns the USB EMULATOR; consumers load the C-only PKCS#11 module in daemon mode"
+mkdir -p out
+SOCK="$PWD/out/qrngd-demo.sock"
+qrng daemon --config "$U" --socket "$SOCK" 2>out/qrngd-demo.log &
+QPID=$!
+trap 'kill $QPID 2>/dev/null || true' EXIT
+for _ in $(seq 100); do qrng status --socket "$SOCK" >/dev/null 2>&1 && break; sleep 0.1; done
+export QRNGD_SOCKET="$SOCK"
+pkcs11-tool --module build/libqrng-pkcs11-qrngd.so -T 2>/dev/null | grep -E "label|model"
+printf 'pkcs11-tool: '; pkcs11-tool --module build/libqrng-pkcs11-qrngd.so --generate-random 16 2>/dev/null | xxd -p
+kill $QPID; wait $QPID 2>/dev/null || true
+echo "daemon stopped: the module fails closed (no bytes) ..."
+if pkcs11-tool --module build/libqrng-pkcs11-qrngd.so --generate-random 16 >/dev/null 2>&1; then
+  echo "UNEXPECTED: bytes without the daemon"; exit 1; fi
+qrng daemon --config "$U" --socket "$SOCK" 2>>out/qrngd-demo.log &
+QPID=$!
+for _ in $(seq 100); do qrng status --socket "$SOCK" >/dev/null 2>&1 && break; sleep 0.1; done
+printf 'daemon back, serving again: '; pkcs11-tool --module build/libqrng-pkcs11-qrngd.so --generate-random 16 2>/dev/null | xxd -p
+qrng status --socket "$SOCK" | head -4
+kill $QPID; wait $QPID 2>/dev/null || true
+trap - EXIT
+unset QRNGD_SOCKET
+
 if [ -f scripts/demo_ceremony.sh ]; then
   bash scripts/demo_ceremony.sh
 fi

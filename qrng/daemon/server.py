@@ -132,8 +132,9 @@ class _Source:
                 return
         feed = self.daemon.feed
         with self.cond:
-            want = len(self.pool) < self.opts.pool_bytes
-        if not (want or self.opts.stream or (feed is not None and feed.wants())):
+            room = self.opts.pool_bytes - len(self.pool)
+        feeding = feed is not None and feed.wants()
+        if not (room > 0 or self.opts.stream or feeding):
             try:
                 with p._lock:  # noqa: SLF001 - one check of a removed device under the pipeline's lock
                     p.check_source()
@@ -143,8 +144,10 @@ class _Source:
             with self.cond:
                 self.cond.wait(0.05)
             return
+        # on demand, take only what the pool lacks (the extractor keeps the rest); streaming or feeding, a chunk
+        n = self.opts.chunk_bytes if self.opts.stream or feeding else min(self.opts.chunk_bytes, room)
         try:
-            chunk = p.extracted(self.opts.chunk_bytes)
+            chunk = p.extracted(n)
         except EntropyError:
             self._drop_pool()
             return
