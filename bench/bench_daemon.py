@@ -31,29 +31,13 @@ from qrng.sources.usbemu import init_emulator
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
-OSSL_PROVIDER = "/usr/lib/x86_64-linux-gnu/ossl-modules/pkcs11.so"
 SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 
 
 def openssl_conf(folder: Path, module: str) -> Path:
+    from pkcs11_provider.openssl_conf import openssl_rand_conf
     conf = folder / f"openssl-{Path(module).stem}.cnf"
-    conf.write_text(f"""openssl_conf = openssl_init
-[openssl_init]
-providers = provider_sect
-random = random_sect
-[provider_sect]
-default = default_sect
-pkcs11 = pkcs11_sect
-[default_sect]
-activate = 1
-[pkcs11_sect]
-module = {OSSL_PROVIDER}
-pkcs11-module-path = {module}
-pkcs11-module-load-behavior = early
-activate = 1
-[random_sect]
-random = PKCS11-RAND
-""")
+    conf.write_text(openssl_rand_conf(module))
     return conf
 
 

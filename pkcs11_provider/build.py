@@ -80,12 +80,14 @@ def header() -> str:
     return "\n".join(lines) + "\n"
 
 
-def internal_header() -> str:
-    """qrng_pkcs11.h as module.c and the stubs see it: the public header plus what they share."""
+def internal_header(python: bool = True) -> str:
+    """qrng_pkcs11.h as the C files see it: the public header plus what they share (``python``: the callbacks
+    into the embedded interpreter; the qrngd module has none)."""
     lines = ["#ifndef QRNG_PKCS11_INTERNAL_H", "#define QRNG_PKCS11_INTERNAL_H", header(),
              '#define QRNG_EXPORT __attribute__((visibility("default")))']
     lines += [f"#define {name} {getattr(ck, name):#x}UL" for name in C_CODES]
-    lines += [f"void {name}({params});" for name, params in _callbacks()]
+    if python:
+        lines += [f"void {name}({params});" for name, params in _callbacks()]
     lines.append("extern CK_FUNCTION_LIST qrng_function_list;")
     lines.append("extern volatile int qrng_initialized;")
     lines.append("#endif")
@@ -219,21 +221,13 @@ def constants_header() -> str:
     return "\n".join(lines) + "\n"
 
 
-def client_internal_header() -> str:
-    lines = ["#ifndef QRNG_PKCS11_INTERNAL_H", "#define QRNG_PKCS11_INTERNAL_H", header(),
-             '#define QRNG_EXPORT __attribute__((visibility("default")))']
-    lines += [f"#define {name} {getattr(ck, name):#x}UL" for name in C_CODES]
-    lines += ["extern CK_FUNCTION_LIST qrng_function_list;", "extern volatile int qrng_initialized;", "#endif"]
-    return "\n".join(lines) + "\n"
-
-
 CLIENT_SOURCES = (CLIENT_SRC / "module.c", CLIENT_SRC / "conn.c", CLIENT_SRC / "config.c",
                   ROOT / "csrc" / "ctr_drbg.c", CSRC / "interface.c")
 
 
 def build_client(force: bool = False, sanitize: bool = False) -> Path:
     """Build build/libqrng-pkcs11-qrngd.so (``sanitize``: build/asan/libqrng-pkcs11-qrngd.so with ASan + UBSan)."""
-    generated = {"qrng_pkcs11.h": client_internal_header(), "qrng_ckconst.h": constants_header(),
+    generated = {"qrng_pkcs11.h": internal_header(python=False), "qrng_ckconst.h": constants_header(),
                  "qrng_pkcs11_stubs.c": stubs(CLIENT_IN_C | {"C_GetFunctionList"}, python=False)}
     work = BUILD / ("asan-qrngd" if sanitize else "qrngd")
     target = BUILD / "asan" / CLIENT_TARGET.name if sanitize else CLIENT_TARGET

@@ -148,24 +148,9 @@ def test_java_sunpkcs11_fault(java_prog, faulty):
 def openssl_conf(tmp_path: Path, module: Path) -> Path:
     if not OSSL_PROVIDER.exists():
         pytest.fail("pkcs11-provider (bookworm-backports) is not installed; scripts/setup.sh installs it")
+    from pkcs11_provider.openssl_conf import openssl_rand_conf
     conf = tmp_path / "openssl.cnf"
-    conf.write_text(f"""openssl_conf = openssl_init
-[openssl_init]
-providers = provider_sect
-random = random_sect
-[provider_sect]
-default = default_sect
-pkcs11 = pkcs11_sect
-[default_sect]
-activate = 1
-[pkcs11_sect]
-module = {OSSL_PROVIDER}
-pkcs11-module-path = {module}
-pkcs11-module-load-behavior = early
-activate = 1
-[random_sect]
-random = PKCS11-RAND
-""")
+    conf.write_text(openssl_rand_conf(module, OSSL_PROVIDER))
     return conf
 
 
