@@ -94,6 +94,7 @@ class _Source:
         self.fed = 0          # extracted bytes fed to the kernel
         self.received = 0     # extracted bytes this daemon took from the extractor (the sum of the five above)
         self.opens = 0
+        self._refilling = True  # topping the pool up to full (refilling starts again when it is half empty)
         # a source that is down keeps the identity it had (metrics labels stay the same series)
         self.last_label, self.last_identity, self.last_simulator = name, name, False
         # counters of pipelines closed before (a failed source is opened again from scratch): the reported
@@ -134,7 +135,9 @@ class _Source:
         with self.cond:
             room = self.opts.pool_bytes - len(self.pool)
         feeding = feed is not None and feed.wants()
-        if not (room > 0 or self.opts.stream or feeding):
+        # refill once the pool is half empty (not after every request: fewer wake-ups, the same freshness bound)
+        if not (room >= self.opts.pool_bytes // 2 or (room > 0 and self._refilling) or self.opts.stream or feeding):
+            self._refilling = False
             try:
                 with p._lock:  # noqa: SLF001 - one check of a removed device under the pipeline's lock
                     p.check_source()
@@ -145,7 +148,8 @@ class _Source:
                 self.cond.wait(0.05)
             return
         # on demand, take only what the pool lacks (the extractor keeps the rest); streaming or feeding, a chunk
-        n = self.opts.chunk_bytes if self.opts.stream or feeding else min(self.opts.chunk_bytes, room)
+        n = self.opts.chunk_bytes if self.opts.stream or feeding else min(self.opts.chunk_bytes, max(room, 1))
+        self._refilling = True
         try:
             chunk = p.extracted(n)
         except EntropyError:
@@ -275,7 +279,8 @@ class _Source:
                 if self._stamps[0][1] <= 0:
                     self._stamps.popleft()
             self.contributed += n
-            self.cond.notify_all()  # the thread refills
+            if len(self.pool) < self.opts.pool_bytes // 2:
+                self.cond.notify_all()  # the source's thread refills (waking it per request would cost each one)
             return out
 
     def pool_age(self) -> float | None:
