@@ -1,4 +1,7 @@
-"""``qrng audit``: verify, prove, check-proof, show, keygen. No HSM needed.
+"""``qrng audit``: verify, prove, publish, check-proof, show, keygen, cosign. No HSM needed.
+
+A log is a JSON-lines file, or a C2SP tlog-tiles log (an http(s) URL prefix or a folder, made by ``publish``):
+``verify`` then checks every tile and entry bundle, ``prove`` fetches only the O(log n) tiles one entry needs.
 
 Exit codes: 0 verified; 1 tampered or inconsistent (the first bad entry is named); 2 usage or I/O error.
 """
@@ -38,9 +41,62 @@ def _state_file(state: Path, origin: str) -> Path:
     return state / f"{safe}.checkpoint"
 
 
+def _is_tiles(where: str) -> bool:
+    """A tiles log: an http(s) URL prefix, or a folder holding a C2SP tlog-tiles ``checkpoint``."""
+    return where.startswith(("http://", "https://")) or (Path(where) / "checkpoint").is_file()
+
+
+def _saved(state_dir: str | None, origin: str, keys: list[Verifier]) -> tuple[Any, Path | None]:
+    """The checkpoint this auditor verified before (signature checked again), and where to save the next."""
+    if not state_dir:
+        return None, None
+    from qrng.audit.note import Checkpoint, verify_note
+    state = Path(state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    path = _state_file(state, origin)
+    if not path.exists():
+        return None, path
+    return Checkpoint.parse(verify_note(path.read_text(), keys)[0]), path
+
+
+def _save(path: Path | None, note: str) -> None:
+    if path is not None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(note)
+        tmp.replace(path)
+
+
+def _tiles_origin(src: Any, keys: list[Verifier]) -> str:
+    from qrng.audit.note import Checkpoint, verify_note
+    return Checkpoint.parse(verify_note(src.get("checkpoint").decode("utf-8", "replace"), keys)[0]).origin
+
+
+def cmd_verify_tiles(args: argparse.Namespace) -> int:
+    from qrng.audit.tilesio import TileSource, verify_tiles
+    keys = [_read_key(k) for k in args.key]
+    witnesses = [_read_key(w) for w in args.witness or []]
+    src = TileSource(args.log)
+    saved, state_path = _saved(args.state, _tiles_origin(src, keys), keys)
+    quorum = args.quorum if args.quorum is not None else len(witnesses)
+    r = verify_tiles(src, keys, witnesses, quorum, args.origin, saved)
+    _save(state_path, r.note)
+    out = {"status": "verified", "tiles": args.log, "entries": r.entries, "origin": r.checkpoint.origin,
+           "tree_size": r.checkpoint.size, "root": r.checkpoint.root.hex(), "cosigners": list(r.cosigners),
+           "fetches": r.fetches, "saved_state": str(state_path) if state_path else None}
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"verified from tiles: {r.entries} entries, every tile and bundle, origin {r.checkpoint.origin}, root "
+              f"{r.checkpoint.root.hex()[:16]}...; cosigned by {', '.join(r.cosigners) or 'no witness'} "
+              f"({r.fetches} fetches)")
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from qrng.audit.note import Checkpoint
     from qrng.audit.verify import parse_log, verify_log
+    if _is_tiles(args.log):
+        return cmd_verify_tiles(args)
     keys = [_read_key(k) for k in args.key]
     witnesses = [_read_key(w) for w in args.witness or []]
     data = Path(args.log).read_bytes()
@@ -80,10 +136,37 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_proof(args: argparse.Namespace, text: str, entry: bytes) -> None:
+    if args.out:
+        Path(args.out).write_text(text)
+        Path(args.out).with_suffix(".entry").write_bytes(entry)
+        print(f"wrote {args.out} and {Path(args.out).with_suffix('.entry')}")
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_prove_tiles(args: argparse.Namespace) -> int:
+    from qrng.audit.proof import format_proof
+    from qrng.audit.tilesio import TileSource, prove_from_tiles
+    if not args.key:
+        raise FormatError("proving from tiles needs --key: no tile is used before the checkpoint's signature verifies")
+    keys = [_read_key(k) for k in args.key]
+    src = TileSource(args.log)
+    saved, state_path = _saved(args.state, _tiles_origin(src, keys), keys)
+    entry, proof, note, r = prove_from_tiles(src, args.index, keys, saved=saved)
+    _save(state_path, note)
+    print(f"entry {args.index} verified in {r.checkpoint.origin} at tree size {r.checkpoint.size} from "
+          f"{r.fetches} fetches in {r.seconds * 1e3:.1f} ms", file=sys.stderr)
+    _write_proof(args, format_proof(args.index, proof, note), entry)
+    return 0
+
+
 def cmd_prove(args: argparse.Namespace) -> int:
     from qrng.audit.merkle import TreeLevels
     from qrng.audit.proof import format_proof
     from qrng.audit.verify import _with_cosignatures, parse_log
+    if _is_tiles(args.log):
+        return cmd_prove_tiles(args)
     view = parse_log(Path(args.log).read_bytes())
     if not view.checkpoints:
         raise TamperedError("the log has no signed checkpoint to prove against")
@@ -92,12 +175,20 @@ def cmd_prove(args: argparse.Namespace) -> int:
         raise FormatError(f"entry {args.index} is not covered by a checkpoint (log has {len(view.entries)} entries)")
     tree = TreeLevels(view.leaf_hashes)
     text = format_proof(args.index, tree.inclusion_proof(args.index, cp_rec.position), _with_cosignatures(cp_rec))
-    if args.out:
-        Path(args.out).write_text(text)
-        Path(args.out).with_suffix(".entry").write_bytes(view.entries[args.index])
-        print(f"wrote {args.out} and {Path(args.out).with_suffix('.entry')}")
+    _write_proof(args, text, view.entries[args.index])
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from qrng.audit.tilesio import publish
+    r = publish(Path(args.log), Path(args.dir))
+    out = {"status": "published", "tree_size": r.size, "new_entries": r.new_entries, "tiles_written": r.tiles_written,
+           "bundles_written": r.bundles_written, "seconds": round(r.seconds, 3), "dir": args.dir}
+    if args.json:
+        print(json.dumps(out, indent=2))
     else:
-        sys.stdout.write(text)
+        print(f"published {args.log} as tiles in {args.dir}: tree size {r.size} ({r.new_entries} new entries, "
+              f"{r.tiles_written} hash tiles and {r.bundles_written} entry bundles written, {r.seconds:.2f} s)")
     return 0
 
 
@@ -173,7 +264,8 @@ def register(sub: Any) -> None:
                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     s = ap.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     v = s.add_parser("verify", help="recompute the tree, check every signature, consistency and quorum")
-    v.add_argument("log", help="the audit log (JSON lines)")
+    v.add_argument("log", help="the audit log (JSON lines), or a tiles log: an http(s) URL prefix or a folder "
+                               "(`qrng audit publish`)")
     v.add_argument("--key", action="append", required=True, help="log verifier key (string or file); repeatable")
     v.add_argument("--witness", action="append", help="witness cosignature key (string or file); repeatable")
     v.add_argument("--quorum", type=int_at_least(0), help="witness cosignatures required on the latest checkpoint "
@@ -183,10 +275,20 @@ def register(sub: Any) -> None:
     v.add_argument("--json", action="store_true", help="print the result as JSON")
     v.set_defaults(func=(cmd_verify))
     p = s.add_parser("prove", help="write a c2sp.org/tlog-proof for one entry")
-    p.add_argument("log", help="the audit log (JSON lines)")
+    p.add_argument("log", help="the audit log (JSON lines), or a tiles log (URL prefix or folder): then only the "
+                               "O(log n) tiles the proof needs are fetched, and verified against --key")
     p.add_argument("--index", type=int_at_least(0), required=True, help="the entry to prove (0-based)")
+    p.add_argument("--key", action="append", help="log verifier key (needed for a tiles log); repeatable")
+    p.add_argument("--state", metavar="DIR", help="with a tiles log: remember the checkpoint; catch rollback and "
+                                                  "forks")
     p.add_argument("--out", help="proof file (the entry's bytes go to the same name with .entry)")
     p.set_defaults(func=(cmd_prove))
+    pub = s.add_parser("publish", help="write or update the log as static C2SP tlog-tiles in DIR (any web server "
+                                       "serves it)")
+    pub.add_argument("log", help="the audit log (JSON lines); its latest signed checkpoint is published")
+    pub.add_argument("dir", help="the tiles folder (created; full tiles are never rewritten; the checkpoint last)")
+    pub.add_argument("--json", action="store_true", help="print the result as JSON")
+    pub.set_defaults(func=cmd_publish)
     c = s.add_parser("check-proof", help="verify a tlog-proof for an entry, offline")
     c.add_argument("proof", help="the c2sp.org/tlog-proof file")
     c.add_argument("entry", help="file holding the entry's exact bytes, or - for stdin")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["AuditError", "FormatError", "ProofError", "SignatureError", "TamperedError", "TornLogError"]
+__all__ = ["AuditError", "FormatError", "ProofError", "SignatureError", "TamperedError", "TileUnavailable",
+           "TornLogError"]
 
 
 class AuditError(Exception):
@@ -36,3 +37,9 @@ class TamperedError(AuditError):
 
 class TornLogError(TamperedError):
     """The last record of the log is incomplete (a crash mid-write, or truncation)."""
+
+
+class TileUnavailable(AuditError):
+    """A tile, entry bundle or checkpoint of a tiles log cannot be fetched (missing, HTTP error, unreachable):
+    the log cannot be verified, which is a failed verification, never a pass."""
+

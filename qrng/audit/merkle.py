@@ -87,9 +87,13 @@ class TreeLevels:
             return EMPTY_ROOT
         n = end - start
         if n & (n - 1) == 0 and start % n == 0:  # an aligned perfect subtree: stored
-            return self.levels[n.bit_length() - 1][start // n]
+            return self.stored(n.bit_length() - 1, start // n)
         k = _split(n)
         return node_hash(self.subtree(start, start + k), self.subtree(start + k, end))
+
+    def stored(self, height: int, index: int) -> bytes:
+        """The hash of the perfect subtree of 2^height leaves starting at leaf index * 2^height."""
+        return self.levels[height][index]
 
     def root(self, size: int | None = None) -> bytes:
         size = self.size if size is None else size

@@ -1,0 +1,326 @@
+"""Tiles on disk and over HTTP (the edge of qrng/audit/tiles.py).
+
+* :func:`publish`: write (or bring up to date) the static C2SP tlog-tiles layout of a JSON-lines audit log in a
+  folder any web server can serve: hash tiles, entry bundles, then the ``checkpoint`` (the log's latest signed
+  checkpoint with its cosignatures), replaced atomically last. Full tiles are immutable: written once, never
+  rewritten. An update is O(new entries): the publisher keeps its compact range (the perfect subtrees covering
+  the published tree) and the byte offset of the next entry in ``DIR/.publisher/state.json`` (not a tile), and
+  refuses a log whose new checkpoint does not extend the published tree (the log was rewritten: a fork).
+* :class:`TileSource`: tiles from a folder or an http(s) URL, counted, with the read time (what `bench/` measures).
+* :func:`verify_tiles` (everything: every entry and tile against the signed checkpoint) and :func:`prove_from_tiles`
+  (one entry's inclusion from O(log n) tiles), both raising AuditError subclasses, never returning False.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import FormatError, ProofError, SignatureError, TamperedError, TileUnavailable
+from .merkle import CompactRange, TreeLevels, leaf_hash, node_hash, verify_consistency, verify_inclusion
+from .note import Checkpoint, Verifier, parse_note, verify_note
+from .records import CHECKPOINT, COSIGNATURE, ENTRY
+from .tiles import HEIGHT, MAX_ENTRY, WIDTH, TiledTree, bundle, entry_path, parse_bundle, tile_path
+
+__all__ = ["PublishResult", "TileSource", "TilesVerified", "prove_from_tiles", "publish", "verify_tiles"]
+
+STATE = ".publisher/state.json"
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    size: int
+    new_entries: int
+    tiles_written: int
+    bundles_written: int
+    seconds: float
+
+
+def _write_once(path: Path, data: bytes, immutable: bool) -> bool:
+    """Write ``path`` atomically; an existing full tile must hold the same bytes (it never changes)."""
+    if path.exists():
+        if immutable:
+            if path.read_bytes() != data:
+                raise TamperedError(f"{path}: a full tile already published differs from the log (the log was "
+                                    "rewritten, or the folder was changed)")
+            return False
+        if path.read_bytes() == data:
+            return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return True
+
+
+def _records(data: bytes, start: int) -> tuple[list[bytes], str | None, list[str], int, int]:
+    """From byte offset ``start``: the entry lines, the last checkpoint note after them with its cosignature lines,
+    the number of entries before that checkpoint, and the offset just after the last entry line."""
+    entries: list[bytes] = []
+    note: str | None = None
+    cosig: list[str] = []
+    covered = 0
+    pos = start
+    end_of_entries = start
+    while pos < len(data):
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            raise FormatError(f"torn last record at byte {pos} (an interrupted write); publish after it is recovered")
+        line = data[pos:nl]
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            raise TamperedError(f"the log's record at byte {pos} is not JSON") from None
+        if rec.get("kind") == ENTRY:
+            entries.append(line)
+            end_of_entries = nl + 1
+        elif rec.get("kind") == CHECKPOINT:
+            note, cosig, covered = rec["note"], [], len(entries)
+        elif rec.get("kind") == COSIGNATURE:
+            cosig.append(rec["line"])
+        pos = nl + 1
+    return entries, note, cosig, covered, end_of_entries
+
+
+def publish(log: Path, out: Path) -> PublishResult:
+    """Publish (or update) ``log`` as tiles in ``out``; see the module docstring."""
+    t0 = time.perf_counter()
+    data = log.read_bytes()
+    state_path = out / STATE
+    state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else \
+        {"size": 0, "offset": 0, "range": [], "edges": {}}
+    off = int(state["offset"])
+    if off:  # the published prefix must still be there, byte for byte where it ends
+        start = data.rfind(b"\n", 0, off - 1) + 1
+        if off > len(data) or data[off - 1:off] != b"\n" or leaf_hash(data[start:off - 1]).hex() != state["last_leaf"]:
+            raise TamperedError(f"{log} no longer holds the {state['size']} entries published from it (the log was "
+                                "rewritten: a fork); nothing was published", index=state["size"])
+    entries, note, cosig, covered, _ = _records(data, off)
+    if note is None and state["size"] == 0:
+        raise FormatError(f"{log}: no signed checkpoint to publish")
+    if note is None or covered == 0:
+        return PublishResult(state["size"], 0, 0, 0, time.perf_counter() - t0)
+    cp = Checkpoint.parse(parse_note(note)[0])  # the publisher checks its own log's tree, not its signature
+    old = int(state["size"])
+    new = entries[:covered]
+    if cp.size != old + len(new):
+        raise FormatError(f"the log's latest checkpoint is for size {cp.size}, but {old} entries were published "
+                          f"and {len(new)} follow: republish into an empty folder")
+    too_long = next((i for i, e in enumerate(new) if len(e) > MAX_ENTRY), None)
+    if too_long is not None:  # before anything is written
+        raise FormatError(f"entry {old + too_long} is {len(new[too_long])} bytes: it does not fit an entry bundle "
+                          f"(C2SP tlog-tiles: at most {MAX_ENTRY}); nothing was published")
+    rng = CompactRange()
+    rng.size, rng._stack = old, [bytes.fromhex(h) for h in state["range"]]  # noqa: SLF001 - restored state
+    # the right edge of every level: the hashes of its partial tile (the published tiles hold them)
+    edges: dict[int, list[bytes]] = {int(k): [bytes.fromhex(h) for h in v] for k, v in state["edges"].items()}
+    hashes = [leaf_hash(e) for e in new]
+    for h in hashes:
+        rng.append(h)
+    if rng.root() != cp.root:
+        raise TamperedError(f"the checkpoint for size {cp.size} does not extend the published tree of size {old} "
+                            "(the log was rewritten: a fork); nothing was published", index=old)
+    tiles = bundles = 0
+    # entry bundles: the partial last bundle of the published tree is completed, then new ones follow
+    first_bundle = old // WIDTH
+    prior = parse_bundle(_read(out / entry_path(first_bundle, old % WIDTH)), old % WIDTH) if old % WIDTH else []
+    pending = prior + new
+    for k in range(0, len(pending), WIDTH):
+        chunk = pending[k:k + WIDTH]
+        idx = first_bundle + k // WIDTH
+        bundles += _write_once(out / entry_path(idx, len(chunk)), bundle(chunk), immutable=len(chunk) == WIDTH)
+    # hash tiles, level by level: the new hashes at height 8L extend the level's edge; every 256 a full tile,
+    # whose subtree root is the next level's new hash
+    level, fresh, count_before = 0, hashes, old
+    while True:
+        edge = edges.get(level, [])
+        first = count_before // WIDTH
+        pending_h = edge + fresh
+        ups: list[bytes] = []
+        for k in range(0, len(pending_h), WIDTH):
+            chunk = pending_h[k:k + WIDTH]
+            tiles += _write_once(out / tile_path(level, first + k // WIDTH, len(chunk)), b"".join(chunk),
+                                 immutable=len(chunk) == WIDTH)
+            if len(chunk) == WIDTH:
+                ups.append(_perfect_root(chunk))
+        rest = len(pending_h) % WIDTH
+        edges[level] = pending_h[len(pending_h) - rest:] if rest else []
+        count_after = (count_before + len(fresh))
+        if count_after < WIDTH:
+            break
+        level, fresh, count_before = level + 1, ups, count_before // WIDTH
+    cp_text = note + "".join(s if s.endswith("\n") else s + "\n" for s in cosig)
+    new_off = _offset_after(data, off, covered)
+    new_state = {"size": cp.size, "offset": new_off, "last_leaf": leaf_hash(new[-1]).hex(), "range":
+                 [h.hex() for h in rng._stack], "edges": {str(k): [h.hex() for h in v] for k, v in edges.items()}}  # noqa: SLF001
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = state_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(new_state))
+    _write_once(out / "checkpoint", cp_text.encode(), immutable=False)  # last: readers see a complete tree
+    os.replace(tmp, state_path)
+    return PublishResult(cp.size, len(new), tiles, bundles, time.perf_counter() - t0)
+
+
+def _offset_after(data: bytes, start: int, n_entries: int) -> int:
+    """The byte offset just after the n-th entry line from ``start``."""
+    pos, seen = start, 0
+    while seen < n_entries:
+        nl = data.index(b"\n", pos)
+        if json.loads(data[pos:nl]).get("kind") == ENTRY:
+            seen += 1
+        pos = nl + 1
+    return pos
+
+
+def _perfect_root(hashes: list[bytes]) -> bytes:
+    level = hashes
+    while len(level) > 1:
+        level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    return level[0]
+
+
+def _read(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+class TileSource:
+    """Tiles from a folder or an http(s):// URL prefix (a plain static server). Counts fetches and time."""
+
+    def __init__(self, where: str, timeout: float = 10.0) -> None:
+        self.where = where.rstrip("/")
+        self.http = urllib.parse.urlparse(where).scheme in ("http", "https")
+        self.timeout = timeout
+        self.fetches = 0
+        self.seconds = 0.0
+
+    def get(self, rel: str) -> bytes:
+        t = time.perf_counter()
+        self.fetches += 1
+        try:
+            if self.http:
+                with urllib.request.urlopen(f"{self.where}/{rel}", timeout=self.timeout) as r:
+                    out: bytes = r.read(1 << 24)
+                    return out
+            return (Path(self.where) / rel).read_bytes()
+        except urllib.error.HTTPError as exc:
+            raise TileUnavailable(f"{self.where}/{rel}: HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise TileUnavailable(f"{self.where}/{rel}: {getattr(exc, 'reason', None) or exc}") from None
+        finally:
+            self.seconds += time.perf_counter() - t
+
+    def tile(self, level: int, index: int, width: int) -> bytes:
+        return self.get(tile_path(level, index, width))
+
+
+def _checkpoint(src: TileSource, keys: list[Verifier], witnesses: list[Verifier], quorum: int,
+                origin: str | None) -> tuple[Checkpoint, str, tuple[str, ...]]:
+    note = src.get("checkpoint").decode("utf-8", "replace")
+    text, _ = verify_note(note, keys)
+    cp = Checkpoint.parse(text)
+    if origin is not None and cp.origin != origin:
+        raise TamperedError(f"the checkpoint is for origin {cp.origin!r}, not {origin!r}")
+    cosigners: tuple[str, ...] = ()
+    if witnesses:
+        try:
+            _, ok = verify_note(note, witnesses)
+            cosigners = tuple(sorted({w.name for w in ok}))
+        except SignatureError:
+            cosigners = ()
+    if len(cosigners) < quorum:
+        raise TamperedError(f"the checkpoint (size {cp.size}) has {len(cosigners)} of the {quorum} required witness "
+                            "cosignatures")
+    return cp, note, cosigners
+
+
+def _against_saved(tree: TreeLevels, cp: Checkpoint, saved: Checkpoint | None) -> None:
+    """The auditor's memory: never accept a rolled-back or forked log (an RFC 9162 2.1.4 consistency proof from
+    the tiles, verified against both signed roots)."""
+    if saved is None:
+        return
+    if saved.origin != cp.origin:
+        raise TamperedError(f"saved state is for origin {saved.origin!r}, the log is {cp.origin!r}")
+    if cp.size < saved.size:
+        raise TamperedError(f"rolled back: this auditor verified tree size {saved.size} before, the served "
+                            f"checkpoint is for {cp.size}", index=cp.size)
+    if saved.size == 0:
+        return
+    try:
+        verify_consistency(saved.size, cp.size, saved.root, cp.root,
+                           tree.consistency_proof(saved.size, cp.size) if saved.size < cp.size else [])
+    except ProofError as exc:
+        raise TamperedError(f"fork: the served tree is not consistent with the size-{saved.size} tree this "
+                            f"auditor verified before ({exc})") from None
+
+
+@dataclass(frozen=True)
+class TilesVerified:
+    checkpoint: Checkpoint
+    note: str
+    cosigners: tuple[str, ...]
+    entries: int
+    fetches: int
+    seconds: float
+
+
+def verify_tiles(src: TileSource, keys: list[Verifier], witnesses: list[Verifier] | None = None, quorum: int = 0,
+                 origin: str | None = None, saved: Checkpoint | None = None) -> TilesVerified:
+    """Everything: the signed checkpoint, every entry bundle (entries numbered and chained as in the JSON log),
+    every hash tile equal to what the entries give, the root, and consistency with a saved checkpoint."""
+    cp, note, cosigners = _checkpoint(src, keys, witnesses or [], quorum, origin)
+    entries: list[bytes] = []
+    for i in range(-(-cp.size // WIDTH)):
+        width = min(WIDTH, cp.size - i * WIDTH)
+        entries += parse_bundle(src.get(entry_path(i, width)), width)
+    prev = ""
+    for i, e in enumerate(entries):
+        rec = json.loads(e)
+        if rec.get("kind") != ENTRY or rec.get("seq") != i or rec.get("prev") != prev:
+            raise TamperedError(f"entry {i} in the bundles is not the log's entry {i} (changed, moved or deleted)",
+                                index=i)
+        prev = leaf_hash(e).hex()
+    tree = TreeLevels([leaf_hash(e) for e in entries])
+    if tree.root(cp.size) != cp.root:
+        raise TamperedError(f"the entries do not give the checkpoint's root (size {cp.size})")
+    level, count = 0, cp.size
+    while count > 0:
+        for index in range(-(-count // WIDTH)):
+            width = min(WIDTH, count - index * WIDTH)
+            want = b"".join(tree.stored(level * HEIGHT, index * WIDTH + k) for k in range(width))
+            if src.tile(level, index, width) != want:
+                raise TamperedError(f"{tile_path(level, index, width)} differs from the hashes of the entries "
+                                    "(a tampered tile)", index=index * WIDTH << (level * HEIGHT))
+        if count < WIDTH:
+            break
+        level, count = level + 1, count >> HEIGHT
+    _against_saved(tree, cp, saved)
+    return TilesVerified(cp, note, cosigners, len(entries), src.fetches, src.seconds)
+
+
+def prove_from_tiles(src: TileSource, index: int, keys: list[Verifier], witnesses: list[Verifier] | None = None,
+                     quorum: int = 0, origin: str | None = None,
+                     saved: Checkpoint | None = None) -> tuple[bytes, list[bytes], str, TilesVerified]:
+    """One entry's bytes and inclusion proof from O(log n) tiles, verified against the signed checkpoint (and
+    consistency with a saved checkpoint); raises unless everything verifies."""
+    cp, note, cosigners = _checkpoint(src, keys, witnesses or [], quorum, origin)
+    if not 0 <= index < cp.size:
+        raise FormatError(f"entry {index} is not in the tree of size {cp.size}")
+    tree = TiledTree(cp.size, src.tile)
+    b, k = divmod(index, WIDTH)
+    width = min(WIDTH, cp.size - b * WIDTH)
+    entry = parse_bundle(src.get(entry_path(b, width)), width)[k]
+    proof = tree.inclusion_proof(index, cp.size)
+    try:
+        verify_inclusion(index, cp.size, leaf_hash(entry), proof, cp.root)
+    except ProofError as exc:
+        raise TamperedError(f"entry {index} from the tiles does not verify against the signed checkpoint: {exc} "
+                            "(a tampered tile or entry bundle)", index=index) from None
+    _against_saved(tree, cp, saved)
+    return entry, proof, note, TilesVerified(cp, note, cosigners, 1, src.fetches, src.seconds)

@@ -1,0 +1,84 @@
+"""C2SP tlog-tiles layout and proofs from tiles: pure. Paths as the spec writes them (its own example
+x001/x234/067), hostile paths refused, entry bundles round-trip, and every proof a TiledTree builds from tiles equals
+the in-memory tree's for sizes around tile and level boundaries."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from qrng.audit.errors import FormatError
+from qrng.audit.merkle import TreeLevels, leaf_hash, verify_consistency, verify_inclusion
+from qrng.audit.tiles import (
+    MAX_ENTRY,
+    TiledTree,
+    bundle,
+    entry_path,
+    parse_bundle,
+    parse_tile_path,
+    tile_hashes,
+    tile_path,
+    tiles_for,
+)
+
+
+@pytest.mark.parametrize("level,index,width,path", [
+    (0, 1234067, 256, "tile/0/x001/x234/067"),      # the spec's example
+    (0, 0, 256, "tile/0/000"), (1, 5, 7, "tile/1/005.p/7"), (2, 1000, 256, "tile/2/x001/000"),
+    (0, 999, 255, "tile/0/999.p/255"),
+])
+def test_tile_paths(level, index, width, path):
+    assert tile_path(level, index, width) == path
+    assert parse_tile_path(path) == (str(level), index, width)
+
+
+def test_entry_paths():
+    assert entry_path(1234067) == "tile/entries/x001/x234/067"
+    assert entry_path(0, 3) == "tile/entries/000.p/3"
+    assert parse_tile_path("tile/entries/x001/000.p/9") == ("entries", 1000, 9)
+
+
+@pytest.mark.parametrize("path", ["tile/0/1", "tile/0/0001", "tile/0/x1/000", "tile/00/000", "tile/0/000.p/0",
+                                  "tile/0/000.p/256", "tile/0/000.p/07", "tile/-1/000", "tiles/0/000", "tile/0",
+                                  "tile/0/../../etc/passwd", "tile/0/000/", "tile/a/000"])
+def test_hostile_paths_are_refused(path):
+    with pytest.raises(FormatError):
+        parse_tile_path(path)
+
+
+def test_bundles_round_trip_and_refuse_what_does_not_fit():
+    entries = [b"", b"x", b"{\"kind\":\"entry\"}", bytes(MAX_ENTRY)]
+    data = bundle(entries)
+    assert data[:2] == b"\x00\x00" and data[2:4] == b"\x00\x01"
+    assert parse_bundle(data, 4) == entries
+    with pytest.raises(FormatError, match="does not fit"):
+        bundle([bytes(MAX_ENTRY + 1)])
+    with pytest.raises(FormatError, match="3 entries, 4 expected"):
+        parse_bundle(bundle(entries[:3]), 4)
+    with pytest.raises(FormatError, match="truncated"):
+        parse_bundle(data[:-1], 4)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 255, 256, 257, 511, 512, 513, 65535, 65536, 65537, 70000])
+def test_proofs_from_tiles_equal_the_trees(size):
+    leaves = [leaf_hash(hashlib.sha256(i.to_bytes(4, "big")).digest()) for i in range(size)]
+    tree = TreeLevels(leaves)
+    store = {(lv, ix): tile_hashes(tree, lv, ix, w) for lv, ix, w in tiles_for(size)}
+    tiled = TiledTree(size, lambda lv, ix, w: store[(lv, ix)])
+    assert tiled.root() == tree.root()
+    for i in {0, size // 3, size // 2, size - 1}:
+        proof = tiled.inclusion_proof(i, size)
+        assert proof == tree.inclusion_proof(i, size)
+        verify_inclusion(i, size, leaves[i], proof, tree.root())
+    for m in {1, size // 2, size - 1} - {0}:
+        proof = tiled.consistency_proof(m, size)
+        assert proof == tree.consistency_proof(m, size)
+        verify_consistency(m, size, tree.root(m), tree.root(), proof)
+    assert tiled.tiles_read <= 2 * (len(f"{size:b}") // 8 + 2) + 2
+
+
+def test_a_short_tile_is_refused():
+    tiled = TiledTree(300, lambda lv, ix, w: bytes(32 * w - 1))
+    with pytest.raises(FormatError, match="bytes, .* expected"):
+        tiled.root()
