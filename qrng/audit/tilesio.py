@@ -60,15 +60,15 @@ def _write_once(path: Path, data: bytes, immutable: bool) -> bool:
     return True
 
 
-def _records(data: bytes, start: int) -> tuple[list[bytes], str | None, list[str], int, int]:
-    """From byte offset ``start``: the entry lines, the last checkpoint note after them with its cosignature lines,
-    the number of entries before that checkpoint, and the offset just after the last entry line."""
+def _records(data: bytes) -> tuple[list[bytes], str | None, list[str], int, int]:
+    """The entry lines of ``data`` (the log from the first unpublished record), the last checkpoint note after
+    them with its cosignature lines, the number of entries before that checkpoint, and the offset in ``data``
+    just after the last of those entries."""
     entries: list[bytes] = []
     note: str | None = None
     cosig: list[str] = []
-    covered = 0
-    pos = start
-    end_of_entries = start
+    covered = covered_end = 0
+    pos = end_of_entries = 0
     while pos < len(data):
         nl = data.find(b"\n", pos)
         if nl < 0:
@@ -82,27 +82,32 @@ def _records(data: bytes, start: int) -> tuple[list[bytes], str | None, list[str
             entries.append(line)
             end_of_entries = nl + 1
         elif rec.get("kind") == CHECKPOINT:
-            note, cosig, covered = rec["note"], [], len(entries)
+            note, cosig, covered, covered_end = rec["note"], [], len(entries), end_of_entries
         elif rec.get("kind") == COSIGNATURE:
             cosig.append(rec["line"])
         pos = nl + 1
-    return entries, note, cosig, covered, end_of_entries
+    return entries, note, cosig, covered, covered_end
 
 
 def publish(log: Path, out: Path) -> PublishResult:
     """Publish (or update) ``log`` as tiles in ``out``; see the module docstring."""
     t0 = time.perf_counter()
-    data = log.read_bytes()
     state_path = out / STATE
     state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else \
         {"size": 0, "offset": 0, "range": [], "edges": {}}
     off = int(state["offset"])
+    window = max(0, off - 2 * (MAX_ENTRY + 64))  # holds the last published entry line (at most MAX_ENTRY bytes)
+    with open(log, "rb") as f:  # only what follows the published entries is read (O(new entries))
+        f.seek(window)
+        before = f.read(off - window)
+        data = f.read()
     if off:  # the published prefix must still be there, byte for byte where it ends
-        start = data.rfind(b"\n", 0, off - 1) + 1
-        if off > len(data) or data[off - 1:off] != b"\n" or leaf_hash(data[start:off - 1]).hex() != state["last_leaf"]:
+        start = before.rfind(b"\n", 0, len(before) - 1) + 1
+        if len(before) != off - window or before[-1:] != b"\n" \
+                or leaf_hash(before[start:-1]).hex() != state["last_leaf"]:
             raise TamperedError(f"{log} no longer holds the {state['size']} entries published from it (the log was "
                                 "rewritten: a fork); nothing was published", index=state["size"])
-    entries, note, cosig, covered, _ = _records(data, off)
+    entries, note, cosig, covered, covered_end = _records(data)
     if note is None and state["size"] == 0:
         raise FormatError(f"{log}: no signed checkpoint to publish")
     if note is None or covered == 0:
@@ -157,7 +162,7 @@ def publish(log: Path, out: Path) -> PublishResult:
             break
         level, fresh, count_before = level + 1, ups, count_before // WIDTH
     cp_text = note + "".join(s if s.endswith("\n") else s + "\n" for s in cosig)
-    new_off = _offset_after(data, off, covered)
+    new_off = off + covered_end
     new_state = {"size": cp.size, "offset": new_off, "last_leaf": leaf_hash(new[-1]).hex(), "range":
                  [h.hex() for h in rng._stack], "edges": {str(k): [h.hex() for h in v] for k, v in edges.items()}}  # noqa: SLF001
     state_path.parent.mkdir(parents=True, exist_ok=True)
@@ -166,17 +171,6 @@ def publish(log: Path, out: Path) -> PublishResult:
     _write_once(out / "checkpoint", cp_text.encode(), immutable=False)  # last: readers see a complete tree
     os.replace(tmp, state_path)
     return PublishResult(cp.size, len(new), tiles, bundles, time.perf_counter() - t0)
-
-
-def _offset_after(data: bytes, start: int, n_entries: int) -> int:
-    """The byte offset just after the n-th entry line from ``start``."""
-    pos, seen = start, 0
-    while seen < n_entries:
-        nl = data.index(b"\n", pos)
-        if json.loads(data[pos:nl]).get("kind") == ENTRY:
-            seen += 1
-        pos = nl + 1
-    return pos
 
 
 def _perfect_root(hashes: list[bytes]) -> bytes:
