@@ -27,6 +27,21 @@ qrng audit verify "$O/audit.log" --key "$O/log.pub" "${W[@]}" --state out/audito
 qrng ceremony verify "$O" "${W[@]}" --report out/root-ca-2026-audit-report.pdf --force
 qrng ceremony verify "$O" "${W[@]}" --report out/root-ca-2026-audit-report.html --force >/dev/null
 
+hr "The log as static C2SP tiles on a plain web server (loopback), verified from there with --state"
+rm -rf out/tiles && qrng audit publish "$O/audit.log" out/tiles/root-ca-2026
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 -m http.server --bind 127.0.0.1 "$PORT" --directory out/tiles >/dev/null 2>&1 &
+WEB=$!
+for _ in $(seq 50); do
+  python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$PORT/root-ca-2026/checkpoint', timeout=1)" \
+    2>/dev/null && break
+  sleep 0.1
+done
+qrng audit verify "http://127.0.0.1:$PORT/root-ca-2026" --key "$O/log.pub" "${W[@]}" --state out/auditor-state-tiles
+qrng audit prove "http://127.0.0.1:$PORT/root-ca-2026" --index 3 --key "$O/log.pub" --state out/auditor-state-tiles \
+  --out out/tiles-entry-3.proof
+kill $WEB; wait $WEB 2>/dev/null || true
+
 hr "The chain with OpenSSL"
 openssl verify -x509_strict -CAfile "$O/root-ca.pem" "$O/issuing-ca.pem"
 openssl crl -in "$O/root-ca.crl" -noout -CAfile "$O/root-ca.pem"
