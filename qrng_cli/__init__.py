@@ -26,7 +26,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("entropy", "bytes, health, sources, attestation"),
     ("estimate", "estimate"),
     ("ceremony", "ceremony plan | run | verify"),
-    ("audit", "audit verify | prove | check-proof | show | keygen | cosign"),
+    ("audit", "audit verify | prove | publish | check-proof | show | keygen | cosign"),
+    ("witness", "witness serve | collect"),
     ("usb", "usb emulator init | set, usb info"),
     ("daemon", "daemon, status"),
 )

@@ -79,6 +79,7 @@ def cmd_verify_tiles(args: argparse.Namespace) -> int:
     saved, state_path = _saved(args.state, _tiles_origin(src, keys), keys)
     quorum = args.quorum if args.quorum is not None else len(witnesses)
     r = verify_tiles(src, keys, witnesses, quorum, args.origin, saved)
+    _check_policy(args, r.cosigners)
     _save(state_path, r.note)
     out = {"status": "verified", "tiles": args.log, "entries": r.entries, "origin": r.checkpoint.origin,
            "tree_size": r.checkpoint.size, "root": r.checkpoint.root.hex(), "cosigners": list(r.cosigners),
@@ -92,9 +93,36 @@ def cmd_verify_tiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def _policy_keys(args: argparse.Namespace) -> None:
+    """--policy FILE (C2SP tlog-policy): its logs are the log keys (unless --key), its witnesses the witness keys,
+    and its quorum rule replaces --quorum (checked after verification by _check_policy)."""
+    args.policy_obj = None
+    if not getattr(args, "policy", None):
+        if not args.key:
+            raise ValueError("give --key (the log's verifier key) or --policy")
+        return
+    from qrng.audit.policy import parse_policy
+    pol = parse_policy(Path(args.policy).read_text(), args.policy)
+    args.policy_obj = pol
+    if not args.key:
+        args.key = [str(k) for k, _ in pol.logs]
+        if not args.key:
+            raise ValueError(f"{args.policy}: lists no log; give --key")
+    args.witness = [str(w) for w in pol.witness_keys()]
+    args.quorum = 0
+
+
+def _check_policy(args: argparse.Namespace, cosigners: tuple[str, ...]) -> None:
+    pol = args.policy_obj
+    if pol is not None and not pol.satisfied(pol.names_of(set(cosigners))):
+        raise TamperedError(f"the latest checkpoint's cosignatures ({', '.join(cosigners) or 'none'}) do not meet "
+                            f"the quorum of {args.policy} ({pol.quorum})")
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from qrng.audit.note import Checkpoint
     from qrng.audit.verify import parse_log, verify_log
+    _policy_keys(args)
     if _is_tiles(args.log):
         return cmd_verify_tiles(args)
     keys = [_read_key(k) for k in args.key]
@@ -120,6 +148,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 saved = Checkpoint.parse(saved_text)
     quorum = args.quorum if args.quorum is not None else len(witnesses)
     result = verify_log(data, keys, witnesses, quorum, args.origin, saved, view)
+    _check_policy(args, result.cosigners)
     if state_path is not None:
         tmp = state_path.with_suffix(".tmp")
         tmp.write_text(result.latest_note)
@@ -266,8 +295,10 @@ def register(sub: Any) -> None:
     v = s.add_parser("verify", help="recompute the tree, check every signature, consistency and quorum")
     v.add_argument("log", help="the audit log (JSON lines), or a tiles log: an http(s) URL prefix or a folder "
                                "(`qrng audit publish`)")
-    v.add_argument("--key", action="append", required=True, help="log verifier key (string or file); repeatable")
+    v.add_argument("--key", action="append", help="log verifier key (string or file); repeatable")
     v.add_argument("--witness", action="append", help="witness cosignature key (string or file); repeatable")
+    v.add_argument("--policy", metavar="FILE", help="a C2SP tlog-policy file: its logs and witnesses, and its quorum "
+                                                    "rule instead of --quorum")
     v.add_argument("--quorum", type=int_at_least(0), help="witness cosignatures required on the latest checkpoint "
                                               "(default: all --witness keys)")
     v.add_argument("--origin", help="require this checkpoint origin")

@@ -1,0 +1,128 @@
+"""C2SP tlog-policy (https://c2sp.org/tlog-policy): which logs, which witnesses, and the quorum of cosignatures a
+checkpoint needs. Pure: parse the text strictly (errors name the line), then decide whether a set of witnesses that
+cosigned satisfies the quorum.
+
+    log <vkey> [<url>]
+    witness <name> <vkey> [<url>]
+    group <name> all|any|<k> <name>...
+    quorum <name>|none
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import FormatError
+from .note import ALG_COSIGNATURE_V1, Verifier
+
+__all__ = ["Policy", "PolicyWitness", "parse_policy"]
+
+
+@dataclass(frozen=True)
+class PolicyWitness:
+    name: str
+    key: Verifier
+    url: str | None
+
+
+@dataclass(frozen=True)
+class Policy:
+    logs: tuple[tuple[Verifier, str | None], ...]
+    witnesses: dict[str, PolicyWitness]
+    groups: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)
+    quorum: str = "none"
+
+    def satisfied(self, cosigned: set[str]) -> bool:
+        """Whether witnesses named ``cosigned`` (policy names) meet the quorum."""
+        return self.quorum == "none" or self._met(self.quorum, cosigned)
+
+    def _met(self, name: str, cosigned: set[str]) -> bool:
+        if name in self.witnesses:
+            return name in cosigned
+        k, members = self.groups[name]
+        return sum(self._met(m, cosigned) for m in members) >= k
+
+    def witness_keys(self) -> list[Verifier]:
+        return [w.key for w in self.witnesses.values()]
+
+    def names_of(self, key_names: set[str]) -> set[str]:
+        """Policy names of the witnesses whose keys (by key name) cosigned."""
+        return {n for n, w in self.witnesses.items() if w.key.name in key_names}
+
+
+def parse_policy(text: str, where: str = "policy") -> Policy:
+    logs: list[tuple[Verifier, str | None]] = []
+    witnesses: dict[str, PolicyWitness] = {}
+    groups: dict[str, tuple[int, tuple[str, ...]]] = {}
+    quorum: str | None = None
+    seen_keys: set[bytes] = set()
+    for n, raw in enumerate(text.split("\n"), 1):
+        at = f"{where}:{n}"
+        if any(ord(c) < 0x20 and c != "\t" for c in raw) or "\x7f" in raw:
+            raise FormatError(f"{at}: control character")
+        line = raw.strip(" \t")
+        if not line or line.startswith("#"):
+            continue
+        f = line.replace("\t", " ").split()
+        kind = f[0]
+        if kind == "log":
+            if len(f) not in (2, 3):
+                raise FormatError(f"{at}: expected `log <vkey> [<url>]`")
+            key = _key(f[1], at)
+            if key.public_key in seen_keys:
+                raise FormatError(f"{at}: duplicate key")
+            seen_keys.add(key.public_key)
+            logs.append((key, f[2] if len(f) == 3 else None))
+        elif kind == "witness":
+            if len(f) not in (3, 4):
+                raise FormatError(f"{at}: expected `witness <name> <vkey> [<url>]`")
+            name = f[1]
+            if name in witnesses or name in groups or name == "none":
+                raise FormatError(f"{at}: name {name!r} is already defined (or reserved)")
+            key = _key(f[2], at)
+            if key.alg != ALG_COSIGNATURE_V1:
+                raise FormatError(f"{at}: witness {name} must have a cosignature (type 0x04) key")
+            if key.public_key in seen_keys:
+                raise FormatError(f"{at}: duplicate key")
+            seen_keys.add(key.public_key)
+            witnesses[name] = PolicyWitness(name, key, f[3] if len(f) == 4 else None)
+        elif kind == "group":
+            if len(f) < 4:
+                raise FormatError(f"{at}: expected `group <name> all|any|<k> <name>...`")
+            name, k_text, members = f[1], f[2], tuple(f[3:])
+            if name in witnesses or name in groups or name == "none":
+                raise FormatError(f"{at}: name {name!r} is already defined (or reserved)")
+            unknown = [m for m in members if m not in witnesses and m not in groups]
+            if unknown:
+                raise FormatError(f"{at}: {unknown[0]!r} is not defined on a line before")
+            if len(set(members)) != len(members):
+                raise FormatError(f"{at}: a member is listed twice")
+            if k_text == "all":
+                k = len(members)
+            elif k_text == "any":
+                k = 1
+            elif k_text.isdigit() and k_text == str(int(k_text)) and 1 <= int(k_text) <= len(members):
+                k = int(k_text)
+            else:
+                raise FormatError(f"{at}: threshold {k_text!r} must be all, any or 1..{len(members)}")
+            groups[name] = (k, members)
+        elif kind == "quorum":
+            if len(f) != 2:
+                raise FormatError(f"{at}: expected `quorum <name>`")
+            if quorum is not None:
+                raise FormatError(f"{at}: a second quorum line")
+            if f[1] != "none" and f[1] not in witnesses and f[1] not in groups:
+                raise FormatError(f"{at}: quorum {f[1]!r} is not defined on a line before")
+            quorum = f[1]
+        else:
+            raise FormatError(f"{at}: unknown line {kind!r} (log, witness, group, quorum)")
+    if quorum is None:
+        raise FormatError(f"{where}: no quorum line (write `quorum none` for no witnesses)")
+    return Policy(tuple(logs), witnesses, groups, quorum)
+
+
+def _key(text: str, at: str) -> Verifier:
+    try:
+        return Verifier.parse(text)
+    except FormatError as exc:
+        raise FormatError(f"{at}: {exc}") from None

@@ -1,0 +1,218 @@
+"""C2SP tlog-witness with three `qrng witness serve` processes on loopback: the protocol's answers (400, 403, 404,
+409 with text/x.tlog.size, 422, 200 with a cosignature/v1 line that verifies); `qrng witness collect` gets the
+quorum of a C2SP tlog-policy file and `qrng audit verify --policy` checks it; one witness killed, the quorum is
+still met; one restarted with its state answers 409 and the client resends from its size; a forked log is never
+cosigned, and the witnesses' state survives it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from qrng.audit.log import AuditLog
+from qrng.audit.merkle import TreeLevels
+from qrng.audit.note import (
+    ALG_COSIGNATURE_V1,
+    Checkpoint,
+    generate_ed25519,
+    load_ed25519_signer,
+    parse_note,
+    verify_note,
+)
+from qrng.audit.verify import parse_log
+
+ORIGIN = "witness-test.example/log"
+
+
+def qrng(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "qrng_cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Witness:
+    def __init__(self, folder: Path, name: str, log_vkey: str) -> None:
+        self.folder, self.name, self.log_vkey = folder, name, log_vkey
+        priv, _ = generate_ed25519(f"witness.example/{name}")
+        (folder / f"{name}.key").write_text(priv + "\n")
+        self.vkey = str(load_ed25519_signer(priv, ALG_COSIGNATURE_V1).verifier)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Witness:
+        self.proc = subprocess.Popen([sys.executable, "-m", "qrng_cli", "witness", "serve", "--listen",
+                                      f"127.0.0.1:{self.port}", "--key", str(self.folder / f"{self.name}.key"),
+                                      "--log", self.log_vkey, "--state", str(self.folder / f"{self.name}-state")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                assert time.monotonic() < deadline and self.proc.poll() is None, f"witness {self.name} did not start"
+                time.sleep(0.05)
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            (self.proc.kill if kill else self.proc.terminate)()
+            self.proc.wait(timeout=10)
+
+    def latest(self) -> str | None:
+        h = hashlib.sha256(ORIGIN.encode()).hexdigest()
+        try:
+            with urllib.request.urlopen(f"{self.url}/{h}/checkpoint", timeout=5) as r:
+                return r.read().decode()
+        except urllib.error.HTTPError:
+            return None
+
+
+def post(url: str, body: bytes) -> tuple[int, str, bytes]:
+    req = urllib.request.Request(url + "/add-checkpoint", data=body, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type", ""), exc.read()
+
+
+@pytest.fixture()
+def world(tmp_path):
+    priv, vkey = generate_ed25519(ORIGIN)
+    ws = [Witness(tmp_path, f"w{i}", vkey).start() for i in (1, 2, 3)]
+    policy = tmp_path / "policy.txt"
+    policy.write_text("# C2SP tlog-policy: the log and three witnesses, any two of them\n"
+                      f"log {vkey}\n" + "".join(f"witness {w.name} {w.vkey} {w.url}\n" for w in ws)
+                      + "group two-of-three 2 w1 w2 w3\nquorum two-of-three\n")
+    yield tmp_path, priv, vkey, ws, policy
+    for w in ws:
+        w.stop(kill=True)
+
+
+def grow(log: Path, priv: str, n: int, tag: str = "") -> None:
+    signer = load_ed25519_signer(priv)
+    with AuditLog(log, ORIGIN, signer) as lg, lg.batch():
+        for i in range(n):
+            lg.append("step", "operator", "event", data={"i": lg.size + i, "tag": tag})
+        lg.checkpoint()
+
+
+def latest_note(log: Path) -> tuple[str, Checkpoint, TreeLevels]:
+    view = parse_log(log.read_bytes())
+    note = view.checkpoints[-1].note
+    return note, Checkpoint.parse(parse_note(note)[0]), TreeLevels(view.leaf_hashes)
+
+
+def test_the_protocols_answers(world):
+    tmp, priv, vkey, ws, _ = world
+    w = ws[0]
+    log = tmp / "a.log"
+    grow(log, priv, 10)
+    note, cp, tree = latest_note(log)
+    status, _, body = post(w.url, f"old 0\n\n{note}".encode())
+    assert status == 200 and body.decode().startswith("\u2014 witness.example/w1 ")
+    _, ok = verify_note(note + body.decode(), [load_ed25519_signer((tmp / "w1.key").read_text(),
+                                                                   ALG_COSIGNATURE_V1).verifier])
+    assert ok  # a cosignature/v1 from the witness's key
+    grow(log, priv, 5)
+    note2, cp2, tree = latest_note(log)
+    proof = "".join(base64.b64encode(h).decode() + "\n" for h in tree.consistency_proof(10, 15))
+    status, ctype, body = post(w.url, f"old 0\n\n{note2}".encode())
+    assert (status, ctype, body) == (409, "text/x.tlog.size", b"10\n")
+    assert post(w.url, f"old 16\n\n{note2}".encode())[0] == 400                     # old larger than the checkpoint
+    assert post(w.url, f"old 010\n{proof}\n{note2}".encode())[0] == 400            # leading zero
+    assert post(w.url, b"garbage")[0] == 400
+    bad_proof = proof.replace(proof[:4], "AAAA", 1)
+    assert post(w.url, f"old 10\n{bad_proof}\n{note2}".encode())[0] == 422
+    other_priv, _ = generate_ed25519("other.example/log")
+    other = tmp / "other.log"
+    signer = load_ed25519_signer(other_priv)
+    with AuditLog(other, "other.example/log", signer) as lg:
+        lg.append("s", "a", "e")
+        lg.checkpoint()
+    assert post(w.url, f"old 0\n\n{latest_note(other)[0]}".encode())[0] == 404      # unknown origin
+    forged = note2.replace("\n15\n", "\n16\n")
+    assert post(w.url, f"old 10\n{proof}\n{forged}".encode())[0] == 403            # signature does not verify
+    status, _, body = post(w.url, f"old 10\n{proof}\n{note2}".encode())
+    assert status == 200
+    assert "\n15\n" in w.latest() and body.decode() in w.latest()
+
+
+def test_quorum_kill_restart_and_fork(world):
+    tmp, priv, vkey, ws, policy = world
+    log = tmp / "audit.log"
+    grow(log, priv, 20)
+    r = qrng("witness", "collect", str(log), "--policy", str(policy), "--json")
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and out["quorum_met"], r.stdout + r.stderr
+    assert sum(w["status"] == "cosigned" for w in out["witnesses"]) >= 2
+    assert qrng("audit", "verify", str(log), "--policy", str(policy)).returncode == 0
+
+    # one witness is killed mid-ceremony: the other two still make the quorum
+    ws[2].stop(kill=True)
+    grow(log, priv, 7)
+    r = qrng("witness", "collect", str(log), "--policy", str(policy), "--timeout", "2", "--json")
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and out["quorum_met"], r.stdout
+    assert qrng("audit", "verify", str(log), "--policy", str(policy)).returncode == 0
+
+    # restarted with its state, w3 remembers the size it cosigned: 409, and the client resends from there
+    before = ws[2].start().latest()
+    size_before = int(before.split("\n")[1]) if before else 0
+    assert size_before in (0, 20)
+    ws[0].stop(kill=True)  # now w3 is needed for the quorum
+    grow(log, priv, 3)
+    r = qrng("witness", "collect", str(log), "--policy", str(policy), "--json")
+    out = json.loads(r.stdout)
+    w3 = next(w for w in out["witnesses"] if w["name"] == "w3")
+    assert r.returncode == 0 and out["quorum_met"] and w3["status"] == "cosigned", out
+    if size_before:
+        assert "after 409" in w3["detail"]
+    ws[0].start()
+
+    # a fork: the same key signs a different history, larger than what the witnesses cosigned: never cosigned
+    forked = tmp / "forked.log"
+    grow(forked, priv, 40, tag="forked")
+    states = {w.name: w.latest() for w in ws}
+    r = qrng("witness", "collect", str(forked), "--policy", str(policy), "--json")
+    out = json.loads(r.stdout)
+    assert r.returncode == 1 and not out["quorum_met"], out
+    assert not any(w["status"] == "cosigned" for w in out["witnesses"]), out
+    assert all("HTTP 422" in w["detail"] or "HTTP 409" in w["detail"] for w in out["witnesses"]), out
+    assert {w.name: w.latest() for w in ws} == states  # nothing changed
+    r = qrng("audit", "verify", str(forked), "--policy", str(policy))
+    assert r.returncode == 1 and "do not meet the quorum" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("text,message", [
+    ("quorum x\n", "policy:1: quorum 'x' is not defined"),
+    ("witness a {w}\nwitness a {w}\nquorum a\n", "policy:2: name 'a' is already defined"),
+    ("witness a {w}\ngroup g 3 a\nquorum g\n", "threshold '3' must be all, any or 1..1"),
+    ("log {w}\n", "no quorum line"),
+    ("witness a {log}\nquorum a\n", "must have a cosignature (type 0x04) key"),
+    ("wotness a b\nquorum none\n", "unknown line 'wotness'"),
+    ("quorum none\x01\n", "control character"),
+])
+def test_policy_files_are_parsed_strictly(tmp_path, text, message):
+    from qrng.audit.errors import FormatError
+    from qrng.audit.policy import parse_policy
+    priv, _ = generate_ed25519("witness.example/a")
+    w = str(load_ed25519_signer(priv, ALG_COSIGNATURE_V1).verifier)
+    _, log = generate_ed25519(ORIGIN)
+    with pytest.raises(FormatError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_policy(text.format(w=w, log=log))
