@@ -57,6 +57,7 @@ class Profile:
     log_key_label: str = ""
     log_key_file: str = ""
     witness_keys: dict[str, str] = field(default_factory=dict)
+    witness_policy: str = ""  # a C2SP tlog-policy file: witness_signoff asks its witnesses over tlog-witness
 
 
 EKU_NAMES = ("server_auth", "client_auth")
@@ -242,12 +243,14 @@ def load_profile(path: Path, name: str) -> Profile:
         wk = f.sub("witness_keys", {})
         witness_keys = {k: str(_rel(path, wk.text(k))) for k in list(f.raw("witness_keys", {}) or {})}
         wk.done()
+        witness_policy = str(_rel(path, f.text("witness_policy"))) if f.has("witness_policy") else ""
         f.done()
         pf.done()
         root.done()
     except ConfigError as exc:
         raise _err(exc, path) from None
-    return Profile(name, module, token, PinSource(src, value), env, log_label, log_file, witness_keys)
+    return Profile(name, module, token, PinSource(src, value), env, log_label, log_file, witness_keys,
+                   witness_policy)
 
 
 def load_policy(path: Path) -> Policy:

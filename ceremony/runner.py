@@ -270,8 +270,8 @@ class Ceremony:
         if not view.checkpoints or view.checkpoints[-1].position != len(view.entries):
             return False
         if any(REGISTRY[s.type].seals for s in self.script.steps):
-            return len(view.checkpoints[-1].cosignatures) >= max(self.plan.policy.witness_quorum,
-                                                                 len(self.script.witnesses))
+            from .steps.witness_signoff import quorum_met
+            return quorum_met(self.plan, {line.split(" ")[1] for line in view.checkpoints[-1].cosignatures})
         return True
 
     def _run_step(self, step: Step, started: dict[str, Any] | None, carried: dict[str, Any] | None = None) -> None:
@@ -321,8 +321,12 @@ class Ceremony:
             return
         data = (self.out / "audit.log").read_bytes()
         keys = self.plan.profile.witness_keys
-        witnesses = [load_ed25519_signer(Path(keys[w]).read_text(), ALG_COSIGNATURE_V1).verifier
-                     for w in self.script.witnesses if w in keys]
+        if self.plan.profile.witness_policy:
+            from .steps.witness_signoff import load_witness_policy
+            witnesses = load_witness_policy(self.plan.profile.witness_policy).witness_keys()
+        else:
+            witnesses = [load_ed25519_signer(Path(keys[w]).read_text(), ALG_COSIGNATURE_V1).verifier
+                         for w in self.script.witnesses if w in keys]
         doc = transcript(data, verify_log(data, [self.signer.verifier], witnesses, 0, origin=self.origin))
         for path in targets:
             try:

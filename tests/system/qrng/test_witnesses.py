@@ -216,3 +216,53 @@ def test_policy_files_are_parsed_strictly(tmp_path, text, message):
     _, log = generate_ed25519(ORIGIN)
     with pytest.raises(FormatError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_policy(text.format(w=w, log=log))
+
+
+def test_a_ceremony_collects_its_quorum_from_witness_processes(tmp_path):
+    """witness_signoff with the profile's witness_policy: the ceremony's final checkpoint goes to three witness
+    processes over tlog-witness; one is down; the two others make the 2-of-3 quorum; the log verifies with the
+    policy."""
+    import yaml
+
+    from ceremony.runner import _rename_file_key, log_origin
+
+    from ..ceremony.conftest import make_workspace
+    (tmp_path / "ws").mkdir()
+    ws = make_workspace(tmp_path / "ws")
+    origin = log_origin("audit-key-2026")
+    log_vkey = str(_rename_file_key((ws.dir / "log.key").read_text(), origin).verifier)
+    folder = tmp_path / "witnesses"
+    folder.mkdir()
+    names = ("carol", "dave", "erin")
+    ws_by_name = {}
+    for n in names:
+        w = Witness(folder, n, log_vkey)
+        priv, _ = generate_ed25519(f"witness.example/{n}")  # the script's witness names are key names
+        (folder / f"{n}.key").write_text(priv + "\n")
+        w.vkey = str(load_ed25519_signer(priv, ALG_COSIGNATURE_V1).verifier)
+        ws_by_name[n] = w
+    for n in ("carol", "dave"):
+        ws_by_name[n].start()  # erin is down for the whole ceremony
+    try:
+        policy = ws.dir / "witness-policy.txt"
+        policy.write_text(f"log {log_vkey}\n" + "".join(f"witness {n} {w.vkey} {w.url}\n"
+                                                        for n, w in ws_by_name.items())
+                          + "group two 2 carol dave erin\nquorum two\n")
+        prof = ws.dir / "ceremonies" / "profiles.yaml"
+        doc = yaml.safe_load(prof.read_text())
+        doc["profiles"]["rehearsal-bootstrap"]["witness_policy"] = "../witness-policy.txt"
+        prof.write_text(yaml.safe_dump(doc, sort_keys=False))
+        r = ws.qrng("ceremony", "run", str(ws.script("audit-key.yaml")), "--profile", "rehearsal-bootstrap")
+        assert r.returncode == 0, r.stderr + r.stdout[-3000:]
+        assert "witness erin: unreachable" in r.stdout + r.stderr, r.stdout[-2000:]
+        log = ws.dir / "out" / "audit-key-2026" / "audit.log"
+        r = qrng("audit", "verify", str(log), "--policy", str(policy), "--json")
+        assert r.returncode == 0, r.stderr
+        assert set(json.loads(r.stdout)["cosigners"]) == {"witness.example/carol", "witness.example/dave"}
+        # the witnesses keep the ceremony's checkpoint as the latest they cosigned
+        h = hashlib.sha256(origin.encode()).hexdigest()
+        with urllib.request.urlopen(f"{ws_by_name['carol'].url}/{h}/checkpoint", timeout=5) as resp:
+            assert origin in resp.read().decode()
+    finally:
+        for w in ws_by_name.values():
+            w.stop(kill=True)
