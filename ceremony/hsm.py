@@ -214,14 +214,17 @@ class Hsm:
             raise HsmError(f"signing with '{spec.label}' failed: {type(exc).__name__}") from None
 
     def log_signer(self, label: str) -> tuple[bytes, Any]:
-        """An HSM-held ECDSA P-256 key for checkpoints (C2SP signed-note type 0x02): (SPKI DER, sign function)."""
+        """An HSM-held key for checkpoints: ECDSA P-256 (C2SP signed-note type 0x02; SHA-256 then ECDSA) or Ed25519
+        (type 0x01, CKM_EDDSA over the message, PKCS#11 v3.0 6.3.14), told by the key's CKA_KEY_TYPE.
+        Returns (SPKI DER, sign function)."""
         p = self._p
         keys = self.private_keys(label)
         if len(keys) != 1:
             raise HsmError(f"expected one audit-log key labelled '{label}' on the token, found {len(keys)}; "
                            "run the audit-key ceremony first")
         key_id = keys[0][p.Attribute.ID]
-        spec = KeySpec(label, "ec", curve="P-256")
+        edwards = keys[0][p.Attribute.KEY_TYPE] == p.KeyType.EC_EDWARDS
+        spec = KeySpec(label, "ed25519") if edwards else KeySpec(label, "ec", curve="P-256")
         der = self._public_der(spec, self.public_key_obj(label, key_id))
         return der, lambda message: self.sign(spec, key_id, message, "sha256")
 

@@ -42,7 +42,7 @@ class HsmApi(Protocol):
         """Sign ``data`` with the private key (X.509 formats: DER ECDSA, PKCS#1 v1.5 RSA, raw Ed25519)."""
 
     def log_signer(self, label: str) -> tuple[bytes, Callable[[bytes], bytes]]:
-        """The DER public key and a signing function of an ECDSA P-256 log key held in the token."""
+        """The DER public key and a signing function of a log key held in the token (ECDSA P-256 or Ed25519)."""
 
     def seed_random(self, data: bytes) -> str:
         """C_SeedRandom: "accepted", or the CKR name the token answered."""

@@ -24,7 +24,7 @@ from typing import Any
 
 from qrng import __version__
 from qrng.audit.log import AuditLog
-from qrng.audit.note import Signer, ecdsa_signer, load_ed25519_signer
+from qrng.audit.note import Signer, hsm_signer, load_ed25519_signer
 from qrng.audit.verify import parse_log, verify_log
 from qrng.errors import EntropyError, ResourceBusy
 from qrng.lockfile import hold
@@ -97,7 +97,7 @@ class Ceremony:
         prof = self.plan.profile
         if prof.log_key_label:
             der, sign = self.hsm.log_signer(prof.log_key_label)
-            return ecdsa_signer(self.origin, der, sign)
+            return hsm_signer(self.origin, der, sign)  # Ed25519 (type 0x01) or ECDSA P-256 (type 0x02)
         return _rename_file_key(Path(prof.log_key_file).read_text(), self.origin)
 
     def _script_digest(self) -> str:

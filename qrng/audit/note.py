@@ -24,7 +24,7 @@ from .errors import FormatError, SignatureError
 
 __all__ = [
     "ALG_COSIGNATURE_V1", "ALG_ECDSA", "ALG_ED25519", "Checkpoint", "NoteSignature", "Signer", "Verifier",
-    "cosignature_message", "ecdsa_signer", "ed25519_signer", "format_note", "generate_ed25519",
+    "cosignature_message", "ecdsa_signer", "ed25519_signer", "format_note", "generate_ed25519", "hsm_signer",
     "parse_note", "verify_note",
 ]
 
@@ -138,6 +138,17 @@ def ed25519_signer(name: str, key: ed25519.Ed25519PrivateKey, alg: int = ALG_ED2
     _check_name(name)
     pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return Signer(Verifier(name, _key_id(name, alg, pub), alg, pub), key.sign)
+
+
+def hsm_signer(name: str, spki_der: bytes, sign: Callable[[bytes], bytes]) -> Signer:
+    """A signer for a key held elsewhere (an HSM): Ed25519 (type 0x01; ``sign`` returns the raw signature of the
+    message) or ECDSA (type 0x02; ``sign`` returns a DER signature over SHA-256 of the message), by the SPKI."""
+    pub = serialization.load_der_public_key(spki_der)
+    if isinstance(pub, ed25519.Ed25519PublicKey):
+        _check_name(name)
+        raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return Signer(Verifier(name, _key_id(name, ALG_ED25519, raw), ALG_ED25519, raw), sign)
+    return ecdsa_signer(name, spki_der, sign)
 
 
 def ecdsa_signer(name: str, spki_der: bytes, sign_der: Callable[[bytes], bytes]) -> Signer:
