@@ -28,6 +28,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("ceremony", "ceremony plan | run | verify"),
     ("audit", "audit verify | prove | publish | check-proof | show | keygen | cosign"),
     ("witness", "witness serve | collect"),
+    ("beacon", "beacon run | verify"),
     ("usb", "usb emulator init | set, usb info"),
     ("daemon", "daemon, status"),
 )

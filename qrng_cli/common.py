@@ -47,6 +47,7 @@ class Rule:
 
 # First match wins: the more specific classes come before their roots.
 EXIT_TABLE: tuple[Rule, ...] = (
+    Rule("qrng.beacon:BeaconError", ExitCode.VERIFY_FAILED, "BEACON VERIFICATION FAILED: "),
     Rule("qrng.audit.errors:TamperedError", ExitCode.VERIFY_FAILED, "TAMPERED OR INCONSISTENT: ", status="tampered"),
     Rule("qrng.audit.errors:FormatError", ExitCode.USAGE),
     Rule("qrng.audit.errors:AuditError", ExitCode.VERIFY_FAILED, "VERIFICATION FAILED: "),

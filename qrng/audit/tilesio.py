@@ -29,7 +29,8 @@ from .note import Checkpoint, Verifier, parse_note, verify_note
 from .records import CHECKPOINT, COSIGNATURE, ENTRY
 from .tiles import HEIGHT, MAX_ENTRY, WIDTH, TiledTree, bundle, entry_path, parse_bundle, tile_path
 
-__all__ = ["PublishResult", "TileSource", "TilesVerified", "prove_from_tiles", "publish", "verify_tiles"]
+__all__ = ["PublishResult", "TileSource", "TilesVerified", "prove_from_tiles", "publish", "served_bundle",
+           "verify_tiles"]
 
 STATE = ".publisher/state.json"
 
@@ -214,6 +215,15 @@ class TileSource:
         return self.get(tile_path(level, index, width))
 
 
+def served_bundle(src: TileSource, index: int, width: int) -> list[bytes]:
+    """An entry bundle as served; a malformed one is a tampered log (exit 1), not a usage error."""
+    path = entry_path(index, width)
+    try:
+        return parse_bundle(src.get(path), width)
+    except FormatError as exc:
+        raise TamperedError(f"{path}: {exc}", index=index * WIDTH) from None
+
+
 def _checkpoint(src: TileSource, keys: list[Verifier], witnesses: list[Verifier], quorum: int,
                 origin: str | None) -> tuple[Checkpoint, str, tuple[str, ...]]:
     note = src.get("checkpoint").decode("utf-8", "replace")
@@ -272,7 +282,7 @@ def verify_tiles(src: TileSource, keys: list[Verifier], witnesses: list[Verifier
     entries: list[bytes] = []
     for i in range(-(-cp.size // WIDTH)):
         width = min(WIDTH, cp.size - i * WIDTH)
-        entries += parse_bundle(src.get(entry_path(i, width)), width)
+        entries += served_bundle(src, i, width)
     prev = ""
     for i, e in enumerate(entries):
         rec = json.loads(e)
@@ -309,8 +319,11 @@ def prove_from_tiles(src: TileSource, index: int, keys: list[Verifier], witnesse
     tree = TiledTree(cp.size, src.tile)
     b, k = divmod(index, WIDTH)
     width = min(WIDTH, cp.size - b * WIDTH)
-    entry = parse_bundle(src.get(entry_path(b, width)), width)[k]
-    proof = tree.inclusion_proof(index, cp.size)
+    entry = served_bundle(src, b, width)[k]
+    try:
+        proof = tree.inclusion_proof(index, cp.size)
+    except FormatError as exc:
+        raise TamperedError(f"a served tile is malformed: {exc}", index=index) from None
     try:
         verify_inclusion(index, cp.size, leaf_hash(entry), proof, cp.root)
     except ProofError as exc:
