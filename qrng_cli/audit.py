@@ -261,8 +261,14 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists():
         raise FormatError(f"{out} exists; refusing to overwrite a key")
-    priv, vkey = generate_ed25519(args.name)
-    if args.witness:
+    if args.mldsa44:
+        if not args.witness:
+            raise ValueError("--mldsa44 is for witness keys (tlog-cosignature type 0x06): add --witness")
+        from qrng.audit.note import generate_mldsa44_witness
+        priv, vkey = generate_mldsa44_witness(args.name)
+    else:
+        priv, vkey = generate_ed25519(args.name)
+    if args.witness and not args.mldsa44:
         vkey = str(load_ed25519_signer(priv, ALG_COSIGNATURE_V1).verifier)
     out.touch(mode=0o600)
     out.write_text(priv + "\n")
@@ -335,6 +341,8 @@ def register(sub: Any) -> None:
     k.add_argument("name", help="the key name (for a log: its origin, e.g. example.com/log)")
     k.add_argument("--out", required=True, help="private key file (mode 600; the verifier key goes to FILE.pub)")
     k.add_argument("--witness", action="store_true", help="a cosignature (type 0x04) key")
+    k.add_argument("--mldsa44", action="store_true", help="with --witness: an ML-DSA-44 cosignature key (type 0x06, "
+                                                          "FIPS 204; what tlog-witness recommends for new witnesses)")
     k.set_defaults(func=(cmd_keygen))
     w = s.add_parser("cosign", help="as a witness, verify the log and cosign its latest checkpoint")
     w.add_argument("log", help="the audit log to verify and cosign")

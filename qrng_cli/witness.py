@@ -28,11 +28,11 @@ def _address(text: str) -> tuple[str, int]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from qrng.audit.note import ALG_COSIGNATURE_V1, Verifier, load_ed25519_signer
+    from qrng.audit.note import Verifier, load_witness_signer
     from qrng.audit.witness_server import FileState, WitnessServer
     from qrng.lockfile import hold
     address = _address(args.listen)
-    signer = load_ed25519_signer(Path(args.key).read_text(), ALG_COSIGNATURE_V1)
+    signer = load_witness_signer(Path(args.key).read_text())  # Ed25519 (0x04) or ML-DSA-44 (0x06)
     logs: dict[str, list[Verifier]] = {}
     for text in args.log:
         p = Path(text)

@@ -15,6 +15,7 @@ import hashlib
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -23,14 +24,18 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from .errors import FormatError, SignatureError
 
 __all__ = [
-    "ALG_COSIGNATURE_V1", "ALG_ECDSA", "ALG_ED25519", "Checkpoint", "NoteSignature", "Signer", "Verifier",
-    "cosignature_message", "ecdsa_signer", "ed25519_signer", "format_note", "generate_ed25519", "hsm_signer",
-    "parse_note", "verify_note",
+    "ALG_COSIGNATURE_V1", "ALG_ECDSA", "ALG_ED25519", "ALG_MLDSA44_COSIGNATURE", "Checkpoint", "NoteSignature",
+    "Signer", "Verifier", "cosignature_message", "ecdsa_signer", "ed25519_signer", "format_note", "generate_ed25519",
+    "generate_mldsa44_witness", "hsm_signer", "load_witness_signer", "mldsa44_signer", "parse_note",
+    "subtree_message", "verify_note",
 ]
 
 ALG_ED25519 = 0x01
 ALG_ECDSA = 0x02
 ALG_COSIGNATURE_V1 = 0x04
+ALG_MLDSA44_COSIGNATURE = 0x06  # tlog-cosignature: ML-DSA-44 (FIPS 204) over a subtree/v1 cosigned_message
+MLDSA44_PUBLIC, MLDSA44_SIGNATURE = 1312, 2420
+COSIGNATURE_ALGS = (ALG_COSIGNATURE_V1, ALG_MLDSA44_COSIGNATURE)
 DASH = "\u2014"
 MAX_SIGNATURES = 100
 
@@ -93,10 +98,12 @@ class Verifier:
         if len(kid) != 4 or len(raw) < 2:
             raise FormatError(f"verifier key {name}: key ID must be 8 hex digits and the key non-empty")
         alg, key = raw[0], raw[1:]
-        if alg not in (ALG_ED25519, ALG_ECDSA, ALG_COSIGNATURE_V1):
+        if alg not in (ALG_ED25519, ALG_ECDSA, ALG_COSIGNATURE_V1, ALG_MLDSA44_COSIGNATURE):
             raise FormatError(f"verifier key {name}: unsupported signature type {alg:#04x}")
         if alg in (ALG_ED25519, ALG_COSIGNATURE_V1) and len(key) != 32:
             raise FormatError(f"verifier key {name}: Ed25519 keys are 32 bytes")
+        if alg == ALG_MLDSA44_COSIGNATURE and len(key) != MLDSA44_PUBLIC:
+            raise FormatError(f"verifier key {name}: ML-DSA-44 keys are {MLDSA44_PUBLIC} bytes")
         if _key_id(name, alg, key) != kid:
             raise FormatError(f"verifier key {name}: key ID {hid} does not match the key")
         return cls(name, kid, alg, key)
@@ -112,6 +119,11 @@ class Verifier:
                 if len(sig) != 72:
                     return False
                 ed25519.Ed25519PublicKey.from_public_bytes(self.public_key).verify(sig[8:], message)
+            elif self.alg == ALG_MLDSA44_COSIGNATURE:
+                if len(sig) != 8 + MLDSA44_SIGNATURE:
+                    return False
+                from cryptography.hazmat.primitives.asymmetric import mldsa  # cryptography >= 50, as pinned
+                mldsa.MLDSA44PublicKey.from_public_bytes(self.public_key).verify(sig[8:], message)
             else:
                 pub = serialization.load_der_public_key(self.public_key)
                 if not isinstance(pub, ec.EllipticCurvePublicKey):
@@ -138,6 +150,14 @@ def ed25519_signer(name: str, key: ed25519.Ed25519PrivateKey, alg: int = ALG_ED2
     _check_name(name)
     pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return Signer(Verifier(name, _key_id(name, alg, pub), alg, pub), key.sign)
+
+
+def mldsa44_signer(name: str, key: Any) -> Signer:  # noqa: ANN401 - cryptography's key class
+    """An ML-DSA-44 cosigner (tlog-cosignature type 0x06) from a cryptography MLDSA44PrivateKey."""
+    _check_name(name)
+    pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return Signer(Verifier(name, _key_id(name, ALG_MLDSA44_COSIGNATURE, pub), ALG_MLDSA44_COSIGNATURE, pub),
+                  key.sign)
 
 
 def hsm_signer(name: str, spki_der: bytes, sign: Callable[[bytes], bytes]) -> Signer:
@@ -181,6 +201,28 @@ def load_ed25519_signer(text: str, alg: int = ALG_ED25519) -> Signer:
     if len(raw) != 33 or raw[0] != ALG_ED25519:
         raise FormatError("private key: expected an Ed25519 seed")
     return ed25519_signer(parts[2], ed25519.Ed25519PrivateKey.from_private_bytes(raw[1:]), alg)
+
+
+def generate_mldsa44_witness(name: str) -> tuple[str, str]:
+    """A new ML-DSA-44 cosigner key (tlog-cosignature type 0x06) as (private key text, verifier key). The private
+    text extends Go's format: ``PRIVATE+KEY+<name>+<hex id>+<base64(0x06 || 32-byte FIPS 204 seed)>``."""
+    from cryptography.hazmat.primitives.asymmetric import mldsa
+    k = mldsa.MLDSA44PrivateKey.generate()
+    s = mldsa44_signer(name, k)
+    packed = base64.b64encode(bytes([ALG_MLDSA44_COSIGNATURE]) + k.private_bytes_raw()).decode()
+    return f"PRIVATE+KEY+{name}+{s.verifier.key_id.hex()}+{packed}", str(s.verifier)
+
+
+def load_witness_signer(text: str) -> Signer:
+    """A witness's private key text: Ed25519 (signs cosignature/v1, type 0x04) or ML-DSA-44 (type 0x06)."""
+    parts = text.strip().split("+", 4)
+    if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
+        raise FormatError("private key must read PRIVATE+KEY+name+id+base64")
+    raw = base64.b64decode(parts[4])
+    if len(raw) == 33 and raw[0] == ALG_MLDSA44_COSIGNATURE:
+        from cryptography.hazmat.primitives.asymmetric import mldsa
+        return mldsa44_signer(parts[2], mldsa.MLDSA44PrivateKey.from_seed_bytes(raw[1:]))
+    return load_ed25519_signer(text, ALG_COSIGNATURE_V1)
 
 
 @dataclass(frozen=True)
@@ -264,6 +306,14 @@ def verify_note(note: str, verifiers: Iterable[Verifier]) -> tuple[str, list[Ver
             if t >= 1 << 63:  # c2sp.org/tlog-cosignature: the timestamp is at most 2^63 - 1
                 raise SignatureError(f"cosignature by {v.name} has timestamp {t}, not below 2^63")
             msg = cosignature_message(text, t)
+        elif v.alg == ALG_MLDSA44_COSIGNATURE:
+            if len(s.signature) != 8 + MLDSA44_SIGNATURE:
+                raise SignatureError(f"ML-DSA-44 cosignature by {v.name} is {len(s.signature)} bytes, not "
+                                     f"{8 + MLDSA44_SIGNATURE}")
+            (t,) = struct.unpack(">Q", s.signature[:8])
+            if t >= 1 << 63:
+                raise SignatureError(f"cosignature by {v.name} has timestamp {t}, not below 2^63")
+            msg = subtree_message(v.name, t, Checkpoint.parse(text))
         if not v.verify(msg, s.signature):
             raise SignatureError(f"signature by {v.name} (key {v.key_id.hex()}) does not verify")
         ok.append(v)
@@ -277,9 +327,23 @@ def cosignature_message(checkpoint_text: str, timestamp: int) -> bytes:
     return f"cosignature/v1\ntime {timestamp}\n".encode() + checkpoint_text.encode()
 
 
+def subtree_message(cosigner: str, timestamp: int, cp: Checkpoint, start: int = 0) -> bytes:
+    """tlog-cosignature ML-DSA-44 ``cosigned_message``: label "subtree/v1\\n\\0", the cosigner name and log origin
+    (u8-length-prefixed), timestamp, start and end (u64 big-endian) and the root hash; a checkpoint is the subtree
+    [0, size). Extension lines are not covered."""
+    name, origin = cosigner.encode(), cp.origin.encode()
+    if not 1 <= len(name) < 256 or not 1 <= len(origin) < 256:
+        raise FormatError("cosigner name and origin must be 1..255 bytes")
+    return (b"subtree/v1\n\0" + bytes([len(name)]) + name + struct.pack(">Q", timestamp) + bytes([len(origin)])
+            + origin + struct.pack(">QQ", start, cp.size) + cp.root)
+
+
 def cosign(checkpoint_text: str, signer: Signer, timestamp: int) -> NoteSignature:
+    if signer.verifier.alg == ALG_MLDSA44_COSIGNATURE:
+        sig = signer.sign(subtree_message(signer.name, timestamp, Checkpoint.parse(checkpoint_text)))
+        return NoteSignature(signer.name, signer.verifier.key_id, struct.pack(">Q", timestamp) + sig)
     if signer.verifier.alg != ALG_COSIGNATURE_V1:
-        raise FormatError("a cosignature needs a type 0x04 witness key")
+        raise FormatError("a cosignature needs a type 0x04 or 0x06 witness key")
     sig = signer.sign(cosignature_message(checkpoint_text, timestamp))
     return NoteSignature(signer.name, signer.verifier.key_id, struct.pack(">Q", timestamp) + sig)
 

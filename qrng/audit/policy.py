@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import FormatError
-from .note import ALG_COSIGNATURE_V1, Verifier
+from .note import COSIGNATURE_ALGS, Verifier
 
 __all__ = ["Policy", "PolicyWitness", "parse_policy"]
 
@@ -80,8 +80,9 @@ def parse_policy(text: str, where: str = "policy") -> Policy:
             if name in witnesses or name in groups or name == "none":
                 raise FormatError(f"{at}: name {name!r} is already defined (or reserved)")
             key = _key(f[2], at)
-            if key.alg != ALG_COSIGNATURE_V1:
-                raise FormatError(f"{at}: witness {name} must have a cosignature (type 0x04) key")
+            if key.alg not in COSIGNATURE_ALGS:
+                raise FormatError(f"{at}: witness {name} must have a cosignature (type 0x04) key (or ML-DSA-44, "
+                                  "type 0x06)")
             if key.public_key in seen_keys:
                 raise FormatError(f"{at}: duplicate key")
             seen_keys.add(key.public_key)

@@ -21,7 +21,7 @@ from typing import Any
 
 from .errors import FormatError, ProofError, SignatureError, TamperedError, TornLogError
 from .merkle import TreeLevels, leaf_hash, verify_consistency
-from .note import ALG_COSIGNATURE_V1, Checkpoint, Verifier, parse_note, verify_note
+from .note import COSIGNATURE_ALGS, Checkpoint, Verifier, parse_note, verify_note
 from .records import CHECKPOINT, COSIGNATURE, ENTRY
 
 __all__ = ["CheckpointRecord", "LogView", "VerifyResult", "parse_log", "verify_log"]
@@ -103,8 +103,8 @@ def verify_log(data: bytes, log_keys: list[Verifier], witness_keys: list[Verifie
                quorum: int = 0, origin: str | None = None, saved: Checkpoint | None = None,
                view: LogView | None = None) -> VerifyResult:
     witness_keys = witness_keys or []
-    if any(w.alg != ALG_COSIGNATURE_V1 for w in witness_keys):
-        raise FormatError("witness keys must be cosignature (type 0x04) keys")
+    if any(w.alg not in COSIGNATURE_ALGS for w in witness_keys):
+        raise FormatError("witness keys must be cosignature keys (type 0x04 Ed25519 or 0x06 ML-DSA-44)")
     if quorum > len(witness_keys):
         raise FormatError(f"a quorum of {quorum} needs at least {quorum} witness keys (got {len(witness_keys)})")
     v = view or parse_log(data)

@@ -266,3 +266,39 @@ def test_a_ceremony_collects_its_quorum_from_witness_processes(tmp_path):
     finally:
         for w in ws_by_name.values():
             w.stop(kill=True)
+
+
+def test_an_ml_dsa_44_witness_counts_toward_the_quorum(tmp_path):
+    """tlog-cosignature type 0x06: a witness with an ML-DSA-44 key (FIPS 204, verified with cryptography's ML-DSA)
+    cosigns over tlog-witness; its cosignature verifies and counts toward a policy's quorum; a changed one does
+    not."""
+    priv, vkey = generate_ed25519(ORIGIN)
+    ed = Witness(tmp_path, "ed", vkey)
+    pq = Witness(tmp_path, "pq", vkey)
+    r = qrng("audit", "keygen", "witness.example/pq", "--witness", "--mldsa44", "--out", str(tmp_path / "pq.key.new"))
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "pq.key").write_text((tmp_path / "pq.key.new").read_text())
+    pq.vkey = (tmp_path / "pq.key.new.pub").read_text().strip()
+    assert base64.b64decode(pq.vkey.split("+", 2)[2])[0] == 0x06
+    try:
+        ed.start()
+        pq.start()
+        policy = tmp_path / "policy.txt"
+        policy.write_text(f"log {vkey}\nwitness ed {ed.vkey} {ed.url}\nwitness pq {pq.vkey} {pq.url}\n"
+                          "group both all ed pq\nquorum both\n")
+        log = tmp_path / "pq.log"
+        grow(log, priv, 12)
+        r = qrng("witness", "collect", str(log), "--policy", str(policy), "--json")
+        assert r.returncode == 0 and json.loads(r.stdout)["quorum_met"], r.stdout + r.stderr
+        r = qrng("audit", "verify", str(log), "--policy", str(policy), "--json")
+        assert r.returncode == 0 and "witness.example/pq" in json.loads(r.stdout)["cosigners"], r.stderr
+        data = log.read_bytes()
+        line = next(ln for ln in data.split(b"\n") if b"witness.example/pq" in ln and b"cosignature" in ln)
+        at = line.rindex(b'"') - 8
+        changed = line[:at] + (b"A" if line[at:at + 1] != b"A" else b"B") + line[at + 1:]
+        log.write_bytes(data.replace(line, changed))
+        r = qrng("audit", "verify", str(log), "--policy", str(policy))
+        assert r.returncode == 1, r.stdout + r.stderr
+    finally:
+        ed.stop(kill=True)
+        pq.stop(kill=True)
