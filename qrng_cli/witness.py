@@ -27,12 +27,36 @@ def _address(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _hsm_signer(args: argparse.Namespace) -> Any:
+    """The witness key in an HSM (Ed25519, CKM_EDDSA), opened through a ceremony profile; one signature at a time
+    (a PKCS#11 session is not shared between threads)."""
+    import threading
+
+    from ceremony.hsm import Hsm, read_pin
+    from ceremony.model import load_profile
+    from qrng.audit.note import hsm_cosigner
+    if not (args.hsm_profile and args.profile and args.name):
+        raise ValueError("--key-label needs --hsm-profile, --profile and --name")
+    prof = load_profile(Path(args.hsm_profile), args.profile)
+    hsm = Hsm(prof, read_pin(prof))
+    der, sign = hsm.log_signer(args.key_label)
+    lock = threading.Lock()
+
+    def locked(message: bytes) -> bytes:
+        with lock:
+            out: bytes = sign(message)
+            return out
+    return hsm_cosigner(args.name, der, locked)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from qrng.audit.note import Verifier, load_witness_signer
     from qrng.audit.witness_server import FileState, WitnessServer
     from qrng.lockfile import hold
     address = _address(args.listen)
-    signer = load_witness_signer(Path(args.key).read_text())  # Ed25519 (0x04) or ML-DSA-44 (0x06)
+    if bool(args.key) == bool(args.key_label):
+        raise ValueError("give --key FILE, or --key-label with --hsm-profile, --profile and --name")
+    signer = _hsm_signer(args) if args.key_label else load_witness_signer(Path(args.key).read_text())
     logs: dict[str, list[Verifier]] = {}
     for text in args.log:
         p = Path(text)
@@ -99,7 +123,11 @@ def register(sub: Any) -> None:
     s = w.add_subparsers(dest="witness_command", required=True, metavar="ACTION")
     sv = s.add_parser("serve", help="serve the tlog-witness protocol over HTTP")
     sv.add_argument("--listen", required=True, metavar="HOST:PORT", help="address to listen on (port 0: any free)")
-    sv.add_argument("--key", required=True, help="the witness's private key file (`qrng audit keygen --witness`)")
+    sv.add_argument("--key", help="the witness's private key file (`qrng audit keygen --witness [--mldsa44]`)")
+    sv.add_argument("--hsm-profile", help="or a key in an HSM: a ceremony profiles file ...")
+    sv.add_argument("--profile", help="... the profile in it that opens the token ...")
+    sv.add_argument("--key-label", help="... the Ed25519 key's label on the token ...")
+    sv.add_argument("--name", help="... and the witness's name (its key name)")
     sv.add_argument("--log", action="append", required=True, metavar="VKEY",
                     help="a log this witness cosigns: its verifier key (string or file); the key name is the "
                          "log's origin; repeatable")

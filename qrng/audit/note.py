@@ -26,7 +26,7 @@ from .errors import FormatError, SignatureError
 __all__ = [
     "ALG_COSIGNATURE_V1", "ALG_ECDSA", "ALG_ED25519", "ALG_MLDSA44_COSIGNATURE", "Checkpoint", "NoteSignature",
     "Signer", "Verifier", "cosignature_message", "ecdsa_signer", "ed25519_signer", "format_note", "generate_ed25519",
-    "generate_mldsa44_witness", "hsm_signer", "load_witness_signer", "mldsa44_signer", "parse_note",
+    "generate_mldsa44_witness", "hsm_cosigner", "hsm_signer", "load_witness_signer", "mldsa44_signer", "parse_note",
     "subtree_message", "verify_note",
 ]
 
@@ -158,6 +158,16 @@ def mldsa44_signer(name: str, key: Any) -> Signer:  # noqa: ANN401 - cryptograph
     pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return Signer(Verifier(name, _key_id(name, ALG_MLDSA44_COSIGNATURE, pub), ALG_MLDSA44_COSIGNATURE, pub),
                   key.sign)
+
+
+def hsm_cosigner(name: str, spki_der: bytes, sign: Callable[[bytes], bytes]) -> Signer:
+    """A witness key held in an HSM: Ed25519, signing cosignature/v1 messages (type 0x04)."""
+    pub = serialization.load_der_public_key(spki_der)
+    if not isinstance(pub, ed25519.Ed25519PublicKey):
+        raise FormatError("a witness key in an HSM must be Ed25519 (cosignature/v1, type 0x04)")
+    _check_name(name)
+    raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return Signer(Verifier(name, _key_id(name, ALG_COSIGNATURE_V1, raw), ALG_COSIGNATURE_V1, raw), sign)
 
 
 def hsm_signer(name: str, spki_der: bytes, sign: Callable[[bytes], bytes]) -> Signer:

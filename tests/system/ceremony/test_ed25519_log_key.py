@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import sys
 
 from .conftest import Workspace
 
@@ -44,3 +45,56 @@ def test_ed25519_log_key_in_the_hsm(ws: Workspace, tmp_path):
     assert ws.qrng("audit", "publish", str(out / "audit.log"), str(tiles)).returncode == 0
     r = ws.qrng("audit", "verify", str(tiles), "--key", str(out / "log.pub"))
     assert r.returncode == 0, r.stderr
+
+
+def test_a_witness_key_in_the_hsm(ws: Workspace, tmp_path):
+    """`qrng witness serve` signs cosignature/v1 with an Ed25519 key held in SoftHSM2 (CKM_EDDSA), opened through
+    a ceremony profile; the cosignature verifies with the public key read back from the token."""
+    import socket
+    import time
+    import urllib.request
+
+    from qrng.audit.note import Checkpoint, generate_ed25519, load_ed25519_signer, sign_note, verify_note
+    gen = subprocess.run(["pkcs11-tool", "--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", "qrng-test",
+                          "--login", "--pin", ws.pin, "--keypairgen", "--key-type", "EC:edwards25519", "--label",
+                          "witness-key", "--id", "0a0b"], capture_output=True, env=ws.env)
+    assert gen.returncode == 0, gen.stderr
+    log_priv, log_vkey = generate_ed25519("hsm-witness.example/log")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = subprocess.Popen([sys.executable, "-m", "qrng_cli", "witness", "serve", "--listen", f"127.0.0.1:{port}",
+                          "--hsm-profile", str(ws.dir / "ceremonies" / "profiles.yaml"), "--profile", "rehearsal",
+                          "--key-label", "witness-key", "--name", "witness.example/hsm", "--log", log_vkey,
+                          "--state", str(tmp_path / "state")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         env=ws.env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and p.poll() is None, p.stderr.read() if p.stderr else ""
+                time.sleep(0.1)
+        cp = Checkpoint("hsm-witness.example/log", 0, bytes.fromhex(
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"))  # the empty tree
+        note = sign_note(cp.text(), [load_ed25519_signer(log_priv)])
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/add-checkpoint", data=f"old 0\n\n{note}".encode(),
+                                     method="POST")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            line = r.read().decode()
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+    pem = subprocess.run(["pkcs11-tool", "--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", "qrng-test",
+                          "--read-object", "--type", "pubkey", "--label", "witness-key"], capture_output=True,
+                         env=ws.env)
+    from cryptography.hazmat.primitives import serialization
+
+    from qrng.audit.note import hsm_cosigner
+    der = serialization.load_pem_public_key(pem.stdout).public_bytes(serialization.Encoding.DER,
+                                                                    serialization.PublicFormat.SubjectPublicKeyInfo)
+    key = hsm_cosigner("witness.example/hsm", der, lambda m: b"").verifier
+    _, ok = verify_note(note + line, [key])
+    assert [v.name for v in ok] == ["witness.example/hsm"]
