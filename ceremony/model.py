@@ -58,6 +58,7 @@ class Profile:
     log_key_file: str = ""
     witness_keys: dict[str, str] = field(default_factory=dict)
     witness_policy: str = ""  # a C2SP tlog-policy file: witness_signoff asks its witnesses over tlog-witness
+    log_url_prefix: str = ""  # where the log's tiles are served, without scheme: the log's origin (tlog-tiles)
 
 
 EKU_NAMES = ("server_auth", "client_auth")
@@ -244,13 +245,18 @@ def load_profile(path: Path, name: str) -> Profile:
         witness_keys = {k: str(_rel(path, wk.text(k))) for k in list(f.raw("witness_keys", {}) or {})}
         wk.done()
         witness_policy = str(_rel(path, f.text("witness_policy"))) if f.has("witness_policy") else ""
+        prefix = f.text("log_url_prefix", "")
+        if prefix and (prefix.startswith(("http://", "https://")) or any(c.isspace() or c == "+" for c in prefix)
+                       or not prefix.isascii() or "/" not in prefix.strip("/") and "." not in prefix):
+            raise ConfigError(f.p("log_url_prefix"), "must be a URL prefix without scheme, such as "
+                                                     "logs.example.org/qrng (no spaces or '+')")
         f.done()
         pf.done()
         root.done()
     except ConfigError as exc:
         raise _err(exc, path) from None
     return Profile(name, module, token, PinSource(src, value), env, log_label, log_file, witness_keys,
-                   witness_policy)
+                   witness_policy, prefix)
 
 
 def load_policy(path: Path) -> Policy:

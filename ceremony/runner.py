@@ -42,8 +42,10 @@ __all__ = ["Ceremony", "RunResult", "log_origin"]
 Progress = Callable[[str], None]
 
 
-def log_origin(ceremony: str) -> str:
-    return f"qrng-ceremony/{ceremony}"
+def log_origin(ceremony: str, prefix: str = "") -> str:
+    """The checkpoint origin: ``qrng-ceremony/<ceremony>``, or with the profile's ``log_url_prefix`` the URL prefix
+    (without scheme) where the log's tiles are served, as C2SP tlog-tiles recommends: ``<prefix>/<ceremony>``."""
+    return f"{prefix.rstrip('/')}/{ceremony}" if prefix else f"qrng-ceremony/{ceremony}"
 
 
 @dataclass
@@ -81,7 +83,7 @@ class Ceremony:
         self.writer = OutputWriter(self.out)
         self.results: dict[str, dict[str, Any]] = {}
         self.extracted = b""
-        self.origin = log_origin(self.script.ceremony)
+        self.origin = log_origin(self.script.ceremony, self.plan.profile.log_url_prefix)
         self.signer = self._log_signer()
         self._unconfirmed: dict[str, Any] = {}
         self.papers = papers  # transcript formats written after each run (".html", ".pdf")

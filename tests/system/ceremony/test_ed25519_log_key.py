@@ -25,13 +25,16 @@ def test_ed25519_log_key_in_the_hsm(ws: Workspace, tmp_path):
         d["steps"][4]["key"]["label"] = "probe-key"
         d["steps"][5]["keys"] = ["audit-key"]
     ws.derive("audit-key.yaml", "probe.yaml", probe)
+    from tests.unit.ceremony.conftest import edit_yaml  # the origin: the URL prefix the tiles are served under
+    edit_yaml(ws.dir / "ceremonies" / "profiles.yaml",
+              lambda d: d["profiles"]["rehearsal"].update(log_url_prefix="logs.example.org/qrng"))
     r = ws.qrng("ceremony", "run", str(ws.script("probe.yaml")), "--profile", "rehearsal")
     assert r.returncode == 0, r.stderr + r.stdout[-2000:]
     out = ws.dir / "out" / "probe-2026"
     vkey = (out / "log.pub").read_text().strip()
     assert base64.b64decode(vkey.split("+", 2)[2])[0] == 0x01  # type 0x01: Ed25519, from the HSM key
     r = ws.qrng("audit", "verify", str(out / "audit.log"), "--key", str(out / "log.pub"), *ws.witness_args(), "--json")
-    assert r.returncode == 0 and json.loads(r.stdout)["origin"] == "qrng-ceremony/probe-2026", r.stderr
+    assert r.returncode == 0 and json.loads(r.stdout)["origin"] == "logs.example.org/qrng/probe-2026", r.stderr
     # the HSM-held Ed25519 public key is the one in log.pub
     pem = subprocess.run(["pkcs11-tool", "--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", "qrng-test",
                           "--read-object", "--type", "pubkey", "--label", "audit-log-key"], capture_output=True,
