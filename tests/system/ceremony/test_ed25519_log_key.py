@@ -101,3 +101,33 @@ def test_a_witness_key_in_the_hsm(ws: Workspace, tmp_path):
     key = hsm_cosigner("witness.example/hsm", der, lambda m: b"").verifier
     _, ok = verify_note(note + line, [key])
     assert [v.name for v in ok] == ["witness.example/hsm"]
+
+
+def test_beacon_pulses_signed_by_a_key_in_the_hsm(ws: Workspace, tmp_path):
+    """`qrng beacon run --hsm-profile ...`: pulses signed with an Ed25519 key held in SoftHSM2 verify with the key
+    read back from the token."""
+    from cryptography.hazmat.primitives import serialization
+
+    from qrng.audit.note import generate_ed25519, hsm_signer
+    gen = subprocess.run(["pkcs11-tool", "--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", "qrng-test",
+                          "--login", "--pin", ws.pin, "--keypairgen", "--key-type", "EC:edwards25519", "--label",
+                          "beacon-key", "--id", "0b0c"], capture_output=True, env=ws.env)
+    assert gen.returncode == 0, gen.stderr
+    log_priv, log_vkey = generate_ed25519("beacon.example/hsm-log")
+    (tmp_path / "log.key").write_text(log_priv + "\n")
+    cfg = tmp_path / "sim.yaml"
+    cfg.write_text("version: 1\nsource: {type: simulator}\nextractor: {type: sha256}\n")
+    r = subprocess.run([sys.executable, "-m", "qrng_cli", "beacon", "run", "--config", str(cfg), "--hsm-profile",
+                        str(ws.dir / "ceremonies" / "profiles.yaml"), "--profile", "rehearsal", "--key-label",
+                        "beacon-key", "--name", "beacon.example/hsm", "--log", str(tmp_path / "beacon.log"),
+                        "--log-key", str(tmp_path / "log.key"), "--state", str(tmp_path / "state"), "--period", "1",
+                        "--pulses", "3"], capture_output=True, text=True, env=ws.env, timeout=120)
+    assert r.returncode == 0 and r.stdout.count("pulse ") == 3, r.stderr
+    pem = subprocess.run(["pkcs11-tool", "--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", "qrng-test",
+                          "--read-object", "--type", "pubkey", "--label", "beacon-key"], capture_output=True,
+                         env=ws.env)
+    der = serialization.load_pem_public_key(pem.stdout).public_bytes(serialization.Encoding.DER,
+                                                                    serialization.PublicFormat.SubjectPublicKeyInfo)
+    key = str(hsm_signer("beacon.example/hsm", der, lambda m: b"").verifier)
+    v = ws.qrng("beacon", "verify", str(tmp_path / "beacon.log"), "--key", key, "--log-key", log_vkey, "--json")
+    assert v.returncode == 0 and json.loads(v.stdout)["pulses"] == 3, v.stderr
