@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,14 +24,10 @@ from qrng.audit.log import AuditLog
 from qrng.audit.note import Verifier, generate_ed25519, load_ed25519_signer
 from qrng.audit.tilesio import TileSource, prove_from_tiles, publish
 from qrng.audit.verify import verify_log
+from qrng.netwait import free_port, wait_for_port
 
 N = 1_000_000
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> None:
@@ -69,15 +64,7 @@ def main() -> None:
         server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port),
                                    "--directory", str(www)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
+            wait_for_port(port, 10, alive=lambda: server.poll() is None)
             key = Verifier.parse(pub)
             fetches, walls = [], []
             for i in range(20):

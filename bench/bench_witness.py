@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import http.client
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,15 +21,11 @@ from _table import print_table  # noqa: E402
 
 from qrng.audit.merkle import TreeLevels, leaf_hash
 from qrng.audit.note import ALG_COSIGNATURE_V1, Checkpoint, generate_ed25519, load_ed25519_signer, sign_note
+from qrng.netwait import free_port, wait_for_port
 
 THREADS = 4
 PER_THREAD = 150
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def requests_for(origin: str, priv: str, n: int) -> list[bytes]:
@@ -60,15 +55,7 @@ def run(state: Path, tmp: Path) -> float:
         cmd += ["--log", vkey]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        wait_for_port(port, 20, alive=lambda: p.poll() is None)
         bodies = [requests_for(f"bench.example/log-{i}", priv, PER_THREAD) for i, (priv, _) in enumerate(logs)]
         failures: list[str] = []
 

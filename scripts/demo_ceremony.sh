@@ -29,14 +29,10 @@ qrng ceremony verify "$O" "${W[@]}" --report out/root-ca-2026-audit-report.html 
 
 hr "The log as static C2SP tiles on a plain web server (loopback), verified from there with --state"
 rm -rf out/tiles && qrng audit publish "$O/audit.log" out/tiles/root-ca-2026
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(python3 -c 'from qrng.netwait import free_port; print(free_port())')
 python3 -m http.server --bind 127.0.0.1 "$PORT" --directory out/tiles >/dev/null 2>&1 &
 WEB=$!
-for _ in $(seq 50); do
-  python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$PORT/root-ca-2026/checkpoint', timeout=1)" \
-    2>/dev/null && break
-  sleep 0.1
-done
+python3 -c "from qrng.netwait import wait_for_port; wait_for_port($PORT, 10)"
 qrng audit verify "http://127.0.0.1:$PORT/root-ca-2026" --key "$O/log.pub" "${W[@]}" --state out/auditor-state-tiles
 qrng audit prove "http://127.0.0.1:$PORT/root-ca-2026" --index 3 --key "$O/log.pub" --state out/auditor-state-tiles \
   --out out/tiles-entry-3.proof

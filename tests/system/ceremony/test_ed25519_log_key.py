@@ -53,33 +53,23 @@ def test_ed25519_log_key_in_the_hsm(ws: Workspace, tmp_path):
 def test_a_witness_key_in_the_hsm(ws: Workspace, tmp_path):
     """`qrng witness serve` signs cosignature/v1 with an Ed25519 key held in SoftHSM2 (CKM_EDDSA), opened through
     a ceremony profile; the cosignature verifies with the public key read back from the token."""
-    import socket
-    import time
     import urllib.request
 
     from qrng.audit.note import Checkpoint, generate_ed25519, load_ed25519_signer, sign_note, verify_note
+    from qrng.netwait import free_port, wait_for_port
     gen = subprocess.run(["pkcs11-tool", "--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", "qrng-test",
                           "--login", "--pin", ws.pin, "--keypairgen", "--key-type", "EC:edwards25519", "--label",
                           "witness-key", "--id", "0a0b"], capture_output=True, env=ws.env)
     assert gen.returncode == 0, gen.stderr
     log_priv, log_vkey = generate_ed25519("hsm-witness.example/log")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     p = subprocess.Popen([sys.executable, "-m", "qrng_cli", "witness", "serve", "--listen", f"127.0.0.1:{port}",
                           "--hsm-profile", str(ws.dir / "ceremonies" / "profiles.yaml"), "--profile", "rehearsal",
                           "--key-label", "witness-key", "--name", "witness.example/hsm", "--log", log_vkey,
                           "--state", str(tmp_path / "state")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          env=ws.env)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and p.poll() is None, p.stderr.read() if p.stderr else ""
-                time.sleep(0.1)
+        wait_for_port(port, 30, alive=lambda: p.poll() is None)
         cp = Checkpoint("hsm-witness.example/log", 0, bytes.fromhex(
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"))  # the empty tree
         note = sign_note(cp.text(), [load_ed25519_signer(log_priv)])

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from qrng.daemon.client import DaemonClient
+from qrng.netwait import free_port
 from qrng.sources.usbemu import init_emulator, write_control
 
 from .test_qrngd import stop
@@ -26,11 +26,6 @@ ROOT = Path(__file__).resolve().parents[3]
 RULES = ROOT / "contrib" / "prometheus"
 PROMTOOL = shutil.which("promtool")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:

@@ -17,16 +17,11 @@ from pathlib import Path
 import pytest
 
 from qrng.daemon.client import DaemonClient, DaemonUnavailable
+from qrng.netwait import free_port
 
 from ..ceremony.conftest import make_workspace
 from .test_qrngd import start, stop
 from .test_qrngd_operations import until
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def openssl_request(folder: Path, name: str, cn: str) -> Path:

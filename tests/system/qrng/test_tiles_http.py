@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,16 +16,12 @@ import pytest
 from qrng.audit.log import AuditLog
 from qrng.audit.note import generate_ed25519, load_ed25519_signer
 from qrng.audit.tiles import tile_path
+from qrng.netwait import free_port, wait_for_port
 
 
 def qrng(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "qrng_cli", *args], capture_output=True, text=True, timeout=300)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture()
@@ -38,14 +32,7 @@ def served(tmp_path):
     port = free_port()
     p = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port), "--directory",
                           str(www)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline and p.poll() is None, "the static server did not start"
-            time.sleep(0.05)
+    wait_for_port(port, 10, alive=lambda: p.poll() is None)
     yield www, f"http://127.0.0.1:{port}"
     p.terminate()
     p.wait(timeout=10)

@@ -9,10 +9,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -30,6 +28,7 @@ from qrng.audit.note import (
     verify_note,
 )
 from qrng.audit.verify import parse_log
+from qrng.netwait import free_port, wait_for_port
 
 ORIGIN = "witness-test.example/log"
 
@@ -37,11 +36,6 @@ ORIGIN = "witness-test.example/log"
 def qrng(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "qrng_cli", *args], capture_output=True, text=True, timeout=300)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Witness:
@@ -59,14 +53,9 @@ class Witness:
                                       f"127.0.0.1:{self.port}", "--key", str(self.folder / f"{self.name}.key"),
                                       "--log", self.log_vkey, "--state", str(self.folder / f"{self.name}-state")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                assert time.monotonic() < deadline and self.proc.poll() is None, f"witness {self.name} did not start"
-                time.sleep(0.05)
+        proc = self.proc
+        wait_for_port(self.port, 20, alive=lambda: proc.poll() is None)
+        return self
 
     def stop(self, kill: bool = False) -> None:
         if self.proc is not None and self.proc.poll() is None:
