@@ -19,6 +19,7 @@ Beacon values are public. They must never be used as secret keys or seeds of sec
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime
 import hashlib
 import json
@@ -117,33 +118,42 @@ def next_pulse(history: list[Pulse], when: datetime.datetime, period_ms: int, lo
 
 def verify_pulses(pulses: list[Pulse], key: Verifier, whole_chain: bool = True) -> None:
     """Signatures, output values, chaining, precommitments, link values and timing of consecutive pulses of one
-    chain (``whole_chain``: they start at its first pulse, so link values are recomputed). Raises BeaconError."""
+    chain (``whole_chain``: they start at its first pulse, so link values are recomputed). Raises BeaconError, also
+    for a pulse whose fields are not what they must be (hex, base64, a time stamp)."""
     for i, p in enumerate(pulses):
-        at = f"pulse {p.pulse_index}"
-        if p.signer != str(key):
-            raise BeaconError(f"{at}: signed by {p.signer.split('+')[0]}, not by the beacon key {key.name}")
-        if not key.verify(p.signed_bytes(), base64.b64decode(p.signature_value)):
-            raise BeaconError(f"{at}: the signature does not verify")
-        if p.computed_output() != p.output_value:
-            raise BeaconError(f"{at}: the output value is not SHA-512 of the pulse and its signature")
-        if len(bytes.fromhex(p.local_random_value)) != 64:
-            raise BeaconError(f"{at}: the local random value is not 512 bits")
-        if i == 0:
-            if whole_chain and (p.status_code & STATUS_CHAIN_START == 0 or p.previous != ZERO):
-                raise BeaconError(f"{at}: the first pulse of a chain must say so (status 1) and link to nothing")
-            continue
-        q = pulses[i - 1]
-        if p.chain_index != q.chain_index or p.pulse_index != q.pulse_index + 1:
-            raise BeaconError(f"{at}: does not follow pulse {q.pulse_index} of chain {q.chain_index}")
-        if p.previous != q.output_value:
-            raise BeaconError(f"{at}: its previous value is not pulse {q.pulse_index}'s output value")
-        if _when(p) <= _when(q):
-            raise BeaconError(f"{at}: its time stamp is not after pulse {q.pulse_index}'s")
-        honoured = hashlib.sha512(bytes.fromhex(p.local_random_value)).hexdigest() == q.precommitment_value
-        if not honoured and not p.status_code & STATUS_PRECOMMIT_BROKEN:
-            raise BeaconError(f"{at}: its local random value is not the one pulse {q.pulse_index} precommitted to")
-        late = (_when(p) - _when(q)).total_seconds() * 1000 > 1.5 * p.period_ms
-        if late and not p.status_code & STATUS_GAP:
-            raise BeaconError(f"{at}: comes after a gap but its status code does not say so")
-        if whole_chain and (p.hour, p.day, p.month, p.year) != _links(pulses[:i]):
-            raise BeaconError(f"{at}: its hour/day/month/year link values are wrong")
+        try:
+            _verify_one(pulses, i, key, whole_chain)
+        except (ValueError, TypeError, binascii.Error) as exc:
+            raise BeaconError(f"pulse {getattr(p, 'pulse_index', i)}: a malformed field ({exc})") from None
+
+
+def _verify_one(pulses: list[Pulse], i: int, key: Verifier, whole_chain: bool) -> None:
+    p = pulses[i]
+    at = f"pulse {p.pulse_index}"
+    if p.signer != str(key):
+        raise BeaconError(f"{at}: signed by {p.signer.split('+')[0]}, not by the beacon key {key.name}")
+    if not key.verify(p.signed_bytes(), base64.b64decode(p.signature_value)):
+        raise BeaconError(f"{at}: the signature does not verify")
+    if p.computed_output() != p.output_value:
+        raise BeaconError(f"{at}: the output value is not SHA-512 of the pulse and its signature")
+    if len(bytes.fromhex(p.local_random_value)) != 64:
+        raise BeaconError(f"{at}: the local random value is not 512 bits")
+    if i == 0:
+        if whole_chain and (p.status_code & STATUS_CHAIN_START == 0 or p.previous != ZERO):
+            raise BeaconError(f"{at}: the first pulse of a chain must say so (status 1) and link to nothing")
+        return
+    q = pulses[i - 1]
+    if p.chain_index != q.chain_index or p.pulse_index != q.pulse_index + 1:
+        raise BeaconError(f"{at}: does not follow pulse {q.pulse_index} of chain {q.chain_index}")
+    if p.previous != q.output_value:
+        raise BeaconError(f"{at}: its previous value is not pulse {q.pulse_index}'s output value")
+    if _when(p) <= _when(q):
+        raise BeaconError(f"{at}: its time stamp is not after pulse {q.pulse_index}'s")
+    honoured = hashlib.sha512(bytes.fromhex(p.local_random_value)).hexdigest() == q.precommitment_value
+    if not honoured and not p.status_code & STATUS_PRECOMMIT_BROKEN:
+        raise BeaconError(f"{at}: its local random value is not the one pulse {q.pulse_index} precommitted to")
+    late = (_when(p) - _when(q)).total_seconds() * 1000 > 1.5 * p.period_ms
+    if late and not p.status_code & STATUS_GAP:
+        raise BeaconError(f"{at}: comes after a gap but its status code does not say so")
+    if whole_chain and (p.hour, p.day, p.month, p.year) != _links(pulses[:i]):
+        raise BeaconError(f"{at}: its hour/day/month/year link values are wrong")

@@ -101,8 +101,8 @@ def _policy_keys(args: argparse.Namespace) -> None:
         if not args.key:
             raise ValueError("give --key (the log's verifier key) or --policy")
         return
-    from qrng.audit.policy import parse_policy
-    pol = parse_policy(Path(args.policy).read_text(), args.policy)
+    from qrng.audit.policy import load_policy
+    pol = load_policy(args.policy)
     args.policy_obj = pol
     if not args.key:
         args.key = [str(k) for k, _ in pol.logs]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import signal
 import sys
@@ -60,14 +61,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from qrng.config import load_config
     from qrng.errors import EntropyError
     from qrng.pipeline import Pipeline
-    if not 0.5 <= args.period <= 86400:
-        raise ValueError("--period: seconds, from 0.5 to 86400")
+    if not math.isfinite(args.period) or not 0.5 <= args.period <= 86400:
+        raise ValueError(f"--period {args.period}: seconds, from 0.5 to 86400")
+    if args.pulses < 0:
+        raise ValueError(f"--pulses {args.pulses}: a count, 0 for no limit")
     signer = _beacon_signer(args)
     log_signer = load_ed25519_signer(Path(args.log_key).read_text())
     policy = None
     if args.policy:
-        from qrng.audit.policy import parse_policy
-        policy = parse_policy(Path(args.policy).read_text(), args.policy)
+        from qrng.audit.policy import load_policy
+        policy = load_policy(args.policy)
     state_dir = Path(args.state)
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     secret = state_dir / "next-local-random-value"  # the precommitted value: secret until its pulse is published
@@ -154,11 +157,11 @@ def _late(prev: Any, when: datetime.datetime, period_ms: int) -> bool:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from qrng.audit.note import Verifier
-    from qrng.audit.policy import parse_policy
+    from qrng.audit.policy import load_policy
     from qrng.beacon import BeaconError, verify_pulses
     key = Verifier.parse(Path(args.key).read_text().strip() if Path(args.key).exists() else args.key)
     log_key = Verifier.parse(Path(args.log_key).read_text().strip() if Path(args.log_key).exists() else args.log_key)
-    policy = parse_policy(Path(args.policy).read_text(), args.policy) if args.policy else None
+    policy = load_policy(args.policy) if args.policy else None
     witnesses = policy.witness_keys() if policy else []
     if args.log.startswith(("http://", "https://")) or (Path(args.log) / "checkpoint").is_file():
         from qrng.audit.tiles import WIDTH

@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import datetime
 import json
+import math
 import os
 import signal
 import sys
@@ -64,14 +65,16 @@ def _options(args: argparse.Namespace) -> Any:
         raise ValueError("--audit-log and --audit-key go together (the log's checkpoints are signed)")
     if args.feed_kernel and args.feed_fifo:
         raise ValueError("--feed-kernel and --feed-fifo: choose one way to feed the kernel")
-    if args.attest_every <= 0:
-        raise ValueError("--attest-every: seconds, more than 0")
+    if not math.isfinite(args.attest_every) or not 1 <= args.attest_every <= 86400 * 365:
+        raise ValueError(f"--attest-every {args.attest_every}: seconds, from 1 to a year")
+    if not 64 <= args.feed_rate <= 1 << 20:
+        raise ValueError(f"--feed-rate {args.feed_rate}: bytes a second, from 64 to 1048576")
     if args.allow_emulator and not args.attest_roots:
         raise ValueError("--allow-emulator only matters with --attest-roots")
     for f in [*(args.attest_roots or []), *([args.audit_key] if args.audit_key else [])]:
         if not Path(f).is_file():
             raise ValueError(f"{f}: no such file")
-    if not 0.5 <= args.history_interval <= 3600:
+    if not math.isfinite(args.history_interval) or not 0.5 <= args.history_interval <= 3600:
         raise ValueError("--history-interval: seconds, from 0.5 to 3600")
     return DaemonOptions(stream=args.stream, pool_bytes=pool, history_interval_s=args.history_interval)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ __all__ = ["register"]
 
 def _address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port (said on stderr)
         raise ValueError(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:7380")
     return host.strip("[]"), int(port)
 
@@ -86,10 +87,12 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from qrng.audit.log import AuditLog
     from qrng.audit.merkle import TreeLevels
     from qrng.audit.note import Checkpoint, parse_note
-    from qrng.audit.policy import parse_policy
+    from qrng.audit.policy import load_policy
     from qrng.audit.verify import _with_cosignatures, parse_log
     from qrng.audit.witness_client import collect_cosignatures
-    policy = parse_policy(Path(args.policy).read_text(), args.policy)
+    if not math.isfinite(args.timeout) or not 0.1 <= args.timeout <= 600:
+        raise ValueError(f"--timeout {args.timeout}: seconds, from 0.1 to 600")
+    policy = load_policy(args.policy)
     view = parse_log(Path(args.log).read_bytes())
     if not view.checkpoints:
         raise ValueError(f"{args.log}: no signed checkpoint to cosign")

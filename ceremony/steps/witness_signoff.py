@@ -36,8 +36,8 @@ class Params:
 
 def load_witness_policy(path: str) -> Any:
     """The profile's C2SP tlog-policy (witnesses reached over tlog-witness), parsed strictly."""
-    from qrng.audit.policy import parse_policy
-    return parse_policy(Path(path).read_text(), path)
+    from qrng.audit.policy import load_policy
+    return load_policy(path)
 
 
 def check(step: Step, view: PlanView) -> list[str]:

@@ -11,11 +11,12 @@ cosigned satisfies the quorum.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .errors import FormatError
 from .note import COSIGNATURE_ALGS, Verifier
 
-__all__ = ["Policy", "PolicyWitness", "parse_policy"]
+__all__ = ["Policy", "PolicyWitness", "load_policy", "parse_policy"]
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,18 @@ def parse_policy(text: str, where: str = "policy") -> Policy:
     if quorum is None:
         raise FormatError(f"{where}: no quorum line (write `quorum none` for no witnesses)")
     return Policy(tuple(logs), witnesses, groups, quorum)
+
+
+def load_policy(path: str | Path) -> Policy:
+    """A policy file; errors name the file (and line). Octets with the high bit set are opaque, as the spec says:
+    they are kept (surrogate-escaped), never a decoding error."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise FormatError(f"{path}: cannot read the policy ({exc.strerror})") from None
+    if len(data) > 1 << 20:
+        raise FormatError(f"{path}: larger than 1 MiB; not a policy file")
+    return parse_policy(data.decode("utf-8", "surrogateescape"), str(path))
 
 
 def _key(text: str, at: str) -> Verifier:

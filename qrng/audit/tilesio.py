@@ -91,11 +91,35 @@ def _records(data: bytes) -> tuple[list[bytes], str | None, list[str], int, int]
 
 
 def publish(log: Path, out: Path) -> PublishResult:
-    """Publish (or update) ``log`` as tiles in ``out``; see the module docstring."""
+    """Publish (or update) ``log`` as tiles in ``out``; see the module docstring. One publisher at a time per
+    folder (a lock beside the state): a second run at once is refused, never interleaved."""
+    from ..lockfile import hold
+    (out / STATE).parent.mkdir(parents=True, exist_ok=True)
+    with hold(out / ".publisher" / "lock", f"tiles folder {out}"):
+        return _publish(log, out)
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {"size": 0, "offset": 0, "range": [], "edges": {}}
+    try:
+        state: dict[str, Any] = json.loads(path.read_text())
+        hashes = [*state["range"], *(h for v in state["edges"].values() for h in v)]
+        if state["size"]:
+            hashes.append(state["last_leaf"])
+        if int(state["size"]) < 0 or int(state["offset"]) < 0 or any(int(k) < 0 for k in state["edges"]) \
+                or any(len(bytes.fromhex(h)) != 32 for h in hashes):
+            raise ValueError("out of range")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise FormatError(f"{path}: the publisher's state is damaged ({type(exc).__name__}); publish into an "
+                          "empty folder to start again") from None
+    return state
+
+
+def _publish(log: Path, out: Path) -> PublishResult:
     t0 = time.perf_counter()
     state_path = out / STATE
-    state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else \
-        {"size": 0, "offset": 0, "range": [], "edges": {}}
+    state = _load_state(state_path)
     off = int(state["offset"])
     window = max(0, off - 2 * (MAX_ENTRY + 64))  # holds the last published entry line (at most MAX_ENTRY bytes)
     with open(log, "rb") as f:  # only what follows the published entries is read (O(new entries))

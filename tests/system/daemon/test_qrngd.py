@@ -232,6 +232,14 @@ def test_two_sources_mixed_one_unplugged_keeps_service_with_lower_credit(tmp_pat
     (["--mode", "7777"], "--mode '7777': octal permission bits"),
     (["--mode", "rw"], "--mode 'rw': octal permission bits"),
     (["--metrics", "localhost:99999"], "--metrics 'localhost:99999'"),
+    (["--attest-every", "nan"], "--attest-every nan: seconds, from 1 to a year"),
+    (["--attest-every", "-5"], "--attest-every -5.0: seconds"),
+    (["--feed-rate", "-1"], "--feed-rate -1: bytes a second, from 64"),
+    (["--history-interval", "inf"], "--history-interval: seconds, from 0.5 to 3600"),
+    (["--pool", "NaN"], "--pool 'NaN': a size such as"),
+    (["--pool", "99999999999999GiB"], "a size such as 65536, 64KiB or 8MiB (at most 1 TiB)"),
+    (["--retain", "1MiB"], "--retain needs --retain-dir"),
+    (["--tls", "127.0.0.1:7464"], "--tls needs --tls-cert"),
 ])
 def test_bad_options_exit_2_before_anything_is_opened(setup, extra, message):
     folder, cfg, sock = setup

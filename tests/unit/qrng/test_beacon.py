@@ -85,3 +85,17 @@ def test_another_key_is_refused():
     _, other = chain(1, seed=b"y")
     with pytest.raises(BeaconError, match="not by the beacon key"):
         verify_pulses(pulses, other)
+
+
+@pytest.mark.parametrize("field,value", [("local_random_value", "zz" * 64), ("time_stamp", "yesterday")])
+def test_a_malformed_field_is_a_beacon_error_even_when_signed(field, value):
+    """Signed by the beacon key and still malformed (not hex, not a time stamp): a BeaconError (exit 1), not a
+    traceback or a usage error."""
+    priv, _ = generate_ed25519("beacon.example/test")
+    signer = load_ed25519_signer(priv)
+    v = [hashlib.sha512(bytes([i])).digest() for i in range(3)]
+    first = next_pulse([], T0, 1000, v[0], v[1], signer)
+    second = next_pulse([first], T0 + datetime.timedelta(seconds=1), 1000, v[1], v[2], signer)
+    bad = resign(replace(second, **{field: value}), signer)
+    with pytest.raises(BeaconError, match="pulse 2: a malformed field"):
+        verify_pulses([first, bad], signer.verifier)
