@@ -36,6 +36,7 @@ from .outputs import OutputWriter
 from .plan import Plan
 from .resume import ResumeState, resume_state
 from .steps import REGISTRY, Step
+from .steps.witness_signoff import witness_requirement
 
 __all__ = ["Ceremony", "RunResult", "log_origin"]
 
@@ -217,7 +218,7 @@ class Ceremony:
                     "profile": self.plan.profile.name, "token": self.hsm.token_info(),
                     "entropy_source": self.plan.source_label, "simulator": "SIMULATOR" in self.plan.source_label,
                     "log_key": str(self.signer.verifier), "roles": self.script.roles,
-                    "witnesses": list(self.script.witnesses)})
+                    "witnesses": list(self.script.witnesses), **witness_requirement(self.plan)})
                 self.log.checkpoint()
             else:
                 self.event("ceremony", "ceremony.resumed", {"completed_steps": sorted(completed)})
@@ -272,8 +273,8 @@ class Ceremony:
         if not view.checkpoints or view.checkpoints[-1].position != len(view.entries):
             return False
         if any(REGISTRY[s.type].seals for s in self.script.steps):
-            from .steps.witness_signoff import quorum_met
-            return quorum_met(self.plan, {line.split(" ")[1] for line in view.checkpoints[-1].cosignatures})
+            from .steps.witness_signoff import cosigned_ids, quorum_met
+            return quorum_met(self.plan, cosigned_ids(view.checkpoints[-1].cosignatures))
         return True
 
     def _run_step(self, step: Step, started: dict[str, Any] | None, carried: dict[str, Any] | None = None) -> None:
@@ -312,7 +313,6 @@ class Ceremony:
         from the verified log, and the cover shows the final checkpoint with the witnesses' cosignatures. A
         rendering, not a record: it is replaced after each run (the log is the record), atomically."""
         from qrng.atomic import atomic_write
-        from qrng.audit.note import ALG_COSIGNATURE_V1
 
         from .papers.record import transcript
         from .papers.render import PaperError, render
@@ -322,14 +322,8 @@ class Ceremony:
         if not targets:
             return
         data = (self.out / "audit.log").read_bytes()
-        keys = self.plan.profile.witness_keys
-        if self.plan.profile.witness_policy:
-            from .steps.witness_signoff import load_witness_policy
-            witnesses = load_witness_policy(self.plan.profile.witness_policy).witness_keys()
-        else:
-            witnesses = [load_ed25519_signer(Path(keys[w]).read_text(), ALG_COSIGNATURE_V1).verifier
-                         for w in self.script.witnesses if w in keys]
-        doc = transcript(data, verify_log(data, [self.signer.verifier], witnesses, 0, origin=self.origin))
+        # a function of the log and its key only, so `qrng ceremony verify` renders the same bytes again
+        doc = transcript(data, verify_log(data, [self.signer.verifier], [], 0, origin=self.origin))
         for path in targets:
             try:
                 atomic_write(path, render(doc, path.suffix, __version__), overwrite=True)

@@ -1,7 +1,12 @@
-"""One offline check of a ceremony folder, used by ``qrng ceremony verify`` and by the verify_outputs step:
-the signed log (RFC 9162 proofs, C2SP checkpoints, witness quorum), every output against the digest the log
-recorded, every extraction re-run from the retained samples, every provenance statement's signature.
-Verification raises; it never returns False."""
+"""One offline check of a ceremony folder, used by ``qrng ceremony verify`` (and, for the output digests, by the
+verify_outputs step): the signed log (RFC 9162 proofs, C2SP checkpoints) with the log key the auditor gives, the
+witness quorum the policy recorded in the log asks for, counted by the auditor's witness keys, every output against
+the digest the log recorded, every extraction re-run from the retained samples, every provenance statement's
+signature, and the papers (transcript.html, transcript.pdf) re-rendered from the verified log and compared byte
+for byte.
+
+Verification raises at the first failure; it never returns False. A check that could not be made is recorded as
+``not checked`` with the reason (qrng.audit.verdict), and the report says whether the verdict is complete."""
 
 from __future__ import annotations
 
@@ -12,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import StepFailed
-from .papers.report import Check
+from qrng.audit.verdict import NOT_CHECKED, WITNESS_HOW, Check, Verdict, recorded_requirement, witness_check
 
-__all__ = ["Check", "FolderReport", "check_output_digests", "verify_folder"]
+from .errors import StepFailed
+
+__all__ = ["HOW", "Check", "FolderReport", "check_output_digests", "verify_folder"]
 
 Record = Callable[[Check], None]
 
@@ -28,10 +34,15 @@ def _ignore(check: Check) -> None:
 class FolderReport:
     entries: int
     checkpoints: int
-    cosigners: tuple[str, ...]
+    cosigners: tuple[str, ...]  # the witness keys (named) whose cosignatures verified with the auditor's keys
     outputs: int
     provenance: int
     extractions_rerun: int
+    checks: tuple[Check, ...] = ()
+
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict(self.checks)
 
 
 def _files(log: bytes) -> dict[str, str]:
@@ -84,6 +95,10 @@ def rerun_extractions(folder: Path, log: bytes) -> int:
 
 # The checks in the order they are made: what each is and how it is made, as the auditor's report states them.
 HOW = {
+    "Log key":
+        "The key that must have signed the log's checkpoints is the one the auditor gives (--key: a verifier key or "
+        "a PEM public key, obtained from the ceremony's published records). A key read from the folder being "
+        "verified proves nothing: a folder whose log and log.pub were replaced together would verify with it.",
     "Log records and hash chain":
         "Each record of audit.log parsed as JSON; entry i carries sequence number i and the SHA-256 leaf hash "
         "(RFC 9162 2.1.1) of entry i-1, so a changed, removed or inserted entry is found.",
@@ -91,44 +106,101 @@ HOW = {
         "Every checkpoint is a C2SP signed note (c2sp.org/signed-note, tlog-checkpoint) verified with the log key; "
         "its tree size and root hash are recomputed from the entries (RFC 9162 2.1.1), and each checkpoint is "
         "proved consistent with the one before (RFC 9162 2.1.4), so the log only grew.",
-    "Witness cosignatures":
-        "The latest checkpoint's witness cosignatures (c2sp.org/tlog-cosignature) are verified with the witness "
-        "keys given to the verifier; the quorum must be met.",
+    "Witness cosignatures": WITNESS_HOW,
     "Outputs against their logged digests":
         "Every file the log records is read and its SHA-256 compared with the digest logged when it was made.",
     "Extractions re-run":
         "Each logged Toeplitz extraction is re-run from the retained raw samples and extractor seed; the SHA-256 "
         "of the output must equal the logged one.",
     "Provenance statements": "Each key's in-toto statement in its DSSE envelope is verified with the log key.",
+    "Papers":
+        "transcript.html and transcript.pdf are renderings of the verified log: each is rendered again from the "
+        "log and must be identical, byte for byte, so a paper edited after the ceremony is found.",
 }
 
 
-def verify_folder(folder: Path, key: Any, witnesses: list[Any], quorum: int | None = None,
-                  record: Record = _ignore, seen: Callable[[str, str], None] | None = None) -> FolderReport:
-    """Everything an auditor checks in a ceremony folder; raises AuditError, StepFailed or EnvelopeError. Each
-    check that passes is handed to ``record`` (for the auditor's report) before the next one starts."""
+def _open_with(keys: list[Any]) -> Callable[[bytes, bytes], bool]:
+    return lambda message, sig: any(k.verify(message, sig) for k in keys)
+
+
+def check_papers(folder: Path, data: bytes, verified: Any, version: str) -> Check:
+    """Re-render the transcript from the verified log and compare it with each paper in the folder; raises
+    TamperedError naming an altered paper. A paper made by another version (whose templates differ) cannot be
+    compared here: not checked, and said."""
+    import re
+
     from qrng.audit.errors import TamperedError
-    from qrng.audit.verify import parse_log, verify_log
+
+    from .papers.record import transcript
+    from .papers.render import PaperError, render
+    name = "Papers"
+    present = [p for p in (folder / "transcript.html", folder / "transcript.pdf") if p.is_file()]
+    if not present:
+        return Check(name, HOW[name], NOT_CHECKED, "the folder holds no transcript.html or transcript.pdf",
+                     required=False)
+    doc = transcript(data, verified)
+    same: list[str] = []
+    for path in present:
+        held = path.read_bytes()
+        made_by = re.search(rb"qrng-ceremony ([0-9][0-9A-Za-z.+-]*)", held)
+        try:
+            again = render(doc, path.suffix, version)
+        except PaperError as exc:
+            return Check(name, HOW[name], NOT_CHECKED, f"{path.name} cannot be rendered again here: {exc}")
+        if again == held:
+            same.append(path.name)
+            continue
+        if made_by is not None and made_by.group(1).decode() != version:
+            return Check(name, HOW[name], NOT_CHECKED,
+                         f"{path.name} was rendered by qrng-ceremony {made_by.group(1).decode()}, this verifier is "
+                         f"{version}: verify with that version to compare the paper")
+        raise TamperedError(f"{path}: differs from the transcript rendered from the verified log (the paper was "
+                            "altered after the ceremony, or is not this log's)")
+    return Check(name, HOW[name], "passed", f"{', '.join(same)} identical to the rendering of the verified log")
+
+
+def verify_folder(folder: Path, keys: list[Any], witnesses: list[Any], *, key_from_auditor: bool = True,
+                  key_source: str = "", witness_policy: Any = None, record: Record = _ignore,
+                  seen: Callable[[str, str], None] | None = None, version: str | None = None) -> FolderReport:
+    """Everything an auditor checks in a ceremony folder; raises AuditError, StepFailed or EnvelopeError at the first
+    failure. ``keys`` are the log's verifier keys; ``key_from_auditor`` False when they were read from the folder
+    itself (then the verdict cannot be complete). Each check is handed to ``record`` (for the auditor's report) as
+    it is decided."""
+    from qrng import __version__
+    from qrng.audit.errors import FormatError
+    from qrng.audit.verify import key_names, parse_log, verify_log
     from qrng.dsse import open_envelope
 
     from .provenance import PAYLOAD_TYPE
+    checks: list[Check] = []
+
+    def note(check: Check) -> None:
+        checks.append(check)
+        record(check)
 
     def ok(name: str, detail: str) -> None:
-        record(Check(name, HOW[name], "passed", detail))
+        note(Check(name, HOW[name], "passed", detail))
 
-    quorum = len(witnesses) if quorum is None else quorum
-    data = (folder / "audit.log").read_bytes()
+    described = ", ".join(f"{k.name} ({k.key_id.hex()})" for k in keys)
+    if key_from_auditor:
+        ok("Log key", f"given by the auditor ({key_source or '--key'}): {described}")
+    else:
+        note(Check("Log key", HOW["Log key"], NOT_CHECKED,
+                   f"taken from {key_source} in the folder being verified (--trust-folder-key), not given by the "
+                   "auditor: a folder whose log and log.pub were replaced together would pass"))
+    try:
+        data = (folder / "audit.log").read_bytes()
+    except FileNotFoundError:
+        raise FormatError(f"{folder / 'audit.log'}: no such file (is {folder} a ceremony folder?)") from None
     view = parse_log(data)
     ok("Log records and hash chain", f"{len(view.entries)} entries, {len(view.checkpoints)} checkpoints, "
                                      f"{sum(len(c.cosignatures) for c in view.checkpoints)} cosignatures")
-    r = verify_log(data, [key], witnesses, 0, view=view)
+    r = verify_log(data, keys, witnesses, 0, view=view)
     ok("Signed checkpoints and consistency",
-       f"{r.checkpoints} checkpoints signed by {key.name}; the latest covers all {r.entries} entries")
-    if len(r.cosigners) < quorum:
-        raise TamperedError(f"the latest checkpoint (size {r.latest.size}) has {len(r.cosigners)} of the {quorum} "
-                            f"required witness cosignatures ({', '.join(r.cosigners) or 'none'})",
-                            index=r.latest.size)
-    ok("Witness cosignatures", f"{', '.join(r.cosigners) or 'none'} (quorum {quorum})")
+       f"{r.checkpoints} checkpoints signed by the log key; the latest covers all {r.entries} entries")
+    note(witness_check(r.cosigners, len(r.cosignature_lines), r.latest.size,
+                       recorded_requirement(view.entries[:r.latest.size]), len(witnesses),
+                       policy=witness_policy, how=HOW["Witness cosignatures"]))
     outputs = check_output_digests(folder, data, seen)
     ok("Outputs against their logged digests", f"{outputs} files match")
     rerun = rerun_extractions(folder, data)
@@ -136,6 +208,8 @@ def verify_folder(folder: Path, key: Any, witnesses: list[Any], quorum: int | No
        "no Toeplitz extraction logged")
     provs = sorted(folder.glob("*.provenance.json"))
     for p in provs:
-        open_envelope(json.loads(p.read_text()), PAYLOAD_TYPE, key.verify)
+        open_envelope(json.loads(p.read_text()), PAYLOAD_TYPE, _open_with(keys))
     ok("Provenance statements", ", ".join(p.name for p in provs) + " verified" if provs else "none in the folder")
-    return FolderReport(r.entries, r.checkpoints, tuple(r.cosigners), outputs, len(provs), rerun)
+    note(check_papers(folder, data, r, version or __version__))
+    return FolderReport(r.entries, r.checkpoints, key_names(r.cosigners), outputs, len(provs), rerun,
+                        tuple(checks))

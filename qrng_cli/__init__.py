@@ -6,18 +6,17 @@ function, render text or JSON. Libraries are imported inside the command functio
 
 Exit codes (``ExitCode``): 0 success; 1 verification failed (tampered or inconsistent: the first bad entry is
 named) or a ceremony step failed; 2 usage, configuration or I/O error (for ceremonies: nothing was touched);
-3 entropy failure (health test or source error: nothing was output).
+3 entropy failure (health test or source error: nothing was output); 4 consistent but not independently verified
+(a required check was not made); 130, 141, 143 interrupted by Ctrl-C, a closed output, SIGTERM (never success).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
-import sys
 from collections.abc import Sequence
 
-from .common import ExitCode, report
+from .common import SIGINT_EXIT, SIGPIPE_EXIT, ExitCode, Interrupted, report, say, silence_stdout
 
 __all__ = ["COMMANDS", "ExitCode", "build_parser", "main"]
 
@@ -38,7 +37,9 @@ DESCRIPTION = """Quantum random numbers where keys are born: random bytes from a
 SP 800-90B assessment, key ceremonies on an HSM, and signed audit logs verified offline.
 
 exit codes: 0 success; 1 verification failed (tampered or inconsistent) or a ceremony step failed;
-2 usage, configuration or I/O error (ceremonies: nothing was touched); 3 entropy failure (nothing was output)."""
+2 usage, configuration or I/O error (ceremonies: nothing was touched); 3 entropy failure (nothing was output);
+4 consistent but not independently verified (a check the verdict needs was not made: "not checked");
+130 Ctrl-C, 141 the output was closed (| head, a pager), 143 SIGTERM: interrupted, never a success."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,11 +60,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except BrokenPipeError:
-        # the reader went away (``qrng health | head -1``): not an error of ours; keep Python quiet at exit
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return int(ExitCode.OK)
+        # the reader went away (``qrng health | head -1``): what it did not read was not delivered, so this is
+        # never a success; exit as a process killed by SIGPIPE would, and keep Python quiet at exit
+        silence_stdout()
+        say(f"{_prog(args)}: interrupted: the output was closed before everything was written")
+        return SIGPIPE_EXIT
+    except Interrupted as exc:
+        if exc.code == SIGPIPE_EXIT:
+            silence_stdout()
+        say(f"{_prog(args)}: interrupted ({exc.reason})" + (f"; {exc.hint}" if exc.hint else ""))
+        return exc.code
     except KeyboardInterrupt:
-        print(f"{_prog(args)}: interrupted", file=sys.stderr)
-        return 130
+        say(f"{_prog(args)}: interrupted")
+        return SIGINT_EXIT
     except Exception as exc:  # mapped by the one table; anything it does not know is a bug and re-raised
         return int(report(_prog(args), exc, bool(getattr(args, "json", False))))

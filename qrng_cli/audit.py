@@ -3,12 +3,16 @@
 A log is a JSON-lines file, or a C2SP tlog-tiles log (an http(s) URL prefix or a folder, made by ``publish``):
 ``verify`` then checks every tile and entry bundle, ``prove`` fetches only the O(log n) tiles one entry needs.
 
-Exit codes: 0 verified; 1 tampered or inconsistent (the first bad entry is named); 2 usage or I/O error.
+Exit codes: 0 verified (every check asked for was made with keys the auditor gave, and passed); 1 tampered or
+inconsistent (the first bad entry is named); 2 usage or I/O error; 4 consistent but not independently verified
+(nothing failed, but a required check was not made, e.g. no witness keys while the log's recorded policy asks for
+cosignatures: it says "not checked" and why).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import sys
@@ -16,8 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qrng.audit.errors import AuditError, FormatError, TamperedError
+from qrng.audit.verify import key_names
 
-from .common import int_at_least
+from .common import ExitCode, int_at_least
 
 if TYPE_CHECKING:
     from qrng.audit.note import Verifier
@@ -25,15 +30,18 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 
-def _read_key(value: str) -> Verifier:
-    """A verifier key given as a file or as the key string itself; a missing file is named as such."""
-    from qrng.audit.note import Verifier
-    p = Path(value)
-    if p.exists():
-        return Verifier.parse(p.read_text().strip())
-    if value.count("+") < 2:
-        raise FileNotFoundError(f"{value}: no such file (and not a name+id+key verifier key string)")
-    return Verifier.parse(value)
+def _read_key(value: str, role: str = "log", ids: Any = frozenset(), what: str = "--key") -> list[Verifier]:
+    """A key as the auditor gave it: a verifier key string, a file holding one, or a PEM public key (bound to the
+    names the log's signature lines use); a missing file says "no such file", naming it."""
+    from qrng.audit.keys import read_key
+    return read_key(value, "witness" if role == "witness" else "log", ids, what)
+
+
+def _keys(values: list[str] | None, role: str, ids: Any, what: str) -> list[Verifier]:
+    out: list[Verifier] = []
+    for v in values or []:
+        out += [k for k in _read_key(v, role, ids, what) if k not in out]
+    return out
 
 
 def _state_file(state: Path, origin: str) -> Path:
@@ -71,98 +79,134 @@ def _tiles_origin(src: Any, keys: list[Verifier]) -> str:
     return Checkpoint.parse(verify_note(src.get("checkpoint").decode("utf-8", "replace"), keys)[0]).origin
 
 
-def cmd_verify_tiles(args: argparse.Namespace) -> int:
-    from qrng.audit.tilesio import TileSource, verify_tiles
-    keys = [_read_key(k) for k in args.key]
-    witnesses = [_read_key(w) for w in args.witness or []]
-    src = TileSource(args.log)
-    saved, state_path = _saved(args.state, _tiles_origin(src, keys), keys)
-    quorum = args.quorum if args.quorum is not None else len(witnesses)
-    r = verify_tiles(src, keys, witnesses, quorum, args.origin, saved)
-    _check_policy(args, r.cosigners)
-    _save(state_path, r.note)
-    out = {"status": "verified", "tiles": args.log, "entries": r.entries, "origin": r.checkpoint.origin,
-           "tree_size": r.checkpoint.size, "root": r.checkpoint.root.hex(), "cosigners": list(r.cosigners),
-           "fetches": r.fetches, "saved_state": str(state_path) if state_path else None}
+def _auditor_keys(args: argparse.Namespace, notes: list[str]) -> tuple[list[Verifier], list[Verifier], Any]:
+    """(log keys, witness keys, the tlog-policy given or None), as the auditor gave them. --policy FILE (C2SP
+    tlog-policy): its logs are the log keys (unless --key), its witnesses witness keys, its quorum rule applies."""
+    from qrng.audit.keys import signature_ids
+    ids = signature_ids(notes)
+    policy = None
+    keys = _keys(args.key, "log", ids, "--key")
+    witnesses = _keys(args.witness, "witness", ids, "--witness")
+    if getattr(args, "policy", None):
+        from qrng.audit.policy import load_policy
+        policy = load_policy(args.policy)
+        if not keys:
+            keys = [k for k, _ in policy.logs]
+            if not keys:
+                raise ValueError(f"{args.policy}: lists no log; give --key")
+        witnesses += [k for k in policy.witness_keys() if k not in witnesses]
+    if not keys:
+        raise ValueError("give --key (the log's verifier key or PEM public key, from the log's published records) "
+                         "or --policy")
+    return keys, witnesses, policy
+
+
+def _verdict(args: argparse.Namespace, out: dict[str, Any], checks: list[Any], summary: str) -> int:
+    """Print the checks and the verdict; exit 0 only when every required check passed, 4 when one was not made."""
+    from qrng.audit.verdict import NOT_CHECKED, Verdict
+    complete = Verdict(tuple(checks)).complete
+    out = {"status": "verified" if complete else "unverified", "exit_code": 0 if complete else 4, **out,
+           "checks": [c.to_dict() for c in checks]}
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        print(f"verified from tiles: {r.entries} entries, every tile and bundle, origin {r.checkpoint.origin}, root "
-              f"{r.checkpoint.root.hex()[:16]}...; cosigned by {', '.join(r.cosigners) or 'no witness'} "
-              f"({r.fetches} fetches)")
-    return 0
+        for c in checks:
+            print(c.line())
+        if complete:
+            print(f"verified: {summary}")
+        else:
+            missing = [c.name for c in checks if c.required and c.result == NOT_CHECKED]
+            print(f"NOT INDEPENDENTLY VERIFIED (exit 4): nothing failed, but {', '.join(missing)} not checked; "
+                  f"this is not a pass ({summary})", file=sys.stderr)
+    return 0 if complete else ExitCode.UNVERIFIED
 
 
-def _policy_keys(args: argparse.Namespace) -> None:
-    """--policy FILE (C2SP tlog-policy): its logs are the log keys (unless --key), its witnesses the witness keys,
-    and its quorum rule replaces --quorum (checked after verification by _check_policy)."""
-    args.policy_obj = None
-    if not getattr(args, "policy", None):
-        if not args.key:
-            raise ValueError("give --key (the log's verifier key) or --policy")
-        return
-    from qrng.audit.policy import load_policy
-    pol = load_policy(args.policy)
-    args.policy_obj = pol
-    if not args.key:
-        args.key = [str(k) for k, _ in pol.logs]
-        if not args.key:
-            raise ValueError(f"{args.policy}: lists no log; give --key")
-    args.witness = [str(w) for w in pol.witness_keys()]
-    args.quorum = 0
+def _common_checks(args: argparse.Namespace, keys: list[Verifier], what: str, saved_size: int | None,
+                   state_path: Path | None) -> list[Any]:
+    from qrng.audit.verdict import NOT_CHECKED, Check
+    src = "--key" if args.key else f"--policy {args.policy}"
+    checks = [Check("Log key", "The checkpoints must be signed by a key the auditor gives (c2sp.org/signed-note).",
+                    "passed", f"given by the auditor ({src}): "
+                              + ", ".join(f"{k.name} ({k.key_id.hex()})" for k in keys)),
+              Check("Log, checkpoints and consistency", "RFC 9162 2.1.1 and 2.1.4, C2SP tlog-checkpoint" +
+                    (", C2SP tlog-tiles" if what == "tiles" else ""), "passed", "")]
+    if state_path is None:
+        checks.append(Check("Consistency with an earlier verification", "RFC 9162 2.1.4 against the saved "
+                            "checkpoint (--state)", NOT_CHECKED, "no --state: a rollback or fork since an earlier "
+                            "verification cannot be seen", required=False))
+    else:
+        checks.append(Check("Consistency with an earlier verification", "RFC 9162 2.1.4 against the saved "
+                            "checkpoint (--state)", "passed", f"consistent with the checkpoint of size {saved_size} "
+                            "verified before" if saved_size is not None else f"first verification; saved in "
+                            f"{state_path}"))
+    return checks
 
 
-def _check_policy(args: argparse.Namespace, cosigners: tuple[str, ...]) -> None:
-    pol = args.policy_obj
-    if pol is not None and not pol.satisfied(pol.names_of(set(cosigners))):
-        raise TamperedError(f"the latest checkpoint's cosignatures ({', '.join(cosigners) or 'none'}) do not meet "
-                            f"the quorum of {args.policy} ({pol.quorum})")
+def cmd_verify_tiles(args: argparse.Namespace) -> int:
+    from qrng.audit.tilesio import TileSource, verify_tiles
+    from qrng.audit.verdict import recorded_requirement, witness_check
+    src = TileSource(args.log)
+    try:
+        first_note = [src.get("checkpoint").decode("utf-8", "replace")]
+    except AuditError:
+        first_note = []
+    keys, witnesses, policy = _auditor_keys(args, first_note)
+    saved, state_path = _saved(args.state, _tiles_origin(src, keys), keys)
+    r = verify_tiles(src, keys, witnesses, 0, args.origin, saved)
+    checks = _common_checks(args, keys, "tiles", saved.size if saved else None, state_path)
+    checks[1] = checks[1].__class__(checks[1].name, checks[1].how, "passed",
+                                    f"{r.entries} entries, every tile and bundle; origin {r.checkpoint.origin}")
+    lines = sum(1 for ln in r.note.split("\n") if ln.startswith("\u2014 ")) - 1
+    checks.append(witness_check(r.cosigners, max(lines, 0), r.checkpoint.size, recorded_requirement(r.entry_bytes),
+                                len(witnesses), args.quorum, policy))
+    _save(state_path, r.note)
+    out = {"tiles": args.log, "entries": r.entries, "origin": r.checkpoint.origin, "tree_size": r.checkpoint.size,
+           "root": r.checkpoint.root.hex(), "cosigners": list(key_names(r.cosigners)), "fetches": r.fetches,
+           "saved_state": str(state_path) if state_path else None}
+    return _verdict(args, out, checks, f"{r.entries} entries from tiles, origin {r.checkpoint.origin}, root "
+                                       f"{r.checkpoint.root.hex()[:16]}... ({r.fetches} fetches)")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from qrng.audit.note import Checkpoint
-    from qrng.audit.verify import parse_log, verify_log
-    _policy_keys(args)
+    from qrng.audit.note import Checkpoint, verify_note
+    from qrng.audit.verdict import recorded_requirement, witness_check
+    from qrng.audit.verify import _with_cosignatures, parse_log, verify_log
     if _is_tiles(args.log):
         return cmd_verify_tiles(args)
-    keys = [_read_key(k) for k in args.key]
-    witnesses = [_read_key(w) for w in args.witness or []]
-    data = Path(args.log).read_bytes()
+    try:
+        data = Path(args.log).read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{args.log}: no such file") from None
     view = parse_log(data)
+    keys, witnesses, policy = _auditor_keys(args, [_with_cosignatures(c) for c in view.checkpoints])
     saved: Checkpoint | None = None
     state_path: Path | None = None
-    if args.state:
+    if args.state and view.checkpoints:
         state = Path(args.state)
         state.mkdir(parents=True, exist_ok=True)
-        from qrng.audit.note import verify_note
-        first_origin = None
-        if view.checkpoints:
-            try:
-                first_origin = Checkpoint.parse(verify_note(view.checkpoints[-1].note, keys)[0]).origin
-            except AuditError:
-                first_origin = None
-        if first_origin:
-            state_path = _state_file(state, first_origin)
+        try:
+            origin = Checkpoint.parse(verify_note(view.checkpoints[-1].note, keys)[0]).origin
+        except AuditError:
+            origin = None  # verify_log names what is wrong
+        if origin:
+            state_path = _state_file(state, origin)
             if state_path.exists():
-                saved_text, _ = verify_note(state_path.read_text(), keys)
-                saved = Checkpoint.parse(saved_text)
-    quorum = args.quorum if args.quorum is not None else len(witnesses)
-    result = verify_log(data, keys, witnesses, quorum, args.origin, saved, view)
-    _check_policy(args, result.cosigners)
-    if state_path is not None:
-        tmp = state_path.with_suffix(".tmp")
-        tmp.write_text(result.latest_note)
-        tmp.replace(state_path)
-    out = {"status": "verified", "entries": result.entries, "checkpoints": result.checkpoints,
-           "origin": result.latest.origin, "tree_size": result.latest.size, "root": result.latest.root.hex(),
-           "cosigners": list(result.cosigners), "saved_state": str(state_path) if state_path else None}
-    if args.json:
-        print(json.dumps(out, indent=2))
-    else:
-        print(f"verified: {result.entries} entries, {result.checkpoints} signed checkpoints, origin "
-              f"{result.latest.origin}, root {result.latest.root.hex()[:16]}...; "
-              f"cosigned by {', '.join(result.cosigners) or 'no witness'}")
-    return 0
+                saved = Checkpoint.parse(verify_note(state_path.read_text(), keys)[0])
+    result = verify_log(data, keys, witnesses, 0, args.origin, saved, view)
+    checks = _common_checks(args, keys, "log", saved.size if saved else None, state_path)
+    checks[1] = checks[1].__class__(checks[1].name, checks[1].how, "passed",
+                                    f"{result.entries} entries, {result.checkpoints} signed checkpoints, origin "
+                                    f"{result.latest.origin}")
+    checks.append(witness_check(result.cosigners, len(result.cosignature_lines), result.latest.size,
+                                recorded_requirement(view.entries[:result.latest.size]), len(witnesses),
+                                args.quorum, policy))
+    _save(state_path, result.latest_note)
+    out = {"entries": result.entries, "checkpoints": result.checkpoints, "origin": result.latest.origin,
+           "tree_size": result.latest.size, "root": result.latest.root.hex(),
+           "cosigners": list(result.cosigner_names), "saved_state": str(state_path) if state_path else None}
+    return _verdict(args, out, checks, f"{result.entries} entries, {result.checkpoints} signed checkpoints, origin "
+                                       f"{result.latest.origin}, root {result.latest.root.hex()[:16]}...; cosigned "
+                                       f"by {', '.join(result.cosigner_names) or 'no witness key given'}")
 
 
 def _write_proof(args: argparse.Namespace, text: str, entry: bytes) -> None:
@@ -179,8 +223,9 @@ def cmd_prove_tiles(args: argparse.Namespace) -> int:
     from qrng.audit.tilesio import TileSource, prove_from_tiles
     if not args.key:
         raise FormatError("proving from tiles needs --key: no tile is used before the checkpoint's signature verifies")
-    keys = [_read_key(k) for k in args.key]
+    from qrng.audit.keys import signature_ids
     src = TileSource(args.log)
+    keys = _keys(args.key, "log", signature_ids([src.get("checkpoint").decode("utf-8", "replace")]), "--key")
     saved, state_path = _saved(args.state, _tiles_origin(src, keys), keys)
     entry, proof, note, r = prove_from_tiles(src, args.index, keys, saved=saved)
     _save(state_path, note)
@@ -225,10 +270,14 @@ def cmd_check_proof(args: argparse.Namespace) -> int:
     from qrng.audit.proof import verify_proof
     entry = sys.stdin.buffer.read() if args.entry == "-" else Path(args.entry).read_bytes()
     entry = entry.rstrip(b"\n")
-    witnesses = [_read_key(w) for w in args.witness or []]
-    cp = verify_proof(Path(args.proof).read_text(), entry, [_read_key(k) for k in args.key], witnesses,
-                      args.quorum or 0)
-    print(f"included: entry is in {cp.origin} at tree size {cp.size}")
+    from qrng.audit.keys import signature_ids
+    text = Path(args.proof).read_text()
+    ids = signature_ids([text.partition("\n\n")[2]])
+    witnesses = _keys(args.witness, "witness", ids, "--witness")
+    cp = verify_proof(text, entry, _keys(args.key, "log", ids, "--key"), witnesses, args.quorum or 0)
+    print(f"included: entry is in {cp.origin} at tree size {cp.size}"
+          + (f"; {args.quorum} witness cosignature(s) verified" if args.quorum else
+             "; witness cosignatures not checked (no --quorum)"))
     return 0
 
 
@@ -277,13 +326,40 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from qrng.asciinum import is_ascii_decimal
+    from qrng.audit.tileserver import serve
+    host, _, port = args.listen.rpartition(":")
+    if not host or not is_ascii_decimal(port) or not 0 <= int(port) < 65536:
+        raise ValueError(f"--listen {args.listen!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+    if not (Path(args.dir) / "checkpoint").is_file():
+        raise FileNotFoundError(f"{args.dir}: no checkpoint (not a tiles folder made by `qrng audit publish`)")
+
+    def ready(bound: int) -> None:
+        print(f"serving tiles of {args.dir} on http://{host}:{bound}/", file=sys.stderr, flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(args.dir, host.strip("[]"), int(port), ready)
+    return 0
+
+
+def cmd_key(args: argparse.Namespace) -> int:
+    from qrng.audit.keys import key_from_pem
+    try:
+        pem = Path(args.pem).read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{args.pem}: no such file") from None
+    print(key_from_pem(pem, "witness" if args.witness else "log", args.name, args.pem))
+    return 0
+
+
 def cmd_cosign(args: argparse.Namespace) -> int:
     """A witness cosigns the latest checkpoint of a log it has verified (tlog-cosignature v1)."""
+    from qrng.audit.keys import signature_ids
     from qrng.audit.log import AuditLog
     from qrng.audit.note import ALG_COSIGNATURE_V1, cosign, load_ed25519_signer
-    from qrng.audit.verify import verify_log
-    keys = [_read_key(k) for k in args.key]
+    from qrng.audit.verify import _with_cosignatures, parse_log, verify_log
     data = Path(args.log).read_bytes()
+    keys = _keys(args.key, "log", signature_ids(_with_cosignatures(c) for c in parse_log(data).checkpoints), "--key")
     result = verify_log(data, keys)
     signer = load_ed25519_signer(Path(args.witness_key).read_text(), ALG_COSIGNATURE_V1)
     sig = cosign(result.latest.text(), signer, int(datetime.datetime.now(datetime.UTC).timestamp()))
@@ -301,16 +377,31 @@ def register(sub: Any) -> None:
     v = s.add_parser("verify", help="recompute the tree, check every signature, consistency and quorum")
     v.add_argument("log", help="the audit log (JSON lines), or a tiles log: an http(s) URL prefix or a folder "
                                "(`qrng audit publish`)")
-    v.add_argument("--key", action="append", help="log verifier key (string or file); repeatable")
-    v.add_argument("--witness", action="append", help="witness cosignature key (string or file); repeatable")
-    v.add_argument("--policy", metavar="FILE", help="a C2SP tlog-policy file: its logs and witnesses, and its quorum "
-                                                    "rule instead of --quorum")
-    v.add_argument("--quorum", type=int_at_least(0), help="witness cosignatures required on the latest checkpoint "
-                                              "(default: all --witness keys)")
+    v.add_argument("--key", action="append", help="the log's key, from its published records: a verifier key "
+                                                  "(name+id+key), a file holding one, or a PEM public key; repeatable")
+    v.add_argument("--witness", action="append", help="a witness's key: verifier key (type 0x04/0x06), file, or PEM "
+                                                      "public key (Ed25519, ML-DSA-44); repeatable")
+    v.add_argument("--policy", metavar="FILE", help="a C2SP tlog-policy file: its logs (unless --key) and witnesses "
+                                                    "are keys, and its quorum rule must hold")
+    v.add_argument("--quorum", type=int_at_least(0), help="distinct witness keys that must have cosigned the latest "
+                                                          "checkpoint, on top of the quorum a ceremony log records "
+                                                          "(default: only the recorded one)")
     v.add_argument("--origin", help="require this checkpoint origin")
     v.add_argument("--state", metavar="DIR", help="remember the last verified checkpoint; catch rollback and forks")
-    v.add_argument("--json", action="store_true", help="print the result as JSON")
+    v.add_argument("--json", action="store_true", help="print the result and each check as JSON")
     v.set_defaults(func=(cmd_verify))
+    sv = s.add_parser("serve", help="serve a tiles folder over HTTP with the headers C2SP tlog-tiles requires")
+    sv.add_argument("dir", help="the tiles folder (`qrng audit publish`); served read-only, publisher state hidden")
+    sv.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
+                    help="address (default 127.0.0.1:8080; port 0: any free port, said on stderr)")
+    sv.set_defaults(func=cmd_serve)
+    kp = s.add_parser("key", help="convert a PEM public key into a C2SP verifier key string (name+id+key)")
+    kp.add_argument("pem", help="PEM public key or certificate (Ed25519, ECDSA P-256/384/521 or ML-DSA-44)")
+    kp.add_argument("--name", required=True, help="the key name (a log's: its checkpoint origin; a witness's: its "
+                                                  "name in cosignature lines)")
+    kp.add_argument("--witness", action="store_true", help="a witness cosignature key (Ed25519 type 0x04 or "
+                                                           "ML-DSA-44 type 0x06) rather than a log key")
+    kp.set_defaults(func=cmd_key)
     p = s.add_parser("prove", help="write a c2sp.org/tlog-proof for one entry")
     p.add_argument("log", help="the audit log (JSON lines), or a tiles log (URL prefix or folder): then only the "
                                "O(log n) tiles the proof needs are fetched, and verified against --key")

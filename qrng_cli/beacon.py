@@ -158,28 +158,25 @@ def _late(prev: Any, when: datetime.datetime, period_ms: int) -> bool:
 def cmd_verify(args: argparse.Namespace) -> int:
     from qrng.audit.note import Verifier
     from qrng.audit.policy import load_policy
+    from qrng.audit.verify import key_names
     from qrng.beacon import BeaconError, verify_pulses
     key = Verifier.parse(Path(args.key).read_text().strip() if Path(args.key).exists() else args.key)
     log_key = Verifier.parse(Path(args.log_key).read_text().strip() if Path(args.log_key).exists() else args.log_key)
     policy = load_policy(args.policy) if args.policy else None
     witnesses = policy.witness_keys() if policy else []
     if args.log.startswith(("http://", "https://")) or (Path(args.log) / "checkpoint").is_file():
-        from qrng.audit.tiles import WIDTH
-        from qrng.audit.tilesio import TileSource, served_bundle, verify_tiles
+        from qrng.audit.tilesio import TileSource, verify_tiles
         src = TileSource(args.log)
         r = verify_tiles(src, [log_key], witnesses, 0)
-        cosigners = r.cosigners
-        entries: list[bytes] = []
-        for i in range(-(-r.checkpoint.size // WIDTH)):
-            width = min(WIDTH, r.checkpoint.size - i * WIDTH)
-            entries += served_bundle(src, i, width)
-        size = r.checkpoint.size
+        # the pulses are read from the very bytes verify_tiles verified, never from a second fetch (a server could
+        # answer differently the second time)
+        cosigners, entries, size = r.cosigners, list(r.entry_bytes), r.checkpoint.size
     else:
         from qrng.audit.verify import parse_log, verify_log
         data = Path(args.log).read_bytes()
         res = verify_log(data, [log_key], witnesses, 0)
         cosigners, entries, size = res.cosigners, parse_log(data).entries[:res.latest.size], res.latest.size
-    if policy is not None and not policy.satisfied(policy.names_of(set(cosigners))):
+    if policy is not None and not policy.met_by(cosigners):
         from qrng.audit.errors import TamperedError
         raise TamperedError(f"the log's checkpoint (size {size}) lacks the witness quorum of {args.policy}")
     pulses = _pulses_in(entries)
@@ -193,14 +190,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     start = pulses.index(chosen[0])
     verify_pulses(pulses[:start + len(chosen)], key)  # from the chain's first pulse: links are recomputed
     out = {"status": "verified", "pulses": len(chosen), "first": chosen[0].pulse_index, "last": chosen[-1].pulse_index,
-           "log_size": size, "cosigners": list(cosigners),
+           "log_size": size, "cosigners": list(key_names(cosigners)),
            "gaps": [p.pulse_index for p in chosen if p.status_code & 2]}
     if args.json:
         print(json.dumps(out, indent=2))
     else:
         print(f"verified pulses {out['first']}..{out['last']} ({out['pulses']}): signatures, chaining, "
               f"precommitments, link values; in the log at size {size}, cosigned by "
-              f"{', '.join(cosigners) or 'no witness'}")
+              f"{', '.join(key_names(cosigners)) or 'no witness'}")
     return 0
 
 

@@ -16,7 +16,8 @@ from typing import Any
 
 from qrng.atomic import TMP_MARK, atomic_write, sweep_stale_temporaries
 
-__all__ = ["EXIT_TABLE", "TMP_MARK", "ExitCode", "Rule", "atomic_write", "exit_code_for", "sweep_stale_temporaries"]
+__all__ = ["EXIT_TABLE", "TMP_MARK", "ExitCode", "Interrupted", "Rule", "atomic_write", "exit_code_for",
+           "raise_on_sigterm", "say", "silence_stdout", "sweep_stale_temporaries"]
 
 
 class ExitCode(enum.IntEnum):
@@ -26,6 +27,8 @@ class ExitCode(enum.IntEnum):
     VERIFY_FAILED = 1    # verification failed (tampered, inconsistent), a ceremony step failed, data not IID
     USAGE = 2            # usage, configuration or I/O error; for ceremonies: nothing was touched
     ENTROPY = 3          # entropy failure (health test, source error): nothing was output
+    UNVERIFIED = 4       # consistent, but not independently verified: nothing failed, yet a check the verdict needs
+    #                      was not made with keys the auditor supplied (each such check says "not checked" and why)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class Rule:
 
 # First match wins: the more specific classes come before their roots.
 EXIT_TABLE: tuple[Rule, ...] = (
+    Rule("qrng.audit.verdict:NotIndependentlyVerified", ExitCode.UNVERIFIED, "NOT INDEPENDENTLY VERIFIED: ",
+         status="unverified"),
     Rule("qrng.beacon:BeaconError", ExitCode.VERIFY_FAILED, "BEACON VERIFICATION FAILED: "),
     Rule("qrng.audit.errors:TamperedError", ExitCode.VERIFY_FAILED, "TAMPERED OR INCONSISTENT: ", status="tampered"),
     Rule("qrng.audit.errors:FormatError", ExitCode.USAGE),
@@ -66,6 +71,47 @@ EXIT_TABLE: tuple[Rule, ...] = (
 )
 
 
+class Interrupted(KeyboardInterrupt):
+    """The command was interrupted: Ctrl-C (130), SIGTERM (143), or its standard output or error closed (141: a
+    pager quit, ``| head``, a dead ``tee``). Never a success, never a failure of the work itself: a ceremony logs no
+    failed step for it and resumes from where it stopped. A KeyboardInterrupt, so that no ``except Exception`` on
+    the way up mistakes it for an error of a step."""
+
+    def __init__(self, reason: str, code: int, hint: str = "") -> None:
+        super().__init__(reason)
+        self.reason, self.code, self.hint = reason, code, hint
+
+
+SIGINT_EXIT, SIGPIPE_EXIT, SIGTERM_EXIT = 130, 141, 143  # 128 + the signal's number, as shells report them
+
+
+def raise_on_sigterm() -> Any:
+    """From now on SIGTERM raises Interrupted (so ``finally`` blocks close logs and sessions); returns the handler
+    it replaced."""
+    import signal
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise Interrupted("SIGTERM", SIGTERM_EXIT)
+    return signal.signal(signal.SIGTERM, on_term)
+
+
+def say(text: str, stream: Any = None) -> bool:
+    """Write a line to ``stream`` (stderr by default) if it is still open; False when it is not."""
+    try:
+        print(text, file=stream or sys.stderr, flush=True)
+    except (OSError, ValueError):  # a closed pipe (EPIPE) or a closed file
+        return False
+    return True
+
+
+def silence_stdout() -> None:
+    """After the reader of stdout went away: point stdout at /dev/null so the interpreter's final flush is quiet."""
+    import contextlib
+    import os
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def exit_code_for(exc: BaseException) -> Rule | None:
     return next((r for r in EXIT_TABLE if r.matches(exc)), None)
 
@@ -80,9 +126,14 @@ def report(prog: str, exc: BaseException, as_json: bool) -> ExitCode:
     if index is not None and rule.code is ExitCode.VERIFY_FAILED:
         text += f" (first bad entry: {index})"
     if as_json:
-        status = {ExitCode.VERIFY_FAILED: "failed", ExitCode.USAGE: "error", ExitCode.ENTROPY: "entropy_failure"}
-        print(json.dumps({"status": rule.status or status.get(rule.code, "error"), "exit_code": int(rule.code),
-                          "error": str(exc), "first_bad_entry": index}))
+        status = {ExitCode.VERIFY_FAILED: "failed", ExitCode.USAGE: "error", ExitCode.ENTROPY: "entropy_failure",
+                  ExitCode.UNVERIFIED: "unverified"}
+        doc: dict[str, Any] = {"status": rule.status or status.get(rule.code, "error"), "exit_code": int(rule.code),
+                               "error": str(exc), "first_bad_entry": index}
+        checks = getattr(exc, "checks", None)  # a verifier's checks up to the failure (qrng.audit.verdict.Check)
+        if checks:
+            doc["checks"] = [c.to_dict() for c in checks]
+        print(json.dumps(doc))
     print(f"{prog}: {rule.label}{text}" + (f"\n{rule.note}" if rule.note else ""), file=sys.stderr)
     return rule.code
 

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from qrng.asciinum import is_ascii_decimal
+
 from .common import ExitCode
 
 __all__ = ["register"]
@@ -36,7 +38,7 @@ def _checked_options(args: argparse.Namespace) -> tuple[int, tuple[str, int] | N
     if not args.metrics:
         return mode, None
     host, _, port = args.metrics.rpartition(":")
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if not is_ascii_decimal(port) or not 0 < int(port) < 65536:
         raise ValueError(f"--metrics {args.metrics!r}: expected HOST:PORT, e.g. 127.0.0.1:9464")
     return mode, (host or "127.0.0.1", int(port))
 
@@ -47,7 +49,7 @@ def _size(text: str, what: str) -> int:
     t = text.strip().upper()
     num = t.rstrip("KMGIB")
     unit = t[len(num):]
-    if not num.isdigit() or unit not in units or int(num) * units[unit] > 1 << 40:
+    if not is_ascii_decimal(num) or unit not in units or int(num) * units[unit] > 1 << 40:
         raise ValueError(f"{what} {text!r}: a size such as 65536, 64KiB or 8MiB (at most 1 TiB)")
     return int(num) * units[unit]
 
@@ -81,7 +83,7 @@ def _options(args: argparse.Namespace) -> Any:
 
 def _address(text: str, what: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not is_ascii_decimal(port) or not 0 < int(port) < 65536:
         raise ValueError(f"{what} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:7464")
     return host.strip("[]"), int(port)
 

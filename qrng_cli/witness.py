@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from qrng.asciinum import is_ascii_decimal
+
 from .common import ExitCode
 
 __all__ = ["register"]
@@ -23,7 +25,7 @@ __all__ = ["register"]
 
 def _address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port (said on stderr)
+    if not host or not is_ascii_decimal(port) or not 0 <= int(port) < 65536:  # 0: any free port (said on stderr)
         raise ValueError(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:7380")
     return host.strip("[]"), int(port)
 

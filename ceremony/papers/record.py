@@ -1,5 +1,8 @@
 """The transcript: what the verified log says happened, as people read it. A pure function of the log's bytes and
-the result of verifying them (:func:`qrng.audit.verify.verify_log`); nothing on paper comes from anywhere else."""
+the result of verifying them with the log key (:func:`qrng.audit.verify.verify_log`); nothing on paper comes from
+anywhere else, and nothing depends on which witness keys the renderer holds (the cover names the cosignature lines
+the log records). So the same log always renders to the same paper, and ``qrng ceremony verify`` re-renders it to
+prove the paper people signed unaltered."""
 
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ class CheckpointFacts:
     root_b64: str
     root_words: str  # PGP words of the 32-byte root hash
     note: str        # the signed note with its cosignatures, as it is in the log
-    cosigners: tuple[str, ...]
+    cosigners: tuple[str, ...]  # the names on its cosignature lines, as the log records them
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ def _source(label: str, simulator: bool) -> str:
 
 def checkpoint_facts(v: VerifyResult) -> CheckpointFacts:
     return CheckpointFacts(v.latest.origin, v.latest.size, base64.b64encode(v.latest.root).decode(),
-                           pgp_words(v.latest.root), v.latest_note, v.cosigners)
+                           pgp_words(v.latest.root), v.latest_note, v.cosignature_names)
 
 
 def _steps(entries: list[dict[str, Any]]) -> list[StepLog]:

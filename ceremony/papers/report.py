@@ -1,9 +1,14 @@
 """The auditor's report of ``qrng ceremony verify --report``: each check the verifier made, how it made it, and
-its result; a failed check ends the list (verification stops at the first failure, as it raises)."""
+its result: passed, failed or not checked (with why, and whether the verdict needs it). A failed check ends the list
+(verification stops at the first failure, as it raises). The outcome on the cover is one of ``verified`` (every
+required check passed), ``not independently verified`` (nothing failed, but a required check was not made) or
+``failed``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from qrng.audit.verdict import Check
 
 from ..steps.base import Fact
 from .record import CheckpointFacts
@@ -12,18 +17,10 @@ __all__ = ["AuditReport", "Check"]
 
 
 @dataclass(frozen=True)
-class Check:
-    name: str
-    how: str      # the method, with the specification it follows
-    result: str   # passed | FAILED
-    detail: str
-
-
-@dataclass(frozen=True)
 class AuditReport:
     ceremony: str
     simulator: bool
-    passed: bool
+    outcome: str  # verified | not independently verified | failed
     cover: tuple[Fact, ...]
     checkpoint: CheckpointFacts | None
     checks: tuple[Check, ...]

@@ -63,17 +63,58 @@ def check(step: Step, view: PlanView) -> list[str]:
     return v
 
 
-def quorum_met(plan: Any, cosigners: set[str]) -> bool:
-    """The ceremony policy's count and, with a witness policy, its quorum rule (cosigners: witness key names)."""
-    if len(cosigners) < plan.policy.witness_quorum:
+KeyIds = set[tuple[str, bytes]]  # (key name, key ID) of cosignatures: a key is never counted by its name alone
+
+
+def required_cosignatures(plan: Any) -> int:
+    """How many distinct witness keys must cosign the sealing checkpoint: the policy's quorum, and without a
+    tlog-policy every witness the script names."""
+    if plan.profile.witness_policy:
+        return int(plan.policy.witness_quorum)
+    return max(int(plan.policy.witness_quorum), len(plan.script.witnesses))
+
+
+def witness_requirement(plan: Any) -> dict[str, Any]:
+    """What ceremony.started records for the auditor (qrng.audit.verdict.recorded_requirement reads it back): the
+    number of distinct witness keys the final checkpoint needs and, with a tlog-policy, the policy's text."""
+    if not any(s.type == "witness_signoff" for s in plan.script.steps):
+        return {"witness_quorum": 0}
+    out: dict[str, Any] = {"witness_quorum": required_cosignatures(plan)}
+    if plan.profile.witness_policy:
+        out["witness_policy"] = Path(plan.profile.witness_policy).read_bytes().decode("utf-8", "surrogateescape")
+    return out
+
+
+def cosigned_ids(lines: list[str]) -> KeyIds:
+    """(name, key ID) of the cosignature lines of a checkpoint record."""
+    from qrng.audit.note import DASH, NoteSignature
+    out: KeyIds = set()
+    for ln in lines:
+        parts = ln.rstrip("\n").split(" ")
+        if len(parts) == 3 and parts[0] == DASH:
+            import base64
+            import binascii
+            try:
+                raw = base64.b64decode(parts[2], validate=True)
+            except binascii.Error:
+                continue
+            if len(raw) > 4:
+                sig = NoteSignature(parts[1], raw[:4], raw[4:])
+                out.add((sig.name, sig.key_id))
+    return out
+
+
+def quorum_met(plan: Any, have: KeyIds) -> bool:
+    """The ceremony policy's count of distinct keys and, with a witness policy, its quorum rule, matched by key."""
+    if len(have) < required_cosignatures(plan):
         return False
     if plan.profile.witness_policy:
         pol = load_witness_policy(plan.profile.witness_policy)
-        return bool(pol.satisfied(pol.names_of(cosigners)))
-    return len(cosigners) >= len(plan.script.witnesses)
+        return bool(pol.met_by(w.key for w in pol.witnesses.values() if (w.key.name, w.key.key_id) in have))
+    return True
 
 
-def _from_witnesses(c: StepContext, step: Step, have: set[str]) -> None:
+def _from_witnesses(c: StepContext, step: Step, have: KeyIds) -> None:
     """Ask the policy's witnesses over tlog-witness (in parallel, 409 resent, answers verified) and add their
     cosignatures to the log."""
     from qrng.audit.merkle import TreeLevels
@@ -87,9 +128,9 @@ def _from_witnesses(c: StepContext, step: Step, have: set[str]) -> None:
     lines, outcomes, _ = collect_cosignatures(last.note, pol, lambda old: tree.consistency_proof(old, last.position))
     for ln in lines:
         sig = next(s for s in parse_note(_with_cosignatures(last) + ln)[1] if s.line() == ln)
-        if sig.name not in have:
+        if (sig.name, sig.key_id) not in have:
             c.log.add_cosignature(c.log.size, sig)
-            have.add(sig.name)
+            have.add((sig.name, sig.key_id))
     for o in outcomes:
         c.progress(f"[{step.id}] witness {o.name}: {o.status} ({o.detail})")
     if not quorum_met(c.plan, have):
@@ -99,7 +140,7 @@ def _from_witnesses(c: StepContext, step: Step, have: set[str]) -> None:
 
 def run(c: StepContext, step: Step, prep: dict[str, Any]) -> StepResult:
     c.event(step.id, "witness.signoff.requested", {"witnesses": list(c.script.witnesses),
-                                                   "quorum": c.plan.policy.witness_quorum})
+                                                   "quorum": required_cosignatures(c.plan)})
     return {}, {"witnesses": list(c.script.witnesses)}
 
 
@@ -109,24 +150,24 @@ def cosign_missing(c: StepContext, step: Step) -> None:
     from qrng.audit.verify import parse_log
     c.checkpoint()
     view = parse_log((c.out / "audit.log").read_bytes())
-    have = {line.split(" ")[1] for line in view.checkpoints[-1].cosignatures}
+    have = cosigned_ids(view.checkpoints[-1].cosignatures)
     if c.plan.profile.witness_policy:
         _from_witnesses(c, step, have)
         return
     text = Checkpoint(c.origin, c.log.size, c.log.root()).text()
-    count = len(have)
     for name in c.script.witnesses:
-        if name in have:
-            continue
         key_file = Path(c.plan.profile.witness_keys[name])
         w = load_ed25519_signer(key_file.read_text(), ALG_COSIGNATURE_V1)
         if w.name != name:
             raise StepFailed(f"witness key {key_file} belongs to {w.name}, not {name}")
+        if (w.name, w.verifier.key_id) in have:
+            continue
         c.log.add_cosignature(c.log.size, cosign(text, w, int(datetime.datetime.now(datetime.UTC).timestamp())))
-        count += 1
+        have.add((w.name, w.verifier.key_id))
         c.progress(f"[{step.id}] cosigned by {name}")
-    if count < c.plan.policy.witness_quorum:
-        raise StepFailed(f"{count} witness cosignatures; policy quorum is {c.plan.policy.witness_quorum}")
+    if not quorum_met(c.plan, have):
+        raise StepFailed(f"{len(have)} witness cosignatures; the policy requires {required_cosignatures(c.plan)} "
+                         "distinct witness keys")
 
 
 def _parse(f: Fields) -> Params:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["AuditError", "FormatError", "ProofError", "SignatureError", "TamperedError", "TileUnavailable",
-           "TornLogError"]
+__all__ = ["AuditError", "FormatError", "ProofError", "QuorumNotMet", "SignatureError", "TamperedError",
+           "TileUnavailable", "TornLogError"]
 
 
 class AuditError(Exception):
@@ -25,6 +25,11 @@ class ProofError(AuditError):
 
 class SignatureError(AuditError):
     """A signature from a known key fails, or no trusted signature is present, or a quorum is missing."""
+
+
+class QuorumNotMet(SignatureError):
+    """The witness keys the verifier was given did not cosign enough (the log itself may be intact): a failed
+    verification, named as what it is rather than as tampering."""
 
 
 class TamperedError(AuditError):

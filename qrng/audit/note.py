@@ -21,13 +21,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from ..asciinum import is_ascii_decimal
 from .errors import FormatError, SignatureError
 
 __all__ = [
     "ALG_COSIGNATURE_V1", "ALG_ECDSA", "ALG_ED25519", "ALG_MLDSA44_COSIGNATURE", "Checkpoint", "NoteSignature",
     "Signer", "Verifier", "cosignature_message", "ecdsa_signer", "ed25519_signer", "format_note", "generate_ed25519",
     "generate_mldsa44_witness", "hsm_cosigner", "hsm_signer", "load_witness_signer", "mldsa44_signer", "parse_note",
-    "subtree_message", "verify_note",
+    "is_ascii_decimal", "subtree_message", "verify_note",
 ]
 
 ALG_ED25519 = 0x01
@@ -43,7 +44,8 @@ MAX_SIGNATURES = 100
 def _key_id(name: str, alg: int, key: bytes) -> bytes:
     if alg == ALG_ECDSA:
         return hashlib.sha256(key).digest()[:4]
-    return hashlib.sha256(name.encode() + b"\n" + bytes([alg]) + key).digest()[:4]
+    # a name read from a file whose high-bit octets are kept opaque (surrogate-escaped) hashes as those octets
+    return hashlib.sha256(name.encode("utf-8", "surrogateescape") + b"\n" + bytes([alg]) + key).digest()[:4]
 
 
 def describe_key_text(text: str) -> str:
@@ -379,12 +381,16 @@ class Checkpoint:
         origin, size_s, root_b64 = lines[0], lines[1], lines[2]
         if not origin:
             raise FormatError("checkpoint origin is empty")
-        if not size_s.isdigit() or (len(size_s) > 1 and size_s[0] == "0"):
-            raise FormatError(f"checkpoint size {size_s!r} is not a decimal without leading zeros")
+        if not is_ascii_decimal(size_s):  # tlog-checkpoint: "the ASCII decimal representation"
+            raise FormatError(f"checkpoint size {size_s!r} is not an ASCII decimal without leading zeros")
         try:
             root = base64.b64decode(root_b64, validate=True)
         except binascii.Error:
             raise FormatError("checkpoint root is not base64") from None
         if len(root) != 32:
             raise FormatError(f"checkpoint root is {len(root)} bytes, not 32")
-        return cls(origin, int(size_s), root, tuple(lines[3:-1]))
+        extensions = tuple(lines[3:-1])
+        if any(not e for e in extensions):  # tlog-checkpoint: extension lines, if any, MUST be non-empty
+            raise FormatError("checkpoint has an empty extension line")
+        return cls(origin, int(size_s), root, extensions)
+

@@ -10,9 +10,11 @@ cosigned satisfies the quorum.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..asciinum import is_ascii_decimal
 from .errors import FormatError
 from .note import COSIGNATURE_ALGS, Verifier
 
@@ -34,7 +36,7 @@ class Policy:
     quorum: str = "none"
 
     def satisfied(self, cosigned: set[str]) -> bool:
-        """Whether witnesses named ``cosigned`` (policy names) meet the quorum."""
+        """Whether the witnesses ``cosigned`` (policy names, from :meth:`names_of` keys) meet the quorum."""
         return self.quorum == "none" or self._met(self.quorum, cosigned)
 
     def _met(self, name: str, cosigned: set[str]) -> bool:
@@ -46,9 +48,16 @@ class Policy:
     def witness_keys(self) -> list[Verifier]:
         return [w.key for w in self.witnesses.values()]
 
-    def names_of(self, key_names: set[str]) -> set[str]:
-        """Policy names of the witnesses whose keys (by key name) cosigned."""
-        return {n for n, w in self.witnesses.items() if w.key.name in key_names}
+    def names_of(self, keys: Iterable[Verifier]) -> set[str]:
+        """Policy names of the witnesses whose keys are among ``keys`` (the keys whose cosignatures verified).
+        tlog-policy: "Both logs and witnesses are identified primarily by their public keys"; a key is matched by
+        its name, key ID, type and public key together, never by its name alone (two witnesses may share one)."""
+        have = set(keys)
+        return {n for n, w in self.witnesses.items() if w.key in have}
+
+    def met_by(self, keys: Iterable[Verifier]) -> bool:
+        """Whether cosignatures by these keys (each verified) meet the quorum."""
+        return self.satisfied(self.names_of(keys))
 
 
 def parse_policy(text: str, where: str = "policy") -> Policy:
@@ -64,7 +73,9 @@ def parse_policy(text: str, where: str = "policy") -> Policy:
         line = raw.strip(" \t")
         if not line or line.startswith("#"):
             continue
-        f = line.replace("\t", " ").split()
+        # tlog-policy: fields are separated by ASCII space and tab only (str.split() would also split on U+00A0,
+        # U+2003 ...); octets with the high bit set are opaque parts of a field
+        f = [x for x in line.replace("\t", " ").split(" ") if x]
         kind = f[0]
         if kind == "log":
             if len(f) not in (2, 3):
@@ -103,7 +114,7 @@ def parse_policy(text: str, where: str = "policy") -> Policy:
                 k = len(members)
             elif k_text == "any":
                 k = 1
-            elif k_text.isdigit() and k_text == str(int(k_text)) and 1 <= int(k_text) <= len(members):
+            elif is_ascii_decimal(k_text) and len(k_text) < 6 and 1 <= int(k_text) <= len(members):
                 k = int(k_text)
             else:
                 raise FormatError(f"{at}: threshold {k_text!r} must be all, any or 1..{len(members)}")

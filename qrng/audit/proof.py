@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 
+from ..asciinum import is_ascii_decimal
 from .errors import FormatError, ProofError, SignatureError
 from .merkle import leaf_hash, verify_inclusion
 from .note import Checkpoint, Verifier, verify_note
@@ -38,7 +39,7 @@ def parse_proof(text: str) -> tuple[int, list[bytes], str, bytes | None]:
     if i >= len(lines) or not lines[i].startswith("index "):
         raise FormatError("proof has no index line")
     idx = lines[i][6:]
-    if not idx.isdigit() or (len(idx) > 1 and idx[0] == "0"):
+    if not is_ascii_decimal(idx):
         raise FormatError(f"proof index {idx!r} is not a decimal without leading zeros")
     try:
         hashes = [base64.b64decode(h, validate=True) for h in lines[i + 1:]]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable, Iterator
 
+from ..asciinum import is_ascii_decimal
 from .errors import FormatError
 from .merkle import TreeLevels, node_hash
 
@@ -59,14 +60,14 @@ def parse_tile_path(path: str) -> tuple[str, int, int]:
     level, rest = parts[1], parts[2:]
     width = WIDTH
     if len(rest) >= 2 and rest[-2].endswith(".p"):
-        if not rest[-1].isdigit() or not 1 <= int(rest[-1]) < WIDTH or rest[-1] != str(int(rest[-1])):
+        if not is_ascii_decimal(rest[-1]) or not 1 <= int(rest[-1]) < WIDTH:
             raise FormatError(f"{path!r}: bad partial width")
         width = int(rest[-1])
         rest = rest[:-2] + [rest[-2][:-2]]
-    if any(len(g) != 4 or g[0] != "x" or not g[1:].isdigit() for g in rest[:-1]) or len(rest[-1]) != 3 \
-            or not rest[-1].isdigit():
+    if any(len(g) != 4 or g[0] != "x" or not is_ascii_decimal(g[1:], True) for g in rest[:-1]) \
+            or len(rest[-1]) != 3 or not is_ascii_decimal(rest[-1], True):
         raise FormatError(f"{path!r}: bad tile index")
-    if level != "entries" and (not level.isdigit() or level != str(int(level))):
+    if level != "entries" and not is_ascii_decimal(level):
         raise FormatError(f"{path!r}: bad tile level")
     index = int("".join(g.lstrip("x") for g in rest))
     return level, index, width

@@ -28,6 +28,7 @@ from .merkle import CompactRange, TreeLevels, leaf_hash, node_hash, verify_consi
 from .note import Checkpoint, Verifier, parse_note, verify_note
 from .records import CHECKPOINT, COSIGNATURE, ENTRY
 from .tiles import HEIGHT, MAX_ENTRY, WIDTH, TiledTree, bundle, entry_path, parse_bundle, tile_path
+from .verify import distinct_keys
 
 __all__ = ["PublishResult", "TileSource", "TilesVerified", "prove_from_tiles", "publish", "served_bundle",
            "verify_tiles"]
@@ -209,6 +210,28 @@ def _read(path: Path) -> bytes:
     return path.read_bytes()
 
 
+MAX_FETCH = 1 << 24  # no tile, bundle or checkpoint comes near 16 MiB (a bundle: 256 entries of <= 64 KiB)
+
+
+def _decode(body: bytes, encoding: str, where: str) -> bytes:
+    """The body of an HTTP answer in ``Content-Encoding`` identity or gzip, bounded (a gzip bomb is refused)."""
+    if encoding in ("identity", ""):
+        return body
+    if encoding not in ("gzip", "x-gzip"):
+        raise TileUnavailable(f"{where}: Content-Encoding {encoding[:32]!r} (only gzip and identity are read)")
+    import zlib
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = d.decompress(body, MAX_FETCH + 1)
+    except zlib.error as exc:
+        raise TamperedError(f"{where}: a gzip body that does not decompress ({exc})") from None
+    if len(out) > MAX_FETCH or d.unconsumed_tail:
+        raise TileUnavailable(f"{where}: decompresses to more than {MAX_FETCH} bytes")
+    if not d.eof:
+        raise TamperedError(f"{where}: a truncated gzip body")
+    return out
+
+
 class TileSource:
     """Tiles from a folder or an http(s):// URL prefix (a plain static server). Counts fetches and time."""
 
@@ -224,9 +247,15 @@ class TileSource:
         self.fetches += 1
         try:
             if self.http:
-                with urllib.request.urlopen(f"{self.where}/{rel}", timeout=self.timeout) as r:
-                    out: bytes = r.read(1 << 24)
-                    return out
+                # C2SP tlog-tiles: clients SHOULD send "Accept-Encoding: gzip, identity", and logs MAY answer with
+                # "Content-Encoding: gzip" with no negotiation at all, so a gzip answer is decoded either way
+                req = urllib.request.Request(f"{self.where}/{rel}", headers={"Accept-Encoding": "gzip, identity"})
+                with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                    out: bytes = r.read(MAX_FETCH + 1)
+                    encoding = (r.headers.get("Content-Encoding") or "identity").strip().lower()
+                if len(out) > MAX_FETCH:
+                    raise TileUnavailable(f"{self.where}/{rel}: larger than {MAX_FETCH} bytes")
+                return _decode(out, encoding, f"{self.where}/{rel}")
             return (Path(self.where) / rel).read_bytes()
         except urllib.error.HTTPError as exc:
             raise TileUnavailable(f"{self.where}/{rel}: HTTP {exc.code}") from None
@@ -249,19 +278,20 @@ def served_bundle(src: TileSource, index: int, width: int) -> list[bytes]:
 
 
 def _checkpoint(src: TileSource, keys: list[Verifier], witnesses: list[Verifier], quorum: int,
-                origin: str | None) -> tuple[Checkpoint, str, tuple[str, ...]]:
+                origin: str | None) -> tuple[Checkpoint, str, tuple[Verifier, ...]]:
     note = src.get("checkpoint").decode("utf-8", "replace")
     text, _ = verify_note(note, keys)
     cp = Checkpoint.parse(text)
     if origin is not None and cp.origin != origin:
         raise TamperedError(f"the checkpoint is for origin {cp.origin!r}, not {origin!r}")
-    cosigners: tuple[str, ...] = ()
-    if witnesses:
+    cosigners: tuple[Verifier, ...] = ()
+    ids = {(w.name, w.key_id) for w in witnesses}
+    if any((s.name, s.key_id) in ids for s in parse_note(note)[1]):
         try:
             _, ok = verify_note(note, witnesses)
-            cosigners = tuple(sorted({w.name for w in ok}))
-        except SignatureError:
-            cosigners = ()
+        except SignatureError as exc:  # a cosignature by a witness key given that does not verify
+            raise TamperedError(f"the checkpoint (size {cp.size}): {exc}") from None
+        cosigners = tuple(distinct_keys(ok))
     if len(cosigners) < quorum:
         raise TamperedError(f"the checkpoint (size {cp.size}) has {len(cosigners)} of the {quorum} required witness "
                             "cosignatures")
@@ -292,10 +322,11 @@ def _against_saved(tree: TreeLevels, cp: Checkpoint, saved: Checkpoint | None) -
 class TilesVerified:
     checkpoint: Checkpoint
     note: str
-    cosigners: tuple[str, ...]
+    cosigners: tuple[Verifier, ...]
     entries: int
     fetches: int
     seconds: float
+    entry_bytes: tuple[bytes, ...] = ()  # the verified entries (verify_tiles), for what the log itself records
 
 
 def verify_tiles(src: TileSource, keys: list[Verifier], witnesses: list[Verifier] | None = None, quorum: int = 0,
@@ -329,7 +360,7 @@ def verify_tiles(src: TileSource, keys: list[Verifier], witnesses: list[Verifier
             break
         level, count = level + 1, count >> HEIGHT
     _against_saved(tree, cp, saved)
-    return TilesVerified(cp, note, cosigners, len(entries), src.fetches, src.seconds)
+    return TilesVerified(cp, note, cosigners, len(entries), src.fetches, src.seconds, tuple(entries))
 
 
 def prove_from_tiles(src: TileSource, index: int, keys: list[Verifier], witnesses: list[Verifier] | None = None,

@@ -24,7 +24,7 @@ from .merkle import TreeLevels, leaf_hash, verify_consistency
 from .note import COSIGNATURE_ALGS, Checkpoint, Verifier, parse_note, verify_note
 from .records import CHECKPOINT, COSIGNATURE, ENTRY
 
-__all__ = ["CheckpointRecord", "LogView", "VerifyResult", "parse_log", "verify_log"]
+__all__ = ["CheckpointRecord", "LogView", "VerifyResult", "distinct_keys", "key_names", "parse_log", "verify_log"]
 
 
 @dataclass
@@ -47,7 +47,25 @@ class VerifyResult:
     checkpoints: int
     latest: Checkpoint
     latest_note: str
-    cosigners: tuple[str, ...]
+    cosigners: tuple[Verifier, ...]  # the witness keys whose cosignatures of the latest checkpoint verified
+    cosignature_lines: tuple[str, ...] = ()  # the latest checkpoint's cosignature lines as the log holds them
+
+    @property
+    def cosignature_names(self) -> tuple[str, ...]:
+        """The key names on the latest checkpoint's cosignature lines (as recorded; verified or not)."""
+        return tuple(ln.split(" ")[1] for ln in self.cosignature_lines if ln.count(" ") >= 2)
+
+    @property
+    def cosigner_names(self) -> tuple[str, ...]:
+        return key_names(self.cosigners)
+
+
+def key_names(keys: tuple[Verifier, ...] | list[Verifier]) -> tuple[str, ...]:
+    """Names of keys for people to read; two keys sharing a name are told apart by their key IDs."""
+    counts: dict[str, int] = {}
+    for k in keys:
+        counts[k.name] = counts.get(k.name, 0) + 1
+    return tuple(sorted(k.name if counts[k.name] == 1 else f"{k.name} ({k.key_id.hex()})" for k in keys))
 
 
 def parse_log(data: bytes) -> LogView:
@@ -113,7 +131,7 @@ def verify_log(data: bytes, log_keys: list[Verifier], witness_keys: list[Verifie
     tree = TreeLevels(v.leaf_hashes)
     previous: Checkpoint | None = None
     latest: Checkpoint | None = None
-    cosigners: list[str] = []
+    cosigners: list[Verifier] = []
     for n, rec in enumerate(v.checkpoints):
         try:
             text, _ = verify_note(rec.note, log_keys)
@@ -139,7 +157,7 @@ def verify_log(data: bytes, log_keys: list[Verifier], witness_keys: list[Verifie
             except ProofError as exc:
                 raise TamperedError(f"checkpoint {n} is not consistent with checkpoint {n - 1}: {exc}",
                                     index=previous.size) from None
-        verified: list[str] = []
+        verified: list[Verifier] = []
         if rec.cosignatures:
             _, sigs = parse_note(_with_cosignatures(rec))
             witness_ids = {(w.name, w.key_id) for w in witness_keys}
@@ -148,7 +166,7 @@ def verify_log(data: bytes, log_keys: list[Verifier], witness_keys: list[Verifie
                     _, ok = verify_note(_with_cosignatures(rec), witness_keys)
                 except SignatureError as exc:
                     raise TamperedError(f"checkpoint {n}: {exc}", index=rec.position) from None
-                verified = sorted({w.name for w in ok})
+                verified = distinct_keys(ok)
         previous = latest = cp
         cosigners = verified
     assert latest is not None
@@ -159,9 +177,19 @@ def verify_log(data: bytes, log_keys: list[Verifier], witness_keys: list[Verifie
                             index=latest.size)
     if len(cosigners) < quorum:
         raise TamperedError(f"the latest checkpoint (size {latest.size}) has {len(cosigners)} of the {quorum} "
-                            f"required witness cosignatures ({', '.join(cosigners) or 'none'})", index=latest.size)
+                            f"required witness cosignatures ({', '.join(key_names(cosigners)) or 'none'})",
+                            index=latest.size)
     return VerifyResult(len(v.entries), len(v.checkpoints), latest, _with_cosignatures(v.checkpoints[-1]),
-                        tuple(cosigners))
+                        tuple(cosigners), tuple(v.checkpoints[-1].cosignatures))
+
+
+def distinct_keys(keys: list[Verifier]) -> list[Verifier]:
+    """Each key once (a note may carry two lines from one key); counted by key, never by name."""
+    out: list[Verifier] = []
+    for k in keys:
+        if k not in out:
+            out.append(k)
+    return sorted(out, key=lambda k: (k.name, k.key_id))
 
 
 def check_against_saved(tree: TreeLevels, latest: Checkpoint, saved: Checkpoint) -> None:

@@ -18,6 +18,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..asciinum import is_ascii_decimal
 from .errors import FormatError, ProofError, SignatureError
 from .merkle import EMPTY_ROOT, verify_consistency
 from .note import Checkpoint, Signer, Verifier, cosign, parse_note, verify_note
@@ -61,7 +62,7 @@ def parse_request(body: bytes) -> tuple[int, list[bytes], str]:
     if not lines[0].startswith("old "):
         raise FormatError("the first line must be `old <size>`")
     old_s = lines[0][4:]
-    if not old_s.isdigit() or not old_s.isascii() or (len(old_s) > 1 and old_s[0] == "0"):
+    if not is_ascii_decimal(old_s):
         raise FormatError(f"old size {old_s!r} is not a decimal without leading zeros")
     if len(lines) - 1 > MAX_PROOF_LINES:
         raise FormatError(f"more than {MAX_PROOF_LINES} consistency proof lines")

@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..asciinum import is_ascii_decimal
 from .errors import AuditError, SignatureError
 from .note import Checkpoint, parse_note, verify_note
 from .policy import Policy, PolicyWitness
@@ -57,7 +58,7 @@ def _one(w: PolicyWitness, note: str, cp: Checkpoint, proof_from: Callable[[int]
             continue
         if status == 409 and conflicts < 3:
             text = answer.decode("ascii", "replace").strip()
-            if not text.isdigit() or int(text) > cp.size:
+            if not is_ascii_decimal(text) or int(text) > cp.size:
                 return WitnessOutcome(w.name, "refused", f"409 with size {text!r}: the witness has seen a larger "
                                                          "tree of this log than this checkpoint")
             old, conflicts = int(text), conflicts + 1

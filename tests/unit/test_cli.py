@@ -51,7 +51,9 @@ def test_exit_table_orders_specific_before_root():
     assert names.index("ceremony.errors:ScriptError") < names.index("qrng.errors:ConfigError")
     assert names.index("qrng.errors:NativeUnavailable") < names.index("qrng.errors:EntropyError")
     assert names.index("qrng.audit.errors:TamperedError") < names.index("qrng.audit.errors:AuditError")
-    assert {r.code for r in EXIT_TABLE} == {ExitCode.VERIFY_FAILED, ExitCode.USAGE, ExitCode.ENTROPY}
+    assert names.index("qrng.audit.verdict:NotIndependentlyVerified") < names.index("qrng.audit.errors:AuditError")
+    assert {r.code for r in EXIT_TABLE} == {ExitCode.VERIFY_FAILED, ExitCode.USAGE, ExitCode.ENTROPY,
+                                            ExitCode.UNVERIFIED}
 
 
 @pytest.mark.parametrize("argv", [

@@ -31,6 +31,11 @@ class Workspace(PlanWorkspace):
     def witness_args(self) -> list[str]:
         return ["--witness", str(self.dir / "w" / "carol.key.pub"), "--witness", str(self.dir / "w" / "dave.key.pub")]
 
+    def auditor_args(self, out: Path) -> list[str]:
+        """The keys an auditor gives `qrng ceremony verify`: the log key (here the copy the run wrote; an auditor
+        takes it from the ceremony's published records) and both witnesses' keys."""
+        return ["--key", str(out / "log.pub"), *self.witness_args()]
+
     def keys(self) -> list[str]:
         """Labels of the private keys on the token, as pkcs11-tool sees them."""
         r = subprocess.run(["pkcs11-tool", "--module", SOFTHSM, "--token-label", "qrng-test", "--login",

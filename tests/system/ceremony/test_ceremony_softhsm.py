@@ -36,13 +36,13 @@ def test_root_ca_ceremony_end_to_end(ws: Workspace):
     assert (out / "log.pub").read_text().split("+")[2].startswith("Aj")  # base64 of 0x02 || SPKI
     v = ws.qrng("audit", "verify", str(out / "audit.log"), "--key", str(out / "log.pub"), *ws.witness_args())
     assert v.returncode == 0 and "cosigned by witness.example/carol, witness.example/dave" in v.stdout, v.stderr
-    cv = ws.qrng("ceremony", "verify", str(out), *ws.witness_args())
+    cv = ws.qrng("ceremony", "verify", str(out), *ws.auditor_args(out))
     assert cv.returncode == 0 and "2 provenance statements" in cv.stdout, cv.stderr
     assert "1 extraction(s) re-run from the retained samples" in cv.stdout
     raw = out / "entropy-raw.bin"  # an auditor's re-run catches retained samples that were swapped
     saved = raw.read_bytes()
     raw.write_bytes(bytes([saved[0] ^ 1]) + saved[1:])
-    bad = ws.qrng("ceremony", "verify", str(out), *ws.witness_args())
+    bad = ws.qrng("ceremony", "verify", str(out), *ws.auditor_args(out))
     assert bad.returncode == 1 and "entropy-raw.bin does not match" in bad.stderr
     raw.write_bytes(saved)
     # OpenSSL verifies the chain and the CRL
@@ -164,7 +164,7 @@ def test_kill_9_then_rerun(ws: Workspace, step: str, point: str):
     assert ws.keys() == ["audit-log-key"]  # exactly one key, never a second
     v = ws.qrng("audit", "verify", str(out / "audit.log"), "--key", str(out / "log.pub"), *ws.witness_args())
     assert v.returncode == 0, v.stderr
-    cv = ws.qrng("ceremony", "verify", str(out), *ws.witness_args())
+    cv = ws.qrng("ceremony", "verify", str(out), *ws.auditor_args(out))
     assert cv.returncode == 0, cv.stderr
 
 
@@ -190,7 +190,7 @@ def test_rsa_root_and_ed25519_issuing_ca(ws: Workspace):
                         capture_output=True, text=True)
     assert ov.returncode == 0, ov.stdout + ov.stderr
     assert ws.keys() == ["ed-issuing", "rsa-root"]
-    v = ws.qrng("ceremony", "verify", str(out), *ws.witness_args())
+    v = ws.qrng("ceremony", "verify", str(out), *ws.auditor_args(out))
     assert v.returncode == 0, v.stderr
 
 

@@ -46,8 +46,10 @@ def test_ed25519_log_key_in_the_hsm(ws: Workspace, tmp_path):
     # published as tiles, verified from there, and cosigned over tlog-witness
     tiles = tmp_path / "tiles"
     assert ws.qrng("audit", "publish", str(out / "audit.log"), str(tiles)).returncode == 0
-    r = ws.qrng("audit", "verify", str(tiles), "--key", str(out / "log.pub"))
+    r = ws.qrng("audit", "verify", str(tiles), "--key", str(out / "log.pub"), *ws.witness_args())
     assert r.returncode == 0, r.stderr
+    r = ws.qrng("audit", "verify", str(tiles), "--key", str(out / "log.pub"))  # the recorded quorum, unchecked
+    assert r.returncode == 4 and "NOT CHECKED  Witness cosignatures" in r.stdout, r.stdout + r.stderr
 
 
 def test_a_witness_key_in_the_hsm(ws: Workspace, tmp_path):

@@ -66,7 +66,7 @@ def test_rsa_ceremony_on_opencryptoki(ock):
     out = ws.dir / "out" / "ock-rsa-2026"
     seeded = [line for line in (out / "audit.log").read_text().splitlines() if '"hsm.seed' in line]
     assert seeded and '"hsm.seed_refused"' in seeded[0]  # openCryptoki: CKR_RANDOM_SEED_NOT_SUPPORTED, logged
-    v = ws.qrng("ceremony", "verify", str(out), *ws.witness_args())
+    v = ws.qrng("ceremony", "verify", str(out), *ws.auditor_args(out))
     assert v.returncode == 0, v.stderr
     chain = subprocess.run(["openssl", "verify", "-CAfile", str(out / "root-ca.pem"), str(out / "issuing-ca.pem")],
                            capture_output=True, text=True)

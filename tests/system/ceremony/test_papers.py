@@ -34,7 +34,7 @@ def ceremony(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, Path]
         r = ws.qrng("ceremony", "run", str(ws.script(script)), "--profile", profile)
         assert r.returncode == 0, r.stderr
     out = ws.dir / "out" / "root-ca-2026"
-    r = ws.qrng("ceremony", "verify", str(out), *ws.witness_args(), "--report", str(ws.dir / "report.pdf"))
+    r = ws.qrng("ceremony", "verify", str(out), *ws.auditor_args(out), "--report", str(ws.dir / "report.pdf"))
     assert r.returncode == 0 and "auditor's report:" in r.stdout, r.stderr
     return ws, out
 
@@ -119,7 +119,7 @@ def test_a_failed_verification_still_writes_its_report(ceremony, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     (copy / "issuing-ca.pem").write_text("not the certificate")
-    r = ws.qrng("ceremony", "verify", str(copy), *ws.witness_args(), "--report", str(tmp_path / "r.html"))
+    r = ws.qrng("ceremony", "verify", str(copy), *ws.auditor_args(copy), "--report", str(tmp_path / "r.html"))
     assert r.returncode == 1 and "issuing-ca.pem does not match" in r.stderr
     html = (tmp_path / "r.html").read_text()
     assert "VERIFICATION FAILED" in html and "FAILED" in html and "Extractions re-run" not in html
@@ -132,7 +132,7 @@ def test_bad_report_path_is_refused_before_any_work(ceremony, tmp_path):
     r = ws.qrng("ceremony", "verify", str(out), "--report", str(tmp_path / "missing" / "r.pdf"))
     assert r.returncode == 2 and "does not exist" in r.stderr
     (tmp_path / "kept.pdf").write_bytes(b"mine")
-    r = ws.qrng("ceremony", "verify", str(out), *ws.witness_args(), "--report", str(tmp_path / "kept.pdf"))
+    r = ws.qrng("ceremony", "verify", str(out), *ws.auditor_args(out), "--report", str(tmp_path / "kept.pdf"))
     assert r.returncode == 2 and (tmp_path / "kept.pdf").read_bytes() == b"mine"  # never overwritten unasked
 
 

@@ -106,7 +106,7 @@ def test_transcript_is_the_verified_log_on_paper(done):
                    cert["fingerprint_sha256"], pgp_words(v.latest.root), "witness.example/carol", "SIMULATOR"):
         assert needle in text, needle
     assert v.latest.size == len(entries)  # the cover's checkpoint is the final one, with the cosignatures
-    assert set(v.cosigners) == {"witness.example/carol", "witness.example/dave"}
+    assert set(v.cosigner_names) == {"witness.example/carol", "witness.example/dave"}
     assert "cosigned the final checkpoint" in text
     # each step has its section, in order
     positions = [text.index(f"{i}. {s['id']}") for i, s in enumerate(SCRIPT["steps"], 1)]
@@ -161,14 +161,16 @@ def test_verify_records_each_check_in_order_and_stops_at_a_failure(ws):
     key = Verifier.parse((out / "log.pub").read_text())
     checks: list = []
     files: list = []
-    verify_folder(out, key, _verifiers(ws), record=checks.append, seen=lambda n, d: files.append(n))
-    assert [c.name for c in checks] == list(HOW) and {c.result for c in checks} == {"passed"}
+    verify_folder(out, [key], _verifiers(ws), record=checks.append, seen=lambda n, d: files.append(n))
+    assert [c.name for c in checks] == list(HOW) and {c.result for c in checks if c.required} == {"passed"}
+    assert [(c.name, c.result, c.required) for c in checks if c.result != "passed"] == [
+        ("Papers", "not checked", False)]  # this run wrote no transcript
     assert "root.pem" in files and all(c.how for c in checks)
     (out / "root.pem").write_bytes(b"changed")
     checks.clear()
     with pytest.raises(StepFailed):
-        verify_folder(out, key, _verifiers(ws), record=checks.append)
-    assert [c.name for c in checks] == list(HOW)[:3]  # the outputs check failed; nothing after it ran
+        verify_folder(out, [key], _verifiers(ws), record=checks.append)
+    assert [c.name for c in checks] == list(HOW)[:4]  # the outputs check failed; nothing after it ran
 
 
 @pytest.mark.parametrize("name", ["sheet.txt", "sheet", "sheet.PDFX"])
@@ -211,12 +213,12 @@ def test_auditor_report_html_parses_strictly_and_says_what_failed(done):
     """The report's HTML, passed and failed, parses without an error (html5lib strict), as the papers do."""
     from ceremony.papers.report import AuditReport, Check
     from ceremony.steps.base import Fact
-    ok = AuditReport("unit-2026", True, True, (Fact("Folder", "/x", digest=True),), None,
+    ok = AuditReport("unit-2026", True, "verified", (Fact("Folder", "/x", digest=True),), None,
                      (Check("Log records and hash chain", "RFC 9162 2.1.1", "passed", "9 entries"),),
                      (("root.pem", "ab" * 32, "matches"),))
     text = _text(render_html(ok))
     assert "VERIFIED" in text and "root.pem" in text and "SIMULATOR" in text
-    bad = AuditReport("unit-2026", False, False, (), None,
-                      (Check("Outputs against their logged digests", "SHA-256", "FAILED", "root.pem <changed>"),), ())
+    bad = AuditReport("unit-2026", False, "failed", (), None,
+                      (Check("Outputs against their logged digests", "SHA-256", "failed", "root.pem <changed>"),), ())
     text = _text(render_html(bad))
     assert "VERIFICATION FAILED" in text and "root.pem <changed>" in text

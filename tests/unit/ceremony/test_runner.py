@@ -82,7 +82,7 @@ def test_whole_ceremony_then_rerun_then_audit(ws):
     again = Ceremony(plan, FakeHsm()).run()
     assert again.steps_run == [] and len(again.steps_skipped) == len(SCRIPT["steps"])
     key = Verifier.parse((out / "log.pub").read_text())
-    report = verify_folder(out, key, _verifiers(ws))
+    report = verify_folder(out, [key], _verifiers(ws))
     assert report.provenance == 1 and report.outputs >= 5 and set(report.cosigners) == {
         "witness.example/carol", "witness.example/dave"}
 
@@ -97,7 +97,7 @@ def test_failed_step_is_logged_and_resume_adopts_the_key(ws):
     result = Ceremony(plan, hsm).run()  # the same token, now healthy
     assert "root-cert" in result.steps_run and "root-key" in result.steps_skipped
     assert len(hsm.keys) == 1  # never a second key
-    verify_folder(out, Verifier.parse((out / "log.pub").read_text()), _verifiers(ws))
+    verify_folder(out, [Verifier.parse((out / "log.pub").read_text())], _verifiers(ws))
 
 
 def test_tampered_output_is_caught_by_the_auditor(ws):
@@ -105,4 +105,4 @@ def test_tampered_output_is_caught_by_the_auditor(ws):
     out = Ceremony(plan, FakeHsm()).run().output
     (out / "root.pem").write_bytes((out / "root.pem").read_bytes().replace(b"A", b"B", 1))
     with pytest.raises(StepFailed, match="root.pem does not match the digest recorded in the log"):
-        verify_folder(out, Verifier.parse((out / "log.pub").read_text()), _verifiers(ws))
+        verify_folder(out, [Verifier.parse((out / "log.pub").read_text())], _verifiers(ws))

@@ -72,7 +72,7 @@ def test_hand_appended_completion_after_the_last_checkpoint_is_not_trusted(ws):
     side = out / tail[0]["data"]["folder"]
     assert b'"actor":"mallory"' in (side / "audit.log.tail").read_bytes()
     assert not any(e["actor"] == "mallory" for e in events)  # never signed over as a log entry
-    report = verify_folder(out, Verifier.parse((out / "log.pub").read_text()), _verifiers(ws))
+    report = verify_folder(out, [Verifier.parse((out / "log.pub").read_text())], _verifiers(ws))
     assert report.provenance == 1
 
 

@@ -77,13 +77,15 @@ def main() -> None:
     expected: dict[str, dict[str, object]] = {"valid.log": {"rc": 0, "phrase": "verified", "index": None}}
 
     def corrupt(name: str, ls: list[bytes], phrase: str, index: int | None, raw: bytes | None = None,
-                state: bool = False) -> None:
+                state: bool = False, status: str = "tampered") -> None:
         p = HERE / name
         if raw is not None:
             p.write_bytes(raw)
         else:
             save(p, ls)
         expected[name] = {"rc": 1, "phrase": phrase, "index": index, "state": state}
+        if status != "tampered":
+            expected[name]["status"] = status
 
     ls = list(base)
     ls[ents[5]] = ls[ents[5]].replace(b'"i":5', b'"i":7')
@@ -129,7 +131,8 @@ def main() -> None:
     corrupt("checkpoint-other-key.log", ls, "no signature from a trusted key", 12)
 
     ls = [x for x in base if b'"kind":"cosignature"' not in x]
-    corrupt("missing-cosignature.log", ls, "0 of the 1 required witness cosignatures", 12)
+    # the log is intact; the witness key given did not cosign it: a failed verification, not tampering
+    corrupt("missing-cosignature.log", ls, "0 cosignature(s) by the witness keys given", None, status="failed")
 
     # Saved auditor state: the last checkpoint of the valid log.
     (HERE / "state").mkdir()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qrng.audit.errors import FormatError
-from qrng.audit.note import ALG_COSIGNATURE_V1, generate_ed25519, load_ed25519_signer
+from qrng.audit.note import ALG_COSIGNATURE_V1, Verifier, generate_ed25519, load_ed25519_signer
 from qrng.audit.policy import load_policy, parse_policy
 
 ORIGIN = "witness-test.example/log"
@@ -37,7 +37,8 @@ def test_groups_and_the_quorum_rule():
     pol = parse_policy(f"witness a {a}\nwitness b {b}\nwitness c {c}\ngroup two 2 a b c\n"
                        "group strict all two c\nquorum strict\n")
     assert pol.satisfied({"a", "c"}) and not pol.satisfied({"a", "b"}) and not pol.satisfied({"c"})
-    assert pol.names_of({"witness.example/a", "other.example/x"}) == {"a"}
+    keys = {w.key.name: w.key for w in pol.witnesses.values()}
+    assert pol.names_of([keys["witness.example/a"], Verifier.parse(_witness("other.example/x"))]) == {"a"}
     assert parse_policy("quorum none\n").satisfied(set())
 
 
@@ -53,3 +54,42 @@ def test_files_name_themselves_and_high_bit_octets_are_opaque(tmp_path):
     f.write_bytes(b"quorum nobody\n")
     with pytest.raises(FormatError, match=f"{f}:1: quorum 'nobody' is not defined"):
         load_policy(f)
+
+
+def test_two_witnesses_sharing_a_key_name_are_two_witnesses():
+    """Regression (issue 19): `group both all a b` over two keys with the same key name was met by one of them,
+    because cosigners were matched by key name. tlog-policy identifies witnesses by their public keys."""
+    a = Verifier.parse(_witness("witness.example/same"))
+    b = Verifier.parse(_witness("witness.example/same"))
+    assert a.name == b.name and a != b
+    pol = parse_policy(f"witness a {a}\nwitness b {b}\ngroup both all a b\nquorum both\n")
+    assert not pol.met_by([a]) and not pol.met_by([b]) and pol.met_by([a, b])
+    assert pol.names_of([a]) == {"a"}
+
+
+@pytest.mark.parametrize("sep", ["\u00a0", "\u2003", "\u3000", "\x85"])
+def test_only_ascii_space_and_tab_separate_fields(sep):
+    """Regression (issue 19): str.split() also split on Unicode spaces; tlog-policy fields are separated by ASCII
+    space and tab only, so such a character stays part of a field (and the line is then wrong, not reinterpreted)."""
+    w = _witness("witness.example/a")
+    assert parse_policy(f"witness\ta \t {w}\nquorum a\n").quorum == "a"
+    with pytest.raises(FormatError):
+        parse_policy(f"witness a{sep}{w}\nquorum a\n")
+
+
+@pytest.mark.parametrize("k", ["\u00b2", "\u0662", "+1", "1_0", "01", "99999999999999999999"])
+def test_thresholds_are_ascii_decimal_only(k):
+    """Regression (issue 19): '²' and Arabic-Indic digits passed str.isdigit(), then int() either accepted them or
+    raised out of the parser."""
+    w = _witness("witness.example/a")
+    with pytest.raises(FormatError, match="threshold"):
+        parse_policy(f"witness a {w}\ngroup g {k} a\nquorum g\n")
+
+
+def test_high_bit_witness_names_are_opaque_and_matched_by_key(tmp_path):
+    """A policy name with high-bit octets (kept opaque) is a name like any other; the witness is its key."""
+    f = tmp_path / "p.policy"
+    w = Verifier.parse(_witness("witness.example/a"))
+    f.write_bytes(b"witness \xe9 " + str(w).encode() + b"\nquorum \xe9\n")
+    pol = load_policy(f)
+    assert pol.met_by([w]) and not pol.met_by([Verifier.parse(_witness("witness.example/a"))])
