@@ -111,7 +111,8 @@ def install(ffi: Any, lib: Any) -> None:  # noqa: C901 - one def_extern per expo
         from qrng.config import load_config
 
         from .service import make_token
-        t = state.get("token") or make_token(on_session_change=lambda h, o: lib.qrng_session_mark(h, int(o)))
+        t = state.get("token") or make_token(on_session_change=lambda h, o: lib.qrng_session_mark(h, int(o)),
+                                            on_stale_output=lib.qrng_buffer_clear)
         t.initialize()
         state["token"] = t
         # the fast-path buffer is bypassed when every request must have prediction resistance

@@ -109,5 +109,6 @@ def validate() -> None:
         native.load()
 
 
-def make_token(on_session_change: Callable[[int, bool], None] | None = None) -> Token:
-    return Token(open_pipeline, describe, certificates, on_session_change, validate, describe_slot)
+def make_token(on_session_change: Callable[[int, bool], None] | None = None,
+               on_stale_output: Callable[[], None] | None = None) -> Token:
+    return Token(open_pipeline, describe, certificates, on_session_change, validate, describe_slot, on_stale_output)

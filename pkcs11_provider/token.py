@@ -95,7 +95,8 @@ class Token:
                  certificates: Callable[[], list[bytes]] | None = None,
                  on_session_change: Callable[[int, bool], None] | None = None,
                  validate: Callable[[], Any] | None = None,
-                 describe_slot: Callable[[], dict[str, str]] | None = None) -> None:
+                 describe_slot: Callable[[], dict[str, str]] | None = None,
+                 on_stale_output: Callable[[], None] | None = None) -> None:
         self._open_service = open_service
         self._describe_slot = describe_slot or (lambda: {"source_label": "qrng", "hardware": "no"})
         self._validate = validate or (lambda: None)
@@ -103,6 +104,9 @@ class Token:
         self._describe = describe
         self._certificates = certificates or (lambda: [])
         self._on_session_change = on_session_change or (lambda h, o: None)
+        # output buffered outside the token (the C fast path) must not be served: the service failed or was replaced
+        self._on_stale_output = on_stale_output or (lambda: None)
+        self._failed_at: float | None = None  # monotonic time a health failure was first seen (allow_reset)
         self._lock = threading.RLock()
         self.initialized = False
         self.service: Any = None
@@ -144,6 +148,34 @@ class Token:
                 self._removed_at = now
                 self._opened = False
 
+    RESET_AFTER_S = 1.0  # a failed source is opened again at most this often, as qrngd does (REOPEN_S)
+
+    def _look_for_recovery(self) -> None:
+        """``health.allow_reset`` (README, "allow_reset"), the same in this module, the daemon-mode module and
+        qrngd. true: a source whose health tests failed is opened again, with its start-up tests (SP 800-90B
+        4.3), by the next call that needs the token at least RESET_AFTER_S after the failure was seen; it serves
+        once they pass, and nothing generated before the failure is served after it. false: the failure stays
+        until the module is initialised again (C_Finalize, then C_Initialize), as qrngd's stays until restart."""
+        s = self.service
+        if s is None or not getattr(s, "failed", False):
+            self._failed_at = None
+            return
+        now = time.monotonic()
+        if self._failed_at is None:
+            self._failed_at = now
+            self._on_stale_output()  # fail closed at once: buffered output is not served after a failure
+            return
+        config = getattr(s, "config", None)
+        if config is None or not config.health.allow_reset or now - self._failed_at < self.RESET_AFTER_S:
+            return
+        with self._lock:
+            if self.service is not s:
+                return
+            self.service, self.service_error, self._opened, self._failed_at = None, None, False, None
+            self._on_stale_output()
+        with contextlib.suppress(Exception):
+            s.close()
+
     def _source_removed(self, exc: Exception) -> None:
         """The source vanished while in use: drop the service (its pipeline is failed closed) so the token shows
         not present (CKR_DEVICE_REMOVED, no CKF_TOKEN_PRESENT) until the device is back."""
@@ -163,6 +195,7 @@ class Token:
         CKR_GENERAL_ERROR with the cause, each time, and the token stays unopened (item 13)."""
         if self._opened:
             self._look_for_replugged()
+            self._look_for_recovery()
             if self._opened:
                 return
         with self._lock:
@@ -464,6 +497,11 @@ class Token:
             if isinstance(cause, SourceRemoved):
                 self._source_removed(cause)
                 raise cause from exc
+            self._look_for_recovery()  # notes the failure (and wipes buffered output) now
+            raise
+        except Exception:
+            if getattr(service, "failed", False):  # a health test failed in this call
+                self._look_for_recovery()
             raise
 
     def seed_random(self, handle: int, data: bytes) -> None:

@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "qrng_pkcs11.h"
 #include "module.h"
@@ -73,7 +75,9 @@ static void start_python(void) {
     config.install_signal_handlers = 0;
     config.parse_argv = 0;
     config.user_site_directory = 0;
-    config.buffered_stdio = 0;
+    /* the host's C stdio is the host's: never set its buffering (with configure_c_stdio and buffered_stdio = 0,
+       Python made the host's stdout unbuffered, and `openssl rand -hex 4000000` to a terminal 20x slower) */
+    config.configure_c_stdio = 0;
     PyStatus st = PyConfig_SetBytesString(&config, &config.program_name, QRNG_VENV_PYTHON);
     if (!PyStatus_Exception(st)) st = Py_InitializeFromConfig(&config);
     PyConfig_Clear(&config);
@@ -124,7 +128,11 @@ static void buffer_wipe(void) {
     __asm__ __volatile__("" ::: "memory");
     g_off = g_len = 0;
 }
-void qrng_buffer_clear(void) { buf_lock(); buffer_wipe(); buf_unlock(); }
+static __thread int t_holds_buf;  /* this thread holds the buffer's lock (in a refill, which calls Python) */
+void qrng_buffer_clear(void) {
+    if (t_holds_buf) { buffer_wipe(); return; }  /* called back from Python during a refill: already locked */
+    buf_lock(); buffer_wipe(); buf_unlock();
+}
 void qrng_fast_configure(int enabled) { buf_lock(); g_fast = enabled; buffer_wipe(); buf_unlock(); }
 void qrng_session_mark(CK_ULONG h, int open) {
     if (h >= SESSION_BITS) return;
@@ -233,13 +241,62 @@ QRNG_EXPORT CK_RV C_Finalize(CK_VOID_PTR pReserved) {
 /* --- random number generation (v2.40 5.15) ------------------------------------------------------- */
 static CK_RV generate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pRandomData, CK_ULONG ulRandomLen);
 
+/* --- the call log (QRNG_PKCS11_LOG=FILE): the Python half writes a line per call it answers; the calls answered
+   here without it (served from the buffer, refused before Python is entered) are written here, in the same
+   format, so the log shows every C_GenerateRandom ------------------------------------------------------------ */
+static FILE *g_log;
+static pthread_once_t g_log_once = PTHREAD_ONCE_INIT;
+static __thread int t_python_logged;
+
+static void log_open(void) {
+    const char *path = getenv("QRNG_PKCS11_LOG");
+    if (!path || !*path) return;
+    g_log = fopen(path, "ae");
+    if (g_log) setvbuf(g_log, NULL, _IOLBF, 0);
+}
+
+static const char *rv_name(CK_RV rv) {
+    switch (rv) {
+    case CKR_OK: return "CKR_OK";
+    case CKR_ARGUMENTS_BAD: return "CKR_ARGUMENTS_BAD";
+    case CKR_CRYPTOKI_NOT_INITIALIZED: return "CKR_CRYPTOKI_NOT_INITIALIZED";
+    case 0x30UL: return "CKR_DEVICE_ERROR";
+    case 0x32UL: return "CKR_DEVICE_REMOVED";
+    case 0xB3UL: return "CKR_SESSION_HANDLE_INVALID";
+    case CKR_GENERAL_ERROR: return "CKR_GENERAL_ERROR";
+    default: return NULL;
+    }
+}
+
+static void log_generate(CK_RV rv, CK_ULONG n, const char *how) {
+    pthread_once(&g_log_once, log_open);
+    if (!g_log) return;
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    const char *name = rv_name(rv);
+    if (name)
+        fprintf(g_log, "%02d:%02d:%02d pid=%ld C_GenerateRandom -> %s %lu bytes, %s\n", tm.tm_hour, tm.tm_min,
+                tm.tm_sec, (long)getpid(), name, (unsigned long)n, how);
+    else
+        fprintf(g_log, "%02d:%02d:%02d pid=%ld C_GenerateRandom -> %#lx %lu bytes, %s\n", tm.tm_hour, tm.tm_min,
+                tm.tm_sec, (long)getpid(), (unsigned long)rv, (unsigned long)n, how);
+}
+
 QRNG_EXPORT CK_RV C_GenerateRandom(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pRandomData, CK_ULONG ulRandomLen) {
     CK_RV rv = CKR_GENERAL_ERROR;
-    if (!qrng_initialized) return CKR_CRYPTOKI_NOT_INITIALIZED;
-    if (!pRandomData && ulRandomLen) return CKR_ARGUMENTS_BAD;
-    if (qrng_enter("C_GenerateRandom")) return CKR_GENERAL_ERROR;
-    rv = generate(hSession, pRandomData, ulRandomLen);
-    qrng_leave();
+    if (!qrng_initialized) rv = CKR_CRYPTOKI_NOT_INITIALIZED;
+    else if (!pRandomData && ulRandomLen) rv = CKR_ARGUMENTS_BAD;
+    else if (qrng_enter("C_GenerateRandom")) rv = CKR_GENERAL_ERROR;
+    else {
+        t_python_logged = 0;
+        rv = generate(hSession, pRandomData, ulRandomLen);
+        qrng_leave();
+        if (!t_python_logged) log_generate(rv, ulRandomLen, rv == CKR_OK ? "served from the module's buffer"
+                                                                          : "refill of the module's buffer failed");
+        return rv;
+    }
+    log_generate(rv, ulRandomLen, "refused before the Python half");
     return rv;
 }
 
@@ -250,7 +307,9 @@ static CK_RV generate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pRandomData, CK_UL
         if (g_fast) {
             if (g_len < ulRandomLen) {
                 buffer_wipe();
+                t_holds_buf = 1;
                 py_refill(&rv, g_buf, BUF_SIZE);
+                t_holds_buf = 0;
                 if (rv != CKR_OK) { buffer_wipe(); buf_unlock(); return rv; }
                 g_len = BUF_SIZE;
             }
@@ -266,5 +325,6 @@ static CK_RV generate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pRandomData, CK_UL
     /* a failure after generation began leaves the buffer zeroed; one before it leaves the buffer untouched
        (the Python half decides, since only it knows where the request failed) */
     py_C_GenerateRandom(&rv, hSession, pRandomData, ulRandomLen);
+    t_python_logged = 1;  /* the Python half wrote this call's line */
     return rv;
 }

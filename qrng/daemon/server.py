@@ -85,6 +85,7 @@ class _Source:
         self.pipeline: Any = None
         self.error = "not started"
         self._tried = 0.0
+        self.latched = False  # a failure with health.allow_reset false: no reopening until restart
         self.cond = threading.Condition()
         self.pool = bytearray()
         self._stamps: deque[list[float]] = deque()  # [monotonic time, bytes] of each chunk in the pool, oldest first
@@ -225,6 +226,14 @@ class _Source:
                 self.pipeline = None
             self._retire(p)
             self.daemon.event("source.failed", source=self.name, error=self.error)
+            health = getattr(getattr(p, "config", None), "health", None)  # an upstream relay has none
+            if health is not None and not health.allow_reset:
+                # health.allow_reset: false (README): the failure stays until qrngd is restarted, as it does in
+                # the PKCS#11 modules until they are initialised again
+                self.latched = True
+                self.error += " (health.allow_reset is false: restart qrngd to clear the failure)"
+        if self.latched:
+            return None
         now = time.monotonic()
         if self._tried and now - self._tried < REOPEN_S:
             return None

@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -285,6 +286,21 @@ static void failing_source(void) {
     EXPECT(f->C_Finalize(NULL), OK);
 }
 
+/* The module must not change the host's C stdio (regression: the embedded interpreter was started with
+   buffered_stdio = 0, which set the host's stdout unbuffered). stdout is a pipe here: fully buffered. */
+static void host_stdio(void) {
+    printf("host stdout before C_Initialize: buffer of %zu bytes, line-buffered %d\n", __fbufsize(stdout),
+           __flbf(stdout));
+    size_t before = __fbufsize(stdout);
+    int lbf = __flbf(stdout);
+    EXPECT(f->C_Initialize(NULL), OK);
+    CK_SESSION_HANDLE h = open_session();
+    unsigned char b[32];
+    EXPECT(f->C_GenerateRandom(h, b, sizeof b), OK);
+    CHECK(before > 1 && __fbufsize(stdout) == before && __flbf(stdout) == lbf);
+    EXPECT(f->C_Finalize(NULL), OK);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) { fprintf(stderr, "usage: harness MODULE SCENARIO\n"); return 2; }
     module = argv[1];
@@ -300,6 +316,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(s, "app_mutexes")) app_mutexes();
     else if (!strcmp(s, "fork")) do_fork();
     else if (!strcmp(s, "failing_source")) failing_source();
+    else if (!strcmp(s, "host_stdio")) host_stdio();
     else { fprintf(stderr, "unknown scenario %s\n", s); return 2; }
     printf("%s: %d failure(s)\n", s, failures);
     return failures ? 1 : 0;

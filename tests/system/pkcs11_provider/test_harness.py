@@ -11,7 +11,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS = ["before_init", "init_args", "bad_arguments", "invalid_handles", "generate", "dlclose_cycles",
-             "threads", "app_mutexes", "fork"]
+             "threads", "app_mutexes", "fork", "host_stdio"]
 
 
 @pytest.fixture(scope="module")
