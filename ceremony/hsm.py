@@ -29,6 +29,7 @@ CKM_EC_EDWARDS_KEY_PAIR_GEN = 0x1055
 CKM_EDDSA = 0x1057
 ED25519_OID_DER = bytes.fromhex("06032b6570")  # 1.3.101.112
 SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")  # RFC 8017 9.2 note 1
+SHA512_DIGEST_INFO = bytes.fromhex("3051300d060960864801650304020305000440")  # RFC 8017 9.2 note 1
 
 
 def read_pin(profile: Profile) -> str:
@@ -197,6 +198,11 @@ class Hsm:
         key = found[0]
         try:
             if spec.type == "rsa":
+                if hash_name == "sha512":  # the beacon's cipher suite 0 (NIST Randomness Beacon 2.0)
+                    if 0x0042 in self.mechanisms():
+                        return bytes(key.sign(data, mechanism=p.Mechanism.SHA512_RSA_PKCS))
+                    return bytes(key.sign(SHA512_DIGEST_INFO + hashlib.sha512(data).digest(),
+                                          mechanism=p.Mechanism.RSA_PKCS))
                 if 0x0040 in self.mechanisms():
                     return bytes(key.sign(data, mechanism=p.Mechanism.SHA256_RSA_PKCS))
                 # tokens without CKM_SHA256_RSA_PKCS (openCryptoki's soft token, many HSMs): PKCS#1 v1.5 over the
@@ -227,6 +233,21 @@ class Hsm:
         spec = KeySpec(label, "ed25519") if edwards else KeySpec(label, "ec", curve="P-256")
         der = self._public_der(spec, self.public_key_obj(label, key_id))
         return der, lambda message: self.sign(spec, key_id, message, "sha256")
+
+    def beacon_signer(self, label: str) -> tuple[bytes, Any]:
+        """An HSM-held RSA key for beacon pulses (NIST Beacon 2.0 cipher suite 0: RSA PKCS#1 v1.5 with SHA-512).
+        Returns (SPKI DER, sign function)."""
+        p = self._p
+        keys = self.private_keys(label)
+        if len(keys) != 1:
+            raise HsmError(f"expected one beacon key labelled '{label}' on the token, found {len(keys)}")
+        if keys[0][p.Attribute.KEY_TYPE] != p.KeyType.RSA:
+            raise HsmError(f"the beacon key '{label}' must be RSA (cipher suite 0 of the NIST Beacon 2.0 format)")
+        key_id = keys[0][p.Attribute.ID]
+        pub = self.public_key_obj(label, key_id)
+        spec = KeySpec(label, "rsa", size=len(pub[p.Attribute.MODULUS]) * 8)
+        der = self._public_der(spec, pub)
+        return der, lambda message: self.sign(spec, key_id, message, "sha512")
 
     def seed_random(self, data: bytes) -> str:
         """C_SeedRandom. Returns 'accepted' or the CKR name the token answered."""

@@ -28,18 +28,55 @@ from .common import ExitCode
 __all__ = ["register"]
 
 
+def _certificate(path: str) -> bytes:
+    """The beacon certificate (PEM or DER) as DER; a missing file says so, naming it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--certificate {path}: no such file") from None
+    try:
+        cert = x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
+    except ValueError:
+        raise ValueError(f"--certificate {path}: not an X.509 certificate") from None
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
 def _beacon_signer(args: argparse.Namespace) -> Any:
-    from qrng.audit.note import hsm_signer, load_ed25519_signer
+    """The beacon key (RSA, cipher suite 0) with its certificate: a PEM private key file, or a key in an HSM."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    from qrng.beacon import BeaconSigner
+    cert_der = _certificate(args.certificate)
+    cert_spki = x509.load_der_x509_certificate(cert_der).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     if args.key:
-        return load_ed25519_signer(Path(args.key).read_text())
-    if not (args.hsm_profile and args.profile and args.key_label and args.name):
-        raise ValueError("give --key FILE, or --hsm-profile, --profile, --key-label and --name for a key in an HSM")
-    from ceremony.hsm import Hsm, read_pin
-    from ceremony.model import load_profile
-    prof = load_profile(Path(args.hsm_profile), args.profile)
-    hsm = Hsm(prof, read_pin(prof))
-    der, sign = hsm.log_signer(args.key_label)
-    return hsm_signer(args.name, der, sign)
+        try:
+            key = serialization.load_pem_private_key(Path(args.key).read_bytes(), None)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"--key {args.key}: no such file") from None
+        except (ValueError, TypeError):
+            raise ValueError(f"--key {args.key}: not an unencrypted PEM private key") from None
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ValueError(f"--key {args.key}: cipher suite 0 signs with RSA; this is not an RSA key")
+        spki = key.public_key().public_bytes(serialization.Encoding.DER,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+        def sign(message: bytes) -> bytes:
+            return key.sign(message, padding.PKCS1v15(), hashes.SHA512())
+    elif args.hsm_profile and args.profile and args.key_label:
+        from ceremony.hsm import Hsm, read_pin
+        from ceremony.model import load_profile
+        prof = load_profile(Path(args.hsm_profile), args.profile)
+        hsm = Hsm(prof, read_pin(prof))
+        spki, sign = hsm.beacon_signer(args.key_label)
+    else:
+        raise ValueError("give --key FILE, or --hsm-profile, --profile and --key-label for a key in an HSM")
+    if spki != cert_spki:
+        raise ValueError(f"--certificate {args.certificate} is not the beacon key's certificate (another public key)")
+    return BeaconSigner(cert_der, sign)
 
 
 def _pulses_in(entries: list[bytes]) -> list[Any]:
@@ -48,7 +85,7 @@ def _pulses_in(entries: list[bytes]) -> list[Any]:
     for e in entries:
         rec = json.loads(e)
         if rec.get("event") == "beacon.pulse":
-            out.append(Pulse.from_dict(rec["data"]))
+            out.append(Pulse.from_json(rec["data"]))
     return out
 
 
@@ -79,6 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     pipeline.startup()
     log_path = Path(args.log)
     history = _pulses_in(parse_log(log_path.read_bytes()).entries) if log_path.exists() else []
+    prefix = args.uri_prefix or f"https://{log_signer.name}/beacon/2.0"
     next_local = bytes.fromhex(secret.read_text()) if secret.exists() and history else None
     broken = bool(history) and next_local is None
     gap = False
@@ -109,7 +147,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 continue
             if history and _late(history[-1], when, period_ms):
                 gap = True
-            pulse = next_pulse(history, when, period_ms, local, upcoming, signer, gap=gap, precommit_broken=broken)
+            pulse = next_pulse(history, when, period_ms, local, upcoming, signer, prefix, gap=gap,
+                               precommit_broken=broken)
             tmp = secret.with_suffix(".tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
@@ -117,7 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f.flush()
                 os.fsync(f.fileno())
             with log.batch():
-                log.append("beacon", "beacon", "beacon.pulse", data=pulse.to_dict())
+                log.append("beacon", "beacon", "beacon.pulse", data=pulse.to_json())
                 note = log.checkpoint()
             tmp.replace(secret)  # committed with the pulse that precommits to it
             history.append(pulse)
@@ -151,34 +190,39 @@ def _proofs(tree: Any) -> Any:
 
 
 def _late(prev: Any, when: datetime.datetime, period_ms: int) -> bool:
+    """NIST 2.0 status bit 2: the time since the previous pulse exceeds the period."""
     from qrng.beacon import _when
-    return (when - _when(prev)).total_seconds() * 1000 > 1.5 * period_ms
+    return round((when - _when(prev)).total_seconds() * 1000) > period_ms
+
+
+def _read_log_key(value: str) -> Any:
+    from qrng.audit.keys import read_key
+    return read_key(value, "log", what="--log-key")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from qrng.audit.note import Verifier
     from qrng.audit.policy import load_policy
     from qrng.audit.verify import key_names
     from qrng.beacon import BeaconError, verify_pulses
-    key = Verifier.parse(Path(args.key).read_text().strip() if Path(args.key).exists() else args.key)
-    log_key = Verifier.parse(Path(args.log_key).read_text().strip() if Path(args.log_key).exists() else args.log_key)
+    cert = _certificate(args.certificate)
+    log_keys = _read_log_key(args.log_key)
     policy = load_policy(args.policy) if args.policy else None
     witnesses = policy.witness_keys() if policy else []
     if args.log.startswith(("http://", "https://")) or (Path(args.log) / "checkpoint").is_file():
         from qrng.audit.tilesio import TileSource, verify_tiles
         src = TileSource(args.log)
-        r = verify_tiles(src, [log_key], witnesses, 0)
+        r = verify_tiles(src, log_keys, witnesses, 0)
         # the pulses are read from the very bytes verify_tiles verified, never from a second fetch (a server could
         # answer differently the second time)
         cosigners, entries, size = r.cosigners, list(r.entry_bytes), r.checkpoint.size
     else:
         from qrng.audit.verify import parse_log, verify_log
         data = Path(args.log).read_bytes()
-        res = verify_log(data, [log_key], witnesses, 0)
+        res = verify_log(data, log_keys, witnesses, 0)
         cosigners, entries, size = res.cosigners, parse_log(data).entries[:res.latest.size], res.latest.size
     if policy is not None and not policy.met_by(cosigners):
-        from qrng.audit.errors import TamperedError
-        raise TamperedError(f"the log's checkpoint (size {size}) lacks the witness quorum of {args.policy}")
+        from qrng.audit.errors import QuorumNotMet
+        raise QuorumNotMet(f"the log's checkpoint (size {size}) lacks the witness quorum of {args.policy}")
     pulses = _pulses_in(entries)
     if not pulses:
         raise BeaconError("the log holds no pulse")
@@ -188,16 +232,54 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not chosen:
         raise BeaconError(f"no pulse numbered {lo}..{hi} in the log")
     start = pulses.index(chosen[0])
-    verify_pulses(pulses[:start + len(chosen)], key)  # from the chain's first pulse: links are recomputed
-    out = {"status": "verified", "pulses": len(chosen), "first": chosen[0].pulse_index, "last": chosen[-1].pulse_index,
-           "log_size": size, "cosigners": list(key_names(cosigners)),
+    verify_pulses(pulses[:start + len(chosen)], cert)  # from the chain's first pulse: links are recomputed
+    witnessed = "passed" if policy is not None else "not checked (no --policy: the witness quorum was not checked)"
+    out = {"status": "verified" if policy is not None else "unverified", "pulses": len(chosen),
+           "first": chosen[0].pulse_index, "last": chosen[-1].pulse_index, "log_size": size,
+           "cosigners": list(key_names(cosigners)), "witness_quorum": witnessed,
            "gaps": [p.pulse_index for p in chosen if p.status_code & 2]}
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        print(f"verified pulses {out['first']}..{out['last']} ({out['pulses']}): signatures, chaining, "
-              f"precommitments, link values; in the log at size {size}, cosigned by "
-              f"{', '.join(key_names(cosigners)) or 'no witness'}")
+        print(f"pulses {out['first']}..{out['last']} ({out['pulses']}) follow every NIST Randomness Beacon 2.0 rule: "
+              f"certificate, signatures, output values, chaining, precommitments, link values, status codes, period "
+              f"grid; in the log at size {size}, whose checkpoint verifies with the log key; witness quorum: "
+              f"{witnessed}" + (f" ({', '.join(key_names(cosigners))})" if policy is not None else ""))
+    if policy is None:
+        print("NOT INDEPENDENTLY VERIFIED (exit 4): give --policy to check the witnesses' quorum", file=sys.stderr)
+        return ExitCode.UNVERIFIED
+    return 0
+
+
+def cmd_pulse(args: argparse.Namespace) -> int:
+    """One pulse as NIST's 2.0 API serves it: ``{"pulse": {...}}``."""
+    from qrng.audit.verify import parse_log
+    from qrng.beacon import BeaconError
+    pulses = _pulses_in(parse_log(Path(args.log).read_bytes()).entries)
+    if not pulses:
+        raise BeaconError(f"{args.log} holds no pulse")
+    p = pulses[-1] if args.index is None else next((q for q in pulses if q.pulse_index == args.index), None)
+    if p is None:
+        raise BeaconError(f"{args.log} holds no pulse {args.index}")
+    print(json.dumps({"pulse": p.to_json()}, indent=2))
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """An RSA beacon key in a file and a self-signed certificate for it (for rehearsals; in production the key is
+    made in an HSM by a ceremony and its certificate issued by the ceremony's CA)."""
+    from qrng.beacon import certificate_id, self_signed_beacon_key
+    key_pem, cert_pem, cert_der = self_signed_beacon_key(args.subject, args.bits)
+    out, cert = Path(args.out), Path(args.certificate)
+    for path in (out, cert):
+        if path.exists():
+            raise FileExistsError(f"{path} exists; refusing to overwrite")
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key_pem)
+    cert.write_bytes(cert_pem)
+    print(f"beacon key {out} (RSA-{args.bits}, mode 600) and self-signed certificate {cert}; certificateId "
+          f"{certificate_id(cert_der)}")
     return 0
 
 
@@ -205,13 +287,16 @@ def register(sub: Any) -> None:
     b = sub.add_parser("beacon", help="a witnessed QRNG randomness beacon: run it, verify its pulses",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     s = b.add_subparsers(dest="beacon_command", required=True, metavar="ACTION")
-    r = s.add_parser("run", help="emit a pulse every --period seconds")
+    r = s.add_parser("run", help="emit a NIST Randomness Beacon 2.0 pulse every --period seconds")
     r.add_argument("--config", help="entropy-core YAML of the QRNG (default: $QRNG_CONFIG, /etc/qrng/qrng.yaml)")
-    r.add_argument("--key", help="the beacon's Ed25519 signing key file (`qrng audit keygen NAME`)")
+    r.add_argument("--key", help="the beacon's RSA private key file, PEM (`qrng beacon keygen`)")
     r.add_argument("--hsm-profile", help="or: a ceremony profiles file, whose --profile opens the HSM ...")
     r.add_argument("--profile", help="... this profile in it ...")
-    r.add_argument("--key-label", help="... where the beacon key has this label (Ed25519 or ECDSA P-256) ...")
-    r.add_argument("--name", help="... and this name (the beacon's key name)")
+    r.add_argument("--key-label", help="... where the beacon's RSA key has this label")
+    r.add_argument("--certificate", required=True,
+                   help="the beacon key's X.509 certificate (PEM or DER); its SHA-512 is every pulse's certificateId")
+    r.add_argument("--uri-prefix",
+                   help="pulse URIs are PREFIX/chain/C/pulse/N (default: https://<log origin>/beacon/2.0)")
     r.add_argument("--log", required=True, help="the signed audit log the pulses go into (JSON lines)")
     r.add_argument("--log-key", required=True, help="the log's Ed25519 key file; its name is the log's origin")
     r.add_argument("--policy", help="a C2SP tlog-policy file: each pulse's checkpoint is cosigned by its witnesses")
@@ -221,12 +306,25 @@ def register(sub: Any) -> None:
     r.add_argument("--period", type=float, default=60.0, help="seconds between pulses (default 60)")
     r.add_argument("--pulses", type=int, default=0, help="stop after this many pulses (default: run until SIGTERM)")
     r.set_defaults(func=cmd_run)
-    v = s.add_parser("verify", help="verify pulses offline from the log or its tiles")
+    v = s.add_parser("verify", help="verify pulses offline from the log or its tiles, by every NIST 2.0 rule",
+                     description="Exit codes: 0 verified (with --policy: the witness quorum too); 1 a rule or "
+                                 "signature failed; 2 usage or I/O error; 4 the pulses verify but the witness quorum "
+                                 "was not checked (no --policy).")
     v.add_argument("log", help="the beacon's audit log, or its tiles (URL prefix or folder)")
-    v.add_argument("--key", required=True, help="the beacon's verifier key (string or file)")
-    v.add_argument("--log-key", required=True, help="the log's verifier key (string or file)")
+    v.add_argument("--certificate", required=True, help="the beacon's X.509 certificate (PEM or DER)")
+    v.add_argument("--log-key", required=True, help="the log's verifier key (string, file or PEM public key)")
     v.add_argument("--policy", help="C2SP tlog-policy: the witness quorum the log's checkpoint must carry")
     v.add_argument("--first", type=int, help="first pulse index to verify (default: the first)")
     v.add_argument("--last", type=int, help="last pulse index to verify (default: the last)")
     v.add_argument("--json", action="store_true", help="print the result as JSON")
     v.set_defaults(func=cmd_verify)
+    pl = s.add_parser("pulse", help="print a pulse as NIST's 2.0 API serves it ({\"pulse\": {...}})")
+    pl.add_argument("log", help="the beacon's audit log")
+    pl.add_argument("--index", type=int, help="the pulse index (default: the last)")
+    pl.set_defaults(func=cmd_pulse)
+    k = s.add_parser("keygen", help="an RSA beacon key file and a self-signed certificate (rehearsals)")
+    k.add_argument("--out", required=True, help="the private key file to write (PEM, mode 600)")
+    k.add_argument("--certificate", required=True, help="the certificate file to write (PEM)")
+    k.add_argument("--subject", default="qrng-ceremony beacon (self-signed, rehearsal)", help="the certificate's CN")
+    k.add_argument("--bits", type=int, choices=(3072, 4096), default=3072, help="RSA modulus size (default 3072)")
+    k.set_defaults(func=cmd_keygen)

@@ -136,7 +136,10 @@ def _publish(log: Path, out: Path) -> PublishResult:
     entries, note, cosig, covered, covered_end = _records(data)
     if note is None and state["size"] == 0:
         raise FormatError(f"{log}: no signed checkpoint to publish")
-    if note is None or covered == 0:
+    if note is None:
+        return PublishResult(state["size"], 0, 0, 0, time.perf_counter() - t0)
+    if covered == 0:  # no new entry: cosignatures collected since the last publish still reach the checkpoint
+        _republish_checkpoint(out, state, note, cosig)
         return PublishResult(state["size"], 0, 0, 0, time.perf_counter() - t0)
     cp = Checkpoint.parse(parse_note(note)[0])  # the publisher checks its own log's tree, not its signature
     old = int(state["size"])
@@ -197,6 +200,19 @@ def _publish(log: Path, out: Path) -> PublishResult:
     _write_once(out / "checkpoint", cp_text.encode(), immutable=False)  # last: readers see a complete tree
     os.replace(tmp, state_path)
     return PublishResult(cp.size, len(new), tiles, bundles, time.perf_counter() - t0)
+
+
+def _republish_checkpoint(out: Path, state: dict[str, Any], note: str, cosig: list[str]) -> None:
+    """The published tree's checkpoint again, with every cosignature the log now holds for it (a witness that
+    answered after the last publish). Only a checkpoint of the published tree itself is written."""
+    cp = Checkpoint.parse(parse_note(note)[0])
+    rng = CompactRange()
+    rng.size, rng._stack = int(state["size"]), [bytes.fromhex(h) for h in state["range"]]  # noqa: SLF001
+    if cp.size != rng.size or rng.root() != cp.root:
+        raise TamperedError(f"the log's latest checkpoint (size {cp.size}) is not the published tree's "
+                            f"(size {rng.size}); nothing was published", index=min(cp.size, rng.size))
+    _write_once(out / "checkpoint", (note + "".join(s if s.endswith("\n") else s + "\n" for s in cosig)).encode(),
+                immutable=False)
 
 
 def _perfect_root(hashes: list[bytes]) -> bytes:

@@ -95,31 +95,51 @@ def test_a_witness_key_in_the_hsm(ws: Workspace, tmp_path):
     assert [v.name for v in ok] == ["witness.example/hsm"]
 
 
-def test_beacon_pulses_signed_by_a_key_in_the_hsm(ws: Workspace, tmp_path):
-    """`qrng beacon run --hsm-profile ...`: pulses signed with an Ed25519 key held in SoftHSM2 verify with the key
-    read back from the token."""
-    from cryptography.hazmat.primitives import serialization
+def _certificate_for(spki: bytes, path) -> None:
+    """A TEST-ONLY certificate for a public key held in the HSM, issued by a throw-away CA made here (in production
+    a ceremony's issue_certificate step issues it)."""
+    import datetime
 
-    from qrng.audit.note import generate_ed25519, hsm_signer
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    ca = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "TEST-ONLY beacon (HSM key)")]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "TEST-ONLY throw-away CA")]))
+            .public_key(serialization.load_pem_public_key(spki) if spki.startswith(b"-----")
+                        else serialization.load_der_public_key(spki)).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1)).sign(ca, hashes.SHA256()))
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def test_beacon_pulses_signed_by_a_key_in_the_hsm(ws: Workspace, tmp_path):
+    """`qrng beacon run --hsm-profile ...`: NIST 2.0 pulses (cipher suite 0: RSA PKCS#1 v1.5 with SHA-512) signed
+    with an RSA key held in SoftHSM2 verify with the certificate of the key read back from the token."""
+    from qrng.audit.note import generate_ed25519
     gen = subprocess.run(["pkcs11-tool", "--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", "qrng-test",
-                          "--login", "--pin", ws.pin, "--keypairgen", "--key-type", "EC:edwards25519", "--label",
+                          "--login", "--pin", ws.pin, "--keypairgen", "--key-type", "rsa:3072", "--label",
                           "beacon-key", "--id", "0b0c"], capture_output=True, env=ws.env)
     assert gen.returncode == 0, gen.stderr
+    pem = subprocess.run(["pkcs11-tool", "--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", "qrng-test",
+                          "--read-object", "--type", "pubkey", "--label", "beacon-key"], capture_output=True,
+                         env=ws.env)
+    assert pem.returncode == 0, pem.stderr
+    _certificate_for(pem.stdout, tmp_path / "beacon.pem")
     log_priv, log_vkey = generate_ed25519("beacon.example/hsm-log")
     (tmp_path / "log.key").write_text(log_priv + "\n")
     cfg = tmp_path / "sim.yaml"
     cfg.write_text("version: 1\nsource: {type: simulator}\nextractor: {type: sha256}\n")
     r = subprocess.run([sys.executable, "-m", "qrng_cli", "beacon", "run", "--config", str(cfg), "--hsm-profile",
                         str(ws.dir / "ceremonies" / "profiles.yaml"), "--profile", "rehearsal", "--key-label",
-                        "beacon-key", "--name", "beacon.example/hsm", "--log", str(tmp_path / "beacon.log"),
-                        "--log-key", str(tmp_path / "log.key"), "--state", str(tmp_path / "state"), "--period", "1",
-                        "--pulses", "3"], capture_output=True, text=True, env=ws.env, timeout=120)
+                        "beacon-key", "--certificate", str(tmp_path / "beacon.pem"), "--log",
+                        str(tmp_path / "beacon.log"), "--log-key", str(tmp_path / "log.key"), "--state",
+                        str(tmp_path / "state"), "--period", "1", "--pulses", "3"], capture_output=True, text=True,
+                       env=ws.env, timeout=120)
     assert r.returncode == 0 and r.stdout.count("pulse ") == 3, r.stderr
-    pem = subprocess.run(["pkcs11-tool", "--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", "qrng-test",
-                          "--read-object", "--type", "pubkey", "--label", "beacon-key"], capture_output=True,
-                         env=ws.env)
-    der = serialization.load_pem_public_key(pem.stdout).public_bytes(serialization.Encoding.DER,
-                                                                    serialization.PublicFormat.SubjectPublicKeyInfo)
-    key = str(hsm_signer("beacon.example/hsm", der, lambda m: b"").verifier)
-    v = ws.qrng("beacon", "verify", str(tmp_path / "beacon.log"), "--key", key, "--log-key", log_vkey, "--json")
-    assert v.returncode == 0 and json.loads(v.stdout)["pulses"] == 3, v.stderr
+    v = ws.qrng("beacon", "verify", str(tmp_path / "beacon.log"), "--certificate", str(tmp_path / "beacon.pem"),
+                "--log-key", log_vkey, "--json")
+    assert v.returncode == 4 and json.loads(v.stdout)["pulses"] == 3, v.stderr  # no --policy: quorum not checked
+    assert json.loads(v.stdout)["witness_quorum"].startswith("not checked")

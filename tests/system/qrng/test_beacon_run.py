@@ -12,6 +12,7 @@ import sys
 import time
 
 from qrng.audit.note import generate_ed25519
+from qrng.beacon import Pulse
 from qrng.sources.usbemu import init_emulator, write_control
 
 from .test_tiles_http import served  # noqa: F401 - the static server fixture
@@ -25,8 +26,9 @@ def test_beacon_runs_is_witnessed_and_verifies_from_tiles(tmp_path, served):  # 
     log_priv, log_vkey = generate_ed25519("beacon.example/log")
     (tmp_path / "log.key").write_text(log_priv + "\n")
     (tmp_path / "log.pub").write_text(log_vkey + "\n")
-    b_priv, b_vkey = generate_ed25519("beacon.example/pulses")
-    (tmp_path / "beacon.key").write_text(b_priv + "\n")
+    k = qrng("beacon", "keygen", "--out", str(tmp_path / "beacon.key"), "--certificate", str(tmp_path / "beacon.pem"))
+    assert k.returncode == 0 and (tmp_path / "beacon.key").stat().st_mode & 0o077 == 0, k.stderr
+    cert = str(tmp_path / "beacon.pem")
     ws = [Witness(tmp_path, f"w{i}", log_vkey).start() for i in (1, 2, 3)]
     try:
         policy = tmp_path / "policy.txt"
@@ -36,7 +38,8 @@ def test_beacon_runs_is_witnessed_and_verifies_from_tiles(tmp_path, served):  # 
         cfg = tmp_path / "usb.yaml"
         cfg.write_text(f"version: 1\nsource: {{type: usb, emulator: {made['folder']}}}\nextractor: {{type: sha256}}\n")
         p = subprocess.Popen([sys.executable, "-m", "qrng_cli", "beacon", "run", "--config", str(cfg), "--key",
-                              str(tmp_path / "beacon.key"), "--log", str(tmp_path / "beacon.log"), "--log-key",
+                              str(tmp_path / "beacon.key"), "--certificate", cert, "--log",
+                              str(tmp_path / "beacon.log"), "--log-key",
                               str(tmp_path / "log.key"), "--policy", str(policy), "--tiles", str(www / "beacon"),
                               "--state", str(tmp_path / "state"), "--period", "1", "--pulses", str(PULSES)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -55,23 +58,31 @@ def test_beacon_runs_is_witnessed_and_verifies_from_tiles(tmp_path, served):  # 
     finally:
         for w in ws:
             w.stop(kill=True)
-    r = qrng("beacon", "verify", f"{url}/beacon", "--key", b_vkey, "--log-key", log_vkey, "--policy", str(policy),
+    r = qrng("beacon", "verify", f"{url}/beacon", "--certificate", cert, "--log-key", log_vkey, "--policy", str(policy),
              "--json")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["pulses"] == PULSES and res["first"] == 1 and res["last"] == PULSES and res["gaps"], res
     assert len(res["cosigners"]) >= 2
-    r = qrng("beacon", "verify", f"{url}/beacon", "--key", b_vkey, "--log-key", log_vkey, "--first", "7",
-             "--last", "9", "--json")
+    r = qrng("beacon", "verify", f"{url}/beacon", "--certificate", cert, "--log-key", log_vkey, "--first", "7",
+             "--last", "9", "--json", "--policy", str(policy))
     assert r.returncode == 0 and json.loads(r.stdout)["pulses"] == 3
+    r = qrng("beacon", "verify", f"{url}/beacon", "--certificate", cert, "--log-key", log_vkey, "--json")
+    assert r.returncode == 4 and json.loads(r.stdout)["witness_quorum"].startswith("not checked")  # no --policy
+    # NIST's format: `qrng beacon pulse` prints what a 2.0 client fetches from /pulse/last
+    r = qrng("beacon", "pulse", str(tmp_path / "beacon.log"), "--index", "5")
+    assert r.returncode == 0, r.stderr
+    served = json.loads(r.stdout)
+    assert set(served) == {"pulse"} and Pulse.from_json(served).pulse_index == 5
+    assert served["pulse"]["version"] == "Version 2.0" and served["pulse"]["cipherSuite"] == 0
     # a pulse changed in the served tiles: the tiles no longer verify against the witnessed checkpoint
     bundle = www / "beacon" / "tile" / "entries" / f"000.p/{res['log_size']}"
     data = bundle.read_bytes()
-    at = data.index(b'"local_random_value":"') + len(b'"local_random_value":"')
+    at = data.index(b'"localRandomValue":"') + len(b'"localRandomValue":"')
     flipped = data[:at] + (b"1" if data[at:at + 1] != b"1" else b"2") + data[at + 1:]  # same length, same framing
     bundle.write_bytes(flipped)
-    r = qrng("beacon", "verify", f"{url}/beacon", "--key", b_vkey, "--log-key", log_vkey)
+    r = qrng("beacon", "verify", f"{url}/beacon", "--certificate", cert, "--log-key", log_vkey)
     assert r.returncode == 1 and "TAMPERED" in r.stderr, r.stdout + r.stderr
     bundle.write_bytes(data[:-5])  # a malformed bundle is a failed verification too, not a usage error
-    r = qrng("beacon", "verify", f"{url}/beacon", "--key", b_vkey, "--log-key", log_vkey)
+    r = qrng("beacon", "verify", f"{url}/beacon", "--certificate", cert, "--log-key", log_vkey)
     assert r.returncode == 1, r.stdout + r.stderr

@@ -82,3 +82,27 @@ def test_a_short_tile_is_refused():
     tiled = TiledTree(300, lambda lv, ix, w: bytes(32 * w - 1))
     with pytest.raises(FormatError, match="bytes, .* expected"):
         tiled.root()
+
+
+def test_republishing_picks_up_cosignatures_collected_since(tmp_path):
+    """Regression (issue 19): a witness that answered after the log was published never reached the served
+    checkpoint, because a publish with no new entry returned before writing it."""
+    from qrng.audit.log import AuditLog
+    from qrng.audit.note import ALG_COSIGNATURE_V1, Checkpoint, cosign, generate_ed25519, load_ed25519_signer
+    from qrng.audit.tilesio import TileSource, publish, verify_tiles
+    priv, _ = generate_ed25519("tiles.example/log")
+    signer = load_ed25519_signer(priv)
+    log = AuditLog(tmp_path / "audit.log", signer.name, signer)
+    for i in range(300):
+        log.append("step", "operator", "event", data={"i": i})
+    log.checkpoint()
+    publish(tmp_path / "audit.log", tmp_path / "tiles")
+    wpriv, _ = generate_ed25519("witness.example/late")
+    w = load_ed25519_signer(wpriv, ALG_COSIGNATURE_V1)
+    log.add_cosignature(log.size, cosign(Checkpoint(signer.name, log.size, log.root()).text(), w, 1_700_000_000))
+    log.close()
+    assert "witness.example/late" not in (tmp_path / "tiles" / "checkpoint").read_text()
+    r = publish(tmp_path / "audit.log", tmp_path / "tiles")
+    assert r.new_entries == 0 and "witness.example/late" in (tmp_path / "tiles" / "checkpoint").read_text()
+    v = verify_tiles(TileSource(str(tmp_path / "tiles")), [signer.verifier], [w.verifier], 1)
+    assert [k.name for k in v.cosigners] == ["witness.example/late"]
