@@ -332,8 +332,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host, _, port = args.listen.rpartition(":")
     if not host or not is_ascii_decimal(port) or not 0 <= int(port) < 65536:
         raise ValueError(f"--listen {args.listen!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
-    if not (Path(args.dir) / "checkpoint").is_file():
-        raise FileNotFoundError(f"{args.dir}: no checkpoint (not a tiles folder made by `qrng audit publish`)")
+    if not Path(args.dir).is_dir():
+        raise FileNotFoundError(f"{args.dir}: no such folder (a tiles folder made by `qrng audit publish`, or a "
+                                "folder holding several under their prefixes)")
 
     def ready(bound: int) -> None:
         print(f"serving tiles of {args.dir} on http://{host}:{bound}/", file=sys.stderr, flush=True)
@@ -391,7 +392,8 @@ def register(sub: Any) -> None:
     v.add_argument("--json", action="store_true", help="print the result and each check as JSON")
     v.set_defaults(func=(cmd_verify))
     sv = s.add_parser("serve", help="serve a tiles folder over HTTP with the headers C2SP tlog-tiles requires")
-    sv.add_argument("dir", help="the tiles folder (`qrng audit publish`); served read-only, publisher state hidden")
+    sv.add_argument("dir", help="a tiles folder (`qrng audit publish`), or a folder of several under their prefixes; "
+                               "served read-only, the publisher's state hidden")
     sv.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
                     help="address (default 127.0.0.1:8080; port 0: any free port, said on stderr)")
     sv.set_defaults(func=cmd_serve)

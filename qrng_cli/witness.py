@@ -103,14 +103,15 @@ def cmd_collect(args: argparse.Namespace) -> int:
     cp = Checkpoint.parse(parse_note(last.note)[0])
     lines, outcomes, met = collect_cosignatures(last.note, policy, lambda old: tree.consistency_proof(old, cp.size),
                                                 timeout=args.timeout)
-    have = {s.split(" ")[1] for s in last.cosignatures}
+    from qrng.audit.verify import signature_line_ids
+    have = signature_line_ids(last.cosignatures)  # by (key name, key ID): two witnesses may share a key name
     with AuditLog(args.log, cp.origin) as log:
         for ln in lines:
             sigs = parse_note(_with_cosignatures(last) + ln)[1]
             sig = next(s for s in sigs if s.line() == ln)
-            if sig.name not in have:
+            if (sig.name, sig.key_id) not in have:
                 log.add_cosignature(cp.size, sig)
-                have.add(sig.name)
+                have.add((sig.name, sig.key_id))
     out = {"tree_size": cp.size, "quorum_met": met,
            "witnesses": [{"name": o.name, "status": o.status, "detail": o.detail} for o in outcomes]}
     if args.json:

@@ -87,21 +87,8 @@ def witness_requirement(plan: Any) -> dict[str, Any]:
 
 def cosigned_ids(lines: list[str]) -> KeyIds:
     """(name, key ID) of the cosignature lines of a checkpoint record."""
-    from qrng.audit.note import DASH, NoteSignature
-    out: KeyIds = set()
-    for ln in lines:
-        parts = ln.rstrip("\n").split(" ")
-        if len(parts) == 3 and parts[0] == DASH:
-            import base64
-            import binascii
-            try:
-                raw = base64.b64decode(parts[2], validate=True)
-            except binascii.Error:
-                continue
-            if len(raw) > 4:
-                sig = NoteSignature(parts[1], raw[:4], raw[4:])
-                out.add((sig.name, sig.key_id))
-    return out
+    from qrng.audit.verify import signature_line_ids
+    return signature_line_ids(lines)
 
 
 def quorum_met(plan: Any, have: KeyIds) -> bool:

@@ -24,13 +24,14 @@ TILE_TYPE = "application/octet-stream"
 
 
 def headers_for(rel: str) -> dict[str, str] | None:
-    """The headers for a path below the prefix (pure), or None: not a tiles resource (404)."""
+    """The headers for a path below the served folder (pure), or None: not a tiles resource (404). The folder
+    may hold one log or several, each under its own prefix (``<prefix>/checkpoint``, ``<prefix>/tile/...``)."""
     parts = rel.split("/")
     if any(p.startswith(".") or not p for p in parts):
         return None
-    if rel == "checkpoint":
+    if parts[-1] == "checkpoint":
         return {"Content-Type": CHECKPOINT_TYPE, "Cache-Control": "no-cache, max-age=5"}
-    if parts[0] != "tile" or len(parts) < 3:
+    if "tile" not in parts or len(parts) - parts.index("tile") < 3:
         return None
     partial = any(p.endswith(".p") for p in parts)
     cache = "public, max-age=60" if partial else "public, max-age=31536000, immutable"

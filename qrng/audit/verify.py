@@ -24,7 +24,8 @@ from .merkle import TreeLevels, leaf_hash, verify_consistency
 from .note import COSIGNATURE_ALGS, Checkpoint, Verifier, parse_note, verify_note
 from .records import CHECKPOINT, COSIGNATURE, ENTRY
 
-__all__ = ["CheckpointRecord", "LogView", "VerifyResult", "distinct_keys", "key_names", "parse_log", "verify_log"]
+__all__ = ["CheckpointRecord", "LogView", "VerifyResult", "distinct_keys", "key_names", "parse_log",
+           "signature_line_ids", "verify_log"]
 
 
 @dataclass
@@ -181,6 +182,25 @@ def verify_log(data: bytes, log_keys: list[Verifier], witness_keys: list[Verifie
                             index=latest.size)
     return VerifyResult(len(v.entries), len(v.checkpoints), latest, _with_cosignatures(v.checkpoints[-1]),
                         tuple(cosigners), tuple(v.checkpoints[-1].cosignatures))
+
+
+def signature_line_ids(lines: list[str]) -> set[tuple[str, bytes]]:
+    """(key name, key ID) of signature lines (c2sp.org/signed-note: the tuple identifies the key); a line that is not
+    one is skipped."""
+    import base64
+    import binascii
+    out: set[tuple[str, bytes]] = set()
+    for ln in lines:
+        parts = ln.rstrip("\n").split(" ")
+        if len(parts) != 3 or parts[0] != "\u2014":
+            continue
+        try:
+            raw = base64.b64decode(parts[2], validate=True)
+        except binascii.Error:
+            continue
+        if len(raw) > 4:
+            out.add((parts[1], raw[:4]))
+    return out
 
 
 def distinct_keys(keys: list[Verifier]) -> list[Verifier]:

@@ -18,6 +18,7 @@ from ..asciinum import is_ascii_decimal
 from .errors import AuditError, SignatureError
 from .note import Checkpoint, parse_note, verify_note
 from .policy import Policy, PolicyWitness
+from .verify import signature_line_ids
 
 __all__ = ["WitnessOutcome", "collect_cosignatures"]
 
@@ -70,7 +71,8 @@ def _one(w: PolicyWitness, note: str, cp: Checkpoint, proof_from: Callable[[int]
             _, ok = verify_note(note + "".join(lines), [w.key])
         except (SignatureError, AuditError) as exc:
             return WitnessOutcome(w.name, "refused", f"its answer does not verify with its key: {exc}")
-        mine = tuple(ln for ln in lines if ln.split(" ")[1] == w.key.name)
+        # by key (name and key ID), never by name alone: another witness may share the name
+        mine = tuple(ln for ln in lines if (w.key.name, w.key.key_id) in signature_line_ids([ln]))
         return WitnessOutcome(w.name, "cosigned", f"cosigned size {cp.size}" + (" (after 409)" if conflicts else ""),
                               mine if ok else ())
 

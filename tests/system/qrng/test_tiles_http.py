@@ -157,3 +157,77 @@ def test_publishing_refuses_a_rewritten_log_and_oversized_entries(tmp_path, keys
     r = qrng("audit", "publish", str(big), str(tmp_path / "big-tiles"))
     assert r.returncode == 2 and "does not fit an entry bundle" in r.stderr, r.stderr
     assert not (tmp_path / "big-tiles" / "checkpoint").exists()
+
+
+def test_qrng_audit_serve_sends_the_content_types_tlog_tiles_requires(tmp_path, keys):
+    """C2SP tlog-tiles: the checkpoint as `text/plain; charset=utf-8`, tiles and bundles as
+    `application/octet-stream`; the publisher's state is not served. (A plain `python -m http.server` sends
+    `application/octet-stream` for the checkpoint: the demo and docs now serve with `qrng audit serve`.)"""
+    import urllib.error
+    import urllib.request
+    priv, pub = keys
+    log = tmp_path / "audit.log"
+    make_log(log, "tiles.example/qrng-log", priv, [300])
+    assert qrng("audit", "publish", str(log), str(tmp_path / "tiles")).returncode == 0
+    port = free_port()
+    p = subprocess.Popen([sys.executable, "-m", "qrng_cli", "audit", "serve", str(tmp_path / "tiles"), "--listen",
+                          f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, 10, alive=lambda: p.poll() is None)
+        url = f"http://127.0.0.1:{port}"
+        for path, ctype in (("checkpoint", "text/plain; charset=utf-8"), ("tile/0/000", "application/octet-stream"),
+                            ("tile/entries/001.p/44", "application/octet-stream")):
+            with urllib.request.urlopen(f"{url}/{path}", timeout=5) as r:
+                assert r.headers["Content-Type"] == ctype, path
+                assert ("immutable" in r.headers["Cache-Control"]) == (path == "tile/0/000")
+        with pytest.raises(urllib.error.HTTPError) as exc:
+            urllib.request.urlopen(f"{url}/.publisher/state.json", timeout=5)
+        assert exc.value.code == 404
+        assert qrng("audit", "verify", url, "--key", str(pub)).returncode == 0
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+
+
+def test_a_log_served_gzipped_without_negotiation_verifies(tmp_path, keys):
+    """tlog-tiles: "Logs MAY use Content-Encoding: gzip with no negotiation", and clients SHOULD send
+    `Accept-Encoding: gzip, identity`. A server that gzips every answer (a CDN setting) is verified and proved
+    from. Regression: urllib does not decompress by itself, so such a log failed to verify."""
+    import functools
+    import gzip
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    priv, pub = keys
+    log = tmp_path / "audit.log"
+    make_log(log, "tiles.example/qrng-log", priv, [300, 40])
+    assert qrng("audit", "publish", str(log), str(tmp_path / "tiles")).returncode == 0
+    asked: list[str] = []
+
+    class Gzipping(SimpleHTTPRequestHandler):  # a test server: gzip for every answer, whatever was asked
+        def do_GET(self) -> None:  # noqa: N802
+            asked.append(self.headers.get("Accept-Encoding", ""))
+            f = self.translate_path(self.path)
+            try:
+                body = gzip.compress(open(f, "rb").read())  # noqa: SIM115
+            except OSError:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a: object) -> None:
+            pass
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Gzipping, directory=str(tmp_path / "tiles")))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        r = qrng("audit", "verify", url, "--key", str(pub))
+        assert r.returncode == 0, r.stdout + r.stderr
+        r = qrng("audit", "prove", url, "--index", "310", "--key", str(pub), "--out", str(tmp_path / "p.proof"))
+        assert r.returncode == 0, r.stderr
+    finally:
+        httpd.shutdown()
+    assert asked and all(a == "gzip, identity" for a in asked)

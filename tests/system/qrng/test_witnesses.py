@@ -272,3 +272,40 @@ def test_an_ml_dsa_44_witness_counts_toward_the_quorum(tmp_path):
     finally:
         ed.stop(kill=True)
         pq.stop(kill=True)
+
+
+def test_two_witnesses_sharing_a_key_name_are_counted_by_key(tmp_path):
+    """Regression (issue 19): `witness collect` kept one cosignature per key *name*, so of two witnesses whose keys
+    share a name only the first counted, and a policy's quorum was decided by names. Both are kept, and the quorum
+    `all a b` is met by both and only by both."""
+    priv, vkey = generate_ed25519(ORIGIN)
+    ws = []
+    for name in ("a", "b"):
+        w = Witness(tmp_path, name, vkey)
+        wpriv, _ = generate_ed25519("witness.example/same")  # the same key name, another key
+        (tmp_path / f"{name}.key").write_text(wpriv + "\n")
+        w.vkey = str(load_ed25519_signer(wpriv, ALG_COSIGNATURE_V1).verifier)
+        ws.append(w)
+    try:
+        for w in ws:
+            w.start()
+        policy = tmp_path / "policy.txt"
+        policy.write_text(f"log {vkey}\n" + "".join(f"witness {w.name} {w.vkey} {w.url}\n" for w in ws)
+                          + "group both all a b\nquorum both\n")
+        log = tmp_path / "same.log"
+        grow(log, priv, 5)
+        r = qrng("witness", "collect", str(log), "--policy", str(policy), "--json")
+        assert r.returncode == 0 and json.loads(r.stdout)["quorum_met"], r.stdout + r.stderr
+        assert len(parse_log(log.read_bytes()).checkpoints[-1].cosignatures) == 2
+        r = qrng("audit", "verify", str(log), "--policy", str(policy), "--json")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert len(json.loads(r.stdout)["cosigners"]) == 2
+        ws[1].stop(kill=True)
+        grow(log, priv, 3)
+        r = qrng("witness", "collect", str(log), "--policy", str(policy), "--timeout", "2")
+        assert r.returncode == 1 and "quorum NOT met" in r.stdout, r.stdout + r.stderr
+        r = qrng("audit", "verify", str(log), "--policy", str(policy))
+        assert r.returncode == 1 and "do not meet" in r.stderr, r.stdout + r.stderr
+    finally:
+        for w in ws:
+            w.stop(kill=True)

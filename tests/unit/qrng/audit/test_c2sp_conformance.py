@@ -107,6 +107,9 @@ def test_gzip_answers_are_decoded_with_or_without_negotiation():
     ("tile/0/x001/234", "application/octet-stream"),
     ("tile/entries/000.p/7", "application/octet-stream"),
     ("tile/2/000.p/1", "application/octet-stream"),
+    ("logs/root-ca-2026/checkpoint", "text/plain; charset=utf-8"),
+    ("logs/root-ca-2026/tile/0/000", "application/octet-stream"),
+    ("logs/.publisher/state.json", None),
     (".publisher/state.json", None),
     ("tile/.hidden", None),
     ("index.html", None),
@@ -116,7 +119,7 @@ def test_tiles_server_content_types(path, ctype):
     the publisher's state is never served."""
     h = headers_for(path)
     assert (h or {}).get("Content-Type") == ctype
-    if path == "checkpoint":
+    if path.endswith("checkpoint"):
         assert "max-age=5" in h["Cache-Control"]
     elif ctype and ".p/" not in path:
         assert "immutable" in h["Cache-Control"]
