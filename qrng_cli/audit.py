@@ -101,6 +101,12 @@ def _auditor_keys(args: argparse.Namespace, notes: list[str]) -> tuple[list[Veri
     return keys, witnesses, policy
 
 
+def _origin_is_a_policy_log(args: argparse.Namespace, policy: Any, origin: str) -> None:
+    """tlog-policy: a log's key name "MUST correspond to the log's origin line"."""
+    if policy is not None and not args.key and origin not in {k.name for k, _ in policy.logs}:
+        raise TamperedError(f"the checkpoint's origin {origin!r} is not the key name of a log in {args.policy}")
+
+
 def _verdict(args: argparse.Namespace, out: dict[str, Any], checks: list[Any], summary: str) -> int:
     """Print the checks and the verdict; exit 0 only when every required check passed, 4 when one was not made."""
     from qrng.audit.verdict import NOT_CHECKED, Verdict
@@ -153,6 +159,7 @@ def cmd_verify_tiles(args: argparse.Namespace) -> int:
     keys, witnesses, policy = _auditor_keys(args, first_note)
     saved, state_path = _saved(args.state, _tiles_origin(src, keys), keys)
     r = verify_tiles(src, keys, witnesses, 0, args.origin, saved)
+    _origin_is_a_policy_log(args, policy, r.checkpoint.origin)
     checks = _common_checks(args, keys, "tiles", saved.size if saved else None, state_path)
     checks[1] = checks[1].__class__(checks[1].name, checks[1].how, "passed",
                                     f"{r.entries} entries, every tile and bundle; origin {r.checkpoint.origin}")
@@ -193,6 +200,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             if state_path.exists():
                 saved = Checkpoint.parse(verify_note(state_path.read_text(), keys)[0])
     result = verify_log(data, keys, witnesses, 0, args.origin, saved, view)
+    _origin_is_a_policy_log(args, policy, result.latest.origin)
     checks = _common_checks(args, keys, "log", saved.size if saved else None, state_path)
     checks[1] = checks[1].__class__(checks[1].name, checks[1].how, "passed",
                                     f"{result.entries} entries, {result.checkpoints} signed checkpoints, origin "

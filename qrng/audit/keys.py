@@ -35,7 +35,7 @@ __all__ = ["KeyFileMissing", "Role", "SignatureIds", "key_from_pem", "read_key",
 
 Role = Literal["log", "witness"]
 SignatureIds = frozenset[tuple[str, bytes]]  # (key name, key ID) of the signature lines a key may be bound to
-LOG_ALGS = (ALG_ED25519, ALG_ECDSA)
+LOG_ALGS = (ALG_ED25519, ALG_ECDSA, ALG_MLDSA44_COSIGNATURE)  # tlog-checkpoint: logs SHOULD use ML-DSA-44
 
 
 class KeyFileMissing(FormatError, FileNotFoundError):
@@ -83,7 +83,7 @@ def _pem_public(pem: bytes, where: str) -> tuple[str, bytes, bytes]:
 
 
 def _alg_for(kind: str, role: Role, where: str) -> int:
-    table = {("ed25519", "log"): ALG_ED25519, ("ecdsa", "log"): ALG_ECDSA,
+    table = {("ed25519", "log"): ALG_ED25519, ("ecdsa", "log"): ALG_ECDSA, ("mldsa44", "log"): ALG_MLDSA44_COSIGNATURE,
              ("ed25519", "witness"): ALG_COSIGNATURE_V1, ("mldsa44", "witness"): ALG_MLDSA44_COSIGNATURE}
     alg = table.get((kind, role))
     if alg is None:
@@ -153,6 +153,6 @@ def _check_role(v: Verifier, role: Role, what: str) -> Verifier:
         raise FormatError(f"{what}: witness keys are cosignature keys (type 0x04 Ed25519 or 0x06 ML-DSA-44); "
                           f"{v.name} is type {v.alg:#04x}")
     if role == "log" and v.alg not in LOG_ALGS:
-        raise FormatError(f"{what}: a log key signs checkpoints (type 0x01 Ed25519 or 0x02 ECDSA); {v.name} is "
-                          f"type {v.alg:#04x}, a cosignature key")
+        raise FormatError(f"{what}: a log key signs checkpoints (type 0x01 Ed25519, 0x02 ECDSA or 0x06 ML-DSA-44); "
+                          f"{v.name} is type {v.alg:#04x}, a cosignature key")
     return v

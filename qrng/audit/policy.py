@@ -16,7 +16,9 @@ from pathlib import Path
 
 from ..asciinum import is_ascii_decimal
 from .errors import FormatError
-from .note import COSIGNATURE_ALGS, Verifier
+from .note import ALG_ECDSA, ALG_ED25519, ALG_MLDSA44_COSIGNATURE, COSIGNATURE_ALGS, Verifier
+
+LOG_ALGS = (ALG_ED25519, ALG_ECDSA, ALG_MLDSA44_COSIGNATURE)
 
 __all__ = ["Policy", "PolicyWitness", "load_policy", "parse_policy"]
 
@@ -66,6 +68,7 @@ def parse_policy(text: str, where: str = "policy") -> Policy:
     groups: dict[str, tuple[int, tuple[str, ...]]] = {}
     quorum: str | None = None
     seen_keys: set[bytes] = set()
+    member_of: dict[str, str] = {}
     for n, raw in enumerate(text.split("\n"), 1):
         at = f"{where}:{n}"
         if any(ord(c) < 0x20 and c != "\t" for c in raw) or "\x7f" in raw:
@@ -81,6 +84,9 @@ def parse_policy(text: str, where: str = "policy") -> Policy:
             if len(f) not in (2, 3):
                 raise FormatError(f"{at}: expected `log <vkey> [<url>]`")
             key = _key(f[1], at)
+            if key.alg not in LOG_ALGS:  # tlog-checkpoint: Ed25519, ECDSA or ML-DSA-44; never a 0x04 cosigner key
+                raise FormatError(f"{at}: a log key signs checkpoints (type 0x01, 0x02 or 0x06); this is type "
+                                  f"{key.alg:#04x}")
             if key.public_key in seen_keys:
                 raise FormatError(f"{at}: duplicate key")
             seen_keys.add(key.public_key)
@@ -110,6 +116,10 @@ def parse_policy(text: str, where: str = "policy") -> Policy:
                 raise FormatError(f"{at}: {unknown[0]!r} is not defined on a line before")
             if len(set(members)) != len(members):
                 raise FormatError(f"{at}: a member is listed twice")
+            again = next((m for m in members if m in member_of), None)
+            if again is not None:  # tlog-policy: "Each defined name can be listed as a group member at most once"
+                raise FormatError(f"{at}: {again!r} is already a member of group {member_of[again]!r}")
+            member_of.update({m: name for m in members})
             if k_text == "all":
                 k = len(members)
             elif k_text == "any":

@@ -67,7 +67,7 @@ def parse_tile_path(path: str) -> tuple[str, int, int]:
     if any(len(g) != 4 or g[0] != "x" or not is_ascii_decimal(g[1:], True) for g in rest[:-1]) \
             or len(rest[-1]) != 3 or not is_ascii_decimal(rest[-1], True):
         raise FormatError(f"{path!r}: bad tile index")
-    if level != "entries" and not is_ascii_decimal(level):
+    if level != "entries" and (not is_ascii_decimal(level) or int(level) > 63):  # tlog-tiles: 0 to 63
         raise FormatError(f"{path!r}: bad tile level")
     index = int("".join(g.lstrip("x") for g in rest))
     return level, index, width

@@ -295,7 +295,10 @@ def served_bundle(src: TileSource, index: int, width: int) -> list[bytes]:
 
 def _checkpoint(src: TileSource, keys: list[Verifier], witnesses: list[Verifier], quorum: int,
                 origin: str | None) -> tuple[Checkpoint, str, tuple[Verifier, ...]]:
-    note = src.get("checkpoint").decode("utf-8", "replace")
+    try:
+        note = src.get("checkpoint").decode("utf-8")  # signed-note: notes MUST be valid UTF-8
+    except UnicodeDecodeError:
+        raise TamperedError("the served checkpoint is not valid UTF-8 (c2sp.org/signed-note)") from None
     text, _ = verify_note(note, keys)
     cp = Checkpoint.parse(text)
     if origin is not None and cp.origin != origin:

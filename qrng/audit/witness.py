@@ -4,11 +4,11 @@
 latest checkpoint it cosigned per origin), a signer and the time, and answers exactly as the spec says:
 400 malformed or old > size, 404 unknown origin, 403 no valid signature from the log's key, 409 with the witness's
 latest size (``text/x.tlog.size``) when old is not that size, 422 a consistency proof that does not verify (or a
-proof from size zero, or a different root at the same size, or a size-zero checkpoint whose root is not the empty
-tree's), 200 with the cosignature/v1 line (tlog-cosignature) after the new state is committed. Checking the old size
-and committing the new one happen under the state's per-origin lock, so two requests can never roll the
-witness back; the witness never cosigns a checkpoint inconsistent with one it cosigned before, across restarts
-(the state is durable; see witness_server.py)."""
+proof from size zero, or a size-zero checkpoint whose root is not the empty tree's), 409 also for a checkpoint of
+the cosigned size with another root, 200 with the cosignature/v1 line (tlog-cosignature) after the new state is
+committed. Checking the old size and committing the new one happen under the state's per-origin lock, so two
+requests can never roll the witness back; the witness never cosigns a checkpoint inconsistent with one it
+cosigned before, across restarts (the state is durable; see witness_server.py)."""
 
 from __future__ import annotations
 
@@ -100,6 +100,10 @@ def add_checkpoint(body: bytes, logs: dict[str, list[Verifier]], state: WitnessS
     with state.lock(cp.origin):
         size, root = state.latest(cp.origin)
         if old != size:
+            return Answer(409, f"{size}\n".encode(), SIZE_TYPE)
+        if cp.size == size and cp.root != root and size > 0:
+            # tlog-witness: "If the old size matches the checkpoint size, the witness MUST check that the root
+            # hashes are also identical. If they don't match, the witness MUST respond with a 409 Conflict"
             return Answer(409, f"{size}\n".encode(), SIZE_TYPE)
         try:
             if old == 0:

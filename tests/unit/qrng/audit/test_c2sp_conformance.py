@@ -210,3 +210,51 @@ def test_key_files_say_what_is_wrong(tmp_path):
     w = ed25519_signer("witness.example/w", ed25519.Ed25519PrivateKey.generate(), ALG_COSIGNATURE_V1)
     with pytest.raises(FormatError, match="a log key signs checkpoints"):
         read_key(str(w.verifier), "log")
+
+
+def test_a_checkpoint_of_the_cosigned_size_with_another_root_is_a_409(tmp_path):
+    """tlog-witness: "If the old size matches the checkpoint size, the witness MUST check that the root hashes are
+    also identical. If they don't match, the witness MUST respond with a 409 Conflict" (it answered 422)."""
+    from qrng.audit.merkle import TreeLevels, leaf_hash
+    from qrng.audit.witness_server import FileState
+    log = _log_signer()
+    witness = ed25519_signer("witness.example/w", ed25519.Ed25519PrivateKey.generate(), ALG_COSIGNATURE_V1)
+    state, logs = FileState(tmp_path), {ORIGIN: [log.verifier]}
+    tree = TreeLevels([leaf_hash(bytes([i])) for i in range(5)])
+    first = sign_note(Checkpoint(ORIGIN, 5, tree.root(5)).text(), [log])
+    assert add_checkpoint(f"old 0\n\n{first}".encode(), logs, state, witness, 1).status == 200
+    other = sign_note(Checkpoint(ORIGIN, 5, b"\x07" * 32).text(), [log])
+    a = add_checkpoint(f"old 5\n\n{other}".encode(), logs, state, witness, 2)
+    assert (a.status, a.body, a.content_type) == (409, b"5\n", "text/x.tlog.size")
+    assert add_checkpoint(f"old 5\n\n{first}".encode(), logs, state, witness, 3).status == 200  # the same: fine
+
+
+@pytest.mark.parametrize("text, message", [
+    ("witness a {a}\nwitness b {b}\ngroup g1 any a b\ngroup g2 any a\nquorum g1\n", "'a' is already a member of"),
+    ("log {w}\nquorum none\n", "a log key signs checkpoints"),
+])
+def test_policy_rules_from_the_text(text, message):
+    """tlog-policy: "Each defined name can be listed as a group member at most once"; log keys are of a checkpoint
+    signature type."""
+    from qrng.audit.policy import parse_policy
+    a, b, w = (str(ed25519_signer(f"witness.example/{n}", ed25519.Ed25519PrivateKey.generate(),
+                                  ALG_COSIGNATURE_V1).verifier) for n in "abw")
+    with pytest.raises(FormatError, match=message):
+        parse_policy(text.format(a=a, b=b, w=w))
+
+
+def test_tile_levels_are_0_to_63():
+    from qrng.audit.tiles import parse_tile_path
+    assert parse_tile_path("tile/63/000")[0] == "63"
+    with pytest.raises(FormatError, match="bad tile level"):
+        parse_tile_path("tile/64/000")
+
+
+def test_a_served_checkpoint_must_be_utf8(tmp_path):
+    """signed-note: notes MUST be valid UTF-8 (a replacement character never stands in for a bad octet)."""
+    from qrng.audit.tilesio import TileSource, verify_tiles
+    log = _log_signer()
+    note = sign_note(Checkpoint(ORIGIN, 0, EMPTY_ROOT).text(), [log]).encode()
+    (tmp_path / "checkpoint").write_bytes(note.replace(b"c2sp-test", b"c2sp\xff", 1))
+    with pytest.raises(TamperedError, match="not valid UTF-8"):
+        verify_tiles(TileSource(str(tmp_path)), [log.verifier])

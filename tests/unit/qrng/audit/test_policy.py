@@ -20,7 +20,7 @@ def _witness(name: str) -> str:
     ("quorum x\n", "policy:1: quorum 'x' is not defined"),
     ("witness a {w}\nwitness a {w}\nquorum a\n", "policy:2: name 'a' is already defined"),
     ("witness a {w}\ngroup g 3 a\nquorum g\n", "threshold '3' must be all, any or 1..1"),
-    ("log {w}\n", "no quorum line"),
+    ("log {log}\n", "no quorum line"),
     ("witness a {log}\nquorum a\n", "must have a cosignature (type 0x04) key"),
     ("wotness a b\nquorum none\n", "unknown line 'wotness'"),
     ("quorum none\x01\n", "control character"),
@@ -34,9 +34,9 @@ def test_policy_files_are_parsed_strictly(text, message):
 
 def test_groups_and_the_quorum_rule():
     a, b, c = (_witness(f"witness.example/{n}") for n in "abc")
-    pol = parse_policy(f"witness a {a}\nwitness b {b}\nwitness c {c}\ngroup two 2 a b c\n"
+    pol = parse_policy(f"witness a {a}\nwitness b {b}\nwitness c {c}\ngroup two 2 a b\n"
                        "group strict all two c\nquorum strict\n")
-    assert pol.satisfied({"a", "c"}) and not pol.satisfied({"a", "b"}) and not pol.satisfied({"c"})
+    assert pol.satisfied({"a", "b", "c"}) and not pol.satisfied({"a", "c"}) and not pol.satisfied({"a", "b"})
     keys = {w.key.name: w.key for w in pol.witnesses.values()}
     assert pol.names_of([keys["witness.example/a"], Verifier.parse(_witness("other.example/x"))]) == {"a"}
     assert parse_policy("quorum none\n").satisfied(set())
