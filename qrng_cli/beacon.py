@@ -233,19 +233,30 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise BeaconError(f"no pulse numbered {lo}..{hi} in the log")
     start = pulses.index(chosen[0])
     verify_pulses(pulses[:start + len(chosen)], cert)  # from the chain's first pulse: links are recomputed
-    witnessed = "passed" if policy is not None else "not checked (no --policy: the witness quorum was not checked)"
-    out = {"status": "verified" if policy is not None else "unverified", "pulses": len(chosen),
-           "first": chosen[0].pulse_index, "last": chosen[-1].pulse_index, "log_size": size,
-           "cosigners": list(key_names(cosigners)), "witness_quorum": witnessed,
-           "gaps": [p.pulse_index for p in chosen if p.status_code & 2]}
+    from qrng.audit.verdict import NOT_CHECKED, Check, Verdict
+    checks = [
+        Check("Log and its checkpoint", "C2SP tlog-checkpoint, RFC 9162 (and tlog-tiles for a tiles log) with the "
+              "log key given", "passed", f"{size} entries"),
+        Check("Pulses", "every NIST Randomness Beacon 2.0 rule (NISTIR 8213) with the certificate given", "passed",
+              f"pulses {chosen[0].pulse_index}..{chosen[-1].pulse_index}: certificate id, signatures, output values, "
+              "chaining, precommitments, link values, status codes, period grid"),
+        Check("Witness quorum", "C2SP tlog-cosignature and tlog-policy, counted by key", "passed",
+              f"{', '.join(key_names(cosigners))} meet the quorum of {args.policy}") if policy is not None else
+        Check("Witness quorum", "C2SP tlog-cosignature and tlog-policy, counted by key", NOT_CHECKED,
+              "no --policy: whether witnesses saw these pulses was not checked")]
+    complete = Verdict(tuple(checks)).complete
+    out = {"status": "verified" if complete else "unverified", "exit_code": 0 if complete else 4,
+           "pulses": len(chosen), "first": chosen[0].pulse_index, "last": chosen[-1].pulse_index, "log_size": size,
+           "cosigners": list(key_names(cosigners)), "witness_quorum": checks[-1].result,
+           "gaps": [p.pulse_index for p in chosen if p.status_code & 2], "checks": [c.to_dict() for c in checks]}
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        print(f"pulses {out['first']}..{out['last']} ({out['pulses']}) follow every NIST Randomness Beacon 2.0 rule: "
-              f"certificate, signatures, output values, chaining, precommitments, link values, status codes, period "
-              f"grid; in the log at size {size}, whose checkpoint verifies with the log key; witness quorum: "
-              f"{witnessed}" + (f" ({', '.join(key_names(cosigners))})" if policy is not None else ""))
-    if policy is None:
+        for c in checks:
+            print(c.line())
+        if complete:
+            print(f"verified: pulses {out['first']}..{out['last']} ({out['pulses']})")
+    if not complete:
         print("NOT INDEPENDENTLY VERIFIED (exit 4): give --policy to check the witnesses' quorum", file=sys.stderr)
         return ExitCode.UNVERIFIED
     return 0

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .common import ExitCode, atomic_write, int_at_least
+from .common import ExitCode, atomic_write, int_at_least, write_stdout
 
 __all__ = ["register"]
 
@@ -48,10 +47,7 @@ def cmd_bytes(args: argparse.Namespace) -> int:
         atomic_write(Path(args.out), chunks, overwrite=args.force)
         return ExitCode.OK
     data = b"".join(chunks)
-    if args.hex:
-        sys.stdout.write(data.hex() + "\n")
-    else:
-        sys.stdout.buffer.write(data)
+    write_stdout((data.hex() + "\n").encode() if args.hex else data)
     return ExitCode.OK
 
 

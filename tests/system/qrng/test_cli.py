@@ -69,3 +69,12 @@ def test_broken_pipe_is_quiet():
     r = subprocess.run(f"{sys.executable} -m qrng_cli health --samples 200000 | head -1", shell=True,
                        capture_output=True, text=True, timeout=120)
     assert r.stdout.startswith("source:") and "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr
+
+
+def test_a_closed_pipe_is_never_a_success():
+    """Issue 19: `qrng bytes ... | head -c 16` exited 0 although most of the bytes were never delivered. It exits
+    141 (as a process killed by SIGPIPE would), quietly."""
+    r = subprocess.run(f"set -o pipefail; {sys.executable} -m qrng_cli bytes 4000000 --hex | head -c 16",
+                       shell=True, capture_output=True, text=True, timeout=120, executable="/bin/bash")
+    assert len(r.stdout) == 16 and r.returncode == 141, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr and "interrupted" in r.stderr
