@@ -17,6 +17,7 @@ import os
 import selectors
 import socket
 import socketserver
+import sys
 import threading
 import time
 from collections import deque
@@ -454,7 +455,8 @@ class Daemon:
             out: dict[str, Any] = {"daemon": "qrngd", "protocol": P.VERSION, "pid": os.getpid(),
                                    "uptime_s": round(time.time() - self.started, 3),
                                    "seeds_served": c.seeds, "seed_bytes_served": c.seed_bytes, "refused": c.refused,
-                                   "clients": dict(c.clients), "client_fallback_seeds": dict(c.fallback_seeds),
+                                   "clients": _top(c.clients), "client_fallback_seeds": _top(c.fallback_seeds),
+                                   "clients_total": len(c.clients),
                                    "stream": self.options.stream}
         healthy = [s for s in sources if s["state"] == "healthy"]
         out["state"] = "healthy" if healthy else "unhealthy"
@@ -511,8 +513,37 @@ class Session:
 
 
 def respond(daemon: Daemon, session: Session, version: int, op: int, payload: bytes) -> bytes:
-    """The response frame to one request (docs/daemon-protocol.md); SEED requests are timed into the latency
-    figures (the daemon's own time: from the request read to the response ready)."""
+    """The response frame to one request (docs/daemon-protocol.md). Nothing a client sends raises out of here
+    into the serving loop: an error is answered (BAD_REQUEST, naming its kind), said once on stderr, and the
+    daemon serves on."""
+    try:
+        return _respond(daemon, session, version, op, payload)
+    except Exception as exc:  # noqa: BLE001 - the one place a request's error becomes an answer
+        key = f"{op}:{type(exc).__name__}"
+        if key not in _SAID:
+            _SAID.add(key)
+            print(f"qrngd: op {op} from {session.client}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return P.encode_response(P.STATUS.BAD_REQUEST, f"request not served ({type(exc).__name__})".encode()[:200])
+
+
+_SAID: set[str] = set()
+STATUS_TABLE_MAX = 32  # per-client rows in a STATUS answer: the largest, the rest summed as "other"
+
+
+def _top(table: dict[str, int], n: int = STATUS_TABLE_MAX) -> dict[str, int]:
+    """The n largest rows of a per-client table, the rest summed under "other": a STATUS answer stays far below
+    the protocol's frame limit whatever names clients choose (a bound by construction)."""
+    rows = sorted(table.items(), key=lambda kv: (-kv[1], kv[0]))
+    out = dict(rows[:n])
+    rest = sum(v for _, v in rows[n:])
+    if rest:
+        out["other"] = out.get("other", 0) + rest
+    return out
+
+
+def _respond(daemon: Daemon, session: Session, version: int, op: int, payload: bytes) -> bytes:
+    """SEED requests are timed into the latency figures (the daemon's own time: from the request read to the
+    response ready)."""
     t = time.perf_counter()
     if version != P.VERSION:
         return P.encode_response(P.STATUS.VERSION, bytes([P.VERSION]))
