@@ -53,7 +53,7 @@ def log(tmp_path_factory):
     signer = load_ed25519_signer(priv)
     lg = AuditLog(d / "audit.log", signer.name, signer)
     for batch in (7, 300, 61):
-        for i in range(batch):
+        for _ in range(batch):
             lg.append("step", "operator", "event", data={"i": lg.size})
         lg.checkpoint()
     w = load_ed25519_signer(generate_ed25519("witness.example/judge")[0], ALG_COSIGNATURE_V1)
