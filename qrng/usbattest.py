@@ -23,7 +23,8 @@ from .attestation import DEVICE_INFO_OID, AttestationError
 from .attestation import DeviceInfo as CertDeviceInfo
 from .sources import usbproto as P
 
-__all__ = ["FirmwarePolicy", "UsbAttestation", "check_firmware", "firmware_manifest", "verify_usb_attestation"]
+__all__ = ["FirmwarePolicy", "UsbAttestation", "bind_to_source", "check_firmware", "firmware_manifest",
+           "verify_usb_attestation"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,23 @@ def check_firmware(info: P.DeviceInfo, policy: FirmwarePolicy, proof: str | None
     index = parse_proof(proof)[0]
     return {"firmware_accepted_by": "transparency log", "firmware_log": cp.origin, "firmware_log_index": index,
             "firmware_log_size": cp.size, "firmware_log_root": cp.root.hex()}
+
+
+IDENTITY_FIELDS = ("serial", "vendor", "model", "bits_per_sample", "adc_bits", "claimed_min_entropy",
+                   "firmware_sha256", "firmware_version", "emulator")
+
+
+def bind_to_source(verified: UsbAttestation, in_use: P.DeviceInfo | None) -> None:
+    """The identity a source serves under (its GET_INFO when it was opened: serial, sample width, claimed
+    min-entropy, firmware) must be the one just attested. Verifying one GET_INFO answer and serving under another
+    would check one copy and use a second (issue 20); raises AttestationError naming the fields that differ."""
+    if in_use is None:
+        return
+    differ = [f for f in IDENTITY_FIELDS if getattr(in_use, f) != getattr(verified.info, f)]
+    if differ:
+        raise AttestationError(f"the device answered GET_INFO differently when it was opened than in its attestation "
+                               f"({', '.join(differ)}): its output is not served under an identity that was not "
+                               "attested")
 
 
 def verify_usb_attestation(att: P.Attestation, info_raw: bytes, chain: list[bytes], nonce: bytes,

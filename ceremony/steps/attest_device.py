@@ -52,7 +52,7 @@ def run_usb(c: StepContext, step: Step) -> StepResult:
     from cryptography.hazmat.primitives import serialization
 
     from qrng.attestation import AttestationError
-    from qrng.usbattest import check_firmware, verify_usb_attestation
+    from qrng.usbattest import bind_to_source, check_firmware, verify_usb_attestation
     src = c.pipeline.source
     nonce = verifier_nonce()
     c.event(step.id, "attestation.challenge", {"nonce": nonce.hex(), "transport": "USB"}, actor="verifier")
@@ -67,6 +67,7 @@ def run_usb(c: StepContext, step: Step) -> StepResult:
     proof_path = c.plan.entropy.attestation.firmware_proof
     try:
         r = verify_usb_attestation(statement, info_raw, chain, nonce, roots, c.plan.policy.allow_simulator)
+        bind_to_source(r, getattr(src, "device_info", None))  # the identity the pipeline uses is the attested one
         firmware = check_firmware(r.info, c.plan.policy.firmware, proof_path.read_text() if proof_path else None) \
             if c.plan.policy.firmware.active else {"firmware_accepted_by": "no firmware rule in the policy"}
     except (AttestationError, OSError) as exc:

@@ -257,8 +257,19 @@ class TileSource:
         self.timeout = timeout
         self.fetches = 0
         self.seconds = 0.0
+        self._checkpoint: bytes | None = None
 
     def get(self, rel: str) -> bytes:
+        """The bytes at ``rel``. The checkpoint (the one mutable resource) is fetched once per TileSource: every
+        use in one verification (its origin, the keys bound to its names, the verification itself, the state
+        saved) is of the same bytes, never a second answer a server could change in between (issue 20)."""
+        if rel == "checkpoint":
+            if self._checkpoint is None:
+                self._checkpoint = self._fetch(rel)
+            return self._checkpoint
+        return self._fetch(rel)
+
+    def _fetch(self, rel: str) -> bytes:
         t = time.perf_counter()
         self.fetches += 1
         try:

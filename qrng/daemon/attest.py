@@ -35,7 +35,7 @@ class Attester:
         """Attest the pipeline's source now; raises AttestationError (an EntropyError) when it does not verify."""
         from cryptography import x509
 
-        from ..usbattest import verify_usb_attestation
+        from ..usbattest import bind_to_source, verify_usb_attestation
         src = pipeline.source
         if not hasattr(src, "attest"):
             return None
@@ -43,6 +43,7 @@ class Attester:
         statement, info_raw = src.attest(nonce)
         _, chain = src.chain()
         r = verify_usb_attestation(statement, info_raw, chain, nonce, self.roots(), self.allow_emulator)
+        bind_to_source(r, getattr(src, "device_info", None))  # the identity it serves under is the attested one
         device = x509.load_der_x509_certificate(chain[0])
         return {"valid": True, "serial": r.serial, "model": r.model, "emulator": r.emulator, "counter": r.counter,
                 "firmware_sha256": r.firmware_sha256, "verified_at": time.time(),

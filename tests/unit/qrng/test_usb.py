@@ -294,3 +294,22 @@ def test_an_emulator_path_that_is_not_a_state_folder_is_a_config_error(tmp_path,
     assert qrng_cli.main(["bytes", "4", "--hex", "--config", str(cfg)]) == ExitCode.USAGE
     err = capsys.readouterr().err
     assert "source.emulator" in err and "not a USB EMULATOR state folder" in err and "Traceback" not in err
+
+
+def test_the_identity_served_under_is_the_attested_one(emu, dev):
+    """Issue 20: the source took its serial and claimed min-entropy from the GET_INFO answer read when it was opened,
+    while attestation verified a second answer read later; a device answering differently the second time had its
+    output served under an identity that was never attested."""
+    from qrng.usbattest import bind_to_source
+    d, _ = emu
+    _, src = dev
+    nonce = os.urandom(32)
+    att, info = src.attest(nonce)
+    _, chain = src.chain()
+    r = verify_usb_attestation(att, info, chain, nonce, _roots(d), allow_emulator=True)
+    bind_to_source(r, src.device_info)  # the same: accepted
+    first = src.device_info
+    claimed_more = P.DeviceInfo(first.bits_per_sample, first.adc_bits, first.flags, first.claimed_min_entropy + 1,
+                                first.firmware_sha256, first.firmware_version, first.vendor, first.model, first.serial)
+    with pytest.raises(AttestationError, match="claimed_min_entropy"):
+        bind_to_source(r, claimed_more)

@@ -106,3 +106,14 @@ def test_republishing_picks_up_cosignatures_collected_since(tmp_path):
     assert r.new_entries == 0 and "witness.example/late" in (tmp_path / "tiles" / "checkpoint").read_text()
     v = verify_tiles(TileSource(str(tmp_path / "tiles")), [signer.verifier], [w.verifier], 1)
     assert [k.name for k in v.cosigners] == ["witness.example/late"]
+
+
+def test_one_verification_uses_one_checkpoint(tmp_path):
+    """Issue 20: a server that changes its checkpoint between two fetches of one verification cannot have one copy
+    checked and another used: a TileSource fetches the checkpoint once."""
+    from qrng.audit.tilesio import TileSource
+    (tmp_path / "checkpoint").write_bytes(b"first")
+    src = TileSource(str(tmp_path))
+    assert src.get("checkpoint") == b"first"
+    (tmp_path / "checkpoint").write_bytes(b"second")
+    assert src.get("checkpoint") == b"first" and src.fetches == 1
