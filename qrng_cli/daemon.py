@@ -16,7 +16,7 @@ from typing import Any
 
 from qrng.asciinum import is_ascii_decimal
 
-from .common import ExitCode
+from .common import ExitCode, int_at_least
 
 __all__ = ["register"]
 
@@ -78,7 +78,8 @@ def _options(args: argparse.Namespace) -> Any:
             raise ValueError(f"{f}: no such file")
     if not math.isfinite(args.history_interval) or not 0.5 <= args.history_interval <= 3600:
         raise ValueError("--history-interval: seconds, from 0.5 to 3600")
-    return DaemonOptions(stream=args.stream, pool_bytes=pool, history_interval_s=args.history_interval)
+    return DaemonOptions(stream=args.stream, pool_bytes=pool, history_interval_s=args.history_interval,
+                         max_conns_per_user=args.max_conns_per_user)
 
 
 def _address(text: str, what: str) -> tuple[str, int]:
@@ -305,6 +306,9 @@ def register(sub: Any) -> None:
                    help="read every source continuously at the device's own rate, health-testing every sample "
                         "(a PCIe-class QRNG that streams); extracted output beyond --pool goes to the kernel feed "
                         "or is discarded, and counted. Default: read on demand, keeping --pool ready")
+    g.add_argument("--max-conns-per-user", type=int_at_least(1), default=64, metavar="N",
+                   help="connections one user (SO_PEERCRED uid) may hold on the Unix socket (default 64); the last 16 "
+                        "of the 1024 slots are kept for root and the daemon's user and group")
     g.add_argument("--pool", default="64KiB", metavar="SIZE",
                    help="extracted output kept ready per source, served without waiting (default 64KiB)")
     g.add_argument("--history-interval", type=float, default=10.0, metavar="S",

@@ -43,6 +43,7 @@ class SocketSpec:
     group: str | None = None
 
 
+FALLBACK_PER_MINUTE = 10  # FALLBACK reports one peer may make a minute (more are refused, not logged)
 MAX_CLIENT_NAMES = 256  # distinct HELLO names counted; more are counted as "other" (bounded STATUS and metrics)
 
 
@@ -62,6 +63,7 @@ class DaemonOptions:
     chunk_bytes: int = 1 << 14
     seed_wait_s: float = 2.0
     history_interval_s: float = 10.0
+    max_conns_per_user: int = 64  # connections one user (SO_PEERCRED uid) may hold on the Unix socket
 
 
 @dataclass
@@ -371,6 +373,7 @@ class Daemon:
         self._lock = threading.Lock()
         self.started = time.time()
         self.counters = _Counters()
+        self._fallback_times: dict[str, deque[float]] = {}
         self.observe: Callable[[float], None] = lambda seconds: None  # seed latency (metrics)
         self.latencies: deque[float] = deque(maxlen=10_000)  # seconds inside the daemon per SEED
         self.history = History(self.options.history_interval_s)
@@ -428,12 +431,27 @@ class Daemon:
         why = "; ".join(f"{s.name}: {s.error or 'not serving'}" for s in self.sources)
         return P.STATUS.UNHEALTHY, f"no healthy source ({why})".encode()
 
-    def client_fell_back(self, client: str, seeds: int) -> None:
+    def client_fell_back(self, client: str, seeds: int, peer: str = "") -> None:
         with self._lock:
             c = self.counters
             name = c.client(client, c.fallback_seeds)
             c.fallback_seeds[name] = c.fallback_seeds.get(name, 0) + seeds
-        self.event("client.fell_back", client=client, seeds=seeds)
+        self.event("client.fell_back", client=client, seeds=seeds, **({"peer": peer} if peer else {}))
+
+    def fallback_allowed(self, peer: str) -> bool:
+        """At most FALLBACK_PER_MINUTE FALLBACK reports per peer a minute reach the counters and the signed log."""
+        now = time.monotonic()
+        with self._lock:
+            times = self._fallback_times.setdefault(peer, deque())
+            while times and now - times[0] > 60.0:
+                times.popleft()
+            if len(times) >= FALLBACK_PER_MINUTE:
+                return False
+            times.append(now)
+            if len(self._fallback_times) > 4 * MAX_CLIENT_NAMES:  # bounded: forget peers that went quiet
+                for k in [k for k, v in self._fallback_times.items() if not v or now - v[-1] > 60.0]:
+                    del self._fallback_times[k]
+            return True
 
     def latency_quantiles(self) -> dict[str, float] | None:
         with self._lock:
@@ -507,9 +525,11 @@ class Daemon:
 class Session:
     """One client connection's state: who it said it is (HELLO; on mutual TLS prefixed by its certificate)."""
 
-    def __init__(self, prefix: str = "") -> None:
+    def __init__(self, prefix: str = "", peer: str = "") -> None:
         self.prefix = prefix
         self.client = prefix + "anonymous"
+        # who the connection is, as the kernel or TLS says (not what HELLO claims): "uid 1000", "tls CN"
+        self.peer = peer or (f"tls {prefix[4:-1]}" if prefix.startswith("tls:") else "unknown peer")
 
 
 def respond(daemon: Daemon, session: Session, version: int, op: int, payload: bytes) -> bytes:
@@ -573,7 +593,12 @@ def _respond(daemon: Daemon, session: Session, version: int, op: int, payload: b
             seeds = P.fallback_seeds(payload)
         except P.ProtocolError as exc:
             return P.encode_response(P.STATUS.BAD_REQUEST, str(exc).encode())
-        daemon.client_fell_back(session.client, seeds)
+        if not daemon.fallback_allowed(session.peer):
+            return P.encode_response(P.STATUS.BAD_REQUEST, f"FALLBACK reports are limited to {FALLBACK_PER_MINUTE} "
+                                     "a minute per peer".encode())
+        # recorded under the name the client chose *and* the peer the kernel (or TLS) vouches for: a client cannot
+        # report, alert or log under another user's name
+        daemon.client_fell_back(f"{session.client} ({session.peer})", seeds, peer=session.peer)
         return P.encode_response(P.STATUS.OK)
     if op == P.OP.HISTORY:
         return P.encode_response(P.STATUS.OK, daemon.history.to_json(P.MAX_PAYLOAD))
@@ -617,15 +642,46 @@ class _Handler(socketserver.BaseRequestHandler):
 
 
 class _Conn:
-    __slots__ = ("sock", "inbuf", "outbuf", "session", "last", "closing")
+    __slots__ = ("sock", "inbuf", "outbuf", "session", "last", "closing", "partial_since", "uid", "reading")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, uid: int = -1) -> None:
         self.sock = sock
         self.inbuf = bytearray()
         self.outbuf = bytearray()
         self.session = Session()
         self.last = time.monotonic()
         self.closing = False
+        self.partial_since: float | None = None  # when an incomplete frame started waiting for its rest
+        self.uid = uid
+        self.reading = True
+
+
+OUT_MAX = P.HEADER.size + P.MAX_PAYLOAD   # answers queued for one connection before it is read from again
+IN_MAX = 2 * (P.HEADER.size + P.MAX_PAYLOAD)  # bytes buffered from one connection
+
+
+def admit(per_uid: dict[int, int], total: int, uid: int, privileged: bool, max_conns: int, per_user: int,
+          reserved: int) -> str | None:
+    """Whether a new connection from ``uid`` is kept (None) or why not. Pure. Each user holds at most
+    ``per_user`` connections; the last ``reserved`` slots are kept for root and the daemon's own user and group
+    (``privileged``), so an unprivileged user's idle connections can never hold every slot (issue 20)."""
+    if total >= max_conns:
+        return "every connection slot is taken"
+    if per_uid.get(uid, 0) >= per_user:
+        return f"user {uid} holds {per_user} connections, the most one user may"
+    if total >= max_conns - reserved and not privileged:
+        return "the remaining slots are reserved for root and the daemon's group"
+    return None
+
+
+def _peer(sock: socket.socket) -> tuple[int, int]:
+    """(uid, gid) of a Unix socket's peer (SO_PEERCRED), or (-1, -1)."""
+    import struct
+    try:
+        _, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    except (OSError, AttributeError):
+        return -1, -1
+    return uid, gid
 
 
 class _Loop:
@@ -634,11 +690,19 @@ class _Loop:
     tens of microseconds with 16 client processes; bench/bench_daemon.py). A request whose source pool is empty
     waits for it (at most seed_wait_s) and the others wait behind it: they draw on the same sources anyway.
 
-    Malformed headers get BAD_REQUEST and the connection is closed; a connection silent for idle_s is closed;
-    at most max_conns connections are kept (more are closed at once)."""
+    Against hostile clients (issue 20): connections are served fairly, one request each per turn, so pipelined
+    requests from one client cannot starve the others; a connection whose unsent answers exceed OUT_MAX is not
+    read from until they drain; an incomplete frame must be completed within frame_s; each user (SO_PEERCRED)
+    holds at most per_user connections and the last ``reserved`` slots are for root and the daemon's user and
+    group; at the descriptor limit a connection is accepted and closed at once (shed) instead of the listening
+    socket staying readable and the loop spinning. Malformed headers get BAD_REQUEST and the connection is closed;
+    a connection silent for idle_s is closed."""
 
     idle_s = IDLE_S
+    frame_s = 2.0
     max_conns = 1024
+    per_user = 64
+    reserved = 16
 
     def __init__(self, sock: socket.socket, daemon: Daemon, activated: bool) -> None:
         self.socket, self.daemon, self.activated = sock, daemon, activated
@@ -646,12 +710,18 @@ class _Loop:
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.socket, selectors.EVENT_READ, None)
         self.conns: dict[int, _Conn] = {}
+        self.per_uid: dict[int, int] = {}
+        self.ready: deque[_Conn] = deque()  # connections holding a complete request not yet answered
+        self.shed = 0
+        self._spare: int | None = os.open(os.devnull, os.O_RDONLY)  # given up to accept-and-close at EMFILE
         self._stop = False
+        self._gid = os.getgid()
+        self.per_user = daemon.options.max_conns_per_user
 
     def serve_forever(self, poll_interval: float = 0.2) -> None:
         last_sweep = time.monotonic()
         while not self._stop:
-            for key, events in self.sel.select(poll_interval):
+            for key, events in self.sel.select(0 if self.ready else poll_interval):
                 if key.data is None:
                     self._accept()
                 else:
@@ -660,28 +730,55 @@ class _Loop:
                         self._read(conn)
                     if events & selectors.EVENT_WRITE and not conn.closing:
                         self._flush(conn)
+            self._serve_ready()
             now = time.monotonic()
             if now - last_sweep >= poll_interval:
                 last_sweep = now
                 self.daemon.sample_history()
-                for conn in [c for c in self.conns.values() if now - c.last > self.idle_s]:
+                for conn in [c for c in self.conns.values() if now - c.last > self.idle_s or
+                             (c.partial_since is not None and now - c.partial_since > self.frame_s)]:
                     self._close(conn)
 
+    def _privileged(self, uid: int, gid: int) -> bool:
+        return uid in (0, os.getuid()) or gid == self._gid
+
     def _accept(self) -> None:
+        import errno
         for _ in range(64):
             try:
                 sock, _ = self.socket.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    self._shed_one()
                 return
-            if len(self.conns) >= self.max_conns:
+            uid, gid = _peer(sock)
+            why = admit(self.per_uid, len(self.conns), uid, self._privileged(uid, gid), self.max_conns,
+                        self.per_user, self.reserved)
+            if why is not None:
+                self.shed += 1
                 sock.close()
                 continue
             sock.setblocking(False)
-            conn = _Conn(sock)
+            conn = _Conn(sock, uid)
+            conn.session = Session(peer=f"uid {uid}")
             self.conns[sock.fileno()] = conn
+            self.per_uid[uid] = self.per_uid.get(uid, 0) + 1
             self.sel.register(sock, selectors.EVENT_READ, conn)
+
+    def _shed_one(self) -> None:
+        """At the descriptor limit: give up the spare descriptor, accept the waiting connection and close it, take
+        the spare back. The client sees its connection closed; the loop does not spin on a readable socket."""
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
+        with contextlib.suppress(OSError):
+            sock, _ = self.socket.accept()
+            sock.close()
+            self.shed += 1
+        with contextlib.suppress(OSError):
+            self._spare = os.open(os.devnull, os.O_RDONLY)
 
     def _read(self, conn: _Conn) -> None:
         try:
@@ -696,19 +793,55 @@ class _Loop:
             return
         conn.last = time.monotonic()
         conn.inbuf += data
-        while len(conn.inbuf) >= P.HEADER.size and not conn.closing:
-            try:
-                version, op, length = P.decode_header(bytes(conn.inbuf[:P.HEADER.size]))
-            except P.ProtocolError as exc:
-                conn.outbuf += P.encode_response(P.STATUS.BAD_REQUEST, str(exc).encode())
-                conn.closing = True  # the stream is out of step: answer, then close
-                break
-            if len(conn.inbuf) < P.HEADER.size + length:
-                break
-            payload = bytes(conn.inbuf[P.HEADER.size:P.HEADER.size + length])
-            del conn.inbuf[:P.HEADER.size + length]
-            conn.outbuf += respond(self.daemon, conn.session, version, op, payload)
+        self._answer_one(conn)
         self._flush(conn)
+
+    def _answer_one(self, conn: _Conn) -> None:
+        """Answer at most one complete request of ``conn``; if another is complete, it waits for the next turn."""
+        if conn.closing or len(conn.outbuf) > OUT_MAX:
+            return
+        if len(conn.inbuf) < P.HEADER.size:
+            conn.partial_since = (conn.partial_since or time.monotonic()) if conn.inbuf else None
+            return
+        try:
+            version, op, length = P.decode_header(bytes(conn.inbuf[:P.HEADER.size]))
+        except P.ProtocolError as exc:
+            conn.outbuf += P.encode_response(P.STATUS.BAD_REQUEST, str(exc).encode())
+            conn.closing = True  # the stream is out of step: answer, then close
+            return
+        if len(conn.inbuf) < P.HEADER.size + length:
+            conn.partial_since = conn.partial_since or time.monotonic()
+            return
+        payload = bytes(conn.inbuf[P.HEADER.size:P.HEADER.size + length])
+        del conn.inbuf[:P.HEADER.size + length]
+        conn.partial_since = None
+        conn.outbuf += respond(self.daemon, conn.session, version, op, payload)
+        if self._complete(conn):
+            self.ready.append(conn)
+        elif conn.inbuf:
+            conn.partial_since = time.monotonic()
+
+    @staticmethod
+    def _complete(conn: _Conn) -> bool:
+        if len(conn.inbuf) < P.HEADER.size:
+            return False
+        try:
+            _, _, length = P.decode_header(bytes(conn.inbuf[:P.HEADER.size]))
+        except P.ProtocolError:
+            return True  # answered BAD_REQUEST (and closed) on its turn
+        return len(conn.inbuf) >= P.HEADER.size + length
+
+    def _serve_ready(self) -> None:
+        """One turn: each connection with a complete request waiting gets one answer (round robin)."""
+        for _ in range(len(self.ready)):
+            conn = self.ready.popleft()
+            if conn.sock.fileno() < 0 or conn.sock.fileno() not in self.conns:
+                continue
+            if len(conn.outbuf) > OUT_MAX:
+                self.ready.append(conn)  # its answers are not read yet: it waits, the others go on
+                continue
+            self._answer_one(conn)
+            self._flush(conn)
 
     def _flush(self, conn: _Conn) -> None:
         try:
@@ -723,7 +856,11 @@ class _Loop:
         if conn.closing and not conn.outbuf:
             self._close(conn)
             return
-        want = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.outbuf else 0)
+        # read again only when its answers have drained and its buffered input is bounded
+        reading = len(conn.outbuf) <= OUT_MAX and len(conn.inbuf) <= IN_MAX
+        want = (selectors.EVENT_READ if reading else 0) | (selectors.EVENT_WRITE if conn.outbuf else 0)
+        if want == 0:
+            want = selectors.EVENT_WRITE
         if self.sel.get_key(conn.sock).events != want:
             self.sel.modify(conn.sock, want, conn)
 
@@ -731,6 +868,11 @@ class _Loop:
         fd = conn.sock.fileno()
         if self.conns.pop(fd, None) is None:
             return
+        left = self.per_uid.get(conn.uid, 1) - 1
+        if left > 0:
+            self.per_uid[conn.uid] = left
+        else:
+            self.per_uid.pop(conn.uid, None)
         with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(conn.sock)
         conn.sock.close()
@@ -745,6 +887,9 @@ class _Loop:
             self.sel.unregister(self.socket)
         self.sel.close()
         self.socket.close()
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
 
 
 def activated_socket() -> socket.socket | None:

@@ -245,13 +245,15 @@ def test_module_fallback_is_reported_to_the_daemon_and_its_audit_log(emu, tmp_pa
         p.stdin.flush()
         assert p.stdout.readline().strip() == "QRNGD SIMULATOR"  # no longer FALLBACK
         st = DaemonClient(str(sock), "test").status()
-        assert st["client_fallback_seeds"] == {"pkcs11:python": 1}, st["client_fallback_seeds"]
+        me = f"pkcs11:python (uid {os.getuid()})"  # the name it chose, and the peer the kernel vouches for
+        assert st["client_fallback_seeds"] == {me: 1}, st["client_fallback_seeds"]
         out = qrng("status", "--socket", str(sock)).stdout
-        assert "pkcs11:python FELL BACK to its named fallback for 1 seeds" in out
+        assert f"{me} FELL BACK to its named fallback for 1 seeds" in out
     finally:
         p.kill()
         if d is not None:
             stop(d)
     events = json.loads(qrng("audit", "show", str(tmp_path / "a.log"), "--json").stdout)
     fell = [e for e in events if e.get("event") == "client.fell_back"]
-    assert fell and fell[0]["data"] == {"client": "pkcs11:python", "seeds": 1}
+    assert fell and fell[0]["data"] == {"client": f"pkcs11:python (uid {os.getuid()})", "seeds": 1,
+                                        "peer": f"uid {os.getuid()}"}

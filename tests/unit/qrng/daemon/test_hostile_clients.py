@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import struct
 
+import pytest
+
 from qrng.daemon import protocol as P
 from qrng.daemon.server import STATUS_TABLE_MAX, Daemon, Session, respond
 
@@ -40,3 +42,32 @@ def test_an_error_inside_a_request_is_answered_not_raised(monkeypatch):
     monkeypatch.setattr(d, "status", boom)
     frame = respond(d, Session(), P.VERSION, P.OP.STATUS, b"")
     assert b"request not served (RuntimeError)" in frame
+
+
+@pytest.mark.parametrize("per_uid, total, uid, privileged, kept", [
+    ({}, 0, 1000, False, True),
+    ({1000: 64}, 64, 1000, False, False),       # the user's share is used up
+    ({1000: 10}, 1008, 1001, False, False),      # the last 16 slots are reserved ...
+    ({1000: 10}, 1008, 0, True, True),           # ... for root and the daemon's group
+    ({}, 1024, 0, True, False),                  # every slot taken
+])
+def test_admission(per_uid, total, uid, privileged, kept):
+    from qrng.daemon.server import admit
+    assert (admit(per_uid, total, uid, privileged, 1024, 64, 16) is None) == kept
+
+
+def test_fallback_reports_are_bound_to_the_peer_and_rate_limited():
+    """Issue 20: FALLBACK reports carried only the name the client chose (HELLO), so any local user could flood
+    the signed log and raise alerts under another client's name. They are recorded with the peer the kernel
+    vouches for, and limited per peer."""
+    from qrng.daemon.server import FALLBACK_PER_MINUTE
+    d = _daemon()
+    s = Session(peer="uid 1234")
+    respond(d, s, P.VERSION, P.OP.HELLO, b"pkcs11:openssl")
+    answers = [respond(d, s, P.VERSION, P.OP.FALLBACK, struct.pack("<I", 1)) for _ in range(FALLBACK_PER_MINUTE + 5)]
+    assert sum(a[P.HEADER.size - 5] == P.STATUS.OK for a in answers) == FALLBACK_PER_MINUTE
+    assert d.counters.fallback_seeds == {"pkcs11:openssl (uid 1234)": FALLBACK_PER_MINUTE}
+    other = Session(peer="uid 99")
+    respond(d, other, P.VERSION, P.OP.HELLO, b"pkcs11:openssl")  # the same chosen name, another user
+    assert respond(d, other, P.VERSION, P.OP.FALLBACK, struct.pack("<I", 1))[P.HEADER.size - 5] == P.STATUS.OK
+    assert d.counters.fallback_seeds["pkcs11:openssl (uid 99)"] == 1
