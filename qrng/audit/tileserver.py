@@ -5,7 +5,8 @@ file server (``http.server``), read-only, GET and HEAD only, with
   (tlog-tiles: "This endpoint is mutable, so its headers SHOULD prevent caching beyond a few seconds");
 * ``tile/<L>/<N>[.p/<W>]`` and ``tile/entries/<N>[.p/<W>]``: ``Content-Type: application/octet-stream``, cached for
   a long time when full (immutable), briefly when partial;
-* the publisher's private state (``.publisher/``, dot files) and anything else: 404.
+* the publisher's private state (``.publisher/``, dot files) and anything else: 404;
+* at most 64 connections at once, each with a read timeout (qrng.httpbound).
 
 Any static server that sets these headers serves the same log (nginx, a bucket, a CDN); docs/transparency.md has
 the nginx lines. A plain ``python -m http.server`` serves ``checkpoint`` as ``application/octet-stream``."""
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 import posixpath
 import urllib.parse
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from typing import Any
+
+from ..httpbound import BoundedHTTPServer
 
 __all__ = ["TilesHandler", "headers_for", "serve"]
 
@@ -81,7 +84,7 @@ def serve(directory: str, host: str, port: int, ready: Any = None) -> None:  # n
     """Serve ``directory`` on ``host:port`` until interrupted; ``ready(port)`` once listening."""
     import functools
     handler = functools.partial(TilesHandler, directory=directory)
-    with ThreadingHTTPServer((host, port), handler) as httpd:
+    with BoundedHTTPServer((host, port), handler) as httpd:
         if ready is not None:
             ready(httpd.server_address[1])
         httpd.serve_forever(poll_interval=0.2)

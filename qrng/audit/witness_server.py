@@ -15,11 +15,12 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from ..asciinum import is_ascii_decimal
+from ..httpbound import BoundedHTTPServer
 from .merkle import EMPTY_ROOT
 from .note import Signer, Verifier
 from .witness import add_checkpoint
@@ -83,8 +84,9 @@ def _held(lk: threading.Lock) -> Iterator[None]:
         yield
 
 
-class WitnessServer(ThreadingHTTPServer):
-    daemon_threads = True
+class WitnessServer(BoundedHTTPServer):
+    """At most 64 connections at once, each with a 10 s read timeout (qrng.httpbound)."""
+
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], prefix: str, signer: Signer, logs: dict[str, list[Verifier]],

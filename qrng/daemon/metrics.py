@@ -11,10 +11,11 @@ Alert and recording rules built on them: contrib/prometheus/; SLOs: docs/slo.md.
 from __future__ import annotations
 
 import math
+import socket
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
@@ -143,4 +144,33 @@ class Metrics:
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
 
     def serve(self, address: str, port: int) -> None:
-        start_http_server(port, addr=address, registry=self.registry)
+        """/metrics in the Prometheus text format (prometheus_client's exposition), on a server with a connection
+        cap and read timeouts (qrng.httpbound): an unprivileged local user cannot exhaust the daemon's descriptors
+        or threads through the metrics port (prometheus_client's own server has neither)."""
+        import threading
+        from http.server import BaseHTTPRequestHandler
+
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        from ..httpbound import BoundedHTTPServer
+        registry = self.registry
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                if self.path.split("?", 1)[0] not in ("/metrics", "/"):
+                    self.send_error(404)
+                    return
+                body = generate_latest(registry)
+                self.send_response(200)
+                self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, fmt: str, *args: Any) -> None:
+                pass
+
+        class Server(BoundedHTTPServer):
+            address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        server = Server((address, port), Handler)
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
