@@ -40,7 +40,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 __all__ = ["CIPHER_SUITE", "STATUS_CHAIN_START", "STATUS_GAP", "STATUS_PRECOMMIT_BROKEN", "VERSION", "BeaconError",
-           "BeaconSigner", "Pulse", "certificate_id", "next_pulse", "self_signed_beacon_key", "verify_pulses"]
+           "BeaconSigner", "Pulse", "certificate_id", "next_pulse", "resume_secret", "self_signed_beacon_key",
+           "verify_pulses"]
 
 VERSION = "Version 2.0"
 CIPHER_SUITE = 0
@@ -254,6 +255,21 @@ def next_pulse(history: list[Pulse], when: datetime.datetime, period_ms: int, lo
               hashlib.sha512(next_local).hexdigest().upper(), status)
     p = replace(p, signature_value=signer.sign(p.signature_input()).hex().upper())
     return replace(p, output_value=p.computed_output())
+
+
+def resume_secret(history: list[Pulse], kept: bytes | None, pending: bytes | None) -> tuple[bytes | None, bool]:
+    """At start: the local random value the chain's last pulse precommitted to, if the state still holds it, and
+    whether the precommitment is broken. ``kept`` is the state's secret, ``pending`` the one written just before the
+    last pulse was logged (a crash between logging the pulse and renaming it leaves it there). A value is used only
+    if SHA-512 of it is the last pulse's precommitment: a value already published (the secret that was not yet
+    replaced) or any other is never used again; then the next pulse says the precommitment is broken (status 4)."""
+    if not history:
+        return None, False
+    want = history[-1].precommitment_value.lower()
+    for value in (pending, kept):
+        if value is not None and len(value) == 64 and hashlib.sha512(value).hexdigest() == want:
+            return value, False
+    return None, True
 
 
 def verify_pulses(pulses: list[Pulse], certificate_der: bytes, whole_chain: bool = True) -> None:

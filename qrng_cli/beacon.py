@@ -94,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from qrng.audit.merkle import TreeLevels
     from qrng.audit.note import load_ed25519_signer
     from qrng.audit.verify import parse_log
-    from qrng.beacon import next_pulse
+    from qrng.beacon import _when, next_pulse, resume_secret
     from qrng.config import load_config
     from qrng.errors import EntropyError
     from qrng.pipeline import Pipeline
@@ -108,8 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.policy:
         from qrng.audit.policy import load_policy
         policy = load_policy(args.policy)
-    state_dir = Path(args.state)
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    state_dir = _state_folder(Path(args.state))
     secret = state_dir / "next-local-random-value"  # the precommitted value: secret until its pulse is published
     cfg = load_config(args.config)
     pipeline = Pipeline(cfg)
@@ -117,8 +116,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     log_path = Path(args.log)
     history = _pulses_in(parse_log(log_path.read_bytes()).entries) if log_path.exists() else []
     prefix = args.uri_prefix or f"https://{log_signer.name}/beacon/2.0"
-    next_local = bytes.fromhex(secret.read_text()) if secret.exists() and history else None
-    broken = bool(history) and next_local is None
+    # the value the last pulse precommitted to, bound to the chain: never a value already published
+    next_local, broken = resume_secret(history, _read_secret(secret), _read_secret(secret.with_suffix(".tmp")))
     gap = False
     period_ms = int(args.period * 1000)
     stop = {"now": False}
@@ -134,6 +133,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             slot = (int(now * 1000) // period_ms + 1) * period_ms
             time.sleep(max(0.0, slot / 1000 - time.time()))
             when = datetime.datetime.fromtimestamp(slot / 1000, datetime.UTC)
+            if history and when <= _when(history[-1]):
+                continue  # the clock stepped back: a pulse is never dated before its predecessor
             try:
                 if pipeline.failed:
                     pipeline = Pipeline(cfg)
@@ -150,7 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             pulse = next_pulse(history, when, period_ms, local, upcoming, signer, prefix, gap=gap,
                                precommit_broken=broken)
             tmp = secret.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(upcoming.hex())
                 f.flush()
@@ -182,6 +183,37 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"{pulse.status_code}{said}", flush=True)
     pipeline.close()
     return ExitCode.OK
+
+
+def _state_folder(path: Path) -> Path:
+    """The beacon's state folder: made mode 700; refused if it is a symlink or others can read or write it (it
+    holds the precommitted secret)."""
+    import stat
+    if path.is_symlink():
+        raise ValueError(f"--state {path}: is a symbolic link; give the folder itself")
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_mode & 0o077:
+        raise ValueError(f"--state {path}: must be a folder only its owner can read (mode 700); it is "
+                         f"{oct(st.st_mode & 0o777)}")
+    return path
+
+
+def _read_secret(path: Path) -> bytes | None:
+    """A secret file's 64 bytes (hex), read without following a symlink; None if absent or not a secret."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read safely ({exc.strerror}); a symbolic link is never followed") from None
+    with os.fdopen(fd) as f:
+        text = f.read(200).strip()
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        return None
+    return value if len(value) == 64 else None
 
 
 def _proofs(tree: Any) -> Any:

@@ -49,11 +49,10 @@ static void put_header(unsigned char *h, int op, uint32_t len) {
     for (int i = 0; i < 4; i++) h[4 + i] = (unsigned char)(len >> (8 * i));
 }
 
-/* one exchange on an open connection: 0, or -1 with errno / *proto set */
+/* one exchange on an open connection, by the deadline: 0, or -1 with errno / *proto set */
 static int exchange(qrngd_conn *c, int op, const void *payload, uint32_t len, unsigned char *resp, uint32_t cap,
-                    uint32_t *resp_len, int *status, const char **proto) {
+                    uint32_t *resp_len, int *status, const char **proto, long deadline) {
     unsigned char h[8];
-    long deadline = now_ms() + c->timeout_ms;
     put_header(h, op, len);
     if (io_all(c->fd, h, 8, 1, deadline)) return -1;
     if (len && io_all(c->fd, (unsigned char *)payload, len, 1, deadline)) return -1;
@@ -67,17 +66,45 @@ static int exchange(qrngd_conn *c, int op, const void *payload, uint32_t len, un
     return 0;
 }
 
-static int connect_hello(qrngd_conn *c, char *err, size_t errlen) {
+/* connect() by the deadline: a Unix socket whose listener does not accept (its backlog full: a hung daemon)
+   answers EAGAIN to a non-blocking connect, which is tried again until the deadline instead of blocking */
+static int connect_by(int fd, const struct sockaddr_un *a, long deadline) {
+    for (;;) {
+        if (connect(fd, (const struct sockaddr *)a, sizeof *a) == 0) return 0;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) {
+            if (deadline - now_ms() <= 0) { errno = ETIMEDOUT; return -1; }
+            struct timespec pause = { 0, 5 * 1000000L };
+            nanosleep(&pause, NULL);
+            continue;
+        }
+        if (errno == EINPROGRESS) {
+            long left = deadline - now_ms();
+            struct pollfd p = { fd, POLLOUT, 0 };
+            int r = left > 0 ? poll(&p, 1, (int)left) : 0;
+            if (r == 0) { errno = ETIMEDOUT; return -1; }
+            if (r < 0) return -1;
+            int e = 0;
+            socklen_t n = sizeof e;
+            if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &n) != 0) return -1;
+            if (e) { errno = e; return -1; }
+            return 0;
+        }
+        return -1;
+    }
+}
+
+static int connect_hello(qrngd_conn *c, char *err, size_t errlen, long deadline) {
     struct sockaddr_un a;
     memset(&a, 0, sizeof a);
     a.sun_family = AF_UNIX;
     if (strlen(c->path) >= sizeof a.sun_path) { say(err, errlen, "socket path too long", c->path, 0); return -1; }
     memcpy(a.sun_path, c->path, strlen(c->path));
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) { say(err, errlen, "socket", c->path, errno); return -1; }
-    while (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        if (errno == EINTR) continue;
-        say(err, errlen, "not reachable", c->path, errno);
+    if (connect_by(fd, &a, deadline) != 0) {
+        if (errno == ETIMEDOUT) c->timed_out = 1;
+        say(err, errlen, errno == ETIMEDOUT ? "not accepting connections (hung?)" : "not reachable", c->path, errno);
         close(fd);
         return -1;
     }
@@ -86,7 +113,9 @@ static int connect_hello(qrngd_conn *c, char *err, size_t errlen) {
     uint32_t n = 0;
     int status = 0;
     const char *proto = NULL;
-    if (exchange(c, QRNGD_HELLO, c->name, (uint32_t)strlen(c->name), resp, sizeof resp - 1, &n, &status, &proto)) {
+    if (exchange(c, QRNGD_HELLO, c->name, (uint32_t)strlen(c->name), resp, sizeof resp - 1, &n, &status, &proto,
+                 deadline)) {
+        if (!proto && errno == ETIMEDOUT) c->timed_out = 1;
         say(err, errlen, proto ? proto : "HELLO failed", c->path, proto ? 0 : errno);
         qrngd_close(c);
         return -1;
@@ -100,13 +129,17 @@ static int connect_hello(qrngd_conn *c, char *err, size_t errlen) {
 
 int qrngd_request(qrngd_conn *c, int op, const void *payload, uint32_t len, unsigned char *resp, uint32_t cap,
                   uint32_t *resp_len, int *status, char *err, size_t errlen) {
+    long deadline = now_ms() + c->timeout_ms;  /* one deadline for the whole call, a reconnection included */
+    c->timed_out = 0;
     for (int attempt = 0; attempt < 2; attempt++) {
         int fresh = c->fd < 0;
-        if (fresh && connect_hello(c, err, errlen)) return -1;
+        if (fresh && connect_hello(c, err, errlen, deadline)) return -1;
         const char *proto = NULL;
-        if (exchange(c, op, payload, len, resp, cap, resp_len, status, &proto) == 0) return 0;
+        if (exchange(c, op, payload, len, resp, cap, resp_len, status, &proto, deadline) == 0) return 0;
         int e = errno;
+        if (!proto && e == ETIMEDOUT) c->timed_out = 1;
         qrngd_close(c);
+        if (c->timed_out) { say(err, errlen, "did not answer in time (hung?)", c->path, e); return -1; }
         if (proto) { say(err, errlen, proto, c->path, 0); return -1; }
         say(err, errlen, "connection lost", c->path, e);
         if (fresh) return -1;      /* a new connection that fails is not a restart: do not retry */

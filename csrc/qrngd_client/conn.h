@@ -15,12 +15,14 @@ typedef struct {
     char path[108];        /* sun_path */
     char name[65];         /* the HELLO name: the program's name, as the daemon's per-client counters show it */
     int simulator;         /* the daemon said (HELLO) that a source it mixes is a simulator */
-    int timeout_ms;
+    int timeout_ms;        /* the most one request may take, connecting and a reconnection included */
+    int timed_out;         /* the last request ran out of time: the daemon accepts but does not answer (hangs) */
 } qrngd_conn;
 
 /* One request and its answer. Returns 0 when the daemon answered (its status in *status, the payload in resp,
    at most cap bytes, its length in *resp_len), -1 when it cannot be reached or breaks the protocol (err says
-   why). A connection the daemon dropped (it restarted) is opened again once. */
+   why). A connection the daemon dropped (it restarted) is opened again once. Connecting and every read and write
+   share one deadline, timeout_ms after the call: no call takes longer, whatever the daemon does. */
 int qrngd_request(qrngd_conn *c, int op, const void *payload, uint32_t len, unsigned char *resp, uint32_t cap,
                   uint32_t *resp_len, int *status, char *err, size_t errlen);
 

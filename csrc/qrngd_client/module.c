@@ -35,6 +35,8 @@
 #define HEALTH_OBJECT 1
 #define HEALTH_MAX 70000
 #define NOBODY (-1)                /* g.login when no user is logged in (CKU_SO is 0) */
+#define HANG_QUIET_MS 5000         /* after the daemon hung (no answer within timeout_ms), it is asked again only
+                                      after this long: meanwhile every call fails closed (or falls back) at once */
 
 volatile int qrng_initialized;
 
@@ -53,6 +55,7 @@ static struct {
     unsigned long long reseeds, bytes_out, fallback_seeds;
     unsigned long long unreported;  /* fallback seeds the daemon has not been told about (FALLBACK, op 4) */
     int failed;                    /* the daemon could not serve at the last attempt */
+    long long quiet_until;         /* after a hang (no answer in time): no call waits on the daemon before this */
     int fallback_active;           /* ... and the configured fallback served instead */
     char error[320];
     int login;                     /* NOBODY, or CKU_SO / CKU_USER for the whole application (5.5) */
@@ -106,7 +109,16 @@ static int os_random(unsigned char *out, size_t n) {
 /* 48 bytes of seed into out: 0, or -1 (g.error says why; the DRBG is wiped) */
 static int get_seed(unsigned char *out) {
     char err[sizeof g.error];
-    int r = qrngd_seed(&g.conn, out, SEEDLEN, err, sizeof err);
+    int r;
+    if (now_ms() < g.quiet_until) {
+        /* the daemon hung at the last attempt: fail (or fall back) at once instead of making every caller, and
+           C_GetTokenInfo, wait timeout_ms under the module's lock; it is asked again after HANG_QUIET_MS */
+        snprintf(err, sizeof err, "%s", g.error[0] ? g.error : "qrngd did not answer in time");
+        r = -1;
+    } else {
+        r = qrngd_seed(&g.conn, out, SEEDLEN, err, sizeof err);
+        if (r != 0 && g.conn.timed_out) g.quiet_until = now_ms() + HANG_QUIET_MS;
+    }
     if (r == 0) {
         g.failed = g.fallback_active = 0;
         g.error[0] = 0;

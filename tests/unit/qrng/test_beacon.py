@@ -181,3 +181,20 @@ def test_a_malformed_field_is_a_beacon_error_even_when_signed(beacon_key, field,
 def test_not_a_pulse(doc):
     with pytest.raises(BeaconError, match="not a pulse"):
         Pulse.from_json(doc)
+
+
+def test_the_precommitted_secret_is_bound_to_the_chain(beacon_key):
+    """Issue 20: at start the state's secret was used whatever it was: after a crash between logging a pulse and
+    renaming its successor's secret into place, the value just published was published again as the next local
+    random value. Only a value whose SHA-512 is the last pulse's precommitment is used; else the next pulse says
+    the precommitment is broken."""
+    from qrng.beacon import resume_secret
+    signer, _ = beacon_key
+    values = [hashlib.sha512(b"s" + bytes([i])).digest() for i in range(3)]
+    t = T0.replace(second=58)
+    one = next_pulse([], t, 1000, values[0], values[1], signer, PREFIX)
+    assert resume_secret([], values[0], None) == (None, False)
+    assert resume_secret([one], values[1], None) == (values[1], False)       # the normal restart
+    assert resume_secret([one], values[0], values[1]) == (values[1], False)  # crash before the rename: the pending one
+    assert resume_secret([one], values[0], None) == (None, True)             # never the published value again
+    assert resume_secret([one], None, None) == (None, True)
