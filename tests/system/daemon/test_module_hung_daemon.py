@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 from .test_module_daemon_mode import client_env, qrngd_module  # noqa: F401 - the module fixture
 from .test_qrngd import start, stop
