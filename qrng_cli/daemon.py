@@ -162,7 +162,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         attest: Any = None
         if args.attest_roots:
             from qrng.daemon.attest import Attester
-            attest = Attester(tuple(Path(r) for r in args.attest_roots), args.allow_emulator, args.attest_every)
+            attest = Attester(tuple(Path(r) for r in args.attest_roots), args.allow_emulator, args.attest_every,
+                              Path(args.attest_state) if args.attest_state else None)
         retain = _size(args.retain, "--retain") if args.retain else 0
 
         def opener(cfg: Any) -> Any:
@@ -318,6 +319,9 @@ def register(sub: Any) -> None:
                    help="keep the last SIZE (e.g. 64MiB) of raw samples per source on disk, as read and before "
                         "the health tests judge them, for offline re-assessment with `qrng estimate`")
     g.add_argument("--retain-dir", metavar="DIR", help="where the raw-sample rings live (DIR/<source>/raw-*.bin)")
+    g.add_argument("--attest-state", metavar="FILE",
+                   help="keep the last attestation counter seen per device serial in FILE (JSON), so a counter that "
+                        "goes back fails attestation across restarts too (default: for the daemon's life only)")
     g.add_argument("--attest-roots", action="append", metavar="PEM",
                    help="manufacturer root certificates: a USB QRNG is attested with a fresh nonce when opened and "
                         "every --attest-every seconds, and not served from if it fails; repeatable")

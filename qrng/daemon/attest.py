@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,35 @@ __all__ = ["Attester"]
 
 @dataclass(frozen=True)
 class Attester:
+    """``state``: a JSON file keeping the last attestation counter seen per device serial, so a statement whose
+    counter goes back (a replay, or a device reset to an earlier state) fails across re-attestations *and*
+    restarts; without it the counters are kept for the daemon's life only."""
+
     roots_pem: tuple[Path, ...]
     allow_emulator: bool = False
     every_s: float = 3600.0
+    state: Path | None = None
+    counters: dict[str, int] = field(default_factory=dict, compare=False)
+
+    def _load(self) -> None:
+        if self.counters or self.state is None or not self.state.exists():
+            return
+        import json
+        try:
+            data = json.loads(self.state.read_text())
+            self.counters.update({str(k): int(v) for k, v in data.items()})
+        except (ValueError, TypeError, AttributeError, OSError) as exc:
+            from ..attestation import AttestationError
+            raise AttestationError(f"{self.state}: the attestation counters cannot be read ({exc}); a device is "
+                                   "not served while its last counter is unknown") from None
+
+    def _save(self) -> None:
+        if self.state is None:
+            return
+        import json
+
+        from ..atomic import atomic_write
+        atomic_write(self.state, json.dumps(self.counters, sort_keys=True).encode(), overwrite=True)
 
     def roots(self) -> list[Any]:
         from cryptography import x509
@@ -39,11 +65,17 @@ class Attester:
         src = pipeline.source
         if not hasattr(src, "attest"):
             return None
+        self._load()
+        in_use = getattr(src, "device_info", None)
+        last = self.counters.get(in_use.serial, 0) if in_use is not None else 0
         nonce = os.urandom(32)
         statement, info_raw = src.attest(nonce)
         _, chain = src.chain()
-        r = verify_usb_attestation(statement, info_raw, chain, nonce, self.roots(), self.allow_emulator)
-        bind_to_source(r, getattr(src, "device_info", None))  # the identity it serves under is the attested one
+        r = verify_usb_attestation(statement, info_raw, chain, nonce, self.roots(), self.allow_emulator,
+                                   last_counter=last)  # a counter that goes back fails: a replayed statement
+        bind_to_source(r, in_use)  # the identity it serves under is the attested one
+        self.counters[r.serial] = r.counter
+        self._save()
         device = x509.load_der_x509_certificate(chain[0])
         return {"valid": True, "serial": r.serial, "model": r.model, "emulator": r.emulator, "counter": r.counter,
                 "firmware_sha256": r.firmware_sha256, "verified_at": time.time(),

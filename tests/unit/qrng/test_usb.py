@@ -313,3 +313,25 @@ def test_the_identity_served_under_is_the_attested_one(emu, dev):
                                 first.firmware_sha256, first.firmware_version, first.vendor, first.model, first.serial)
     with pytest.raises(AttestationError, match="claimed_min_entropy"):
         bind_to_source(r, claimed_more)
+
+
+def test_the_daemon_remembers_attestation_counters_per_serial(emu, dev, tmp_path):
+    """Issue 20: the daemon verified every attestation with a last counter of 0, so a replayed statement, or a
+    device whose counter went back, passed. The last counter per serial is kept, across restarts with a state
+    file, and a counter that goes back fails attestation."""
+    from types import SimpleNamespace
+
+    from qrng.daemon.attest import Attester
+    d, _ = emu
+    _, src = dev
+    state = tmp_path / "attest.json"
+    roots = (d / "att" / "test-manufacturer-ca.pem",)
+    a = Attester(roots, allow_emulator=True, state=state)
+    first = a(SimpleNamespace(source=src))["counter"]
+    second = a(SimpleNamespace(source=src))["counter"]
+    assert second > first and json.loads(state.read_text()) == {"EMU-0001": second}
+    again = Attester(roots, allow_emulator=True, state=state)  # a restarted daemon
+    assert again(SimpleNamespace(source=src))["counter"] > second
+    state.write_text(json.dumps({"EMU-0001": 10 ** 9}))  # the device's counter is now behind the last one seen
+    with pytest.raises(AttestationError, match="not above the last one seen"):
+        Attester(roots, allow_emulator=True, state=state)(SimpleNamespace(source=src))
