@@ -15,6 +15,7 @@ from qrng.config import EntropyConfig, load_config
 from .errors import PolicyViolation
 from .model import Policy, Profile, Script, Step
 from .steps import REGISTRY, PlanView
+from .steps.base import CEREMONY_FILES
 
 __all__ = ["Plan", "PlannedStep", "make_plan"]
 
@@ -96,9 +97,19 @@ def make_plan(script: Script, policy: Policy, profile: Profile, check_outputs: b
             v.append(f"manufacturer root {r} named by the policy does not exist")
     planned = []
     earlier: dict[str, Step] = {}
+    written: dict[str, str] = {}  # file name -> the YAML path of the step that writes it
     for s in script.steps:
         kind = REGISTRY[s.type]
-        v.extend(kind.check(s, PlanView(policy, profile, script, dict(earlier))))
+        view = PlanView(policy, profile, script, dict(earlier))
+        v.extend(kind.check(s, view))
+        for name in (*s.outputs(), *kind.declared(s, view)):  # every file a step writes, declared (issue 20)
+            if name in CEREMONY_FILES or name.startswith("."):
+                v.append(f"{s.path} writes {name!r}, a file the ceremony keeps itself; choose another name")
+            elif name in written:
+                v.append(f"{s.path} writes {name!r}, which {written[name]} writes too; outputs are never "
+                         "overwritten")
+            else:
+                written[name] = s.path
         before = {e.type for e in earlier.values()}
         v.extend(f"{s.path}: a {req} step must come before a {s.type} step" for req in kind.requires
                  if req not in before)

@@ -202,12 +202,18 @@ class StepKind(Generic[P]):
     phase: str = PHASES[0]  # the run sheet page this step's row goes on (consecutive steps of a phase share one)
     sheet: Callable[[Step, Plan], SheetRow] = _default_sheet
     record: Callable[[StepLog], Section] = _default_record
+    # files a step writes whose names depend on earlier steps (export_public: <label>.pub.pem); with ``outputs``
+    # every file a step writes is declared, so the plan refuses two steps writing one name
+    declared: Callable[[Step, PlanView], tuple[str, ...]] = lambda step, view: ()
 
 
 # --- parsing helpers ---------------------------------------------------------------------------------------------
 _SUBJECT_KEYS = ("CN", "O", "OU", "C", "L", "ST")
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
-RESERVED = frozenset({"audit.log", "log.pub", "transcript.md", "transcript.html", "transcript.pdf", "attestation.json"})
+# files the ceremony keeps itself (no step may write them), and the names users may not choose for outputs
+CEREMONY_FILES = frozenset({"audit.log", "log.pub", "transcript.md", "transcript.html", "transcript.pdf", ".lock",
+                            ".audit.log.rewrite", ".staging"})
+RESERVED = CEREMONY_FILES | {"attestation.json"}
 
 
 def parse_subject(f: Fields, key: str) -> dict[str, str]:

@@ -66,5 +66,11 @@ def record(log: StepLog) -> Section:
                    tuple(Fact("Key of step", k) for k in files.get("keys", [])))
 
 
+def declared(step: Step, view: PlanView) -> tuple[str, ...]:
+    keys = view.keys()
+    return tuple(f"{keys[ref].label}.pub.pem" for ref in step.params.keys if ref in keys)
+
+
 KIND = StepKind("export_public", parse, lambda p: "public keys of " + ", ".join(p.keys), run,
-                refs=lambda p: {"keys": p.keys}, check=check, phase=PHASES[2], sheet=sheet, record=record)
+                refs=lambda p: {"keys": p.keys}, check=check, phase=PHASES[2], sheet=sheet, record=record,
+                declared=declared)

@@ -101,3 +101,18 @@ def test_unknown_profile_is_named(ws: Workspace):
 ])
 def test_pgp_words(data: bytes, words: str):
     assert pgp_words(data) == words
+
+
+def test_every_file_a_step_writes_is_declared_and_collisions_are_refused(ws):
+    """Issue 20: a script output named like a key's exported public key (export_public writes <label>.pub.pem)
+    was not refused by the plan, and one of the two files would have been lost."""
+    from ceremony.errors import PolicyViolation
+
+    def collide(doc):
+        root = next(s for s in doc["steps"] if s["type"] == "self_signed_root")
+        key = next(s for s in doc["steps"] if s["id"] == root["key"])
+        root["output"] = f"{key['key']['label']}.pub.pem"
+    path = ws.derive("root-ca.yaml", "collide.yaml", collide)
+    s = load_script(path)
+    with pytest.raises(PolicyViolation, match=r"\.pub\.pem', which steps\[\d+\] writes too"):
+        make_plan(s, load_policy(s.policy), load_profile(s.profiles, "rehearsal"))
