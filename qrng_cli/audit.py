@@ -219,9 +219,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _write_proof(args: argparse.Namespace, text: str, entry: bytes) -> None:
     if args.out:
-        Path(args.out).write_text(text)
-        Path(args.out).with_suffix(".entry").write_bytes(entry)
-        print(f"wrote {args.out} and {Path(args.out).with_suffix('.entry')}")
+        from qrng.atomic import atomic_write
+        out = Path(args.out)
+        for path in (out, out.with_suffix(".entry")):  # never overwritten, never through a symbolic link
+            if path.is_symlink() or path.exists():
+                raise FileExistsError(f"{path} exists; refusing to overwrite it")
+        atomic_write(out, text.encode())
+        atomic_write(out.with_suffix(".entry"), entry)
+        print(f"wrote {args.out} and {out.with_suffix('.entry')}")
     else:
         sys.stdout.write(text)
 
@@ -316,8 +321,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_keygen(args: argparse.Namespace) -> int:
     from qrng.audit.note import ALG_COSIGNATURE_V1, generate_ed25519, load_ed25519_signer
     out = Path(args.out)
-    if out.exists():
-        raise FormatError(f"{out} exists; refusing to overwrite a key")
+    pub = Path(str(out) + ".pub")
+    for path in (out, pub):  # a dangling symbolic link does not "exist": it is refused all the same
+        if path.is_symlink() or path.exists():
+            raise FormatError(f"{path} exists; refusing to overwrite a key (or to write through a link)")
     if args.mldsa44:
         if not args.witness:
             raise ValueError("--mldsa44 is for witness keys (tlog-cosignature type 0x06): add --witness")
@@ -327,9 +334,9 @@ def cmd_keygen(args: argparse.Namespace) -> int:
         priv, vkey = generate_ed25519(args.name)
     if args.witness and not args.mldsa44:
         vkey = str(load_ed25519_signer(priv, ALG_COSIGNATURE_V1).verifier)
-    out.touch(mode=0o600)
-    out.write_text(priv + "\n")
-    Path(str(out) + ".pub").write_text(vkey + "\n")
+    from qrng.atomic import atomic_write
+    atomic_write(out, (priv + "\n").encode())  # mode 600 (mkstemp), linked into place: never through a symlink
+    atomic_write(pub, (vkey + "\n").encode())
     print(vkey)
     return 0
 

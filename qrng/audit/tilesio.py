@@ -251,10 +251,12 @@ def _decode(body: bytes, encoding: str, where: str) -> bytes:
 class TileSource:
     """Tiles from a folder or an http(s):// URL prefix (a plain static server). Counts fetches and time."""
 
-    def __init__(self, where: str, timeout: float = 10.0) -> None:
+    def __init__(self, where: str, timeout: float = 10.0, deadline_s: float = 600.0) -> None:
         self.where = where.rstrip("/")
         self.http = urllib.parse.urlparse(where).scheme in ("http", "https")
         self.timeout = timeout
+        # an overall deadline: a server that answers each fetch just in time cannot hold a verification for ever
+        self.deadline = time.monotonic() + deadline_s
         self.fetches = 0
         self.seconds = 0.0
         self._checkpoint: bytes | None = None
@@ -270,6 +272,10 @@ class TileSource:
         return self._fetch(rel)
 
     def _fetch(self, rel: str) -> bytes:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TileUnavailable(f"{self.where}: the verification ran out of time (overall deadline) before "
+                                  f"{rel} was fetched")
         t = time.perf_counter()
         self.fetches += 1
         try:
@@ -277,7 +283,7 @@ class TileSource:
                 # C2SP tlog-tiles: clients SHOULD send "Accept-Encoding: gzip, identity", and logs MAY answer with
                 # "Content-Encoding: gzip" with no negotiation at all, so a gzip answer is decoded either way
                 req = urllib.request.Request(f"{self.where}/{rel}", headers={"Accept-Encoding": "gzip, identity"})
-                with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                with urllib.request.urlopen(req, timeout=min(self.timeout, left)) as r:
                     out: bytes = r.read(MAX_FETCH + 1)
                     encoding = (r.headers.get("Content-Encoding") or "identity").strip().lower()
                 if len(out) > MAX_FETCH:
@@ -310,8 +316,11 @@ def _checkpoint(src: TileSource, keys: list[Verifier], witnesses: list[Verifier]
         note = src.get("checkpoint").decode("utf-8")  # signed-note: notes MUST be valid UTF-8
     except UnicodeDecodeError:
         raise TamperedError("the served checkpoint is not valid UTF-8 (c2sp.org/signed-note)") from None
-    text, _ = verify_note(note, keys)
-    cp = Checkpoint.parse(text)
+    try:
+        text, _ = verify_note(note, keys)
+        cp = Checkpoint.parse(text)
+    except FormatError as exc:  # what a server serves is never a usage error of ours: a failed verification
+        raise TamperedError(f"the served checkpoint is malformed: {exc}") from None
     if origin is not None and cp.origin != origin:
         raise TamperedError(f"the checkpoint is for origin {cp.origin!r}, not {origin!r}")
     cosigners: tuple[Verifier, ...] = ()

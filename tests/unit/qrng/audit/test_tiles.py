@@ -117,3 +117,23 @@ def test_one_verification_uses_one_checkpoint(tmp_path):
     assert src.get("checkpoint") == b"first"
     (tmp_path / "checkpoint").write_bytes(b"second")
     assert src.get("checkpoint") == b"first" and src.fetches == 1
+
+
+def test_a_malformed_served_checkpoint_is_a_failed_verification(tmp_path):
+    """Issue 20 (low): a malformed checkpoint from the server was a usage error (exit 2); it is exit 1."""
+    from qrng.audit.errors import TamperedError
+    from qrng.audit.note import generate_ed25519, load_ed25519_signer
+    from qrng.audit.tilesio import TileSource, verify_tiles
+    (tmp_path / "checkpoint").write_bytes(b"not a note")
+    signer = load_ed25519_signer(generate_ed25519("tiles.example/log")[0])
+    with pytest.raises(TamperedError, match="malformed"):
+        verify_tiles(TileSource(str(tmp_path)), [signer.verifier])
+
+
+def test_the_tiles_client_has_an_overall_deadline(tmp_path):
+    from qrng.audit.errors import TileUnavailable
+    from qrng.audit.tilesio import TileSource
+    (tmp_path / "checkpoint").write_bytes(b"x")
+    src = TileSource(str(tmp_path), deadline_s=0.0)
+    with pytest.raises(TileUnavailable, match="overall deadline"):
+        src.get("checkpoint")
