@@ -249,7 +249,7 @@ static pthread_once_t g_log_once = PTHREAD_ONCE_INIT;
 static __thread int t_python_logged;
 
 static void log_open(void) {
-    const char *path = getenv("QRNG_PKCS11_LOG");
+    const char *path = secure_getenv("QRNG_PKCS11_LOG");
     if (!path || !*path) return;
     g_log = fopen(path, "ae");
     if (g_log) setvbuf(g_log, NULL, _IOLBF, 0);

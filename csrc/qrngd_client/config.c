@@ -1,8 +1,12 @@
 /* The qrngd module's configuration (see config.h). Strict: unknown or repeated keys, values out of range, a
    relative socket path or a file that is not text are errors naming the file, the line and the key. */
+#define _GNU_SOURCE  /* secure_getenv */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,10 +96,20 @@ int qrngd_config_parse(qrngd_config *cfg, const char *text, const char *file, ch
 
 int qrngd_config_load(qrngd_config *cfg, char *err, size_t errlen) {
     qrngd_config_default(cfg);
-    const char *file = getenv("QRNGD_CLIENT_CONF");
+    /* secure_getenv: a set-user-ID program never takes its socket or configuration from its caller's environment */
+    const char *file = secure_getenv("QRNGD_CLIENT_CONF");
     int explicit = file && *file;
     if (!explicit) file = QRNGD_DEFAULT_CONF;
-    FILE *f = fopen(file, "rb");
+    /* a regular file only: a FIFO would block C_Initialize, a device would be read as configuration */
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+    if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+        close(fd);
+        snprintf(err, errlen, "%s: not a regular file", file);
+        return -1;
+    }
+    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+    if (fd >= 0 && !f) close(fd);
     if (!f && (explicit || errno != ENOENT)) {
         snprintf(err, errlen, "%s: cannot read: %s", file, strerror(errno));
         return -1;
@@ -110,7 +124,7 @@ int qrngd_config_load(qrngd_config *cfg, char *err, size_t errlen) {
         if (strlen(text) != n) { snprintf(err, errlen, "%s: contains a NUL byte (not a text file)", file); return -1; }
         if (qrngd_config_parse(cfg, text, file, err, errlen)) return -1;
     }
-    const char *env = getenv("QRNGD_SOCKET");
+    const char *env = secure_getenv("QRNGD_SOCKET");
     if (env && *env && set_socket(cfg, env, "$QRNGD_SOCKET", err, errlen)) return -1;
     return 0;
 }

@@ -1,8 +1,11 @@
 /* qrngd protocol client, version 1 (docs/daemon-protocol.md): 8-byte header "QR", version, op/status, u32 LE
    length, then the payload. Sends use MSG_NOSIGNAL: a daemon that went away never raises SIGPIPE in the host. */
+#define _GNU_SOURCE  /* struct ucred (SO_PEERCRED) */
 #include "conn.h"
 
 #include <errno.h>
+#include <libgen.h>
+#include <sys/stat.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -105,6 +108,20 @@ static int connect_hello(qrngd_conn *c, char *err, size_t errlen, long deadline)
     if (connect_by(fd, &a, deadline) != 0) {
         if (errno == ETIMEDOUT) c->timed_out = 1;
         say(err, errlen, errno == ETIMEDOUT ? "not accepting connections (hung?)" : "not reachable", c->path, errno);
+        close(fd);
+        return -1;
+    }
+    /* a socket in a shared folder can be squatted by another user before the daemon binds it: the peer must be
+       root, this process's own user, or the owner of the folder holding the socket (qrngd's RuntimeDirectory) */
+    struct ucred cred;
+    socklen_t clen = sizeof cred;
+    char dir[sizeof c->path];
+    struct stat ds;
+    snprintf(dir, sizeof dir, "%s", c->path);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0 || stat(dirname(dir), &ds) != 0 ||
+        (cred.uid != 0 && cred.uid != geteuid() && cred.uid != ds.st_uid)) {
+        say(err, errlen, "answered by a process of a user that owns neither the daemon's folder nor this process "
+                         "(a squatted socket?); refused", c->path, 0);
         close(fd);
         return -1;
     }
