@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from qrng.errors import ConfigError
-from qrng.strictyaml import Fields, load_yaml, marks, read_text
+from qrng.strictyaml import Fields, check_plain, load_yaml, marks, read_text
 from qrng.usbattest import FirmwarePolicy
 
 from .errors import ScriptError
@@ -169,7 +169,7 @@ def load_script(path: str | Path, output: str | Path | None = None) -> Script:
         ceremony = root.text("ceremony")
         if not ceremony or not all(ch.isalnum() or ch in "-._" for ch in ceremony):
             raise ConfigError("ceremony", "must be letters, digits, '-', '.' or '_' (it names the log's origin)")
-        desc = root.text("description", "")
+        desc = check_plain(root.text("description", ""), "description")
         policy = _rel(p, root.text("policy"))
         profiles = _rel(p, root.text("profiles"))
         out = Path(output).resolve() if output else _rel(p, root.text("output"))
@@ -177,12 +177,13 @@ def load_script(path: str | Path, output: str | Path | None = None) -> Script:
             root.raw("output", None)
         ent = root.text("entropy_config", None)
         rf = root.sub("roles")
-        roles = {k: rf.text(k) for k in list(root.raw("roles", {}) or {})}
+        roles = {k: check_plain(rf.text(k), rf.p(k)) for k in list(root.raw("roles", {}) or {})}
         rf.done()
         witnesses = tuple(root.items("witnesses", []))
         for i, w in enumerate(witnesses):
             if not isinstance(w, str) or not w:
                 raise ConfigError(f"witnesses[{i}]", "must be a witness key name")
+            check_plain(w, f"witnesses[{i}]")
         raw_steps = root.items("steps")
         if not raw_steps:
             raise ConfigError("steps", "must list at least one step")

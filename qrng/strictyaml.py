@@ -14,7 +14,19 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["Fields", "load_yaml", "load_yaml_text", "marks", "parse_file", "read_text"]
+__all__ = ["Fields", "check_plain", "load_yaml", "load_yaml_text", "marks", "parse_file", "read_text"]
+
+
+def check_plain(value: str, path: str) -> str:
+    """Text that reaches certificates, papers and logs people read: no control, format (bidirectional overrides such
+    as U+202E, zero-width characters), separator-line, private-use or surrogate characters, which would make what
+    is shown differ from what is signed. Raises ConfigError naming the YAML path."""
+    import unicodedata
+    bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp")), None)
+    if bad is not None:
+        raise ConfigError(path, f"contains U+{ord(bad):04X} ({unicodedata.name(bad, 'a control character')}): "
+                                "control, bidirectional and invisible characters are not allowed")
+    return value
 
 
 class _StrictLoader(yaml.SafeLoader):

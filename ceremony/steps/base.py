@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from qrng.errors import ConfigError
-from qrng.strictyaml import Fields
+from qrng.strictyaml import Fields, check_plain
 
 from ..hsmapi import HsmApi
 from ..keys import KeySpec
@@ -218,7 +218,7 @@ RESERVED = CEREMONY_FILES | {"attestation.json"}
 
 def parse_subject(f: Fields, key: str) -> dict[str, str]:
     sf = f.sub(key)
-    subject = {k: sf.text(k) for k in _SUBJECT_KEYS if sf.has(k)}
+    subject = {k: check_plain(sf.text(k), sf.p(k)) for k in _SUBJECT_KEYS if sf.has(k)}
     sf.done()
     if "CN" not in subject:
         raise ConfigError(f.p(key) + ".CN", "is required")

@@ -100,3 +100,24 @@ def test_firmware_log_policy_is_checked_when_loaded(ws, change, phrase):
     pol.write_text(yaml.safe_dump(doc))
     with pytest.raises(ScriptError, match=phrase):
         load_policy(pol)
+
+
+@pytest.mark.parametrize("where, value", [
+    ("subject", "Root \u202eAC"), ("subject", "Zero\u200bWidth"), ("role", "Olga\u2028Operator"),
+    ("description", "trusted\u202d"),
+])
+def test_bidi_and_invisible_characters_never_reach_certificates_or_papers(ws, where, value):
+    """Issue 20 (low): a subject or name with U+202E (right-to-left override), a zero-width space or a line
+    separator would read one way on paper and say another in the certificate. Refused, naming the YAML path."""
+    from ceremony.errors import ScriptError
+
+    def change(doc):
+        if where == "subject":
+            next(s for s in doc["steps"] if s["type"] == "self_signed_root")["subject"]["CN"] = value
+        elif where == "role":
+            doc["roles"]["operator"] = value
+        else:
+            doc["description"] = value
+    path = ws.derive("root-ca.yaml", "bidi.yaml", change)
+    with pytest.raises(ScriptError, match="U\\+(202E|200B|2028|202D)"):
+        load_script(path)
