@@ -61,12 +61,25 @@ def parse(f: Fields) -> Params:
 
 def _load(script: Path, p: Params) -> tuple[Any, bytes]:
     """The CSR and its DER; ValueError naming what is wrong."""
+    import os
+    import stat
+
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
+    folder = script.parent.resolve()
     path = script.parent / p.file
-    if path.is_symlink() or not path.is_file():
-        raise ValueError(f"{p.file}: no such regular file beside the script")
-    data = path.read_bytes()[:MAX_CSR + 1]
+    # no symbolic link anywhere on the way: a linked folder ("csrs -> /etc") would bring a file from outside
+    if path.is_symlink() or not path.resolve().is_relative_to(folder) or path.resolve() != folder / p.file:
+        raise ValueError(f"{p.file}: must be a regular file inside the script's folder, reached without a symbolic "
+                         "link")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        raise ValueError(f"{p.file}: no such regular file beside the script") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise ValueError(f"{p.file}: not a regular file")
+        data = fh.read(MAX_CSR + 1)
     if len(data) > MAX_CSR:
         raise ValueError(f"{p.file}: larger than {MAX_CSR} bytes; not a CSR")
     try:

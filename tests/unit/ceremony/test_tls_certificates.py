@@ -61,6 +61,15 @@ def test_a_tampered_request_is_refused_before_the_hsm(tls_ws: Workspace):
                for v in exc.value.violations), exc.value.violations
 
 
+def _link_folder(d):
+    """The script's CSR folder replaced by a link to a folder outside it that holds the same request."""
+    import shutil
+    outside = d.parent.parent / "outside-csrs"
+    shutil.copytree(d, outside)
+    shutil.rmtree(d)
+    d.symlink_to(outside, target_is_directory=True)
+
+
 @pytest.mark.parametrize("change,phrase", [
     (lambda d: request(d / "server.csr", "other.example"),
      "steps[5].subject: the request's subject is CN=other.example, O=Example Trust Services, not"),
@@ -68,7 +77,9 @@ def test_a_tampered_request_is_refused_before_the_hsm(tls_ws: Workspace):
      "steps[5].file: the request's key (rsa 2048) is not allowed by policy default"),
     (lambda d: (d / "server.csr").unlink(), "steps[5].file: qrngd-tls/server.csr: no such regular file"),
     (lambda d: (d / "server.csr").write_bytes(b"\xff\xfe not a request"), "not a PKCS#10 certificate signing request"),
-    (lambda d: ((d / "server.csr").unlink(), (d / "server.csr").symlink_to("/etc/passwd")), "no such regular file"),
+    (lambda d: ((d / "server.csr").unlink(), (d / "server.csr").symlink_to("/etc/passwd")),
+     "reached without a symbolic link"),
+    (lambda d: _link_folder(d), "reached without a symbolic link"),  # issue 20: a linked folder brings it from outside
 ])
 def test_request_violations(tls_ws: Workspace, change, phrase):
     change(tls_ws.dir / "ceremonies" / "qrngd-tls")
