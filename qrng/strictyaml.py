@@ -90,15 +90,31 @@ def load_yaml_text(text: str, origin: str = "<string>") -> Any:
         raise ConfigError("", "malformed YAML (nested too deeply)", origin) from None
 
 
+MAX_CONFIG = 4 << 20  # no configuration, script, policy or profile comes near 4 MiB
+
+
 def read_text(path: str | Path) -> str:
-    """A YAML file's text; unreadable or non-UTF-8 files are a ConfigError naming the file."""
+    """A YAML file's text; unreadable or non-UTF-8 files are a ConfigError naming the file. A regular file only:
+    a FIFO would block the reader for ever, a device would be read as configuration (issue 20)."""
+    import os
+    import stat
     p = Path(path)
     try:
-        return p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError("", f"is not UTF-8 text (byte {exc.start})", str(p)) from None
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise ConfigError("", f"cannot read ({exc.strerror})", str(p)) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError("", "is not a regular file (a FIFO, device or folder is never read as configuration)",
+                          str(p))
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read(MAX_CONFIG + 1)
+    if len(data) > MAX_CONFIG:
+        raise ConfigError("", f"is larger than {MAX_CONFIG >> 20} MiB; not a configuration file", str(p))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"is not UTF-8 text (byte {exc.start})", str(p)) from None
 
 
 def load_yaml(path: str | Path) -> Any:

@@ -174,3 +174,24 @@ def test_found_by_the_fuzzer(tmp_path: Path, kind: str, change: Callable[[Any], 
     with pytest.raises(ConfigError, match=re.escape(phrase)) as exc:
         load(target)
     assert str(target) in str(exc.value)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_configuration_files_refuse_fifos_devices_and_folders(tmp_path, kind):
+    """Issue 20 (low): a FIFO given as a configuration blocked the reader for ever; a device was read as one."""
+    import os
+    import time
+
+    from qrng.errors import ConfigError
+    from qrng.strictyaml import read_text
+    path = tmp_path / "qrng.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        path = "/dev/zero"
+    t = time.monotonic()
+    with pytest.raises(ConfigError, match="not a regular file|cannot read"):
+        read_text(path)
+    assert time.monotonic() - t < 2
