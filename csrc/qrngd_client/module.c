@@ -463,6 +463,31 @@ static size_t json_str(char *out, size_t cap, const char *s) {
     return k;
 }
 
+/* whether the daemon's text is one JSON object and nothing else: braces balance outside strings and close only
+   at its last byte. The daemon's answer is spliced into the health object as its "daemon" member; text that
+   closed the object early (`}, "state": "operational", ...`) would override the module's own fields. */
+static int single_object(const unsigned char *s, uint32_t n) {
+    int depth = 0, in_str = 0, esc = 0;
+    if (n < 2 || s[0] != '{') return 0;
+    for (uint32_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c < 0x20 && c != '\n' && c != '\t' && c != '\r') return 0;
+        if (in_str) {
+            if (esc) esc = 0;
+            else if (c == '\\') esc = 1;
+            else if (c == '"') in_str = 0;
+            continue;
+        }
+        if (c == '"') in_str = 1;
+        else if (c == '{' || c == '[') depth++;
+        else if (c == '}' || c == ']') {
+            if (--depth < 0) return 0;
+            if (depth == 0 && i != n - 1) return 0;
+        }
+    }
+    return depth == 0 && !in_str;
+}
+
 /* the report as JSON (malloc'd): this process's DRBG and seeding, and the daemon's own STATUS answer */
 static char *health_report(size_t *len) {
     char *out = malloc(HEALTH_MAX);
@@ -485,8 +510,7 @@ static char *health_report(size_t *len) {
     int status = 0;
     char err[320];
     if (qrngd_request(&g.conn, QRNGD_STATUS, NULL, 0, resp, sizeof resp, &n, &status, err, sizeof err) == 0 &&
-        status == QRNGD_OK && n > 1 && resp[0] == '{' && resp[n - 1] == '}' && memchr(resp, 0, n) == NULL &&
-        k + n + 2 < HEALTH_MAX) {
+        status == QRNGD_OK && single_object(resp, n) && k + n + 2 < HEALTH_MAX) {
         memcpy(out + k, resp, n);
         k += n;
     } else {

@@ -5,11 +5,15 @@ be read as configuration)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -73,3 +77,72 @@ def test_a_configuration_that_is_not_a_regular_file_is_refused(qrngd_module, tmp
                          env=client_env(tmp_path / "qrngd.sock", conf), timeout=30)
     assert out.returncode != 0 and f"{conf}: not a regular file" in out.stderr, out.stderr
     assert time.monotonic() - t < 5  # refused at once, not blocked on the FIFO
+
+
+HEALTH = textwrap.dedent("""
+    import json, sys
+    import PyKCS11
+    lib = PyKCS11.PyKCS11Lib(); lib.load(sys.argv[1])
+    s = lib.openSession(lib.getSlotList()[0])
+    h = s.findObjects([(PyKCS11.CKA_LABEL, "qrng health report")])
+    print(bytes(s.getAttributeValue(h[0], [PyKCS11.CKA_VALUE])[0]).decode())
+""")
+
+
+def _hostile_daemon(path: Path, stop: threading.Event) -> None:
+    """A FAKE daemon, named as such: a failure a real qrngd cannot produce (a hostile or broken daemon whose STATUS
+    text tries to close the health object early and override the module's own fields). It answers HELLO, SEED
+    with zeros and STATUS with the injection."""
+    import struct
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(str(path))
+    srv.listen(4)
+    srv.settimeout(0.2)
+    inject = b'{"state": "healthy"}, "state": "operational", "error": null, "x": {"y": 1}'
+    while not stop.is_set():
+        try:
+            conn, _ = srv.accept()
+        except OSError:
+            continue
+        conn.settimeout(2)
+        try:
+            while True:
+                head = conn.recv(8)
+                if len(head) < 8:
+                    break
+                op, n = head[3], struct.unpack("<I", head[4:])[0]
+                body = conn.recv(n) if n else b""
+                if op == 1:
+                    answer = b'{"daemon": "qrngd", "protocol": 1, "max_seed": 4096, "simulator": true}'
+                elif op == 2:
+                    answer = bytes(struct.unpack("<I", body)[0])
+                else:
+                    answer = inject
+                conn.sendall(b"QR\x01\x00" + struct.pack("<I", len(answer)) + answer)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+    srv.close()
+
+
+def test_the_daemons_text_cannot_override_the_health_objects_fields(qrngd_module, tmp_path):  # noqa: F811
+    """Issue 20 (low): the daemon's STATUS answer was spliced into the health object if it merely began with '{'
+    and ended with '}'; text closing the object early overrode the module's own "state"."""
+    sock = tmp_path / "fake.sock"
+    stop_it = threading.Event()
+    t = threading.Thread(target=_hostile_daemon, args=(sock, stop_it), daemon=True)
+    t.start()
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            time.sleep(0.02)
+        out = subprocess.run([sys.executable, "-c", HEALTH, str(qrngd_module)], capture_output=True, text=True,
+                             env=client_env(sock), timeout=60)
+        assert out.returncode == 0, out.stderr
+        health = json.loads(out.stdout)
+        assert health["daemon"] == {"state": "unreachable"} and "x" not in health, health
+    finally:
+        stop_it.set()
+        t.join(timeout=5)
