@@ -258,3 +258,19 @@ def test_a_served_checkpoint_must_be_utf8(tmp_path):
     (tmp_path / "checkpoint").write_bytes(note.replace(b"c2sp-test", b"c2sp\xff", 1))
     with pytest.raises(TamperedError, match="not valid UTF-8"):
         verify_tiles(TileSource(str(tmp_path)), [log.verifier])
+
+
+def test_a_policys_log_key_name_must_be_the_checkpoints_origin(tmp_path, capsys):
+    """tlog-policy: a log's key name "MUST correspond to the log's origin line". A checkpoint for another origin
+    signed by the policy's log key is not that log's."""
+    import qrng_cli
+    from qrng.audit.log import AuditLog
+    from qrng.audit.note import generate_ed25519, load_ed25519_signer
+    signer = load_ed25519_signer(generate_ed25519("a.example/log")[0])
+    log = AuditLog(tmp_path / "audit.log", "b.example/log", signer)  # the origin is not the key's name
+    log.append("s", "o", "e", data={})
+    log.checkpoint()
+    log.close()
+    (tmp_path / "policy").write_text(f"log {signer.verifier}\nquorum none\n")
+    code = qrng_cli.main(["audit", "verify", str(tmp_path / "audit.log"), "--policy", str(tmp_path / "policy")])
+    assert code == 1 and "is not the key name of a log" in capsys.readouterr().err
