@@ -235,6 +235,9 @@ QRNG_EXPORT CK_RV C_Finalize(CK_VOID_PTR pReserved) {
     pthread_mutex_lock(&g_init_lock);
     if (!qrng_initialized) { pthread_mutex_unlock(&g_init_lock); return CKR_CRYPTOKI_NOT_INITIALIZED; }
     lock();
+    if (g.unreported)  /* a short-lived consumer that fell back leaves a trace even if qrngd never heard of it */
+        fprintf(stderr, "qrng-pkcs11-qrngd: %llu seed(s) came from the named fallback (os) while qrngd could not "
+                        "serve, and could not be reported to it: %s\n", g.unreported, g.error);
     drop_drbg();
     qrngd_close(&g.conn);
     for (int i = 0; i < MAX_SESSIONS; i++) free(g.sessions[i].health);

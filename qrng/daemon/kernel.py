@@ -77,13 +77,21 @@ class IoctlFeed:
 
 
 class FifoFeed:
-    """A FIFO for rngd (created mode 0600 if missing; an existing non-FIFO path is refused)."""
+    """A FIFO for rngd (created mode 0600 if missing; an existing non-FIFO path, or a FIFO of another user or one
+    others may write to, is refused)."""
 
     def __init__(self, path: Path, buffer_bytes: int = 1 << 16) -> None:
         self.path = path
         if path.exists() or path.is_symlink():
-            if not stat.S_ISFIFO(path.lstat().st_mode):
+            st = path.lstat()
+            if not stat.S_ISFIFO(st.st_mode):
                 raise OSError(errno.EEXIST, f"{path} exists and is not a FIFO; refusing to use it")
+            if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                # another user's FIFO (or one others may write to) would hand our entropy to whoever reads it, or
+                # let them feed rngd: refused (issue 20)
+                raise OSError(errno.EPERM, f"{path} is a FIFO owned by uid {st.st_uid} (mode "
+                                           f"{oct(st.st_mode & 0o777)}); the daemon uses only its own FIFO, "
+                                           "writable by no one else")
         else:
             os.mkfifo(path, 0o600)
         self.capacity = buffer_bytes

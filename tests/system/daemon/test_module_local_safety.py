@@ -146,3 +146,14 @@ def test_the_daemons_text_cannot_override_the_health_objects_fields(qrngd_module
     finally:
         stop_it.set()
         t.join(timeout=5)
+
+
+def test_a_short_lived_consumer_that_fell_back_leaves_a_trace(qrngd_module, tmp_path):  # noqa: F811
+    """Issue 20 (low): with `fallback = os` and no daemon, a consumer that ran and exited before qrngd came back
+    left no trace that its bytes came from the OS; C_Finalize says so on stderr."""
+    conf = tmp_path / "client.conf"
+    conf.write_text("fallback = os\n")
+    out = subprocess.run(["pkcs11-tool", "--module", str(qrngd_module), "--generate-random", "16"],
+                         capture_output=True, env=client_env(tmp_path / "absent.sock", conf), timeout=60)
+    assert out.returncode == 0 and len(out.stdout) == 16
+    assert b"seed(s) came from the named fallback (os)" in out.stderr, out.stderr

@@ -71,3 +71,20 @@ def test_fallback_reports_are_bound_to_the_peer_and_rate_limited():
     respond(d, other, P.VERSION, P.OP.HELLO, b"pkcs11:openssl")  # the same chosen name, another user
     assert respond(d, other, P.VERSION, P.OP.FALLBACK, struct.pack("<I", 1))[P.HEADER.size - 5] == P.STATUS.OK
     assert d.counters.fallback_seeds["pkcs11:openssl (uid 99)"] == 1
+
+
+@pytest.mark.parametrize("owner, mode", [(65534, 0o600), (None, 0o622)])
+def test_feed_fifo_refuses_another_users_fifo(tmp_path, owner, mode):
+    """Issue 20 (low): --feed-fifo used any FIFO at the path, also one another user made (and reads from)."""
+    import os
+
+    from qrng.daemon.kernel import FifoFeed
+    if owner is not None and os.geteuid() != 0:
+        pytest.skip("making a FIFO of another user needs root")
+    fifo = tmp_path / "rngd.fifo"
+    os.mkfifo(fifo, 0o600)
+    os.chmod(fifo, mode)
+    if owner is not None:
+        os.chown(fifo, owner, owner)
+    with pytest.raises(OSError, match="the daemon uses only its own FIFO"):
+        FifoFeed(fifo)
