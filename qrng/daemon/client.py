@@ -68,11 +68,12 @@ class DaemonClient:
         return self._sock
 
     def _call(self, s: socket.socket, op: int, payload: bytes) -> P.Response:
+        deadline = time.monotonic() + self.timeout  # one deadline per answer: a daemon that drips cannot hold us
         try:
             s.sendall(P.encode_request(op, payload))
-            head = self._recv(s, P.HEADER.size)
+            head = self._recv(s, P.HEADER.size, deadline)
             _, status, length = P.decode_header(head)
-            body = self._recv(s, length)
+            body = self._recv(s, length, deadline)
         except (OSError, P.ProtocolError, ValueError) as exc:
             self.close()
             raise DaemonUnavailable(f"qrngd at {self.path}: {exc}") from None
@@ -83,9 +84,11 @@ class DaemonClient:
             raise DaemonUnavailable(f"qrngd at {self.path} refused the request (status {status}): {text}")
         return P.Response(status, body)
 
-    def _recv(self, s: socket.socket, n: int) -> bytes:
+    def _recv(self, s: socket.socket, n: int, deadline: float | None = None) -> bytes:
         buf = b""
         while len(buf) < n:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"the answer did not arrive within {self.timeout:g} s (a daemon that drips?)")
             chunk = s.recv(n - len(buf))
             if not chunk:
                 raise ConnectionResetError("the daemon closed the connection")

@@ -172,7 +172,13 @@ class Upstream:
                 raise self._failure
             out = bytearray()
             while len(out) < n:
-                out += self._call(self.client.seed, min(4096, n - len(out)))
+                chunk = self._call(self.client.seed, min(4096, n - len(out)))
+                if len(chunk) >= 16 and not any(chunk):
+                    # extracted output of a healthy QRNG is never all zeros: an upstream that sends them is broken or
+                    # hostile; its seeds are not served, and the source fails closed (issue 20)
+                    raise self._fail(DaemonUnavailable(f"upstream qrngd at {self.options.address} sent "
+                                                       f"{len(chunk)} zero bytes as seed material; refused"))
+                out += chunk
             self.received += n
             return bytes(out)
 

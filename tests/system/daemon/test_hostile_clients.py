@@ -151,3 +151,33 @@ def _wait(sock: Path) -> bool:
         except OSError:
             time.sleep(0.05)
     return False
+
+
+def test_a_client_of_a_dripping_daemon_gives_up_at_its_deadline(tmp_path):
+    """Issue 20 (low): a relay's upstream that sends its answer one byte every few seconds held the relay's source
+    thread for as long as it liked (each recv had a timeout, the answer none). An answer has one deadline."""
+    import threading
+
+    from qrng.daemon.client import DaemonUnavailable
+    path = tmp_path / "drip.sock"
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(str(path))
+    srv.listen(1)
+
+    def drip() -> None:  # a FAKE daemon, named as such: it answers HELLO a byte at a time, slower than any deadline
+        conn, _ = srv.accept()
+        conn.recv(100)
+        try:
+            for b in P.encode_response(P.STATUS.OK, b'{"daemon": "qrngd"}'):
+                conn.sendall(bytes([b]))
+                time.sleep(0.2)
+        except OSError:
+            pass
+        conn.close()
+    t = threading.Thread(target=drip, daemon=True)
+    t.start()
+    start_t = time.monotonic()
+    with pytest.raises(DaemonUnavailable, match="did not arrive within"):
+        DaemonClient(str(path), "victim", timeout=1.0).status()
+    assert time.monotonic() - start_t < 2.5
+    srv.close()

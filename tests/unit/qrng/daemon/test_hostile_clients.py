@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +89,19 @@ def test_feed_fifo_refuses_another_users_fifo(tmp_path, owner, mode):
         os.chown(fifo, owner, owner)
     with pytest.raises(OSError, match="the daemon uses only its own FIFO"):
         FifoFeed(fifo)
+
+
+def test_a_relay_refuses_all_zero_seeds_from_its_upstream():
+    """Issue 20 (low): a relay served whatever its upstream sent; all-zero "seed material" fails the source."""
+    from qrng.daemon.client import DaemonUnavailable
+    from qrng.daemon.tls import Upstream, UpstreamOptions
+
+    class ZerosUpstream:  # a FAKE upstream client, named as such: a broken or hostile remote qrngd
+        def seed(self, n: int) -> bytes:
+            return bytes(n)
+    up = Upstream.__new__(Upstream)
+    up.__dict__.update(options=UpstreamOptions("up.example:7465", Path("c"), Path("k"), Path("ca")),
+                       client=ZerosUpstream(), _lock=__import__("threading").RLock(), _failure=None, received=0)
+    with pytest.raises(DaemonUnavailable, match="zero bytes as seed material"):
+        up.extracted(48)
+    assert up.failed and up.received == 0
