@@ -10,6 +10,7 @@ the ring is a diagnostic copy, not a record; the signed audit log is the record)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -26,6 +27,15 @@ class RawRing:
         self.max_bytes = max_bytes
         self.segment_bytes = min(segment_bytes, max_bytes // 4) or max_bytes
         folder.mkdir(parents=True, exist_ok=True, mode=0o750)
+        # one writer per ring: a second daemon with the same --retain-dir would interleave and delete its segments
+        import fcntl
+        self._lock_fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            raise OSError(f"{folder}: the raw-sample ring is in use by another qrngd (lock {folder / '.lock'})") \
+                from None
         existing = self.segments()
         self._seq = int(existing[-1].stem.split("-")[1]) + 1 if existing else 1
         self._sizes = {p: p.stat().st_size for p in existing}
@@ -45,6 +55,20 @@ class RawRing:
         return sorted(self.folder.glob("raw-*.bin"))
 
     def write(self, samples: bytes) -> None:
+        """Append samples. The ring is a diagnostic copy: a write that fails (a full disk) stops the ring and is
+        reported (``error``, STATUS, the log line), never the source's failure."""
+        if self.error:
+            return
+        try:
+            self._write(samples)
+        except OSError as exc:
+            self.error = f"writing {self._cur or self.folder} failed ({exc.strerror or exc}); retention stopped"
+            with contextlib.suppress(OSError):
+                if self._f is not None:
+                    self._f.close()
+            self._f = None
+
+    def _write(self, samples: bytes) -> None:
         view = memoryview(samples)
         while view:
             if self._f is None or self._sizes[self._cur] >= self.segment_bytes:  # type: ignore[index]
@@ -78,5 +102,9 @@ class RawRing:
 
     def close(self) -> None:
         if self._f is not None:
-            self._f.close()
+            with contextlib.suppress(OSError):
+                self._f.close()
             self._f = None
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = -1

@@ -307,6 +307,7 @@ class _Source:
                                      "discarded_bytes": self.discarded, "dropped_bytes": self.dropped,
                                      "kernel_fed_bytes": self.fed, "received_bytes": self.received,
                                      "retained_bytes": self.ring.size if self.ring is not None else 0,
+                                     "retain_error": (self.ring.error or None) if self.ring is not None else None,
                                      "pool_age_s": age, "attestation": self.attested}
         out = self._current(entry)
         for k, v in self._past.items():

@@ -105,3 +105,24 @@ def test_a_relay_refuses_all_zero_seeds_from_its_upstream():
     with pytest.raises(DaemonUnavailable, match="zero bytes as seed material"):
         up.extracted(48)
     assert up.failed and up.received == 0
+
+
+def test_the_raw_sample_ring_is_locked_and_a_full_disk_is_reported(tmp_path, monkeypatch):
+    """Issue 20 (low): two daemons with one --retain-dir interleaved and deleted each other's segments; a full disk
+    raised out of the source's tap (the source failed over a diagnostic copy). The ring is locked, and a failed
+    write stops retention and says why."""
+    import errno
+
+    from qrng.daemon.ring import RawRing
+    ring = RawRing(tmp_path / "ring", 1 << 20, {"identity": "sim"})
+    with pytest.raises(OSError, match="in use by another qrngd"):
+        RawRing(tmp_path / "ring", 1 << 20, {"identity": "sim"})
+    ring.write(b"\x01" * 1000)
+
+    def full(samples: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(ring, "_write", full)
+    ring.write(b"\x02" * 10)  # no exception: the source goes on
+    assert "No space left on device" in ring.error and "retention stopped" in ring.error
+    ring.close()
+    RawRing(tmp_path / "ring", 1 << 20, {"identity": "sim"}).close()  # released with the first
