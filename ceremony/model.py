@@ -59,6 +59,9 @@ class Profile:
     witness_keys: dict[str, str] = field(default_factory=dict)
     witness_policy: str = ""  # a C2SP tlog-policy file: witness_signoff asks its witnesses over tlog-witness
     log_url_prefix: str = ""  # where the log's tiles are served, without scheme: the log's origin (tlog-tiles)
+    # folders of earlier ceremonies whose logs record device attestation counters: a device's counter must be
+    # above every one recorded there (a replayed statement or a device set back fails attestation)
+    attestation_history: tuple[str, ...] = ()
 
 
 EKU_NAMES = ("server_auth", "client_auth")
@@ -251,13 +254,14 @@ def load_profile(path: Path, name: str) -> Profile:
                        or not prefix.isascii() or "/" not in prefix.strip("/") and "." not in prefix):
             raise ConfigError(f.p("log_url_prefix"), "must be a URL prefix without scheme, such as "
                                                      "logs.example.org/qrng (no spaces or '+')")
+        history = tuple(str(_rel(path, h)) for h in f.strings("attestation_history", []))
         f.done()
         pf.done()
         root.done()
     except ConfigError as exc:
         raise _err(exc, path) from None
     return Profile(name, module, token, PinSource(src, value), env, log_label, log_file, witness_keys,
-                   witness_policy, prefix)
+                   witness_policy, prefix, history)
 
 
 def load_policy(path: Path) -> Policy:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qrng.strictyaml import Fields
@@ -38,10 +39,42 @@ def parse(f: Fields) -> Params:
     return Params()
 
 
+def recorded_counters(log: bytes) -> dict[str, int]:
+    """The attestation counters a ceremony log records, per device serial (the highest of each). Pure."""
+    out: dict[str, int] = {}
+    for line in log.split(b"\n"):
+        if b'"attestation.verified"' not in line:
+            continue
+        try:
+            e = json.loads(line)
+            serial, counter = e["data"]["serial"], int(e["data"]["counter"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(serial, str):
+            out[serial] = max(out.get(serial, 0), counter)
+    return out
+
+
+def last_counter(c: StepContext, serial: str) -> int:
+    """The highest counter this device showed in this ceremony's log and in the logs of the profile's
+    attestation_history folders (read only: nothing is written outside the ceremony's folder)."""
+    if not serial:
+        return 0
+    best = 0
+    for folder in (str(c.out), *c.plan.profile.attestation_history):
+        log = Path(folder) / "audit.log"
+        if log.is_file():
+            best = max(best, recorded_counters(log.read_bytes()).get(serial, 0))
+    return best
+
+
 def check(step: Step, view: PlanView) -> list[str]:
+    missing = [h for h in view.profile.attestation_history if not (Path(h) / "audit.log").is_file()]
+    history = [f"profile {view.profile.name}: attestation_history {h} holds no ceremony log (audit.log)"
+               for h in missing]
     if view.policy.manufacturer_roots:
-        return []
-    return [f"{step.path}: attest_device needs attestation.manufacturer_roots in the policy"]
+        return history
+    return [*history, f"{step.path}: attest_device needs attestation.manufacturer_roots in the policy"]
 
 
 def run_usb(c: StepContext, step: Step) -> StepResult:
@@ -66,7 +99,9 @@ def run_usb(c: StepContext, step: Step) -> StepResult:
     roots = [x509.load_pem_x509_certificate(p.read_bytes()) for p in c.plan.policy.manufacturer_roots]
     proof_path = c.plan.entropy.attestation.firmware_proof
     try:
-        r = verify_usb_attestation(statement, info_raw, chain, nonce, roots, c.plan.policy.allow_simulator)
+        last = last_counter(c, getattr(getattr(src, "device_info", None), "serial", ""))
+        r = verify_usb_attestation(statement, info_raw, chain, nonce, roots, c.plan.policy.allow_simulator,
+                                   last_counter=last)  # a counter that goes back fails: a replayed statement
         bind_to_source(r, getattr(src, "device_info", None))  # the identity the pipeline uses is the attested one
         firmware = check_firmware(r.info, c.plan.policy.firmware, proof_path.read_text() if proof_path else None) \
             if c.plan.policy.firmware.active else {"firmware_accepted_by": "no firmware rule in the policy"}

@@ -110,3 +110,23 @@ def test_a_token_without_the_mechanism_is_refused_up_front(ws):
     with pytest.raises(Refused, match="does not offer CKM_EC_KEY_PAIR_GEN nor CKM_ECDSA, so EC P-256 key"):
         Ceremony(plan, hsm).run()
     assert not plan.script.output.exists() and not hsm.keys
+
+
+def test_attestation_counters_from_earlier_ceremonies(tmp_path):
+    """Issue 20 (medium): a ceremony verified a device's attestation with a last counter of 0, so a replayed
+    statement (or a device set back) passed. The highest counter recorded for the serial in this ceremony's log and
+    in the profile's attestation_history logs is the floor."""
+    import json as _json
+    from types import SimpleNamespace
+
+    from ceremony.steps.attest_device import last_counter, recorded_counters
+    earlier = tmp_path / "root-ca-2025"
+    earlier.mkdir()
+    entries = [{"event": "attestation.verified", "data": {"serial": "EMU-0001", "counter": c}} for c in (5, 41, 17)]
+    entries.append({"event": "attestation.verified", "data": {"serial": "OTHER", "counter": 99}})
+    (earlier / "audit.log").write_text("".join(_json.dumps(e) + "\n" for e in entries) + "not json\n")
+    assert recorded_counters((earlier / "audit.log").read_bytes()) == {"EMU-0001": 41, "OTHER": 99}
+    now = tmp_path / "root-ca-2026"
+    now.mkdir()
+    c = SimpleNamespace(out=now, plan=SimpleNamespace(profile=SimpleNamespace(attestation_history=(str(earlier),))))
+    assert last_counter(c, "EMU-0001") == 41 and last_counter(c, "NEW-1") == 0 and last_counter(c, "") == 0
