@@ -526,9 +526,12 @@ class Daemon:
 class Session:
     """One client connection's state: who it said it is (HELLO; on mutual TLS prefixed by its certificate)."""
 
-    def __init__(self, prefix: str = "", peer: str = "") -> None:
+    def __init__(self, prefix: str = "", peer: str = "", privileged: bool = False) -> None:
         self.prefix = prefix
         self.client = prefix + "anonymous"
+        # root, or the daemon's own user or group: sees the per-client tables in STATUS (others see totals only:
+        # client names are what clients say about themselves, and not every local user's business)
+        self.privileged = privileged
         # who the connection is, as the kernel or TLS says (not what HELLO claims): "uid 1000", "tls CN"
         self.peer = peer or (f"tls {prefix[4:-1]}" if prefix.startswith("tls:") else "unknown peer")
 
@@ -588,7 +591,13 @@ def _respond(daemon: Daemon, session: Session, version: int, op: int, payload: b
         ident = {"daemon": "qrngd", "protocol": P.VERSION, "max_seed": P.MAX_SEED, "simulator": daemon.is_simulated()}
         return P.encode_response(P.STATUS.OK, json.dumps(ident).encode())
     if op == P.OP.STATUS:
-        return P.encode_response(P.STATUS.OK, json.dumps(daemon.status()).encode())
+        st = daemon.status()
+        if not session.privileged:
+            st["clients"] = {"(shown to root and the daemon's group only)": sum(st["clients"].values())}
+            st["client_fallback_seeds"] = {"(shown to root and the daemon's group only)":
+                                           sum(st["client_fallback_seeds"].values())} \
+                if st["client_fallback_seeds"] else {}
+        return P.encode_response(P.STATUS.OK, json.dumps(st).encode())
     if op == P.OP.FALLBACK:
         try:
             seeds = P.fallback_seeds(payload)
@@ -763,7 +772,7 @@ class _Loop:
                 continue
             sock.setblocking(False)
             conn = _Conn(sock, uid)
-            conn.session = Session(peer=f"uid {uid}")
+            conn.session = Session(peer=f"uid {uid}", privileged=self._privileged(uid, gid))
             self.conns[sock.fileno()] = conn
             self.per_uid[uid] = self.per_uid.get(uid, 0) + 1
             self.sel.register(sock, selectors.EVENT_READ, conn)

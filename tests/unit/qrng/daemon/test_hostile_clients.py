@@ -27,7 +27,7 @@ def test_status_stays_within_a_frame_whatever_names_clients_choose():
         assert respond(d, s, P.VERSION, P.OP.HELLO, name.encode())[:1]
         respond(d, s, P.VERSION, P.OP.FALLBACK, struct.pack("<I", 7))
         d.counters.clients[d.counters.client(s.client, d.counters.clients)] = i
-    frame = respond(d, Session(), P.VERSION, P.OP.STATUS, b"")
+    frame = respond(d, Session(privileged=True), P.VERSION, P.OP.STATUS, b"")
     assert len(frame) <= P.HEADER.size + P.MAX_PAYLOAD
     doc = json.loads(frame[P.HEADER.size:])
     assert len(doc["clients"]) <= STATUS_TABLE_MAX + 1 and "other" in doc["clients"]
@@ -126,3 +126,15 @@ def test_the_raw_sample_ring_is_locked_and_a_full_disk_is_reported(tmp_path, mon
     assert "No space left on device" in ring.error and "retention stopped" in ring.error
     ring.close()
     RawRing(tmp_path / "ring", 1 << 20, {"identity": "sim"}).close()  # released with the first
+
+
+def test_client_names_are_shown_to_root_and_the_daemons_group_only():
+    """Issue 20 (low): STATUS showed every client's self-chosen name and usage to any local user."""
+    d = _daemon()
+    s = Session(peer="uid 1000")
+    respond(d, s, P.VERSION, P.OP.HELLO, b"pkcs11:secret-project")
+    d.counters.clients["pkcs11:secret-project"] = 123
+    plain = json.loads(respond(d, Session(peer="uid 1001"), P.VERSION, P.OP.STATUS, b"")[P.HEADER.size:])
+    assert "pkcs11:secret-project" not in json.dumps(plain) and sum(plain["clients"].values()) == 123
+    full = json.loads(respond(d, Session(privileged=True), P.VERSION, P.OP.STATUS, b"")[P.HEADER.size:])
+    assert full["clients"] == {"pkcs11:secret-project": 123}
