@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ..asciinum import is_ascii_decimal
 from .errors import AuditError, SignatureError
-from .note import Checkpoint, parse_note, verify_note
+from .note import Checkpoint, Verifier, parse_note, verify_note
 from .policy import Policy, PolicyWitness
 from .verify import signature_line_ids
 
@@ -66,15 +66,23 @@ def _one(w: PolicyWitness, note: str, cp: Checkpoint, proof_from: Callable[[int]
             continue
         if status != 200:
             return WitnessOutcome(w.name, "refused", f"HTTP {status}: {answer.decode('utf-8', 'replace').strip()}")
-        lines = tuple(ln + "\n" for ln in answer.decode("utf-8", "replace").split("\n") if ln.startswith("\u2014 "))
         try:
-            _, ok = verify_note(note + "".join(lines), [w.key])
+            mine = witness_lines(note, answer, w.key)
         except (SignatureError, AuditError) as exc:
             return WitnessOutcome(w.name, "refused", f"its answer does not verify with its key: {exc}")
-        # by key (name and key ID), never by name alone: another witness may share the name
-        mine = tuple(ln for ln in lines if (w.key.name, w.key.key_id) in signature_line_ids([ln]))
         return WitnessOutcome(w.name, "cosigned", f"cosigned size {cp.size}" + (" (after 409)" if conflicts else ""),
-                              mine if ok else ())
+                              mine)
+
+
+def witness_lines(note: str, answer: bytes, key: Verifier) -> tuple[str, ...]:
+    """The cosignature lines of a witness's 200 answer that are its own and verify with its key (pure). Lines of
+    other keys are dropped, also one that shares its key name (a bogus line placed first is never taken for it);
+    raises SignatureError if none of its own verifies, or if one of its own does not (tlog-witness: the client
+    verifies the answer with the witness keys it trusts)."""
+    lines = tuple(ln + "\n" for ln in answer.decode("utf-8", "replace").split("\n") if ln.startswith("\u2014 "))
+    verify_note(note + "".join(lines), [key])
+    # by key (name and key ID), never by name alone: another witness may share the name
+    return tuple(ln for ln in lines if (key.name, key.key_id) in signature_line_ids([ln]))
 
 
 def collect_cosignatures(note: str, policy: Policy, proof_from: Callable[[int], list[bytes]],

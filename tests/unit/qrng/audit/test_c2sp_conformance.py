@@ -274,3 +274,19 @@ def test_a_policys_log_key_name_must_be_the_checkpoints_origin(tmp_path, capsys)
     (tmp_path / "policy").write_text(f"log {signer.verifier}\nquorum none\n")
     code = qrng_cli.main(["audit", "verify", str(tmp_path / "audit.log"), "--policy", str(tmp_path / "policy")])
     assert code == 1 and "is not the key name of a log" in capsys.readouterr().err
+
+
+def test_only_a_witnesss_own_verified_lines_count_as_its_cosignature():
+    """Issue 20 (medium): a bogus line under the witness's name, placed first in its answer, is never taken as its
+    cosignature; an answer with only bogus lines is not COSIGNED."""
+    from qrng.audit.errors import SignatureError
+    from qrng.audit.witness_client import witness_lines
+    log = _log_signer()
+    text = Checkpoint(ORIGIN, 0, EMPTY_ROOT).text()
+    note = sign_note(text, [log])
+    real = ed25519_signer("witness.example/w", ed25519.Ed25519PrivateKey.generate(), ALG_COSIGNATURE_V1)
+    impostor = ed25519_signer("witness.example/w", ed25519.Ed25519PrivateKey.generate(), ALG_COSIGNATURE_V1)
+    good, bogus = cosign(text, real, 7).line(), cosign(text, impostor, 7).line()
+    assert witness_lines(note, (bogus + good).encode(), real.verifier) == (good,)
+    with pytest.raises(SignatureError):
+        witness_lines(note, bogus.encode(), real.verifier)
