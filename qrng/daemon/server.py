@@ -936,6 +936,10 @@ def serve(daemon: Daemon, spec: SocketSpec, ready: Callable[[], None] | None = N
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             probe.connect(str(path))
+            uid, _ = _peer(probe)
+            if uid not in (0, os.geteuid()):
+                raise OSError(f"{path}: a process of uid {uid} answers on this socket (squatted in a shared "
+                              "folder?); refusing to start (put the socket in a folder only qrngd may write to)")
             raise OSError(f"{path}: another qrngd is serving on this socket")
         except (ConnectionRefusedError, FileNotFoundError):
             if not path.is_socket():

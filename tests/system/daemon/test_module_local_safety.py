@@ -157,3 +157,38 @@ def test_a_short_lived_consumer_that_fell_back_leaves_a_trace(qrngd_module, tmp_
                          capture_output=True, env=client_env(tmp_path / "absent.sock", conf), timeout=60)
     assert out.returncode == 0 and len(out.stdout) == 16
     assert b"seed(s) came from the named fallback (os)" in out.stderr, out.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the squatter is another user (nobody): needs root to start it")
+def test_the_daemon_names_a_squatter_of_its_socket(tmp_path):
+    """Issue 20 (low): qrngd said "another qrngd is serving" when another user's process held its socket path."""
+    shared = Path(tempfile.mkdtemp(prefix="qrng-shared-"))
+    shared.chmod(0o1777)
+    sock = shared / "qrngd.sock"
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            srv = socket.socket(socket.AF_UNIX)
+            srv.bind(str(sock))
+            srv.listen(4)
+            os.write(w, b"r")
+            time.sleep(8)
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        assert os.read(r, 1) == b"r"
+        cfg = tmp_path / "sim.yaml"
+        cfg.write_text("version: 1\nsource: {type: simulator}\n")
+        run = subprocess.run([sys.executable, "-m", "qrng_cli", "daemon", "--config", str(cfg), "--socket",
+                              str(sock)], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2 and f"a process of uid {NOBODY} answers on this socket" in run.stderr, run.stderr
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        os.close(r)
+        shutil.rmtree(shared, ignore_errors=True)
