@@ -43,6 +43,7 @@ qrng audit serve out/tiles --listen "127.0.0.1:$PORT" 2>/dev/null &   # C2SP tlo
 WEB=$!
 python3 -c "from qrng.netwait import wait_for_port; wait_for_port($PORT, 10)"
 qrng audit verify "http://127.0.0.1:$PORT/root-ca-2026" "${K[@]}" "${W[@]}" --state out/auditor-state-tiles
+rm -f out/tiles-entry-3.proof out/tiles-entry-3.entry   # prove --out never overwrites
 qrng audit prove "http://127.0.0.1:$PORT/root-ca-2026" --index 3 --key "$O/log.pub" --state out/auditor-state-tiles \
   --out out/tiles-entry-3.proof
 kill $WEB; wait $WEB 2>/dev/null || true
