@@ -5,6 +5,7 @@ be read as configuration)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,46 +25,65 @@ from .test_module_daemon_mode import client_env, qrngd_module  # noqa: F401 - th
 NOBODY = 65534
 
 
+class Squatter:
+    """Another user (nobody) binding a socket at the path qrngd or the module will use, in a shared folder (mode
+    1777, like /tmp); ``watch``: accept one connection and report whether any request reached it."""
+
+    def __init__(self, watch: bool) -> None:
+        self.shared = Path(tempfile.mkdtemp(prefix="qrng-shared-"))
+        self.shared.chmod(0o1777)
+        self.sock = self.shared / "qrngd.sock"
+        self.r, w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            code = 1
+            try:
+                os.close(self.r)
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+                srv = socket.socket(socket.AF_UNIX)
+                srv.bind(str(self.sock))
+                srv.listen(4)
+                os.write(w, b"r")
+                if watch:
+                    srv.settimeout(10)
+                    conn, _ = srv.accept()
+                    conn.settimeout(3)
+                    try:
+                        got = conn.recv(64)
+                    except OSError:
+                        got = b""
+                    os.write(w, b"G" if got else b"N")  # whether any request reached the squatter
+                else:
+                    time.sleep(8)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(w)
+        assert os.read(self.r, 1) == b"r"
+
+    def verdict(self) -> bytes:
+        """b"N": a connection came and no request reached the squatter; b"G": one did; b"": no connection came."""
+        return os.read(self.r, 1)
+
+    def close(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, 9)
+        os.waitpid(self.pid, 0)
+        os.close(self.r)
+        shutil.rmtree(self.shared, ignore_errors=True)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="the squatter is another user (nobody): needs root to start it")
 def test_a_squatted_socket_gets_no_request(qrngd_module):  # noqa: F811
-    shared = Path(tempfile.mkdtemp(prefix="qrng-shared-"))
-    shared.chmod(0o1777)  # like /tmp: anyone may create a socket here
-    sock = shared / "qrngd.sock"
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the squatter: another user binds the path the module will use
-        code = 1
-        try:
-            os.close(r)
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            srv = socket.socket(socket.AF_UNIX)
-            srv.bind(str(sock))
-            srv.listen(4)
-            os.write(w, b"r")
-            srv.settimeout(10)
-            conn, _ = srv.accept()
-            conn.settimeout(3)
-            try:
-                got = conn.recv(64)
-            except OSError:
-                got = b""
-            os.write(w, b"G" if got else b"N")  # whether any request reached the squatter
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(w)
+    squat = Squatter(watch=True)
     try:
-        assert os.read(r, 1) == b"r"
         out = subprocess.run(["pkcs11-tool", "--module", str(qrngd_module), "--generate-random", "16"],
-                             capture_output=True, env=client_env(sock), timeout=60)
+                             capture_output=True, env=client_env(squat.sock), timeout=60)
         assert out.returncode != 0 and len(out.stdout) == 0  # fail closed: no bytes
-        assert os.read(r, 1) == b"N", "a request reached the squatter"
+        assert squat.verdict() == b"N", "a request reached the squatter (or the module never connected)"
     finally:
-        os.waitpid(pid, 0)
-        os.close(r)
-        shutil.rmtree(shared, ignore_errors=True)
-
+        squat.close()
 
 @pytest.mark.parametrize("kind", ["fifo", "device"])
 def test_a_configuration_that_is_not_a_regular_file_is_refused(qrngd_module, tmp_path, kind):  # noqa: F811
@@ -162,33 +182,12 @@ def test_a_short_lived_consumer_that_fell_back_leaves_a_trace(qrngd_module, tmp_
 @pytest.mark.skipif(os.geteuid() != 0, reason="the squatter is another user (nobody): needs root to start it")
 def test_the_daemon_names_a_squatter_of_its_socket(tmp_path):
     """Issue 20 (low): qrngd said "another qrngd is serving" when another user's process held its socket path."""
-    shared = Path(tempfile.mkdtemp(prefix="qrng-shared-"))
-    shared.chmod(0o1777)
-    sock = shared / "qrngd.sock"
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(r)
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            srv = socket.socket(socket.AF_UNIX)
-            srv.bind(str(sock))
-            srv.listen(4)
-            os.write(w, b"r")
-            time.sleep(8)
-        finally:
-            os._exit(0)
-    os.close(w)
+    squat = Squatter(watch=False)
     try:
-        assert os.read(r, 1) == b"r"
         cfg = tmp_path / "sim.yaml"
         cfg.write_text("version: 1\nsource: {type: simulator}\n")
         run = subprocess.run([sys.executable, "-m", "qrng_cli", "daemon", "--config", str(cfg), "--socket",
-                              str(sock)], capture_output=True, text=True, timeout=60)
+                              str(squat.sock)], capture_output=True, text=True, timeout=60)
         assert run.returncode == 2 and f"a process of uid {NOBODY} answers on this socket" in run.stderr, run.stderr
     finally:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        os.close(r)
-        shutil.rmtree(shared, ignore_errors=True)
+        squat.close()
