@@ -512,8 +512,12 @@ static char *health_report(size_t *len) {
     uint32_t n = 0;
     int status = 0;
     char err[320];
-    if (qrngd_request(&g.conn, QRNGD_STATUS, NULL, 0, resp, sizeof resp, &n, &status, err, sizeof err) == 0 &&
-        status == QRNGD_OK && single_object(resp, n) && k + n + 2 < HEALTH_MAX) {
+    /* after a hang the daemon is not asked again before quiet_until, for the health object either */
+    int asked = now_ms() >= g.quiet_until;
+    int answered = asked &&
+        qrngd_request(&g.conn, QRNGD_STATUS, NULL, 0, resp, sizeof resp, &n, &status, err, sizeof err) == 0;
+    if (asked && !answered && g.conn.timed_out) g.quiet_until = now_ms() + HANG_QUIET_MS;
+    if (answered && status == QRNGD_OK && single_object(resp, n) && k + n + 2 < HEALTH_MAX) {
         memcpy(out + k, resp, n);
         k += n;
     } else {

@@ -848,8 +848,7 @@ class _Loop:
             if conn.sock.fileno() < 0 or conn.sock.fileno() not in self.conns:
                 continue
             if len(conn.outbuf) > OUT_MAX:
-                self.ready.append(conn)  # its answers are not read yet: it waits, the others go on
-                continue
+                continue  # its answers are not read yet: it waits (requeued by _flush once they drain)
             self._answer_one(conn)
             self._flush(conn)
 
@@ -866,6 +865,8 @@ class _Loop:
         if conn.closing and not conn.outbuf:
             self._close(conn)
             return
+        if len(conn.outbuf) <= OUT_MAX and self._complete(conn) and conn not in self.ready:
+            self.ready.append(conn)  # drained: its waiting requests get their turns again (never a busy loop)
         # read again only when its answers have drained and its buffered input is bounded
         reading = len(conn.outbuf) <= OUT_MAX and len(conn.inbuf) <= IN_MAX
         want = (selectors.EVENT_READ if reading else 0) | (selectors.EVENT_WRITE if conn.outbuf else 0)

@@ -59,6 +59,9 @@ def test_pipelined_requests_do_not_starve_others(sim):
             assert len(other.seed(32)) == 32
             worst = max(worst, time.perf_counter() - t)
         assert worst < 0.5, f"a polite client waited {worst:.3f} s behind a pipelining one"
+        before = _cpu_seconds(d.pid)  # a hog that does not read makes the daemon wait, never spin
+        time.sleep(1.0)
+        assert _cpu_seconds(d.pid) - before < 0.3
         got, want = 0, n * (P.HEADER.size + 4096)
         hog.settimeout(30)
         while got < want:  # the hog is served too, all of it, as it reads
