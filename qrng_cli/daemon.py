@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from qrng.asciinum import is_ascii_decimal
+from qrng.daemon.protocol import DEFAULT_SOCKET  # the one source, also of the C module's generated header
 
 from .common import ExitCode, int_at_least
 
 __all__ = ["register"]
-
-DEFAULT_SOCKET = "/run/qrngd/qrngd.sock"
 
 
 def _socket(args: argparse.Namespace) -> str:

@@ -48,7 +48,7 @@ void qrngd_close(qrngd_conn *c) {
 }
 
 static void put_header(unsigned char *h, int op, uint32_t len) {
-    h[0] = 'Q'; h[1] = 'R'; h[2] = 1; h[3] = (unsigned char)op;
+    h[0] = QRNGD_MAGIC0; h[1] = QRNGD_MAGIC1; h[2] = QRNGD_PROTOCOL_VERSION; h[3] = (unsigned char)op;
     for (int i = 0; i < 4; i++) h[4 + i] = (unsigned char)(len >> (8 * i));
 }
 
@@ -61,7 +61,10 @@ static int exchange(qrngd_conn *c, int op, const void *payload, uint32_t len, un
     if (len && io_all(c->fd, (unsigned char *)payload, len, 1, deadline)) return -1;
     if (io_all(c->fd, h, 8, 0, deadline)) return -1;
     uint32_t n = (uint32_t)h[4] | (uint32_t)h[5] << 8 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 24;
-    if (h[0] != 'Q' || h[1] != 'R' || h[2] != 1) { *proto = "answer is not qrngd protocol version 1"; return -1; }
+    if (h[0] != QRNGD_MAGIC0 || h[1] != QRNGD_MAGIC1 || h[2] != QRNGD_PROTOCOL_VERSION) {
+        *proto = "answer is not qrngd protocol version 1";
+        return -1;
+    }
     if (n > QRNGD_MAX_PAYLOAD || n > cap) { *proto = "answer longer than asked for"; return -1; }
     if (n && io_all(c->fd, resp, n, 0, deadline)) return -1;
     *resp_len = n;

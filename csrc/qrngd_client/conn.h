@@ -5,10 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { QRNGD_HELLO = 1, QRNGD_SEED = 2, QRNGD_STATUS = 3, QRNGD_FALLBACK = 4 };
-enum { QRNGD_OK = 0, QRNGD_UNHEALTHY = 1, QRNGD_BAD_REQUEST = 2, QRNGD_TOO_LARGE = 3, QRNGD_VERSION = 4 };
-#define QRNGD_MAX_PAYLOAD 65536u
-#define QRNGD_MAX_SEED 4096u
+#include "qrngd_protocol.h"  /* ops, statuses and limits, generated from qrng/daemon/protocol.py */
 
 typedef struct {
     int fd;                /* -1 when not connected */

@@ -12,15 +12,16 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["HEADER", "MAGIC", "MAX_PAYLOAD", "MAX_SEED", "OP", "STATUS", "VERSION", "ProtocolError", "Request",
-           "Response", "decode_header", "encode_request", "encode_response", "fallback_seeds", "seed_length",
-           "seed_request"]
+__all__ = ["DEFAULT_SOCKET", "HEADER", "MAGIC", "MAX_PAYLOAD", "MAX_SEED", "OP", "STATUS", "VERSION", "ProtocolError",
+           "Request", "Response", "decode_header", "encode_request", "encode_response", "fallback_seeds",
+           "seed_length", "seed_request"]
 
 MAGIC = b"QR"
 VERSION = 1
 HEADER = struct.Struct("<2sBBI")
 MAX_SEED = 4096          # bytes of seed material in one SEED request
 MAX_PAYLOAD = 1 << 16    # no request or response is longer
+DEFAULT_SOCKET = "/run/qrngd/qrngd.sock"  # where qrngd listens and clients look by default
 
 
 class OP:

@@ -32,3 +32,26 @@ def test_hostile_headers(header, match):
 def test_seed_lengths_are_bounded(payload, match):
     with pytest.raises(P.ProtocolError, match=match):
         P.seed_length(payload)
+
+
+def test_the_c_modules_protocol_header_comes_from_this_module():
+    """Issue 21 (one source for the wire protocol's constants): the C module's ops, statuses, limits, magic and
+    default socket are generated from qrng/daemon/protocol.py, and the C sources define none of them by hand."""
+    import re
+    from pathlib import Path
+
+    from pkcs11_provider.build import protocol_header
+    header = protocol_header()
+    defined = dict(re.findall(r"#define (QRNGD_\w+) (.+)", header))
+    for name in ("HELLO", "SEED", "STATUS", "FALLBACK", "HISTORY"):
+        assert defined[f"QRNGD_{name}"] == str(getattr(P.OP, name))
+    for name in ("OK", "UNHEALTHY", "BAD_REQUEST", "TOO_LARGE"):
+        assert defined[f"QRNGD_{name}"] == str(getattr(P.STATUS, name))
+    assert defined["QRNGD_STATUS_VERSION"] == str(P.STATUS.VERSION)
+    assert defined["QRNGD_MAX_PAYLOAD"] == f"{P.MAX_PAYLOAD}u" and defined["QRNGD_MAX_SEED"] == f"{P.MAX_SEED}u"
+    assert defined["QRNGD_DEFAULT_SOCKET"] == f'"{P.DEFAULT_SOCKET}"'
+    assert defined["QRNGD_PROTOCOL_VERSION"] == str(P.VERSION)
+    csrc = Path(__file__).resolve().parents[4] / "csrc" / "qrngd_client"
+    for f in csrc.glob("*.[ch]"):
+        hand = set(re.findall(r"#define (QRNGD_\w+)|\b(QRNGD_\w+) = \d", f.read_text()))
+        assert not {n for pair in hand for n in pair if n in defined}, f"{f.name} defines protocol constants by hand"
