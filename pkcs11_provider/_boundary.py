@@ -60,7 +60,7 @@ class _CallLog:
 
 def install(ffi: Any, lib: Any) -> None:  # noqa: C901 - one def_extern per exported function
     import qrng._openssl
-    qrng._openssl.ISOLATE = bool(lib.qrng_started_python())  # cryptography, when needed, without OPENSSL_CONF
+    qrng._openssl.ISOLATE = bool(lib.qrng_started_python())  # noqa: SLF001 - the package's own private module
     log = _CallLog()
     state: dict[str, Token] = {}
     said: set[str] = set()
@@ -70,7 +70,7 @@ def install(ffi: Any, lib: Any) -> None:  # noqa: C901 - one def_extern per expo
             rv = fn()
             code = ck.CKR_OK if rv is None else rv
             log.write(name, code)
-        except Exception as exc:  # the one place exceptions become CK_RV codes
+        except Exception as exc:  # noqa: BLE001 - the one place exceptions become CK_RV codes
             code = rv_for(exc)
             log.write(name, code, str(exc))
             if code == ck.CKR_GENERAL_ERROR and str(exc) not in said:

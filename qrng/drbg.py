@@ -275,7 +275,7 @@ def _split_requests(drbg: CtrDrbg | HmacDrbg, n: int, additional_input: bytes, e
     first = True
     while first or done < n:
         chunk = min(drbg.max_request, n - done)
-        parts.append(drbg._generate_one(chunk, additional_input, entropy_input if first else None,
+        parts.append(drbg._generate_one(chunk, additional_input, entropy_input if first else None,  # noqa: SLF001
                                         prediction_resistance and first))
         done += chunk
         first = False
@@ -296,10 +296,10 @@ def fill(drbg: Drbg, view: memoryview, additional_input: bytes, prediction_resis
         needs = prediction_resistance or drbg.needs_reseed()
         fresh = fresh_entropy(drbg.seed_entropy_bytes) if needs else None
         if isinstance(drbg, CtrDrbg):
-            drbg._generate_one_into(chunk, additional_input, fresh, needs)
+            drbg._generate_one_into(chunk, additional_input, fresh, needs)  # noqa: SLF001 - this module's class
         else:
             assert isinstance(drbg, HmacDrbg)
-            chunk[:] = drbg._generate_one(len(chunk), additional_input, fresh, needs)
+            chunk[:] = drbg._generate_one(len(chunk), additional_input, fresh, needs)  # noqa: SLF001 - same
         reseeds += needs
         pos += len(chunk)
         first = False

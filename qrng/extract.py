@@ -115,7 +115,7 @@ class Toeplitz:
             raise ConfigError("extractor.seed", f"seed must hold at least {t.seed_bits} bits")
         t.seed = seed[: (t.seed_bits + 7) // 8]
         t.h_per_bit = (m_bits + 200) / n_bits
-        t._plan = None
+        t._plan = None  # noqa: SLF001 - the alternate constructor of this class
         return t
 
     def extract(self, data: bytes) -> bytes:

@@ -73,5 +73,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         say(f"{_prog(args)}: interrupted")
         return SIGINT_EXIT
-    except Exception as exc:  # mapped by the one table; anything it does not know is a bug and re-raised
+    except Exception as exc:  # noqa: BLE001 - mapped by the one table; what it does not know is re-raised
         return int(report(_prog(args), exc, bool(getattr(args, "json", False))))
