@@ -131,6 +131,11 @@ class Pipeline:
         """What failed the pipeline (a health test, a source error, a removed source), or None."""
         return self._failure
 
+    def exclusive(self) -> threading.RLock:
+        """The pipeline's lock, for a caller that talks to the source outside the pipeline's own methods
+        (attestation, a presence check): the device answers one request at a time."""
+        return self._lock
+
     def _fail(self, exc: EntropyError) -> EntropyError:
         self._failure = exc
         self._pool = bytearray()

@@ -124,6 +124,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     # by default): 0.2 ms keeps seed latency low with many clients (bench/bench_daemon.py)
     sys.setswitchinterval(0.0002)
     from qrng.config import load_config
+    from qrng.daemon.seed_source import PipelineSeed
     from qrng.daemon.server import Daemon, SocketSpec, serve
     from qrng.pipeline import Pipeline
     mode, metrics_at = _checked_options(args)
@@ -181,7 +182,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
                                        "claimed_min_entropy": info.claimed_min_entropy,
                                        "simulator": info.simulator,
                                        "estimate_with": f"qrng estimate -b {info.bits_per_sample} SEGMENT.bin"})
-                return p
+                return PipelineSeed(p)
             return open_pipeline
 
         specs = [(n, opener(c)) for n, c in zip(names, configs, strict=True)]

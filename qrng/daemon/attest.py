@@ -57,13 +57,14 @@ class Attester:
             out += x509.load_pem_x509_certificates(p.read_bytes())
         return out
 
-    def __call__(self, pipeline: Any) -> dict[str, Any] | None:
-        """Attest the pipeline's source now; raises AttestationError (an EntropyError) when it does not verify."""
+    def __call__(self, seed: Any) -> dict[str, Any] | None:
+        """Attest the seed source's device now; raises AttestationError (an EntropyError) when it does not verify.
+        None: the source has no device that attests (a simulator, a file, an upstream qrngd)."""
         from cryptography import x509
 
         from ..usbattest import bind_to_source, verify_usb_attestation
-        src = pipeline.source
-        if not hasattr(src, "attest"):
+        src = seed.device
+        if src is None or not hasattr(src, "attest"):
             return None
         self._load()
         in_use = getattr(src, "device_info", None)

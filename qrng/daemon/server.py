@@ -29,6 +29,7 @@ from typing import Any
 from ..errors import EntropyError
 from . import protocol as P
 from .history import History, Snapshot
+from .seed_source import REPORT_COUNTERS, SeedSource
 
 __all__ = ["Daemon", "DaemonOptions", "SocketSpec"]
 
@@ -82,10 +83,10 @@ class _Source:
     """One configured source: its pipeline and (re)opening, its thread, its pool of extracted output ready to be
     served, and what became of every extracted byte (served, pooled, fed to the kernel, discarded)."""
 
-    def __init__(self, name: str, open_pipeline: Callable[[_Source], Any], daemon: Daemon) -> None:
+    def __init__(self, name: str, open_pipeline: Callable[[_Source], SeedSource], daemon: Daemon) -> None:
         self.name, self._open, self.daemon = name, open_pipeline, daemon
         self.opts = daemon.options
-        self.pipeline: Any = None
+        self.pipeline: SeedSource | None = None
         self.error = "not started"
         self._tried = 0.0
         self.latched = False  # a failure with health.allow_reset false: no reopening until restart
@@ -103,8 +104,7 @@ class _Source:
         self.last_label, self.last_identity, self.last_simulator = name, name, False
         # counters of pipelines closed before (a failed source is opened again from scratch): the reported
         # counters stay monotonic across reopening, as Prometheus counters must
-        self._past = {"raw_samples": 0, "entropy_credited_bits": 0.0, "extracted_bytes": 0, "rct_failures": 0,
-                      "apt_failures": 0}
+        self._past: dict[str, float] = {k: 0 for k in REPORT_COUNTERS}
         self.first_try = threading.Event()  # the first open attempt has finished (opened or failed)
         self.ring: Any = None
         self.attested: dict[str, Any] | None = None
@@ -130,7 +130,7 @@ class _Source:
             return
         if self._attestation_due():
             try:
-                with p._lock:  # noqa: SLF001 - the device answers one request at a time
+                with p.exclusive():  # the device answers one request at a time
                     self.attested = self.daemon.attest(self, p)
             except (EntropyError, OSError) as exc:
                 self._close_failed(p, f"attestation failed: {exc}")
@@ -143,7 +143,7 @@ class _Source:
         if not (room >= self.opts.pool_bytes // 2 or (room > 0 and self._refilling) or self.opts.stream or feeding):
             self._refilling = False
             try:
-                with p._lock:  # noqa: SLF001 - one check of a removed device under the pipeline's lock
+                with p.exclusive():  # one check of a removed device under the source's lock
                     p.check_source()
             except EntropyError:
                 self._drop_pool()
@@ -180,7 +180,7 @@ class _Source:
         every = self.daemon.attest_every
         return bool(every and self.attested and time.time() - self.attested["verified_at"] >= every)
 
-    def _close_failed(self, p: Any, error: str) -> None:
+    def _close_failed(self, p: SeedSource, error: str) -> None:
         """Stop serving from ``p`` (fail closed) for a reason the pipeline does not know (attestation)."""
         self.error = error
         self._drop_pool()
@@ -191,20 +191,12 @@ class _Source:
         self._tried = time.monotonic()
         self.daemon.event("source.failed", source=self.name, error=error)
 
-    def _retire(self, p: Any) -> None:
+    def _retire(self, p: SeedSource) -> None:
         """Close a pipeline for good, keeping its counters."""
         try:
-            if hasattr(p, "daemon_report"):
-                r = p.daemon_report()
-                for k in self._past:
-                    self._past[k] += r[k]
-            else:
-                rep = p.report()
-                self._past["raw_samples"] += rep.accounting.raw_samples
-                self._past["entropy_credited_bits"] += rep.accounting.entropy_credited_bits
-                self._past["extracted_bytes"] += rep.accounting.extracted_bytes_used
-                self._past["rct_failures"] += rep.health.rct_failures
-                self._past["apt_failures"] += rep.health.apt_failures
+            r = p.report()
+            for k in self._past:
+                self._past[k] += r[k]
         except Exception:  # noqa: BLE001, S110 - counters of a broken pipeline are lost, never the service
             pass
         with contextlib.suppress(Exception):
@@ -217,7 +209,7 @@ class _Source:
             self._stamps.clear()
             self.cond.notify_all()
 
-    def _ensure(self) -> Any:
+    def _ensure(self) -> SeedSource | None:
         """The pipeline, opened (again) if it is failed or missing and a second has passed since the last try."""
         p = self.pipeline
         if p is not None and not p.failed:
@@ -229,8 +221,7 @@ class _Source:
                 self.pipeline = None
             self._retire(p)
             self.daemon.event("source.failed", source=self.name, error=self.error)
-            health = getattr(getattr(p, "config", None), "health", None)  # an upstream relay has none
-            if health is not None and not health.allow_reset:
+            if p.latches:
                 # health.allow_reset: false (README): the failure stays until qrngd is restarted, as it does in
                 # the PKCS#11 modules until they are initialised again
                 self.latched = True
@@ -316,24 +307,12 @@ class _Source:
 
     def _current(self, entry: dict[str, Any]) -> dict[str, Any]:
         p = self.pipeline
-        if p is not None and hasattr(p, "daemon_report"):  # an upstream qrngd (tls.Upstream)
-            upstream: dict[str, Any] = p.daemon_report()
-            return entry | upstream | ({"error": self.error} if self.error else {})
         if p is None:
             return entry | {"state": "unhealthy", "error": self.error, "label": self.last_label,
                             "identity": self.last_identity, "simulator": self.last_simulator,
                             "claimed_min_entropy": 0.0, "raw_samples": 0, "entropy_credited_bits": 0.0,
                             "extracted_bytes": 0, "rct_failures": 0, "apt_failures": 0, "estimate": None}
-        r = p.report()
-        return entry | {
-            "state": "healthy" if r.state == "operational" else r.state, "label": r.source.label,
-            "identity": r.source.identity, "simulator": r.source.simulator,
-            "claimed_min_entropy": r.source.claimed_min_entropy, "raw_samples": r.accounting.raw_samples,
-            "entropy_credited_bits": r.accounting.entropy_credited_bits,
-            "extracted_bytes": r.accounting.extracted_bytes_used,  # taken from the extractor by this daemon
-            "extractor_buffered_bytes": r.accounting.extracted_bits // 8 - r.accounting.extracted_bytes_used,
-            "rct_failures": r.health.rct_failures, "apt_failures": r.health.apt_failures,
-            "estimate": getattr(p, "last_assessment", None)} | ({"error": self.error} if self.error else {})
+        return entry | p.report() | ({"error": self.error} if self.error else {})
 
 
 def combine(parts: list[tuple[str, bytes]], n: int) -> bytes:
@@ -358,7 +337,7 @@ class Daemon:
 
     ``open_pipeline`` callables take the source's _Source (its name, and its ring for the pipeline's tap)."""
 
-    def __init__(self, open_pipeline: Callable[[Any], Any] | list[tuple[str, Callable[[Any], Any]]],
+    def __init__(self, open_pipeline: Callable[[Any], SeedSource] | list[tuple[str, Callable[[Any], SeedSource]]],
                  log: Callable[[str], None] | None = None, simulated: bool = False,
                  options: DaemonOptions | None = None, feed: Any = None, events: Any = None,
                  attest: Callable[[Any], dict[str, Any]] | None = None, start: bool = True) -> None:
@@ -390,8 +369,8 @@ class Daemon:
         if self.events is not None:
             self.events.record(name, **data)
 
-    def attest(self, src: _Source, pipeline: Any) -> dict[str, Any] | None:
-        return self._attest(pipeline) if self._attest is not None else None
+    def attest(self, src: _Source, seed: SeedSource) -> dict[str, Any] | None:
+        return self._attest(seed) if self._attest is not None else None
 
     def is_simulated(self) -> bool:
         """A configured source is the simulator or the USB emulator, or an upstream daemon says it serves one."""

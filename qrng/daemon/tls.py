@@ -118,8 +118,8 @@ def serve_tls(daemon: Daemon, o: TlsOptions) -> _TlsServer:
 
 
 class Upstream:
-    """A remote qrngd as this daemon's source: the interface the daemon's source thread uses of a Pipeline
-    (startup, extracted, failed, failure, info, check_source, close) over a DaemonClient on mutual TLS."""
+    """A remote qrngd as this daemon's seed source (:class:`~qrng.daemon.seed_source.SeedSource`) over a
+    DaemonClient on mutual TLS."""
 
     def __init__(self, o: UpstreamOptions, name: str = "qrngd relay") -> None:
         self.options = o
@@ -129,7 +129,6 @@ class Upstream:
         self._failure: EntropyError | None = None
         self._checked = 0.0
         self.received = 0
-        self.source = self  # no `attest`: the upstream attests its own device
         self._info = SourceInfo(kind="qrngd", identity=f"qrngd:tls://{o.address}", bits_per_sample=8,
                                 claimed_min_entropy=8.0, simulator=False, quantum=False,
                                 model=f"qrngd at {o.address} (mutual TLS)", serial=o.address)
@@ -145,6 +144,12 @@ class Upstream:
     @property
     def failure(self) -> EntropyError | None:
         return self._failure
+
+    latches = False  # an upstream that comes back is used again
+    device = None    # nothing to attest here: the upstream attests its own device
+
+    def exclusive(self) -> threading.RLock:
+        return self._lock
 
     def startup(self) -> None:
         with self._lock:
@@ -196,7 +201,7 @@ class Upstream:
             if st.get("state") != "healthy":
                 raise self._fail(DaemonUnavailable(f"upstream qrngd is {st.get('state')}: {st.get('error', '')}"))
 
-    def daemon_report(self) -> dict[str, Any]:
+    def report(self) -> dict[str, Any]:
         return {"state": "failed" if self.failed else "healthy", "label": self._info.label,
                 "identity": self._info.identity, "simulator": self._info.simulator,
                 "claimed_min_entropy": 8.0, "raw_samples": 0, "entropy_credited_bits": self.received * 8.0,

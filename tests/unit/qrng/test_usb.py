@@ -327,11 +327,11 @@ def test_the_daemon_remembers_attestation_counters_per_serial(emu, dev, tmp_path
     state = tmp_path / "attest.json"
     roots = (d / "att" / "test-manufacturer-ca.pem",)
     a = Attester(roots, allow_emulator=True, state=state)
-    first = a(SimpleNamespace(source=src))["counter"]
-    second = a(SimpleNamespace(source=src))["counter"]
+    first = a(SimpleNamespace(device=src))["counter"]
+    second = a(SimpleNamespace(device=src))["counter"]
     assert second > first and json.loads(state.read_text()) == {"EMU-0001": second}
     again = Attester(roots, allow_emulator=True, state=state)  # a restarted daemon
-    assert again(SimpleNamespace(source=src))["counter"] > second
+    assert again(SimpleNamespace(device=src))["counter"] > second
     state.write_text(json.dumps({"EMU-0001": 10 ** 9}))  # the device's counter is now behind the last one seen
     with pytest.raises(AttestationError, match="not above the last one seen"):
-        Attester(roots, allow_emulator=True, state=state)(SimpleNamespace(source=src))
+        Attester(roots, allow_emulator=True, state=state)(SimpleNamespace(device=src))
