@@ -113,25 +113,38 @@ class Verifier:
     def __str__(self) -> str:
         return f"{self.name}+{self.key_id.hex()}+{base64.b64encode(bytes([self.alg]) + self.public_key).decode()}"
 
-    def verify(self, message: bytes, sig: bytes) -> bool:
+    def verify(self, message: bytes, sig: bytes) -> None:
+        """Verify ``sig`` over ``message`` with this key (C2SP signed-note: the signature types of
+        :data:`ALG_ED25519`, ECDSA P-256, tlog-cosignature v1 and its ML-DSA-44 form). Raises SignatureError
+        when it does not verify; returns nothing: there is no False to forget to check."""
+        ok = True
         try:
             if self.alg == ALG_ED25519:
                 ed25519.Ed25519PublicKey.from_public_bytes(self.public_key).verify(sig, message)
             elif self.alg == ALG_COSIGNATURE_V1:
-                if len(sig) != 72:
-                    return False
-                ed25519.Ed25519PublicKey.from_public_bytes(self.public_key).verify(sig[8:], message)
+                ok = len(sig) == 72
+                if ok:
+                    ed25519.Ed25519PublicKey.from_public_bytes(self.public_key).verify(sig[8:], message)
             elif self.alg == ALG_MLDSA44_COSIGNATURE:
-                if len(sig) != 8 + MLDSA44_SIGNATURE:
-                    return False
-                from cryptography.hazmat.primitives.asymmetric import mldsa  # cryptography >= 50, as pinned
-                mldsa.MLDSA44PublicKey.from_public_bytes(self.public_key).verify(sig[8:], message)
+                ok = len(sig) == 8 + MLDSA44_SIGNATURE
+                if ok:
+                    from cryptography.hazmat.primitives.asymmetric import mldsa  # cryptography >= 50, as pinned
+                    mldsa.MLDSA44PublicKey.from_public_bytes(self.public_key).verify(sig[8:], message)
             else:
                 pub = serialization.load_der_public_key(self.public_key)
-                if not isinstance(pub, ec.EllipticCurvePublicKey):
-                    return False
-                pub.verify(sig, message, ec.ECDSA(hashes.SHA256()))
+                ok = isinstance(pub, ec.EllipticCurvePublicKey)
+                if isinstance(pub, ec.EllipticCurvePublicKey):
+                    pub.verify(sig, message, ec.ECDSA(hashes.SHA256()))
         except (InvalidSignature, ValueError):
+            ok = False
+        if not ok:
+            raise SignatureError(f"signature by {self.name} (key {self.key_id.hex()}) does not verify")
+
+    def accepts(self, message: bytes, sig: bytes) -> bool:
+        """A predicate for "any one of these signatures" callers (a DSSE envelope): :meth:`verify` as a bool."""
+        try:
+            self.verify(message, sig)
+        except SignatureError:
             return False
         return True
 
@@ -326,8 +339,7 @@ def verify_note(note: str, verifiers: Iterable[Verifier]) -> tuple[str, list[Ver
             if t >= 1 << 63:
                 raise SignatureError(f"cosignature by {v.name} has timestamp {t}, not below 2^63")
             msg = subtree_message(v.name, t, Checkpoint.parse(text))
-        if not v.verify(msg, s.signature):
-            raise SignatureError(f"signature by {v.name} (key {v.key_id.hex()}) does not verify")
+        v.verify(msg, s.signature)
         ok.append(v)
     if not ok:
         raise SignatureError("no signature from a trusted key")

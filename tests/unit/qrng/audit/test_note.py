@@ -153,3 +153,25 @@ def test_cosignature_timestamps_of_2_63_or_more_are_refused(timestamp):
     forged = note + format_note(cp, [NoteSignature("witness.example", wver.key_id, sig)]).split("\n\n", 1)[1]
     with pytest.raises(SignatureError, match="not below 2\\^63"):
         verify_note(forged, [log.verifier, wver])
+
+
+def _cases() -> list[tuple[str, Verifier, bytes, bytes]]:
+    ed = ed25519_signer("log.example/ed", ed25519.Ed25519PrivateKey.generate())
+    k = ec.generate_private_key(ec.SECP256R1())
+    spki = k.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    ecd = ecdsa_signer("log.example/ecdsa", spki, lambda m: k.sign(m, ec.ECDSA(hashes.SHA256())))
+    w = ed25519_signer("witness.example", ed25519.Ed25519PrivateKey.generate(), ALG_COSIGNATURE_V1)
+    m = b"message"
+    return [("ed25519", ed.verifier, m, ed.sign(m)), ("ecdsa", ecd.verifier, m, ecd.sign(m)),
+            ("cosignature", w.verifier, m, struct.pack(">Q", 1) + w.sign(m))]
+
+
+def test_verifier_verify_raises_and_never_returns_false():
+    """Issue 21: verification raises, never returns False (a bool result is one forgotten ``if`` from a pass)."""
+    for name, v, m, sig in _cases():
+        assert v.verify(m, sig) is None, name
+        assert v.accepts(m, sig), name
+        for bad_m, bad_sig in ((m + b"!", sig), (m, sig[:-1]), (m, b""), (m, bytes(len(sig)))):
+            with pytest.raises(SignatureError, match=f"signature by {re.escape(v.name)} .* does not verify"):
+                v.verify(bad_m, bad_sig)
+            assert not v.accepts(bad_m, bad_sig), name
