@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qrng.errors import ConfigError
-from qrng.strictyaml import Fields
+from qrng.yaml_input import Fields
 
 __all__ = ["CURVES", "KeySpec", "parse_key_spec"]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from qrng.errors import ConfigError
-from qrng.strictyaml import Fields, check_plain, load_yaml, marks, read_text
 from qrng.usbattest import FirmwarePolicy
+from qrng.yaml_input import Fields, check_plain, load_yaml, marks, read_text
 
 from .errors import ScriptError
 from .keys import CURVES, KeySpec

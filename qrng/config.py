@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .sources.model import FAULT_KINDS, Fault, SimulatorConfig
-from .strictyaml import Fields, load_yaml_text, parse_file
+from .yaml_input import Fields, load_yaml_text, parse_file
 
 __all__ = ["DEFAULT_PATH", "AttestationConfig", "EntropyConfig", "ExtractorConfig", "DrbgConfig", "HealthConfig",
            "SourceConfig", "load_config", "parse_config", "parse_fault"]

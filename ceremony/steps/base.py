@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from qrng.errors import ConfigError
-from qrng.strictyaml import Fields, check_plain
+from qrng.yaml_input import Fields, check_plain
 
 from ..hsmapi import HsmApi
 from ..keys import KeySpec

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from qrng.strictyaml import Fields
+from qrng.yaml_input import Fields
 
 from ._certs import dn, key_ref_violations
 from .base import (

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from qrng.strictyaml import Fields
+from qrng.yaml_input import Fields
 
 from ..errors import StepFailed
 from .base import (

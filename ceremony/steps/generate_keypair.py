@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from qrng.strictyaml import Fields
+from qrng.yaml_input import Fields
 
 from .. import provenance
 from ..errors import Refused

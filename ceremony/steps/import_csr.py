@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from qrng.errors import ConfigError
-from qrng.strictyaml import Fields
+from qrng.yaml_input import Fields
 
 from ..errors import StepFailed
 from ..keys import CURVES, KeySpec

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from qrng.errors import ConfigError
-from qrng.strictyaml import Fields
+from qrng.yaml_input import Fields
 
 from ..errors import StepFailed
 from ._certs import certificate_data, certificate_facts, key_ref_violations, profile_violations, step_ref_violations

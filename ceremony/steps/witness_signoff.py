@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qrng.strictyaml import Fields
+from qrng.yaml_input import Fields
 
 from ..errors import StepFailed
 from .base import (

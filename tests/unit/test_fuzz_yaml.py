@@ -183,7 +183,7 @@ def test_configuration_files_refuse_fifos_devices_and_folders(tmp_path, kind):
     import time
 
     from qrng.errors import ConfigError
-    from qrng.strictyaml import read_text
+    from qrng.yaml_input import read_text
     path = tmp_path / "qrng.yaml"
     if kind == "fifo":
         os.mkfifo(path)
