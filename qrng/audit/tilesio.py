@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 import urllib.error
 import urllib.parse
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_write
 from .errors import FormatError, ProofError, SignatureError, TamperedError, TileUnavailable
 from .merkle import CompactRange, TreeLevels, leaf_hash, node_hash, verify_consistency, verify_inclusion
 from .note import Checkpoint, Verifier, parse_note, verify_note
@@ -56,9 +56,8 @@ def _write_once(path: Path, data: bytes, immutable: bool) -> bool:
         if path.read_bytes() == data:
             return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    # tiles and bundles are rebuilt from the fsync'd log: no fsync each; the checkpoint (written last) is durable
+    atomic_write(path, data, overwrite=True, durable=not immutable)
     return True
 
 
@@ -195,10 +194,8 @@ def _publish(log: Path, out: Path) -> PublishResult:
     new_state = {"size": cp.size, "offset": new_off, "last_leaf": leaf_hash(new[-1]).hex(), "range":
                  [h.hex() for h in rng._stack], "edges": {str(k): [h.hex() for h in v] for k, v in edges.items()}}  # noqa: SLF001
     state_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = state_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(new_state))
     _write_once(out / "checkpoint", cp_text.encode(), immutable=False)  # last: readers see a complete tree
-    os.replace(tmp, state_path)
+    atomic_write(state_path, json.dumps(new_state).encode(), overwrite=True)
     return PublishResult(cp.size, len(new), tiles, bundles, time.perf_counter() - t0)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..asciinum import is_ascii_decimal
+from ..atomic import atomic_write
 from ..httpbound import BoundedHTTPServer
 from .merkle import EMPTY_ROOT
 from .note import Signer, Verifier
@@ -64,18 +64,8 @@ class FileState:
         return note
 
     def commit(self, origin: str, size: int, root: bytes, cosigned_note: str) -> None:
-        p = self._path(origin)
-        tmp = p.with_suffix(f".{threading.get_ident()}.tmp")
-        with open(tmp, "w") as f:
-            f.write(json.dumps({"origin": origin, "size": size, "root": root.hex(), "note": cosigned_note}))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-        fd = os.open(self.folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        state = {"origin": origin, "size": size, "root": root.hex(), "note": cosigned_note}
+        atomic_write(self._path(origin), json.dumps(state).encode(), overwrite=True)  # fsync'd, folder too
 
 
 @contextlib.contextmanager

@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_write
+
 __all__ = ["RawRing"]
 
 
@@ -47,9 +49,8 @@ class RawRing:
 
     def describe(self, meta: dict[str, Any]) -> None:
         """meta.json: what the samples are (identity, bits per sample, claim) and how to assess them."""
-        tmp = self.folder / "meta.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, self.folder / "meta.json")
+        atomic_write(self.folder / "meta.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode(),
+                     overwrite=True)
 
     def segments(self) -> list[Path]:
         return sorted(self.folder.glob("raw-*.bin"))

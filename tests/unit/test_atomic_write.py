@@ -62,3 +62,23 @@ def test_stale_temporary_of_a_killed_run_is_removed(tmp_path):
     live.write_bytes(b"\0")
     atomic_write(tmp_path / "out.bin", b"data")
     assert not stale.exists() and live.exists()
+
+
+@pytest.mark.parametrize(("durable", "synced"), [(True, ["file", "folder"]), (False, [])])
+def test_durable_writes_fsync_the_file_and_then_the_folder(tmp_path, monkeypatch, durable, synced):
+    """Issue 21: one writer for whole-file replacement; a durable write makes the new name survive a power cut
+    (the folder's entry is fsync'd after the rename), a derived file (a tile) skips both fsyncs."""
+    import stat
+
+    import qrng.atomic as atomic
+    seen: list[str] = []
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        seen.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", spy)
+    atomic.atomic_write(tmp_path / "state.json", b"{}", overwrite=True, durable=durable)
+    assert seen == synced and (tmp_path / "state.json").read_bytes() == b"{}"
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temporary left behind
