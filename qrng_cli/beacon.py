@@ -13,13 +13,11 @@ Exit codes: 0 ran / verified; 1 verification failed; 2 usage or I/O error; 3 ent
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -79,25 +77,10 @@ def _beacon_signer(args: argparse.Namespace) -> Any:
     return BeaconSigner(cert_der, sign)
 
 
-def _pulses_in(entries: list[bytes]) -> list[Any]:
-    from qrng.beacon import Pulse
-    out = []
-    for e in entries:
-        rec = json.loads(e)
-        if rec.get("event") == "beacon.pulse":
-            out.append(Pulse.from_json(rec["data"]))
-    return out
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from qrng.audit.log import AuditLog
-    from qrng.audit.merkle import TreeLevels
     from qrng.audit.note import load_ed25519_signer
-    from qrng.audit.verify import parse_log
-    from qrng.beacon import _when, next_pulse, resume_secret
+    from qrng.beacon_service import BeaconRun, BeaconService
     from qrng.config import load_config
-    from qrng.errors import EntropyError
-    from qrng.pipeline import Pipeline
     if not math.isfinite(args.period) or not 0.5 <= args.period <= 86400:
         raise ValueError(f"--period {args.period}: seconds, from 0.5 to 86400")
     if args.pulses < 0:
@@ -108,80 +91,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.policy:
         from qrng.audit.policy import load_policy
         policy = load_policy(args.policy)
-    state_dir = _state_folder(Path(args.state))
-    secret = state_dir / "next-local-random-value"  # the precommitted value: secret until its pulse is published
-    cfg = load_config(args.config)
-    pipeline = Pipeline(cfg)
-    pipeline.startup()
-    log_path = Path(args.log)
-    history = _pulses_in(parse_log(log_path.read_bytes()).entries) if log_path.exists() else []
-    prefix = args.uri_prefix or f"https://{log_signer.name}/beacon/2.0"
-    # the value the last pulse precommitted to, bound to the chain: never a value already published
-    next_local, broken = resume_secret(history, _read_secret(secret), _read_secret(secret.with_suffix(".tmp")))
-    gap = False
-    period_ms = int(args.period * 1000)
-    stop = {"now": False}
-
-    def on_term(signum: int, frame: Any) -> None:
-        stop["now"] = True
-
-    signal.signal(signal.SIGTERM, on_term)
-    emitted = 0
-    with AuditLog(log_path, log_signer.name, log_signer) as log:
-        while not stop["now"] and (args.pulses == 0 or emitted < args.pulses):
-            now = time.time()
-            slot = (int(now * 1000) // period_ms + 1) * period_ms
-            time.sleep(max(0.0, slot / 1000 - time.time()))
-            when = datetime.datetime.fromtimestamp(slot / 1000, datetime.UTC)
-            if history and when <= _when(history[-1]):
-                continue  # the clock stepped back: a pulse is never dated before its predecessor
-            try:
-                if pipeline.failed:
-                    pipeline = Pipeline(cfg)
-                    pipeline.startup()
-                local = next_local if next_local is not None else pipeline.extracted(64)
-                upcoming = pipeline.extracted(64)
-            except EntropyError as exc:  # no pulse from a failed health state: a gap, said by the next pulse (the
-                # precommitted value, extracted while healthy, is kept for it)
-                print(f"beacon: no pulse at {when.isoformat()}: {exc}", file=sys.stderr, flush=True)
-                gap = True
-                continue
-            if history and _late(history[-1], when, period_ms):
-                gap = True
-            pulse = next_pulse(history, when, period_ms, local, upcoming, signer, prefix, gap=gap,
-                               precommit_broken=broken)
-            tmp = secret.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(upcoming.hex())
-                f.flush()
-                os.fsync(f.fileno())
-            with log.batch():
-                log.append("beacon", "beacon", "beacon.pulse", data=pulse.to_json())
-                note = log.checkpoint()
-            tmp.replace(secret)  # committed with the pulse that precommits to it
-            history.append(pulse)
-            next_local, gap, broken = upcoming, False, False
-            emitted += 1
-            said = ""
-            if policy is not None:
-                from qrng.audit.note import parse_note
-                from qrng.audit.witness_client import collect_cosignatures
-                view = parse_log(log_path.read_bytes())
-                tree = TreeLevels(view.leaf_hashes)
-                lines, outcomes, met = collect_cosignatures(note, policy, _proofs(tree),
-                                                            timeout=min(10.0, args.period))
-                for ln in lines:
-                    log.add_cosignature(log.size, next(s for s in parse_note(note + ln)[1] if s.line() == ln))
-                said = f", witnessed by {sum(o.status == 'cosigned' for o in outcomes)}" + ("" if met else
-                                                                                            " (quorum NOT met)")
-            if args.tiles:
-                from qrng.audit.tilesio import publish
-                log._sync()  # noqa: SLF001 - the tiles read the file
-                publish(log_path, Path(args.tiles))
-            print(f"pulse {pulse.pulse_index} at {pulse.time_stamp}: output {pulse.output_value[:32]}... status "
-                  f"{pulse.status_code}{said}", flush=True)
-    pipeline.close()
+    run = BeaconRun(period_s=args.period, pulses=args.pulses, log_path=Path(args.log),
+                    state_dir=_state_folder(Path(args.state)),
+                    uri_prefix=args.uri_prefix or f"https://{log_signer.name}/beacon/2.0",
+                    tiles=Path(args.tiles) if args.tiles else None)
+    service = BeaconService(run, load_config(args.config), signer, log_signer, policy,
+                            say=lambda m: print(m, flush=True), warn=lambda m: print(m, file=sys.stderr, flush=True))
+    signal.signal(signal.SIGTERM, lambda signum, frame: service.stop())
+    service.serve()
     return ExitCode.OK
 
 
@@ -199,34 +116,6 @@ def _state_folder(path: Path) -> Path:
     return path
 
 
-def _read_secret(path: Path) -> bytes | None:
-    """A secret file's 64 bytes (hex), read without following a symlink; None if absent or not a secret."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot be read safely ({exc.strerror}); a symbolic link is never followed") from None
-    with os.fdopen(fd) as f:
-        text = f.read(200).strip()
-    try:
-        value = bytes.fromhex(text)
-    except ValueError:
-        return None
-    return value if len(value) == 64 else None
-
-
-def _proofs(tree: Any) -> Any:
-    """Consistency proofs to the current tree (bound now: a witness answering late never sees a newer tree)."""
-    return lambda old: tree.consistency_proof(old, tree.size)
-
-
-def _late(prev: Any, when: datetime.datetime, period_ms: int) -> bool:
-    """NIST 2.0 status bit 2: the time since the previous pulse exceeds the period."""
-    from qrng.beacon import _when
-    return round((when - _when(prev)).total_seconds() * 1000) > period_ms
-
-
 def _read_log_key(value: str) -> Any:
     from qrng.audit.keys import read_key
     return read_key(value, "log", what="--log-key")
@@ -236,6 +125,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from qrng.audit.policy import load_policy
     from qrng.audit.verify import key_names
     from qrng.beacon import BeaconError, verify_pulses
+    from qrng.beacon_service import pulses_in
     cert = _certificate(args.certificate)
     log_keys = _read_log_key(args.log_key)
     policy = load_policy(args.policy) if args.policy else None
@@ -255,7 +145,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if policy is not None and not policy.met_by(cosigners):
         from qrng.audit.errors import QuorumNotMet
         raise QuorumNotMet(f"the log's checkpoint (size {size}) lacks the witness quorum of {args.policy}")
-    pulses = _pulses_in(entries)
+    pulses = pulses_in(entries)
     if not pulses:
         raise BeaconError("the log holds no pulse")
     lo = args.first or pulses[0].pulse_index
@@ -298,7 +188,8 @@ def cmd_pulse(args: argparse.Namespace) -> int:
     """One pulse as NIST's 2.0 API serves it: ``{"pulse": {...}}``."""
     from qrng.audit.verify import parse_log
     from qrng.beacon import BeaconError
-    pulses = _pulses_in(parse_log(Path(args.log).read_bytes()).entries)
+    from qrng.beacon_service import pulses_in
+    pulses = pulses_in(parse_log(Path(args.log).read_bytes()).entries)
     if not pulses:
         raise BeaconError(f"{args.log} holds no pulse")
     p = pulses[-1] if args.index is None else next((q for q in pulses if q.pulse_index == args.index), None)
