@@ -26,7 +26,7 @@ from qrng import __version__
 from qrng.audit.log import AuditLog
 from qrng.audit.note import Signer, hsm_signer, load_ed25519_signer
 from qrng.audit.verify import parse_log, verify_log
-from qrng.errors import EntropyError, ResourceBusy
+from qrng.errors import EntropyError, NativeUnavailable, ResourceBusy
 from qrng.lockfile import hold
 from qrng.pipeline import Pipeline
 
@@ -292,7 +292,7 @@ class Ceremony:
         _kill_hook(step.id, "started")
         try:
             outputs, results = kind.run(self, step, prepared)
-        except (CeremonyError, EntropyError, OSError) as exc:
+        except (CeremonyError, EntropyError, NativeUnavailable, OSError) as exc:
             self.event(step.id, "step.failed", {"error": str(exc)})
             self.log.checkpoint()
             raise StepFailed(f"step {step.id} ({step.type}) failed: {exc}") from exc

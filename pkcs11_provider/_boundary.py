@@ -21,10 +21,10 @@ __all__ = ["ERROR_TABLE", "install", "rv_for"]
 
 
 def _error_table() -> list[tuple[type[BaseException], int]]:
-    from qrng.errors import ConfigError, EntropyError, SourceRemoved
+    from qrng.errors import EntropyError, SetupError, SourceRemoved
     return [
         (SourceRemoved, ck.CKR_DEVICE_REMOVED),
-        (ConfigError, ck.CKR_GENERAL_ERROR),
+        (SetupError, ck.CKR_GENERAL_ERROR),  # a configuration or installation problem, never a device fault
         (EntropyError, ck.CKR_DEVICE_ERROR),  # health-test failure, failed pipeline, source error
         (MemoryError, ck.CKR_HOST_MEMORY),
     ]

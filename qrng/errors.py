@@ -1,7 +1,9 @@
-"""Exceptions of the entropy core: one root, narrow subclasses.
+"""Exceptions of the entropy core: two roots by boundary, narrow subclasses.
 
-Every failure that means "no bytes" derives from :class:`EntropyError`; callers at a boundary
-(the CLI, the PKCS#11 module, the ceremony engine) catch that one root and map it.
+Every failure that means "no bytes" derives from :class:`EntropyError` (exit 3, CKR_DEVICE_ERROR); every problem
+of configuration or installation derives from :class:`SetupError` (exit 2, CKR_GENERAL_ERROR): a user's file or
+a missing build, never a fault of the device. Callers at a boundary (the CLI, the PKCS#11 module, the ceremony
+engine) catch the roots and map them through one table each.
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "EntropyError",
+    "ExtractionFailed",
     "HealthTestFailure",
     "NativeUnavailable",
     "PipelineFailed",
     "ResourceBusy",
+    "SetupError",
     "SourceError",
     "SourceRemoved",
 ]
@@ -26,7 +30,11 @@ class EntropyError(Exception):
     """Root of every entropy-core failure. Never caught silently: it means no output."""
 
 
-class ConfigError(ValueError):
+class SetupError(Exception):
+    """Root of configuration and installation problems: the user can fix them; the device is not at fault."""
+
+
+class ConfigError(SetupError, ValueError):
     """A configuration file is malformed or wrong: its own root (a user error, never an entropy failure).
 
     Carries the file, the YAML path (``steps[3].key.size``) and, where the YAML node has them, line and column;
@@ -87,5 +95,10 @@ class PipelineFailed(EntropyError):
     """The pipeline is in the failed state after an earlier failure; an explicit reset is needed."""
 
 
-class NativeUnavailable(EntropyError):
-    """The compiled kernel (qrng._native) is not built; run `make setup`."""
+class NativeUnavailable(SetupError):
+    """The compiled kernel (qrng._native) is not built; run `make setup`. An installation problem, not an
+    entropy failure: it never latches a device fault."""
+
+
+class ExtractionFailed(EntropyError):
+    """A compiled extraction kernel failed at run time (an allocation, OpenSSL): no output from this block."""

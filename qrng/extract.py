@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import native
-from .errors import ConfigError, NativeUnavailable
+from .errors import ConfigError, ExtractionFailed
 
 __all__ = [
     "ExtractResult",
@@ -125,11 +125,11 @@ class Toeplitz:
         if self._plan is None:
             plan = kernels.lib.qrng_toeplitz_plan(self.seed, self.seed_bits, self.n_bits)
             if plan == kernels.ffi.NULL:
-                raise NativeUnavailable("cannot prepare the Toeplitz transform (out of memory?)")
+                raise ExtractionFailed("cannot prepare the Toeplitz transform (out of memory?)")
             self._plan = kernels.ffi.gc(plan, kernels.lib.qrng_toeplitz_plan_free)
         out = kernels.ffi.new("unsigned char[]", (self.m_bits + 7) // 8)
         if kernels.lib.qrng_toeplitz_apply(self._plan, data, out) != 0:
-            raise NativeUnavailable("Toeplitz transform failed")
+            raise ExtractionFailed("Toeplitz transform failed")
         return bytes(kernels.ffi.buffer(out))
 
 
@@ -186,7 +186,7 @@ def sha256_blocks(data: bytes, block: int) -> bytes:
         kern = native.load()
         out = kern.ffi.new("unsigned char[]", 32 * n)
         if kern.lib.qrng_sha256_blocks(kern.ffi.from_buffer(data), block, n, out) != 0:
-            raise NativeUnavailable("SHA-256 conditioning failed in OpenSSL")
+            raise ExtractionFailed("SHA-256 conditioning failed in OpenSSL")
         return bytes(kern.ffi.buffer(out))
     native.fallback("SHA-256 conditioning", "hashlib, one call per block")
     return b"".join(hashlib.sha256(data[i * block:(i + 1) * block]).digest() for i in range(n))

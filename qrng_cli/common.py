@@ -62,6 +62,7 @@ EXIT_TABLE: tuple[Rule, ...] = (
     Rule("ceremony.errors:Refused", ExitCode.USAGE, "", "(nothing was touched)"),
     Rule("qrng.errors:ResourceBusy", ExitCode.USAGE),
     Rule("qrng.errors:NativeUnavailable", ExitCode.USAGE, "installation problem: "),
+    Rule("qrng.errors:SetupError", ExitCode.USAGE),
     Rule("qrng.errors:EntropyError", ExitCode.ENTROPY, "entropy failure, no output produced: "),
     Rule("ceremony.errors:CeremonyError", ExitCode.VERIFY_FAILED),
     Rule("qrng.dsse:EnvelopeError", ExitCode.VERIFY_FAILED, "VERIFICATION FAILED: "),

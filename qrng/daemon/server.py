@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import EntropyError
+from ..errors import EntropyError, NativeUnavailable
 from . import protocol as P
 from .history import History, Snapshot
 from .seed_source import REPORT_COUNTERS, SeedSource
@@ -237,7 +237,7 @@ class _Source:
             p = self._open(self)
             p.startup()  # SP 800-90B 4.3 before any output
             self.attested = self.daemon.attest(self, p)
-        except (EntropyError, OSError) as exc:
+        except (EntropyError, NativeUnavailable, OSError) as exc:
             self.error = str(exc)
             self.first_try.set()
             from ..attestation import AttestationError

@@ -162,3 +162,24 @@ def test_estimate_names_a_path_that_is_not_a_sample_file(capsys, path, phrase):
     assert qrng_cli.main(["estimate", path, "-b", "8"]) == ExitCode.USAGE
     err = capsys.readouterr().err
     assert path in err and phrase in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("cls", "exit_code", "rv_name"), [
+    ("NativeUnavailable", ExitCode.USAGE, "CKR_GENERAL_ERROR"),   # installation: the user's to fix
+    ("ConfigError", ExitCode.USAGE, "CKR_GENERAL_ERROR"),
+    ("ExtractionFailed", ExitCode.ENTROPY, "CKR_DEVICE_ERROR"),   # a kernel failing at run time: no bytes
+    ("HealthTestFailure", ExitCode.ENTROPY, "CKR_DEVICE_ERROR"),
+])
+def test_error_roots_by_boundary_map_through_the_one_table_each(cls, exit_code, rv_name):
+    """Issue 21: configuration and installation (SetupError, exit 2) and entropy (EntropyError, exit 3) are separate
+    roots; an unbuilt kernel is never an entropy failure (it used to derive from EntropyError)."""
+    import qrng.errors as errors
+    from pkcs11_provider import ckdefs as ck
+    from pkcs11_provider._boundary import rv_for
+    from qrng_cli.common import exit_code_for
+    args = {"ConfigError": ("key.size", "must be a number"), "HealthTestFailure": ("RCT", 7, 31, 31, 0)}
+    exc = getattr(errors, cls)(*args.get(cls, ("test",)))
+    assert isinstance(exc, errors.SetupError) != isinstance(exc, errors.EntropyError)
+    rule = exit_code_for(exc)
+    assert rule is not None and rule.code == exit_code
+    assert rv_for(exc) == getattr(ck, rv_name)
