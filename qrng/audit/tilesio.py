@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from .records import CHECKPOINT, COSIGNATURE, ENTRY
 from .tiles import HEIGHT, MAX_ENTRY, WIDTH, TiledTree, bundle, entry_path, parse_bundle, tile_path
 from .verify import distinct_keys
 
-__all__ = ["PublishResult", "TileSource", "TilesVerified", "prove_from_tiles", "publish", "served_bundle",
+__all__ = ["Fetch", "PublishResult", "TileSource", "TilesVerified", "prove_from_tiles", "publish", "served_bundle",
            "verify_tiles"]
 
 STATE = ".publisher/state.json"
@@ -294,11 +295,45 @@ class TileSource:
         finally:
             self.seconds += time.perf_counter() - t
 
+    def __call__(self, rel: str) -> bytes:
+        """A TileSource is a :data:`Fetch`: pass it (or any ``fetch(path) -> bytes``) to the verifiers."""
+        return self.get(rel)
+
+
+Fetch = Callable[[str], bytes]
+"""How verification reads a log's tiles: the bytes at a C2SP tlog-tiles path ("checkpoint", "tile/0/x001/234",
+"tile/entries/000"), or TileUnavailable. A folder, a static HTTP server (:class:`TileSource`), a mirror, a cache or a
+test's dict all fit; the verifiers name no transport."""
+
+
+class _Fetches:
+    """One verification's use of a :data:`Fetch`: counts fetches and time, and reads the checkpoint once (every
+    use of it in one verification is of the same bytes, whatever the fetch function does)."""
+
+    def __init__(self, fetch: Fetch) -> None:
+        self._fetch = fetch
+        self.fetches = 0
+        self.seconds = 0.0
+        self._checkpoint: bytes | None = None
+
+    def get(self, rel: str) -> bytes:
+        if rel == "checkpoint" and self._checkpoint is not None:
+            return self._checkpoint
+        t = time.perf_counter()
+        self.fetches += 1
+        try:
+            out = self._fetch(rel)
+        finally:
+            self.seconds += time.perf_counter() - t
+        if rel == "checkpoint":
+            self._checkpoint = out
+        return out
+
     def tile(self, level: int, index: int, width: int) -> bytes:
         return self.get(tile_path(level, index, width))
 
 
-def served_bundle(src: TileSource, index: int, width: int) -> list[bytes]:
+def served_bundle(src: _Fetches, index: int, width: int) -> list[bytes]:
     """An entry bundle as served; a malformed one is a tampered log (exit 1), not a usage error."""
     path = entry_path(index, width)
     try:
@@ -307,7 +342,7 @@ def served_bundle(src: TileSource, index: int, width: int) -> list[bytes]:
         raise TamperedError(f"{path}: {exc}", index=index * WIDTH) from None
 
 
-def _checkpoint(src: TileSource, keys: list[Verifier], witnesses: list[Verifier], quorum: int,
+def _checkpoint(src: _Fetches, keys: list[Verifier], witnesses: list[Verifier], quorum: int,
                 origin: str | None) -> tuple[Checkpoint, str, tuple[Verifier, ...]]:
     try:
         note = src.get("checkpoint").decode("utf-8")  # signed-note: notes MUST be valid UTF-8
@@ -365,10 +400,11 @@ class TilesVerified:
     entry_bytes: tuple[bytes, ...] = ()  # the verified entries (verify_tiles), for what the log itself records
 
 
-def verify_tiles(src: TileSource, keys: list[Verifier], witnesses: list[Verifier] | None = None, quorum: int = 0,
+def verify_tiles(fetch: Fetch, keys: list[Verifier], witnesses: list[Verifier] | None = None, quorum: int = 0,
                  origin: str | None = None, saved: Checkpoint | None = None) -> TilesVerified:
     """Everything: the signed checkpoint, every entry bundle (entries numbered and chained as in the JSON log),
     every hash tile equal to what the entries give, the root, and consistency with a saved checkpoint."""
+    src = _Fetches(fetch)
     cp, note, cosigners = _checkpoint(src, keys, witnesses or [], quorum, origin)
     entries: list[bytes] = []
     for i in range(-(-cp.size // WIDTH)):
@@ -399,11 +435,12 @@ def verify_tiles(src: TileSource, keys: list[Verifier], witnesses: list[Verifier
     return TilesVerified(cp, note, cosigners, len(entries), src.fetches, src.seconds, tuple(entries))
 
 
-def prove_from_tiles(src: TileSource, index: int, keys: list[Verifier], witnesses: list[Verifier] | None = None,
+def prove_from_tiles(fetch: Fetch, index: int, keys: list[Verifier], witnesses: list[Verifier] | None = None,
                      quorum: int = 0, origin: str | None = None,
                      saved: Checkpoint | None = None) -> tuple[bytes, list[bytes], str, TilesVerified]:
     """One entry's bytes and inclusion proof from O(log n) tiles, verified against the signed checkpoint (and
     consistency with a saved checkpoint); raises unless everything verifies."""
+    src = _Fetches(fetch)
     cp, note, cosigners = _checkpoint(src, keys, witnesses or [], quorum, origin)
     if not 0 <= index < cp.size:
         raise FormatError(f"entry {index} is not in the tree of size {cp.size}")

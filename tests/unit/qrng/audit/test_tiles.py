@@ -137,3 +137,32 @@ def test_the_tiles_client_has_an_overall_deadline(tmp_path):
     src = TileSource(str(tmp_path), deadline_s=0.0)
     with pytest.raises(TileUnavailable, match="overall deadline"):
         src.get("checkpoint")
+
+
+def test_verifiers_take_any_fetch_function_and_read_the_checkpoint_once(tmp_path):
+    """Issue 21: verification from tiles reads through a ``fetch(path) -> bytes`` function (as tessera and tuf do),
+    not a concrete source class: a dict of the published files verifies the same, and within one verification the
+    checkpoint is read once whatever the function returns on a second call."""
+    from qrng.audit.log import AuditLog
+    from qrng.audit.note import ALG_COSIGNATURE_V1, Checkpoint, cosign, generate_ed25519, load_ed25519_signer
+    from qrng.audit.tilesio import prove_from_tiles, publish, verify_tiles
+    signer = load_ed25519_signer(generate_ed25519("tiles.example/log")[0])
+    w = load_ed25519_signer(generate_ed25519("witness.example/w")[0], ALG_COSIGNATURE_V1)
+    with AuditLog(tmp_path / "audit.log", signer.name, signer) as log:
+        for i in range(300):
+            log.append("step", "operator", "event", data={"i": i})
+        log.checkpoint()
+        log.add_cosignature(log.size, cosign(Checkpoint(signer.name, log.size, log.root()).text(), w, 1_700_000_000))
+    publish(tmp_path / "audit.log", tmp_path / "tiles")
+    files = {str(p.relative_to(tmp_path / "tiles")): p.read_bytes()
+             for p in (tmp_path / "tiles").rglob("*") if p.is_file() and ".publisher" not in p.parts}
+    asked: list[str] = []
+
+    def fetch(rel: str) -> bytes:
+        asked.append(rel)
+        return files[rel] if asked.count("checkpoint") < 2 or rel != "checkpoint" else b"a different checkpoint"
+
+    v = verify_tiles(fetch, [signer.verifier], [w.verifier], 1)
+    assert v.entries > 0 and asked.count("checkpoint") == 1 and v.fetches == len(asked)
+    entry, proof, _, one = prove_from_tiles(lambda rel: files[rel], 0, [signer.verifier], [w.verifier], 1)
+    assert one.checkpoint == v.checkpoint and entry == v.entry_bytes[0]
