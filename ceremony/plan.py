@@ -1,7 +1,9 @@
 """The ceremony plan: validate script, policy and profile together and describe what will happen.
 
-Pure apart from reading the entropy configuration and checking which output files exist; it connects
-to nothing. Every violation is collected, then raised together as a PolicyViolation.
+Not pure, and says so: it reads the entropy configuration, checks which output files exist and whether the
+profile's module does, and opens a simulator or raw-sample-file source (only those: never a device, an HSM or the
+network) to read the identity and claimed min-entropy the policy is checked against; the source is closed before
+the plan returns and no sample is read. Every violation is collected, then raised together as a PolicyViolation.
 """
 
 from __future__ import annotations
