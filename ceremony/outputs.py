@@ -1,5 +1,6 @@
 """The one writer of ceremony outputs: staged (written, fsync'd) under .staging/<step>/, recorded in the log with
-their digests by the runner, then linked into place. Never overwrites; never writes outside the folder."""
+their digests by the runner, then linked into place; and, on resume, the one mover of outputs that only
+unconfirmed log entries record into a quarantine folder. Never overwrites; never writes outside the folder."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+
+from qrng.atomic import atomic_write, fsync_folder
 
 from .errors import CeremonyError
 
@@ -60,3 +63,22 @@ class OutputWriter:
         fd = os.open(self.folder, os.O_RDONLY)
         os.fsync(fd)
         os.close(fd)
+
+    def quarantine(self, side_name: str, tail: bytes, names: list[str], confirmed: set[str]) -> list[str]:
+        """Keep an unconfirmed log tail as evidence in ``<folder>/<side_name>/audit.log.tail`` and move there the
+        outputs it names that no confirmed entry records (plain regular files of this folder only; a symlink or a
+        name with a path is left where it is). Returns the names moved; everything is fsync'd before it returns."""
+        if not side_name.startswith(".unconfirmed-") or "/" in side_name or "\0" in side_name:
+            raise CeremonyError(f"refusing quarantine folder name {side_name!r}")
+        side = self._inside(self.folder / side_name)
+        side.mkdir(exist_ok=True)
+        atomic_write(side / "audit.log.tail", tail, overwrite=True)
+        moved = []
+        for name in names:
+            f = self.folder / name
+            if name not in confirmed and "/" not in name and name not in moved and f.is_file() and not f.is_symlink():
+                os.replace(f, side / name)
+                moved.append(name)
+        fsync_folder(side)
+        fsync_folder(self.folder)
+        return moved

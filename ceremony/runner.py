@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from qrng import __version__
+from qrng.atomic import atomic_write
 from qrng.audit.log import AuditLog
 from qrng.audit.note import Signer, hsm_signer, load_ed25519_signer
 from qrng.audit.verify import parse_log, verify_log
@@ -140,22 +141,10 @@ class Ceremony:
             confirmed.update(json.loads(line).get("files", {}))
         first = json.loads(tail[0])["seq"]
         side = self.out / f".unconfirmed-{first}"
-        side.mkdir(exist_ok=True)
         blob = b"".join(x + b"\n" for x in tail)
-        (side / "audit.log.tail").write_bytes(blob)
-        moved = []
-        for x in tail:
-            for name in json.loads(x).get("files", {}):
-                f = self.out / name
-                if name not in confirmed and "/" not in name and f.is_file() and not f.is_symlink():
-                    os.replace(f, side / name)
-                    moved.append(name)
-        tmp = path.with_name(".audit.log.rewrite")
-        with open(tmp, "wb") as fh:
-            fh.write(b"".join(x + b"\n" for x in kept))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        named = [name for x in tail for name in json.loads(x).get("files", {})]
+        moved = self.writer.quarantine(side.name, blob, named, confirmed)
+        atomic_write(path, b"".join(x + b"\n" for x in kept), overwrite=True)  # the log without its tail
         self._unconfirmed = {"entries": len(tail), "first_seq": first, "folder": side.name,
                              "tail_sha256": _sha(blob), "outputs_moved": moved}
         self.progress(f"{len(tail)} log entries after the last signed checkpoint are unconfirmed: moved to "
