@@ -6,6 +6,7 @@ Unknown or duplicate keys and wrong types are errors quoting the YAML path
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,28 @@ from qrng.yaml_input import Fields, check_plain, load_yaml, marks, read_text
 
 from .errors import ScriptError
 from .keys import CURVES, KeySpec
-from .steps import REGISTRY, Step
 
 __all__ = ["CURVES", "KeySpec", "PinSource", "Policy", "Profile", "Script", "Step", "load_policy", "load_profile",
            "load_script"]
+
+
+# step type name -> its module (ceremony.steps.REGISTRY): passed to the loaders, so the model names no step type
+Registry = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a script: its id, type, typed params (the step type's dataclass), YAML path, and the output
+    files its type says it writes (computed once, when the script is loaded)."""
+
+    id: str
+    type: str
+    params: Any
+    path: str
+    output_names: tuple[str, ...] = ()
+
+    def outputs(self) -> tuple[str, ...]:
+        return self.output_names
 
 @dataclass(frozen=True)
 class Script:
@@ -151,18 +170,19 @@ def _rel(base: Path, value: str) -> Path:
     return p if p.is_absolute() else (base.parent / p).resolve()
 
 
-def _step(value: Any, path: str) -> Step:
+def _step(value: Any, path: str, registry: Registry) -> Step:
     f = Fields(value, path)
     sid = f.text("id")
     if not sid or not sid.replace("-", "").replace("_", "").isalnum() or not sid.isascii():
         raise ConfigError(f.p("id"), "must be letters, digits, '-' or '_'")
-    kind = f.text("type", choices=tuple(REGISTRY))
-    params = REGISTRY[kind].parse(f)
+    kind = f.text("type", choices=tuple(registry))
+    params = registry[kind].parse(f)
     f.done()
-    return Step(sid, kind, params, path)
+    return Step(sid, kind, params, path, tuple(registry[kind].outputs(params)))
 
 
-def load_script(path: str | Path, output: str | Path | None = None) -> Script:
+def load_script(path: str | Path, output: str | Path | None = None, *, registry: Registry) -> Script:
+    """A ceremony script, parsed strictly; ``registry`` maps each step type to its module (ceremony.steps)."""
     p = Path(path).resolve()
     try:
         root = Fields(load_yaml(p), "")
@@ -190,7 +210,7 @@ def load_script(path: str | Path, output: str | Path | None = None) -> Script:
         raw_steps = root.items("steps")
         if not raw_steps:
             raise ConfigError("steps", "must list at least one step")
-        steps = tuple(_step(v, f"steps[{i}]") for i, v in enumerate(raw_steps))
+        steps = tuple(_step(v, f"steps[{i}]", registry) for i, v in enumerate(raw_steps))
         root.done()
     except ConfigError as exc:
         raise _err(exc, p) from None
@@ -199,7 +219,7 @@ def load_script(path: str | Path, output: str | Path | None = None) -> Script:
     for s in steps:
         if s.id in seen:
             raise _err(ConfigError(f"{s.path}.id", f"{s.id!r} repeats {seen[s.id]}.id"), p)
-        for name, refs in REGISTRY[s.type].refs(s.params).items():
+        for name, refs in registry[s.type].refs(s.params).items():
             for ref in refs:
                 if ref not in seen:
                     raise _err(ConfigError(f"{s.path}.{name}", f"names step {ref!r}, which does not come before it"),
@@ -264,7 +284,7 @@ def load_profile(path: Path, name: str) -> Profile:
                    witness_policy, prefix, history)
 
 
-def load_policy(path: Path) -> Policy:
+def load_policy(path: Path, *, registry: Registry) -> Policy:
     try:
         root = Fields(load_yaml(path), "")
         if root.integer("version") != 1:
@@ -310,7 +330,7 @@ def load_policy(path: Path) -> Policy:
         ef.done()
         req = tuple(root.strings("required_before_keygen", []))
         for i, r in enumerate(req):
-            if r not in REGISTRY:
+            if r not in registry:
                 raise ConfigError(f"required_before_keygen[{i}]", f"unknown step type {r!r}")
         sf = root.sub("seed_hsm", {})
         seed_required = sf.flag("required", False)

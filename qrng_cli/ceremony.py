@@ -26,7 +26,7 @@ __all__ = ["register"]
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from ceremony.model import load_policy, load_profile, load_script
+    from ceremony.loader import load_policy, load_profile, load_script
     from ceremony.plan import make_plan
     script = load_script(args.script, getattr(args, "output", None))
     policy = load_policy(script.policy)

@@ -24,6 +24,7 @@ from qrng.yaml_input import Fields, check_plain
 
 from ..hsmapi import HsmApi
 from ..keys import KeySpec
+from ..model import Step
 
 if TYPE_CHECKING:
     from qrng.audit.log import AuditLog
@@ -38,20 +39,6 @@ __all__ = ["Fact", "LogEvent", "PHASES", "PlanView", "Section", "SheetRow", "Ste
 
 P = TypeVar("P")
 StepResult = tuple[dict[str, str], dict[str, Any]]  # (outputs: name -> SHA-256, results kept in the log)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One step of a script: its id, type, typed params (the step type's dataclass) and YAML path."""
-
-    id: str
-    type: str
-    params: Any
-    path: str
-
-    def outputs(self) -> tuple[str, ...]:
-        from . import REGISTRY
-        return REGISTRY[self.type].outputs(self.params)
 
 
 class StepContext(Protocol):

@@ -23,7 +23,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ceremony.model import load_policy, load_profile, load_script
+from ceremony.loader import load_policy, load_profile, load_script
 from qrng.config import load_config
 from qrng.errors import ConfigError
 

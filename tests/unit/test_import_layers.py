@@ -88,3 +88,10 @@ def test_the_lowest_layers_import_nothing_above_them():
             for target in _imports(path, module):
                 there = _layer(target)
                 assert there is not None and there[1] <= here[1], f"{module} imports {target}"
+
+
+def test_the_ceremony_model_names_no_step_module():
+    """Issue 21: the circle model -> steps -> base -> model is open: the registry is passed to the model's loaders
+    (ceremony/loader.py binds it); the model imports no step module, not even lazily."""
+    path = ROOT / "ceremony" / "model.py"
+    assert not {t for t in _imports(path, "ceremony.model") if t.startswith(("ceremony.steps", "ceremony.plan"))}

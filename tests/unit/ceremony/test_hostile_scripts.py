@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ceremony.errors import PolicyViolation, ScriptError
-from ceremony.model import load_policy, load_profile, load_script
+from ceremony.loader import load_policy, load_profile, load_script
 from ceremony.plan import make_plan
 
 

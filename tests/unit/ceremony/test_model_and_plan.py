@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ceremony.errors import PolicyViolation, ScriptError
-from ceremony.model import load_policy, load_profile, load_script
+from ceremony.loader import load_policy, load_profile, load_script
 from ceremony.papers import pgp_words
 from ceremony.plan import make_plan
 

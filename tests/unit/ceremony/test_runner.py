@@ -8,7 +8,7 @@ import json
 import pytest
 
 from ceremony.errors import StepFailed
-from ceremony.model import load_policy, load_profile, load_script
+from ceremony.loader import load_policy, load_profile, load_script
 from ceremony.plan import make_plan
 from ceremony.runner import Ceremony
 from ceremony.verify import verify_folder

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from ceremony.errors import PolicyViolation, ScriptError
-from ceremony.model import load_policy, load_profile, load_script
+from ceremony.loader import load_policy, load_profile, load_script
 from ceremony.plan import make_plan
 
 from .conftest import PlanWorkspace as Workspace
