@@ -39,7 +39,7 @@ import usb.backend
 from . import usbproto as P
 
 __all__ = ["EMULATOR_FIRMWARE", "EMULATOR_PID", "EMULATOR_VID", "EmulatedDevice", "EmulatorBackend", "init_emulator",
-           "make_firmware_log", "read_control", "write_control"]
+           "read_control", "write_control"]
 
 EMULATOR_VID = 0x1209  # pid.codes
 EMULATOR_PID = 0x0001  # pid.codes test PID: for testing only, never shipped in a product
@@ -427,46 +427,8 @@ class EmulatorBackend(usb.backend.IBackend):  # type: ignore[misc]
         raise usb.core.USBError(text, {errno.EPIPE: -9, errno.ENODEV: -4, errno.EACCES: -3}.get(code, -1), code)
 
 
-# --- the emulator's state folder, and a TEST-ONLY firmware log for it ---------------------------------------
+# --- the emulator's state folder (its TEST-ONLY firmware log: usbemu_firmware_log.py) -------------------------
 EMULATOR_FIRMWARE = b"qrng-ceremony USB QRNG EMULATOR firmware 1.0.0 - TEST ONLY\n"
-
-
-def make_firmware_log(folder: Path, manifests: list[bytes], witness: str = "witness.example/firmware-log",
-                      origin: str = "firmware.example/qrng-emulator-log") -> dict[str, Path]:
-    """A TEST-ONLY firmware transparency log: the manifests as leaves, a checkpoint signed by the log's key and
-    cosigned by one witness, and a .tlog-proof per manifest. Returns the files' paths."""
-    import time
-
-    from ..audit.merkle import TreeLevels, leaf_hash
-    from ..audit.note import (
-        ALG_COSIGNATURE_V1,
-        Checkpoint,
-        cosign,
-        format_note,
-        generate_ed25519,
-        load_ed25519_signer,
-        parse_note,
-        sign_note,
-    )
-    from ..audit.proof import format_proof
-    folder.mkdir(parents=True, exist_ok=True)
-    log_priv, log_pub = generate_ed25519(origin)
-    w_priv, _ = generate_ed25519(witness)
-    w = load_ed25519_signer(w_priv, ALG_COSIGNATURE_V1)
-    tree = TreeLevels([leaf_hash(m) for m in manifests])
-    text = Checkpoint(origin, len(manifests), tree.root()).text()
-    note = sign_note(text, [load_ed25519_signer(log_priv)])
-    body, sigs = parse_note(note)
-    note = format_note(body, [*sigs, cosign(text, w, int(time.time()))])
-    paths = {"log_key": folder / "log.pub", "witness_key": folder / "witness.pub", "checkpoint": folder / "checkpoint"}
-    paths["log_key"].write_text(log_pub + "\n")
-    paths["witness_key"].write_text(str(w.verifier) + "\n")
-    paths["checkpoint"].write_text(note)
-    for i in range(len(manifests)):
-        p = folder / f"entry-{i}.tlog-proof"
-        p.write_text(format_proof(i, tree.inclusion_proof(i, len(manifests)), note))
-        paths[f"proof_{i}"] = p
-    return paths
 
 
 def init_emulator(folder: str | Path, attestation_dir: str | Path, serial: str = "EMU-0001",
@@ -498,6 +460,7 @@ def init_emulator(folder: str | Path, attestation_dir: str | Path, serial: str =
                             "qrng-ceremony", model, serial)
         other = P.DeviceInfo(8, 8, P.FLAG_EMULATOR, 4.0, hashlib.sha256(b"an older release").digest(), (0, 9, 0),
                              "qrng-ceremony", model, serial)
+        from .usbemu_firmware_log import make_firmware_log
         paths = make_firmware_log(Path(firmware_log), [firmware_manifest(other), firmware_manifest(info)])
         (d / "firmware.tlog-proof").write_text(paths["proof_1"].read_text())
         out["proof"] = d / "firmware.tlog-proof"
