@@ -54,7 +54,7 @@ def _size(text: str, what: str) -> int:
 
 
 def _options(args: argparse.Namespace) -> Any:
-    from qrng.daemon.server import DaemonOptions
+    from qrng.daemon.pool import DaemonOptions
     pool = _size(args.pool, "--pool")
     if not 4096 <= pool <= 1 << 30:
         raise ValueError(f"--pool {args.pool!r}: from 4KiB to 1GiB")
@@ -125,7 +125,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     sys.setswitchinterval(0.0002)
     from qrng.config import load_config
     from qrng.daemon.seed_source import PipelineSeed
-    from qrng.daemon.server import Daemon, SocketSpec, serve
+    from qrng.daemon.state import Daemon
+    from qrng.daemon.unix import SocketSpec, serve
     from qrng.pipeline import Pipeline
     mode, metrics_at = _checked_options(args)
     options = _options(args)

@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from .server import Daemon
+    from .state import Daemon
 
 __all__ = ["DaemonCollector", "Metrics"]
 

@@ -27,7 +27,7 @@ from ..sources.base import SourceInfo
 from .client import DaemonClient, DaemonUnavailable
 
 if TYPE_CHECKING:
-    from .server import Daemon
+    from .state import Daemon
 
 __all__ = ["TlsOptions", "Upstream", "UpstreamOptions", "client_context", "serve_tls", "server_context"]
 
@@ -91,21 +91,54 @@ class _TlsServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         pass  # a client that breaks the handshake or the stream is dropped; it never takes the daemon down
 
 
+class _TlsHandler(socketserver.BaseRequestHandler):
+    """One connection per thread: the TLS handshake (in the connection's thread, with a 10 s limit), then frames
+    answered by :func:`qrng.daemon.state.respond` until the client goes, stays silent for ``idle_s``, or sends a
+    malformed header (answered BAD_REQUEST, then closed: the stream is out of step)."""
+
+    server: Any
+
+    def _read(self, n: int) -> bytes | None:
+        buf = b""
+        while len(buf) < n:
+            try:
+                chunk = self.request.recv(n - len(buf))
+            except OSError:  # idle timeout, reset by the client
+                return None
+            if not chunk:
+                return None
+            buf += chunk
+        return buf
+
+    def handle(self) -> None:
+        from . import protocol as P
+        from .state import Session, respond
+        self.request.settimeout(10.0)
+        try:
+            self.request.do_handshake()
+        except (OSError, ssl.SSLError):
+            return
+        # the authenticated peer prefixes its HELLO name: what each remote host drew is attributable
+        session = Session(f"tls:{_common_name(self.request.getpeercert())}/")
+        self.request.settimeout(self.server.idle_s)
+        while True:
+            head = self._read(P.HEADER.size)
+            if head is None:
+                return
+            try:
+                version, op, length = P.decode_header(head)
+            except P.ProtocolError as exc:
+                self.request.sendall(P.encode_response(P.STATUS.BAD_REQUEST, str(exc).encode()))
+                return
+            payload = self._read(length)
+            if payload is None:
+                return
+            self.request.sendall(respond(self.server.daemon, session, version, op, payload))
+
+
 def serve_tls(daemon: Daemon, o: TlsOptions) -> _TlsServer:
     """Start the mutual-TLS endpoint in its own thread; returns the server (``shutdown()`` stops it)."""
-    from .server import _Handler
-
-    class Handler(_Handler):
-        def handle(self) -> None:
-            self.request.settimeout(10.0)
-            try:
-                self.request.do_handshake()
-            except (OSError, ssl.SSLError):
-                return
-            self.peer_prefix = f"tls:{_common_name(self.request.getpeercert())}/"
-            super().handle()
-
-    server = _TlsServer((o.host, o.port), Handler, bind_and_activate=False)
+    server = _TlsServer((o.host, o.port), _TlsHandler, bind_and_activate=False)
     server.ctx = server_context(o)
     server.daemon = daemon
     if ":" in o.host:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from qrng.daemon import protocol as P
-from qrng.daemon.server import STATUS_TABLE_MAX, Daemon, Session, respond
+from qrng.daemon.state import STATUS_TABLE_MAX, Daemon, Session, respond
 
 
 def _daemon() -> Daemon:
@@ -53,7 +53,7 @@ def test_an_error_inside_a_request_is_answered_not_raised(monkeypatch):
     ({}, 1024, 0, True, False),                  # every slot taken
 ])
 def test_admission(per_uid, total, uid, privileged, kept):
-    from qrng.daemon.server import admit
+    from qrng.daemon.unix import admit
     assert (admit(per_uid, total, uid, privileged, 1024, 64, 16) is None) == kept
 
 
@@ -61,7 +61,7 @@ def test_fallback_reports_are_bound_to_the_peer_and_rate_limited():
     """Issue 20: FALLBACK reports carried only the name the client chose (HELLO), so any local user could flood
     the signed log and raise alerts under another client's name. They are recorded with the peer the kernel
     vouches for, and limited per peer."""
-    from qrng.daemon.server import FALLBACK_PER_MINUTE
+    from qrng.daemon.state import FALLBACK_PER_MINUTE
     d = _daemon()
     s = Session(peer="uid 1234")
     respond(d, s, P.VERSION, P.OP.HELLO, b"pkcs11:openssl")

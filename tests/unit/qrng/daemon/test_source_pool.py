@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from qrng.daemon.pool import DaemonOptions, Source, SourceEnv
 from qrng.daemon.seed_source import REPORT_COUNTERS, SeedSource
-from qrng.daemon.server import Daemon, DaemonOptions
 from qrng.errors import EntropyError
 from qrng.sources import SourceInfo
 
@@ -86,8 +86,8 @@ class FakeFeed:
 def _source(opts: DaemonOptions, feed: Any = None) -> tuple[Any, FakeSeed]:
     seed = FakeSeed()
     _: SeedSource = seed  # the fake is a SeedSource (mypy checks the protocol here)
-    d = Daemon([("fake", lambda src: seed)], options=opts, feed=feed, start=False)
-    return d.sources[0], seed
+    env = SourceEnv(options=opts, stopping=threading.Event(), feed=feed)  # no daemon: only what a source may use
+    return Source("fake", lambda src: seed, env), seed
 
 
 def _invariant(src: Any) -> None:
@@ -142,7 +142,7 @@ def test_accounting_invariant_under_random_requests_and_failures() -> None:
     feed = FakeFeed(wanting=False, room=64)
     src, seed = _source(DaemonOptions(pool_bytes=512, chunk_bytes=128, seed_wait_s=0.0), feed)
     src.cond.wait = lambda timeout=None: False  # no idling: each step is one decision of the rule
-    src.daemon.stopping.wait = lambda timeout=None: False
+    src.env.stopping.wait = lambda timeout=None: False
     served = 0
     for i in range(400):
         action = rng.random()
