@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import contextlib
-import grp
 import os
 import selectors
 import socket
@@ -28,7 +27,7 @@ IDLE_S = 300.0  # a client connection silent this long is closed (a stuck or hos
 class SocketSpec:
     path: Path
     mode: int = 0o660
-    group: str | None = None
+    gid: int = -1  # the socket's group (-1: the daemon's)
 
 
 class _Conn:
@@ -307,12 +306,7 @@ def serve(daemon: Daemon, spec: SocketSpec, ready: Callable[[], None] | None = N
             ready()
         return loop
     path = spec.path
-    gid = -1
-    if spec.group:
-        try:
-            gid = grp.getgrnam(spec.group).gr_gid
-        except KeyError:
-            raise ValueError(f"--group {spec.group!r}: no such group") from None
+    gid = spec.gid
     if path.exists() or path.is_symlink():
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:

@@ -235,7 +235,7 @@ def test_two_sources_mixed_one_unplugged_keeps_service_with_lower_credit(tmp_pat
     (["--attest-every", "nan"], "--attest-every nan: seconds, from 1 to a year"),
     (["--attest-every", "-5"], "--attest-every -5.0: seconds"),
     (["--feed-rate", "-1"], "--feed-rate -1: bytes a second, from 64"),
-    (["--history-interval", "inf"], "--history-interval: seconds, from 0.5 to 3600"),
+    (["--history-interval", "inf"], "--history-interval inf: seconds, from 0.5 to 3600"),
     (["--pool", "NaN"], "--pool 'NaN': a size such as"),
     (["--pool", "99999999999999GiB"], "a size such as 65536, 64KiB or 8MiB (at most 1 TiB)"),
     (["--retain", "1MiB"], "--retain needs --retain-dir"),
@@ -268,3 +268,32 @@ def test_two_daemons_started_at_once_one_serves(setup):
         for p in (a, b):
             if p.poll() is None:
                 stop(p)
+
+
+def test_runs_from_its_configuration_file_as_the_systemd_unit_does(setup, tmp_path):
+    """`qrng daemon --config-file qrngd.yaml` (issue 21): the sources, socket, mode and pool come from the file,
+    paths relative to its folder; a bad key stops the daemon with FILE:LINE:COLUMN and exit 2."""
+    folder, cfg, sock = setup
+    conf = tmp_path / "etc" / "qrngd.yaml"
+    conf.parent.mkdir()
+    conf.write_text(f"version: 1\nsources: [../{cfg.name}]\nsocket: ../file.sock\nmode: '0600'\npool: 8KiB\n")
+    p = subprocess.Popen([sys.executable, "-m", "qrng_cli", "daemon", "--config-file", str(conf)],
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        served = tmp_path / "file.sock"
+        for _ in range(400):
+            if served.exists():
+                break
+            assert p.poll() is None, p.stderr.read() if p.stderr else ""
+            time.sleep(0.05)
+        assert oct(served.stat().st_mode & 0o777) == "0o600"
+        c = DaemonClient(str(served), "from-file")
+        assert len(c.seed(64)) == 64 and c.status()["sources"][0]["name"] == cfg.stem
+        c.close()
+    finally:
+        stop(p)
+    conf.write_text("version: 1\npool: 8KiB\nbogus: 1\n")
+    r = subprocess.run([sys.executable, "-m", "qrng_cli", "daemon", "--config-file", str(conf)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and f"{conf}:3:1: bogus is not a known key" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
