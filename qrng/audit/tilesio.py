@@ -122,17 +122,7 @@ def _publish(log: Path, out: Path) -> PublishResult:
     state_path = out / STATE
     state = _load_state(state_path)
     off = int(state["offset"])
-    window = max(0, off - 2 * (MAX_ENTRY + 64))  # holds the last published entry line (at most MAX_ENTRY bytes)
-    with open(log, "rb") as f:  # only what follows the published entries is read (O(new entries))
-        f.seek(window)
-        before = f.read(off - window)
-        data = f.read()
-    if off:  # the published prefix must still be there, byte for byte where it ends
-        start = before.rfind(b"\n", 0, len(before) - 1) + 1
-        if len(before) != off - window or before[-1:] != b"\n" \
-                or leaf_hash(before[start:-1]).hex() != state["last_leaf"]:
-            raise TamperedError(f"{log} no longer holds the {state['size']} entries published from it (the log was "
-                                "rewritten: a fork); nothing was published", index=state["size"])
+    data = _unpublished(log, state)
     entries, note, cosig, covered, covered_end = _records(data)
     if note is None and state["size"] == 0:
         raise FormatError(f"{log}: no signed checkpoint to publish")
@@ -161,35 +151,8 @@ def _publish(log: Path, out: Path) -> PublishResult:
     if rng.root() != cp.root:
         raise TamperedError(f"the checkpoint for size {cp.size} does not extend the published tree of size {old} "
                             "(the log was rewritten: a fork); nothing was published", index=old)
-    tiles = bundles = 0
-    # entry bundles: the partial last bundle of the published tree is completed, then new ones follow
-    first_bundle = old // WIDTH
-    prior = parse_bundle(_read(out / entry_path(first_bundle, old % WIDTH)), old % WIDTH) if old % WIDTH else []
-    pending = prior + new
-    for k in range(0, len(pending), WIDTH):
-        chunk = pending[k:k + WIDTH]
-        idx = first_bundle + k // WIDTH
-        bundles += _write_once(out / entry_path(idx, len(chunk)), bundle(chunk), immutable=len(chunk) == WIDTH)
-    # hash tiles, level by level: the new hashes at height 8L extend the level's edge; every 256 a full tile,
-    # whose subtree root is the next level's new hash
-    level, fresh, count_before = 0, hashes, old
-    while True:
-        edge = edges.get(level, [])
-        first = count_before // WIDTH
-        pending_h = edge + fresh
-        ups: list[bytes] = []
-        for k in range(0, len(pending_h), WIDTH):
-            chunk = pending_h[k:k + WIDTH]
-            tiles += _write_once(out / tile_path(level, first + k // WIDTH, len(chunk)), b"".join(chunk),
-                                 immutable=len(chunk) == WIDTH)
-            if len(chunk) == WIDTH:
-                ups.append(_perfect_root(chunk))
-        rest = len(pending_h) % WIDTH
-        edges[level] = pending_h[len(pending_h) - rest:] if rest else []
-        count_after = (count_before + len(fresh))
-        if count_after < WIDTH:
-            break
-        level, fresh, count_before = level + 1, ups, count_before // WIDTH
+    bundles = _write_bundles(out, old, new)
+    tiles = _write_tiles(out, old, hashes, edges)
     cp_text = note + "".join(s if s.endswith("\n") else s + "\n" for s in cosig)
     new_off = off + covered_end
     new_state = {"size": cp.size, "offset": new_off, "last_leaf": leaf_hash(new[-1]).hex(), "range":
@@ -198,6 +161,61 @@ def _publish(log: Path, out: Path) -> PublishResult:
     _write_once(out / "checkpoint", cp_text.encode(), immutable=False)  # last: readers see a complete tree
     atomic_write(state_path, json.dumps(new_state).encode(), overwrite=True)
     return PublishResult(cp.size, len(new), tiles, bundles, time.perf_counter() - t0)
+
+
+def _unpublished(log: Path, state: dict[str, Any]) -> bytes:
+    """The log's bytes after the published entries (only those are read: O(new entries)), once the published
+    prefix is found still there, byte for byte where it ends; a rewritten log raises TamperedError."""
+    off = int(state["offset"])
+    window = max(0, off - 2 * (MAX_ENTRY + 64))  # holds the last published entry line (at most MAX_ENTRY bytes)
+    with open(log, "rb") as f:
+        f.seek(window)
+        before = f.read(off - window)
+        data = f.read()
+    if off:
+        start = before.rfind(b"\n", 0, len(before) - 1) + 1
+        if len(before) != off - window or before[-1:] != b"\n" \
+                or leaf_hash(before[start:-1]).hex() != state["last_leaf"]:
+            raise TamperedError(f"{log} no longer holds the {state['size']} entries published from it (the log was "
+                                "rewritten: a fork); nothing was published", index=state["size"])
+    return data
+
+
+def _write_bundles(out: Path, old: int, new: list[bytes]) -> int:
+    """Entry bundles (C2SP tlog-tiles): the partial last bundle of the published tree is completed, then new ones
+    follow. Returns how many files were written."""
+    written = 0
+    first_bundle = old // WIDTH
+    prior = parse_bundle(_read(out / entry_path(first_bundle, old % WIDTH)), old % WIDTH) if old % WIDTH else []
+    pending = prior + new
+    for k in range(0, len(pending), WIDTH):
+        chunk = pending[k:k + WIDTH]
+        idx = first_bundle + k // WIDTH
+        written += _write_once(out / entry_path(idx, len(chunk)), bundle(chunk), immutable=len(chunk) == WIDTH)
+    return written
+
+
+def _write_tiles(out: Path, old: int, hashes: list[bytes], edges: dict[int, list[bytes]]) -> int:
+    """Hash tiles, level by level: the new hashes at height 8L extend the level's right edge (``edges``, updated
+    in place); every 256 make a full tile, whose subtree root is the next level's new hash. Returns how many
+    files were written."""
+    written = 0
+    level, fresh, count_before = 0, hashes, old
+    while True:
+        first = count_before // WIDTH
+        pending = edges.get(level, []) + fresh
+        ups: list[bytes] = []
+        for k in range(0, len(pending), WIDTH):
+            chunk = pending[k:k + WIDTH]
+            written += _write_once(out / tile_path(level, first + k // WIDTH, len(chunk)), b"".join(chunk),
+                                   immutable=len(chunk) == WIDTH)
+            if len(chunk) == WIDTH:
+                ups.append(_perfect_root(chunk))
+        rest = len(pending) % WIDTH
+        edges[level] = pending[len(pending) - rest:] if rest else []
+        if count_before + len(fresh) < WIDTH:
+            return written
+        level, fresh, count_before = level + 1, ups, count_before // WIDTH
 
 
 def _republish_checkpoint(out: Path, state: dict[str, Any], note: str, cosig: list[str]) -> None:
