@@ -285,7 +285,8 @@ class Token:
         flags = 0 if isinstance(self.service_error, SourceRemoved) else ck.CKF_TOKEN_PRESENT
         if d.get("hardware") == "yes":
             flags |= ck.CKF_HW_SLOT | ck.CKF_REMOVABLE_DEVICE
-        return (f"qrng-ceremony entropy slot: {d['source_label']}", "qrng-ceremony", flags)
+        # the source's own label (64 bytes hold the longest, the USB EMULATOR's, with its "not a physical device")
+        return (d["source_label"], "qrng-ceremony", flags)
 
     def token_info(self, slot: int) -> TokenInfo:
         self._slot(slot)

@@ -285,7 +285,7 @@ QRNG_EXPORT CK_RV C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo) {
     if (slotID != 0) return CKR_SLOT_ID_INVALID;
     if (!pInfo) return CKR_ARGUMENTS_BAD;
     char desc[160];
-    snprintf(desc, sizeof desc, "qrng-ceremony entropy slot: qrngd at %s", g.cfg.socket);
+    snprintf(desc, sizeof desc, "qrngd at %s", g.cfg.socket);
     padded(pInfo->slotDescription, desc, 64);
     padded(pInfo->manufacturerID, "qrng-ceremony", 32);
     pInfo->flags = CKF_TOKEN_PRESENT;

@@ -34,6 +34,22 @@
 #define CKF_RNG 0x1UL
 #define CKF_ERROR_STATE 0x01000000UL
 #define CKF_OS_LOCKING_OK 0x2UL
+#define NO_EVENT 0x8UL
+#define OPERATION_ACTIVE 0x90UL
+#define USER_ANOTHER_ALREADY_LOGGED_IN 0x104UL
+#define SESSION_READ_ONLY_EXISTS 0xB7UL
+#define SESSION_READ_WRITE_SO_EXISTS 0xB8UL
+#define CKF_TOKEN_PRESENT 0x1UL
+#define CKF_TOKEN_INITIALIZED 0x400UL
+#define CKF_USER_PIN_INITIALIZED 0x8UL
+#define CKU_SO 0UL
+#define CKU_USER 1UL
+#define CKU_CONTEXT_SPECIFIC 2UL
+#define CKS_RO_PUBLIC 0UL
+#define CKS_RO_USER 1UL
+#define CKS_RW_PUBLIC 2UL
+#define CKS_RW_USER 3UL
+#define CKS_RW_SO 4UL
 
 static int failures;
 static CK_FUNCTION_LIST *f;
@@ -286,6 +302,113 @@ static void failing_source(void) {
     EXPECT(f->C_Finalize(NULL), OK);
 }
 
+/* semantics: what a consumer reads and the state rules of v2.40 5.4-5.7, the same for both modules (the one
+   conformance suite, tests/system/pkcs11_provider/test_conformance.py) */
+static int blank_padded(const CK_UTF8CHAR *p, size_t n, const char *starts) {
+    if (strncmp((const char *)p, starts, strlen(starts))) return 0;
+    for (size_t i = 0; i < n; i++) if (p[i] == 0) return 0;      /* never NUL-terminated (3.2) */
+    return p[n - 1] == ' ' || n == strlen(starts);
+}
+
+static void info_semantics(void) {
+    EXPECT(f->C_Initialize(NULL), OK);
+    CK_INFO info; CK_SLOT_INFO si; CK_TOKEN_INFO ti; CK_ULONG n = 99; CK_SLOT_ID slot;
+    EXPECT(f->C_GetInfo(&info), OK);
+    CHECK(info.cryptokiVersion.major == 2 && info.cryptokiVersion.minor == 40 && info.flags == 0);
+    CHECK(blank_padded(info.manufacturerID, 32, "qrng-ceremony") && blank_padded(info.libraryDescription, 32, "qrng"));
+    EXPECT(f->C_GetSlotInfo(0, &si), OK);
+    CHECK((si.flags & CKF_TOKEN_PRESENT) && blank_padded(si.manufacturerID, 32, "qrng-ceremony"));
+    CHECK(memchr(si.slotDescription, 0, 64) == NULL && si.slotDescription[0] != ' ');
+    EXPECT(f->C_GetSlotList(1, NULL, &n), OK);
+    CHECK(n == 1);
+    EXPECT(f->C_GetSlotList(1, &slot, &n), OK);
+    CHECK(slot == 0);
+    CK_SESSION_HANDLE ro = open_session(), rw = 0;
+    EXPECT(f->C_OpenSession(0, CKF_SERIAL | CKF_RW, NULL, NULL, &rw), OK);
+    EXPECT(f->C_GetTokenInfo(0, &ti), OK);
+    CHECK((ti.flags & (CKF_RNG | CKF_TOKEN_INITIALIZED | CKF_USER_PIN_INITIALIZED)) ==
+          (CKF_RNG | CKF_TOKEN_INITIALIZED | CKF_USER_PIN_INITIALIZED) && !(ti.flags & CKF_ERROR_STATE));
+    CHECK(ti.ulSessionCount == 2 && ti.ulRwSessionCount == 1 && ti.ulMaxPinLen == 64 && ti.ulMinPinLen == 0);
+    CHECK(blank_padded(ti.label, 32, "qrng") && blank_padded(ti.manufacturerID, 32, "qrng-ceremony"));
+    CHECK(memchr(ti.model, 0, 16) == NULL && memchr(ti.serialNumber, 0, 16) == NULL);
+    EXPECT(f->C_GetMechanismList(0, NULL, &n), OK);
+    CHECK(n == 0);                                    /* a random-number token: no mechanisms */
+    CK_MECHANISM_INFO mi;
+    EXPECT(f->C_GetMechanismInfo(0, 0x1082 /* CKM_AES_CBC */, &mi), MECHANISM_INVALID);
+    EXPECT(f->C_WaitForSlotEvent(1 /* CKF_DONT_BLOCK */, &slot, NULL), NO_EVENT);
+    EXPECT(f->C_CloseSession(ro), OK);
+    EXPECT(f->C_CloseSession(rw), OK);
+    EXPECT(f->C_GetTokenInfo(0, &ti), OK);
+    CHECK(ti.ulSessionCount == 0 && ti.ulRwSessionCount == 0);
+    EXPECT(f->C_Finalize(NULL), OK);
+}
+
+static CK_ULONG state_of(CK_SESSION_HANDLE h) {
+    CK_SESSION_INFO si; memset(&si, 0xff, sizeof si);
+    if (f->C_GetSessionInfo(h, &si) != OK) return 99;
+    return si.slotID == 0 ? si.state : 98;
+}
+
+static void login_semantics(void) {
+    EXPECT(f->C_Initialize(NULL), OK);
+    CK_UTF8CHAR pin[80]; memset(pin, '1', sizeof pin);
+    CK_SESSION_HANDLE ro = open_session(), rw = 0, ro2 = 0;
+    EXPECT(f->C_OpenSession(0, CKF_SERIAL | CKF_RW, NULL, NULL, &rw), OK);
+    CHECK(state_of(ro) == CKS_RO_PUBLIC && state_of(rw) == CKS_RW_PUBLIC);
+    EXPECT(f->C_Login(rw, CKU_SO, pin, 4), SESSION_READ_ONLY_EXISTS);   /* 5.5: SO needs every session R/W */
+    EXPECT(f->C_Login(rw, CKU_CONTEXT_SPECIFIC, pin, 4), OPERATION_NOT_INITIALIZED);
+    EXPECT(f->C_Login(rw, CKU_USER, pin, 65), ARGUMENTS_BAD);          /* longer than ulMaxPinLen */
+    EXPECT(f->C_CloseSession(ro), OK);
+    EXPECT(f->C_Login(rw, CKU_SO, pin, 4), OK);
+    CHECK(state_of(rw) == CKS_RW_SO);
+    EXPECT(f->C_OpenSession(0, CKF_SERIAL, NULL, NULL, &ro2), SESSION_READ_WRITE_SO_EXISTS);
+    EXPECT(f->C_Login(rw, CKU_USER, pin, 4), USER_ANOTHER_ALREADY_LOGGED_IN);
+    EXPECT(f->C_Logout(rw), OK);
+    EXPECT(f->C_Login(rw, CKU_USER, pin, 4), OK);                      /* login is for the application (5.5) */
+    ro2 = open_session();
+    CHECK(state_of(rw) == CKS_RW_USER && state_of(ro2) == CKS_RO_USER);
+    EXPECT(f->C_CloseSession(rw), OK);
+    EXPECT(f->C_CloseSession(ro2), OK);                                 /* the last one logs the user out (5.6) */
+    CK_SESSION_HANDLE h = open_session();
+    CHECK(state_of(h) == CKS_RO_PUBLIC);
+    EXPECT(f->C_Logout(h), USER_NOT_LOGGED_IN);
+    EXPECT(f->C_Finalize(NULL), OK);
+}
+
+static void object_semantics(void) {
+    EXPECT(f->C_Initialize(NULL), OK);
+    CK_SESSION_HANDLE h = open_session();
+    CK_ULONG cls = 0 /* CKO_DATA */, cnt = 0;
+    CK_ATTRIBUTE by_class = {0x0 /* CKA_CLASS */, &cls, sizeof cls};
+    CK_OBJECT_HANDLE objs[8];
+    EXPECT(f->C_FindObjectsFinal(h), OPERATION_NOT_INITIALIZED);
+    EXPECT(f->C_FindObjectsInit(h, &by_class, 1), OK);
+    EXPECT(f->C_FindObjectsInit(h, &by_class, 1), OPERATION_ACTIVE);
+    EXPECT(f->C_FindObjects(h, objs, 8, &cnt), OK);
+    CHECK(cnt == 1);                                    /* the health report is the one data object */
+    EXPECT(f->C_FindObjects(h, objs + 1, 7, &cnt), OK);
+    CHECK(cnt == 0);                                    /* found once, then the search is exhausted */
+    EXPECT(f->C_FindObjectsFinal(h), OK);
+    char label[64] = ""; CK_ATTRIBUTE want[2] = {{0x3 /* CKA_LABEL */, NULL, 0}, {0x11 /* CKA_VALUE */, NULL, 0}};
+    EXPECT(f->C_GetAttributeValue(h, objs[0], want, 2), OK);   /* lengths first (5.7, case 2) */
+    CHECK(want[0].ulValueLen == 18 && want[1].ulValueLen > 2 && want[1].ulValueLen < 1000000);
+    want[0].pValue = label; want[0].ulValueLen = sizeof label - 1;
+    want[1].pValue = calloc(1, want[1].ulValueLen + 1);
+    EXPECT(f->C_GetAttributeValue(h, objs[0], want, 2), OK);
+    CHECK(want[0].ulValueLen == 18 && memcmp(label, "qrng health report", 18) == 0);
+    CHECK(((char *)want[1].pValue)[0] == '{' && ((char *)want[1].pValue)[want[1].ulValueLen - 1] == '}');
+    free(want[1].pValue);
+    CK_ULONG size = 0;
+    EXPECT(f->C_GetObjectSize(h, objs[0], &size), OK);
+    CK_OBJECT_HANDLE made = 0;
+    EXPECT(f->C_CreateObject(h, &by_class, 1, &made), FUNCTION_NOT_SUPPORTED);
+    EXPECT(f->C_DestroyObject(h, objs[0]), FUNCTION_NOT_SUPPORTED);
+    EXPECT(f->C_SetAttributeValue(h, objs[0], &by_class, 1), FUNCTION_NOT_SUPPORTED);
+    EXPECT(f->C_InitToken(0, (CK_UTF8CHAR_PTR)"1234", 4, (CK_UTF8CHAR_PTR)"label"), FUNCTION_NOT_SUPPORTED);
+    EXPECT(f->C_InitPIN(h, (CK_UTF8CHAR_PTR)"1234", 4), FUNCTION_NOT_SUPPORTED);
+    EXPECT(f->C_Finalize(NULL), OK);
+}
+
 /* The module must not change the host's C stdio (regression: the embedded interpreter was started with
    buffered_stdio = 0, which set the host's stdout unbuffered). stdout is a pipe here: fully buffered. */
 static void host_stdio(void) {
@@ -317,6 +440,9 @@ int main(int argc, char **argv) {
     else if (!strcmp(s, "fork")) do_fork();
     else if (!strcmp(s, "failing_source")) failing_source();
     else if (!strcmp(s, "host_stdio")) host_stdio();
+    else if (!strcmp(s, "info_semantics")) info_semantics();
+    else if (!strcmp(s, "login_semantics")) login_semantics();
+    else if (!strcmp(s, "object_semantics")) object_semantics();
     else { fprintf(stderr, "unknown scenario %s\n", s); return 2; }
     printf("%s: %d failure(s)\n", s, failures);
     return failures ? 1 : 0;
