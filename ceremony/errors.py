@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from qrng.errors import ConfigError
+from qrng.hsm.errors import HsmError  # the HSM edge's own root (qrng/hsm), raised through ceremonies
 
 __all__ = ["CeremonyError", "HsmError", "PolicyViolation", "Refused", "ScriptError", "StepFailed"]
 
@@ -33,10 +34,6 @@ class PolicyViolation(CeremonyError):
 
 class Refused(CeremonyError):
     """The ceremony refuses to start (before any step acts): nothing was touched; exit 2."""
-
-
-class HsmError(CeremonyError):
-    """The HSM refused or failed an operation."""
 
 
 class StepFailed(CeremonyError):

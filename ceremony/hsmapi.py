@@ -1,25 +1,14 @@
-"""What a ceremony needs from an HSM, as a Protocol. ceremony.hsm implements it with python-pkcs11 (SoftHSM2 or
+"""What a ceremony needs from an HSM, as a Protocol. qrng.hsm.HsmSession implements it with python-pkcs11 (SoftHSM2 or
 a production HSM); unit tests implement it in memory. The runner and the steps know only this interface."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .keys import KeySpec
+from qrng.hsm import GeneratedKey, KeySpec
 
 __all__ = ["GeneratedKey", "HsmApi"]
-
-
-@dataclass(frozen=True)
-class GeneratedKey:
-    label: str
-    key_id: bytes
-    spec: KeySpec
-    public_der: bytes
-    attributes: dict[str, Any]
-    template: dict[str, Any]
 
 
 class HsmApi(Protocol):

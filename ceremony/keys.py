@@ -1,27 +1,14 @@
-"""Key specifications as the scripts state them (a leaf module: steps, the HSM edge and the model import it)."""
+"""Key specifications as the scripts state them (KeySpec itself is the HSM edge's, qrng/hsm/keys.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from qrng.errors import ConfigError
+from qrng.hsm.keys import CURVES, KeySpec
 from qrng.yaml_input import Fields
 
 __all__ = ["CURVES", "KeySpec", "parse_key_spec"]
 
 LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
-CURVES = {"P-256": "1.2.840.10045.3.1.7", "P-384": "1.3.132.0.34", "P-521": "1.3.132.0.35"}
-
-
-@dataclass(frozen=True)
-class KeySpec:
-    label: str
-    type: str  # rsa | ec | ed25519
-    size: int = 0  # RSA modulus bits
-    curve: str = ""  # EC curve name
-
-    def describe(self) -> str:
-        return {"rsa": f"RSA-{self.size}", "ec": f"EC {self.curve}", "ed25519": "Ed25519"}[self.type]
 
 
 def parse_key_spec(f: Fields) -> KeySpec:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from qrng.errors import ConfigError
+from qrng.hsm.profile import HsmProfile, PinSource
 from qrng.usbattest import FirmwarePolicy
 from qrng.yaml_input import Fields, check_plain, load_yaml, marks, read_text
 
@@ -61,12 +62,6 @@ class Script:
 
 
 @dataclass(frozen=True)
-class PinSource:
-    source: str  # prompt | file | env
-    value: str = ""
-
-
-@dataclass(frozen=True)
 class Profile:
     name: str
     module: str
@@ -81,6 +76,11 @@ class Profile:
     # folders of earlier ceremonies whose logs record device attestation counters: a device's counter must be
     # above every one recorded there (a replayed statement or a device set back fails attestation)
     attestation_history: tuple[str, ...] = ()
+
+    @property
+    def hsm(self) -> HsmProfile:
+        """The part the HSM edge needs: module, token, PIN source, environment."""
+        return HsmProfile(self.name, self.module, self.token_label, self.pin, self.env)
 
 
 EKU_NAMES = ("server_auth", "client_auth")

@@ -31,7 +31,7 @@ from qrng.errors import EntropyError, NativeUnavailable, ResourceBusy
 from qrng.lockfile import hold
 from qrng.pipeline import Pipeline
 
-from .errors import CeremonyError, Refused, StepFailed
+from .errors import CeremonyError, HsmError, Refused, StepFailed
 from .hsmapi import HsmApi
 from .outputs import OutputWriter
 from .plan import Plan
@@ -281,7 +281,7 @@ class Ceremony:
         _kill_hook(step.id, "started")
         try:
             outputs, results = kind.run(self, step, prepared)
-        except (CeremonyError, EntropyError, NativeUnavailable, OSError) as exc:
+        except (CeremonyError, HsmError, EntropyError, NativeUnavailable, OSError) as exc:
             self.event(step.id, "step.failed", {"error": str(exc)})
             self.log.checkpoint()
             raise StepFailed(f"step {step.id} ({step.type}) failed: {exc}") from exc

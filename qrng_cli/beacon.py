@@ -65,11 +65,10 @@ def _beacon_signer(args: argparse.Namespace) -> Any:
         def sign(message: bytes) -> bytes:
             return key.sign(message, padding.PKCS1v15(), hashes.SHA512())
     elif args.hsm_profile and args.profile and args.key_label:
-        from ceremony.hsm import Hsm, read_pin
         from ceremony.model import load_profile
-        prof = load_profile(Path(args.hsm_profile), args.profile)
-        hsm = Hsm(prof, read_pin(prof))
-        spki, sign = hsm.beacon_signer(args.key_label)
+        from qrng.hsm import open_signer
+        hsm = open_signer(load_profile(Path(args.hsm_profile), args.profile).hsm, args.key_label, "beacon")
+        spki, sign = hsm.public_der, hsm.sign
     else:
         raise ValueError("give --key FILE, or --hsm-profile, --profile and --key-label for a key in an HSM")
     if spki != cert_spki:

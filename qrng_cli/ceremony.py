@@ -113,8 +113,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run or resume. An interruption (Ctrl-C, SIGTERM, or standard output or error closing: a pager quit, ``|
     head``, a dead ``tee``) stops the run like Ctrl-C: no step is logged as failed, the log keeps everything up to
     its last checkpoint, the exit code is 130, 143 or 141 (never 0), and running the same command resumes."""
-    from ceremony.hsm import Hsm, read_pin
     from ceremony.runner import Ceremony
+    from qrng.hsm import HsmSession, read_pin
     plan = _load(args)  # every check before any HSM session is opened
     resume = f"the ceremony can be resumed by running the same command: {_same_command(args)}"
 
@@ -129,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     papers = tuple(f".{p}" for p in args.papers.split(",") if p)
     previous = raise_on_sigterm()
-    hsm = Hsm(plan.profile, read_pin(plan.profile))
+    hsm = HsmSession(plan.profile.hsm, read_pin(plan.profile.hsm))
     try:
         result = Ceremony(plan, hsm, progress, papers).run()
     except Interrupted as exc:

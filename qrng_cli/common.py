@@ -65,6 +65,7 @@ EXIT_TABLE: tuple[Rule, ...] = (
     Rule("qrng.errors:SetupError", ExitCode.USAGE),
     Rule("qrng.errors:EntropyError", ExitCode.ENTROPY, "entropy failure, no output produced: "),
     Rule("ceremony.errors:CeremonyError", ExitCode.VERIFY_FAILED),
+    Rule("qrng.hsm.errors:HsmError", ExitCode.VERIFY_FAILED),
     Rule("qrng.dsse:EnvelopeError", ExitCode.VERIFY_FAILED, "VERIFICATION FAILED: "),
     Rule("builtins:MemoryError", ExitCode.USAGE, "not enough memory: "),
     Rule("builtins:OSError", ExitCode.USAGE),

@@ -31,25 +31,15 @@ def _address(text: str) -> tuple[str, int]:
 
 
 def _hsm_signer(args: argparse.Namespace) -> Any:
-    """The witness key in an HSM (Ed25519, CKM_EDDSA), opened through a ceremony profile; one signature at a time
-    (a PKCS#11 session is not shared between threads)."""
-    import threading
-
-    from ceremony.hsm import Hsm, read_pin
+    """The witness key in an HSM (Ed25519, CKM_EDDSA), opened through a ceremony profile (qrng.hsm.open_signer:
+    one signature at a time, from any of the server's threads)."""
     from ceremony.model import load_profile
     from qrng.audit.note import hsm_cosigner
+    from qrng.hsm import open_signer
     if not (args.hsm_profile and args.profile and args.name):
         raise ValueError("--key-label needs --hsm-profile, --profile and --name")
-    prof = load_profile(Path(args.hsm_profile), args.profile)
-    hsm = Hsm(prof, read_pin(prof))
-    der, sign = hsm.log_signer(args.key_label)
-    lock = threading.Lock()
-
-    def locked(message: bytes) -> bytes:
-        with lock:
-            out: bytes = sign(message)
-            return out
-    return hsm_cosigner(args.name, der, locked)
+    hsm = open_signer(load_profile(Path(args.hsm_profile), args.profile).hsm, args.key_label)
+    return hsm_cosigner(args.name, hsm.public_der, hsm.sign)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

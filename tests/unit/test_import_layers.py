@@ -16,6 +16,7 @@ LAYERS = [
                              "qrng.netwait", "qrng.yaml_input", "qrng.native", "qrng._native_build", "qrng._openssl",
                              "qrng.dsse", "qrng")),
     ("transparency: log, tiles, witnesses", 1, ("qrng.audit",)),
+    ("HSM edge", 1, ("qrng.hsm",)),
     ("entropy core", 2, ("qrng.sources", "qrng.health", "qrng.extract", "qrng.drbg", "qrng.pipeline", "qrng.config",
                          "qrng.estimate", "qrng.attestation", "qrng.usbattest")),
     ("daemon", 3, ("qrng.daemon",)),

@@ -1,27 +1,26 @@
-"""The HSM edge, through python-pkcs11: key generation with a checked template, attribute read-back,
-signing in the formats X.509 and C2SP notes need, C_SeedRandom. Nothing else here talks to the HSM.
+"""An open, logged-in R/W session on a profile's token, through python-pkcs11: key generation with a checked
+template and attribute read-back (CKA_LOCAL, CKA_NEVER_EXTRACTABLE, ...), signing in the formats X.509 and C2SP
+notes need, C_SeedRandom.
 
 SoftHSM 2.6.1 has no CKM_ECDSA_SHA256/384: ECDSA signs a digest computed here with CKM_ECDSA.
 """
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import os
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from .errors import CeremonyError, HsmError
-from .hsmapi import GeneratedKey
+from .errors import HsmError
 from .keys import CURVES, KeySpec
-from .model import Profile
+from .profile import HsmProfile
 
-__all__ = ["GeneratedKey", "Hsm", "read_pin"]
+__all__ = ["GeneratedKey", "HsmSession"]
 
 _CURVE_OBJ = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
 _CURVE_HASH = {"P-256": hashlib.sha256, "P-384": hashlib.sha384, "P-521": hashlib.sha512}
@@ -32,32 +31,20 @@ SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")  # 
 SHA512_DIGEST_INFO = bytes.fromhex("3051300d060960864801650304020305000440")  # RFC 8017 9.2 note 1
 
 
-def read_pin(profile: Profile) -> str:
-    """PINs come from the environment, a file or a prompt; never from a script, never into a log."""
-    src = profile.pin
-    if src.source == "env":
-        pin = os.environ.get(src.value)
-        if not pin:
-            raise CeremonyError(f"profile {profile.name}: environment variable {src.value} (the PIN) is not set")
-        return pin
-    if src.source == "file":
-        path = Path(src.value)
-        if not path.exists():
-            raise CeremonyError(f"profile {profile.name}: PIN file {path} does not exist")
-        text = path.read_text().strip()
-        for line in text.splitlines():  # KEY=VALUE files (scripts/softhsm-token.sh writes one)
-            if line.startswith("QRNG_HSM_USER_PIN="):
-                return line.split("=", 1)[1]
-        return text
-    return getpass.getpass(f"User PIN for token '{profile.token_label}': ")
+@dataclass(frozen=True)
+class GeneratedKey:
+    label: str
+    key_id: bytes
+    spec: KeySpec
+    public_der: bytes
+    attributes: dict[str, Any]
+    template: dict[str, Any]
 
 
-
-
-class Hsm:
+class HsmSession:
     """An open, logged-in R/W session on the profile's token."""
 
-    def __init__(self, profile: Profile, pin: str) -> None:
+    def __init__(self, profile: HsmProfile, pin: str) -> None:
         import pkcs11
         self._p = pkcs11
         for k, v in profile.env.items():
@@ -159,13 +146,13 @@ class Hsm:
             attrs["KEY_GEN_MECHANISM_NOTE"] = "not reported by this token; CKA_LOCAL proves on-token generation"
         elif attrs["KEY_GEN_MECHANISM"] != expected_mech:
             bad.append(f"KEY_GEN_MECHANISM={attrs['KEY_GEN_MECHANISM']!r} (required {expected_mech:#x})")
-        der = self._public_der(spec, pub)
+        der = self.public_der(spec, pub)
         params = _check_public(spec, der)
         if bad:
             raise HsmError(f"key '{spec.label}' read back wrong: {'; '.join(bad)}")
         return GeneratedKey(spec.label, key_id, spec, der, {**attrs, **params}, template or {})
 
-    def _public_der(self, spec: KeySpec, pub: Any) -> bytes:
+    def public_der(self, spec: KeySpec, pub: Any) -> bytes:
         A = self._p.Attribute
         enc = serialization.Encoding.DER
         fmt = serialization.PublicFormat.SubjectPublicKeyInfo
@@ -220,34 +207,14 @@ class Hsm:
             raise HsmError(f"signing with '{spec.label}' failed: {type(exc).__name__}") from None
 
     def log_signer(self, label: str) -> tuple[bytes, Any]:
-        """An HSM-held key for checkpoints: ECDSA P-256 (C2SP signed-note type 0x02; SHA-256 then ECDSA) or Ed25519
-        (type 0x01, CKM_EDDSA over the message, PKCS#11 v3.0 6.3.14), told by the key's CKA_KEY_TYPE.
-        Returns (SPKI DER, sign function)."""
-        p = self._p
-        keys = self.private_keys(label)
-        if len(keys) != 1:
-            raise HsmError(f"expected one audit-log key labelled '{label}' on the token, found {len(keys)}; "
-                           "run the audit-key ceremony first")
-        key_id = keys[0][p.Attribute.ID]
-        edwards = keys[0][p.Attribute.KEY_TYPE] == p.KeyType.EC_EDWARDS
-        spec = KeySpec(label, "ed25519") if edwards else KeySpec(label, "ec", curve="P-256")
-        der = self._public_der(spec, self.public_key_obj(label, key_id))
-        return der, lambda message: self.sign(spec, key_id, message, "sha256")
+        """(SPKI DER, sign function) of a log or witness key in this token (signer.log_signer)."""
+        from .signer import log_signer
+        return log_signer(self, label)
 
     def beacon_signer(self, label: str) -> tuple[bytes, Any]:
-        """An HSM-held RSA key for beacon pulses (NIST Beacon 2.0 cipher suite 0: RSA PKCS#1 v1.5 with SHA-512).
-        Returns (SPKI DER, sign function)."""
-        p = self._p
-        keys = self.private_keys(label)
-        if len(keys) != 1:
-            raise HsmError(f"expected one beacon key labelled '{label}' on the token, found {len(keys)}")
-        if keys[0][p.Attribute.KEY_TYPE] != p.KeyType.RSA:
-            raise HsmError(f"the beacon key '{label}' must be RSA (cipher suite 0 of the NIST Beacon 2.0 format)")
-        key_id = keys[0][p.Attribute.ID]
-        pub = self.public_key_obj(label, key_id)
-        spec = KeySpec(label, "rsa", size=len(pub[p.Attribute.MODULUS]) * 8)
-        der = self._public_der(spec, pub)
-        return der, lambda message: self.sign(spec, key_id, message, "sha512")
+        """(SPKI DER, sign function) of the beacon's RSA key in this token (signer.beacon_signer)."""
+        from .signer import beacon_signer
+        return beacon_signer(self, label)
 
     def seed_random(self, data: bytes) -> str:
         """C_SeedRandom. Returns 'accepted' or the CKR name the token answered."""
