@@ -238,7 +238,8 @@ def protocol_header() -> str:
     return "\n".join(lines) + "\n"
 
 
-CLIENT_SOURCES = (CLIENT_SRC / "module.c", CLIENT_SRC / "conn.c", CLIENT_SRC / "config.c",
+TOKEN_SRC = ROOT / "csrc" / "token"
+CLIENT_SOURCES = (TOKEN_SRC / "token.c", CLIENT_SRC / "backend.c", CLIENT_SRC / "conn.c", CLIENT_SRC / "config.c",
                   ROOT / "csrc" / "ctr_drbg.c", CSRC / "interface.c")
 
 
@@ -253,8 +254,8 @@ def build_client(force: bool = False, sanitize: bool = False) -> Path:
     h = hashlib.sha256()
     for src in CLIENT_SOURCES:
         h.update(src.read_bytes())
-    for name in ("conn.h", "config.h"):
-        h.update((CLIENT_SRC / name).read_bytes())
+    for header in (CLIENT_SRC / "conn.h", CLIENT_SRC / "config.h", TOKEN_SRC / "token.h"):
+        h.update(header.read_bytes())
     h.update((ROOT / "csrc" / "ctr_drbg.h").read_bytes())
     for name, text in sorted(generated.items()):
         h.update(name.encode() + text.encode())
@@ -269,7 +270,8 @@ def build_client(force: bool = False, sanitize: bool = False) -> Path:
     cc = (sysconfig.get_config_var("CC") or "cc").split()
     tmp = target.with_suffix(".so.tmp")
     cmd = [*cc, "-O2", "-fPIC", "-shared", "-fvisibility=hidden", *WARNINGS, *extra, f"-I{gen}", f"-I{CLIENT_SRC}",
-           f"-I{ROOT / 'csrc'}", *map(str, CLIENT_SOURCES), str(gen / "qrng_pkcs11_stubs.c"), "-o", str(tmp),
+           f"-I{TOKEN_SRC}", f"-I{ROOT / 'csrc'}", *map(str, CLIENT_SOURCES), str(gen / "qrng_pkcs11_stubs.c"), "-o",
+           str(tmp),
            "-Wl,-z,nodelete", "-Wl,-z,defs", "-lcrypto", "-lpthread"]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
