@@ -58,85 +58,57 @@ class _CallLog:
                           f"{ck.CKR_NAMES.get(rv, hex(rv))}{' ' + detail if detail else ''}\n")
 
 
-def install(ffi: Any, lib: Any) -> None:  # noqa: C901 - one def_extern per exported function
-    import qrng._openssl
-    qrng._openssl.ISOLATE = bool(lib.qrng_started_python())  # noqa: SLF001 - the package's own private module
-    log = _CallLog()
-    state: dict[str, Token] = {}
-    said: set[str] = set()
+class _Boundary:
+    """What every exported function's Python half shares: the cffi objects, the token made at C_Initialize, the
+    call log, and :meth:`call`, the one place where exceptions become CK_RV codes."""
 
-    def call(name: str, rv_ptr: Any, fn: Callable[[], int | None]) -> None:
+    def __init__(self, ffi: Any, lib: Any) -> None:
+        self.ffi, self.lib = ffi, lib
+        self.log = _CallLog()
+        self.state: dict[str, Token] = {}
+        self._said: set[str] = set()
+
+    def call(self, name: str, rv_ptr: Any, fn: Callable[[], int | None]) -> None:
         try:
             rv = fn()
             code = ck.CKR_OK if rv is None else rv
-            log.write(name, code)
+            self.log.write(name, code)
         except Exception as exc:  # noqa: BLE001 - the one place exceptions become CK_RV codes
             code = rv_for(exc)
-            log.write(name, code, str(exc))
-            if code == ck.CKR_GENERAL_ERROR and str(exc) not in said:
+            self.log.write(name, code, str(exc))
+            if code == ck.CKR_GENERAL_ERROR and str(exc) not in self._said:
                 # the caller sees only a code: say why, once, where a person can read it
-                said.add(str(exc))
+                self._said.add(str(exc))
                 print(f"qrng-pkcs11: {name}: {exc}", file=sys.stderr)
                 if not isinstance(exc, CKRError):
                     traceback.print_exc(file=sys.stderr)
         rv_ptr[0] = code
 
-    def token() -> Token:
-        t = state.get("token")
+    def token(self) -> Token:
+        t = self.state.get("token")
         if t is None:
             raise CKRError(ck.CKR_CRYPTOKI_NOT_INITIALIZED)
         return t
 
-    def extern(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def extern(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Register ``fn`` (named py_C_x) as the Python half of C_x, its result written through :meth:`call`."""
         name = fn.__name__
         cname = name[3:]
 
         def wrapper(rv_ptr: Any, *args: Any) -> None:
-            call(cname, rv_ptr, lambda: fn(*args))
+            self.call(cname, rv_ptr, lambda: fn(*args))
 
         wrapper.__name__ = name
-        return ffi.def_extern(name=name, onerror=_onerror)(wrapper)  # type: ignore[no-any-return]
+        return self.ffi.def_extern(name=name, onerror=_on_error)(wrapper)  # type: ignore[no-any-return]
 
-    def _onerror(exc_type: Any, exc: Any, tb: Any) -> None:
-        traceback.print_exception(exc_type, exc, tb, file=sys.stderr)
-
-    def nonnull(*ptrs: Any) -> None:
+    def nonnull(self, *ptrs: Any) -> None:
         for p in ptrs:
-            if p == ffi.NULL:
+            if p == self.ffi.NULL:
                 raise CKRError(ck.CKR_ARGUMENTS_BAD, "NULL pointer")
 
-    # --- general purpose --------------------------------------------------------------------------------
-    @extern
-    def py_C_Initialize(p_args: Any) -> None:
-        from qrng.config import load_config
-
-        from .service import make_token
-        t = state.get("token") or make_token(on_session_change=lambda h, o: lib.qrng_session_mark(h, int(o)),
-                                            on_stale_output=lib.qrng_buffer_clear)
-        t.initialize()
-        state["token"] = t
-        # the fast-path buffer is bypassed when every request must have prediction resistance
-        lib.qrng_fast_configure(int(not load_config().drbg.prediction_resistance))
-
-    @extern
-    def py_C_Finalize(p_reserved: Any) -> None:
-        token().finalize()
-
-    @extern
-    def py_C_GetInfo(p_info: Any) -> None:
-        nonnull(p_info)
-        token()
-        info = p_info[0]
-        info.cryptokiVersion.major, info.cryptokiVersion.minor = 2, 40
-        ffi.memmove(info.manufacturerID, padded("qrng-ceremony", 32), 32)
-        info.flags = 0
-        ffi.memmove(info.libraryDescription, padded("qrng-ceremony QRNG PKCS#11", 32), 32)
-        info.libraryVersion.major, info.libraryVersion.minor = 0, 1
-
-    # --- slots and tokens --------------------------------------------------------------------------------
-    def fill_list(values: list[int], p_list: Any, p_count: Any) -> int | None:
-        nonnull(p_count)
-        if p_list == ffi.NULL:
+    def fill_list(self, values: list[int], p_list: Any, p_count: Any) -> int | None:
+        self.nonnull(p_count)
+        if p_list == self.ffi.NULL:
             p_count[0] = len(values)
             return None
         if p_count[0] < len(values):
@@ -147,29 +119,93 @@ def install(ffi: Any, lib: Any) -> None:  # noqa: C901 - one def_extern per expo
         p_count[0] = len(values)
         return None
 
-    @extern
-    def py_C_GetSlotList(token_present: int, p_list: Any, p_count: Any) -> int | None:
-        return fill_list(token().slot_list(bool(token_present)), p_list, p_count)
+    def template(self, p_tmpl: Any, count: int) -> list[tuple[int, bytes]]:
+        if count and p_tmpl == self.ffi.NULL:
+            raise CKRError(ck.CKR_ARGUMENTS_BAD)
+        out = []
+        for i in range(count):
+            a = p_tmpl[i]
+            if a.pValue == self.ffi.NULL and a.ulValueLen:
+                raise CKRError(ck.CKR_ARGUMENTS_BAD)
+            out.append((a.type, bytes(self.ffi.buffer(a.pValue, a.ulValueLen)) if a.ulValueLen else b""))
+        return out
 
-    @extern
-    def py_C_GetSlotInfo(slot: int, p_info: Any) -> None:
-        nonnull(p_info)
-        desc, manuf, flags = token().slot_info(slot)
+
+def _on_error(exc_type: Any, exc: Any, tb: Any) -> None:
+    traceback.print_exception(exc_type, exc, tb, file=sys.stderr)
+
+
+def install(ffi: Any, lib: Any) -> None:
+    """Register the Python half of every exported function, chapter by chapter of PKCS#11 v2.40."""
+    import qrng._openssl
+    qrng._openssl.ISOLATE = bool(lib.qrng_started_python())  # noqa: SLF001 - the package's own private module
+    b = _Boundary(ffi, lib)
+    for register in (_general, _slots_and_tokens, _sessions, _objects, _random_numbers):
+        register(b)
+
+    def _child() -> None:
+        t = b.state.get("token")
+        if t is not None:
+            t.after_fork_in_child()
+
+    os.register_at_fork(after_in_child=_child)
+
+
+def _general(b: _Boundary) -> None:
+    """5.4: C_Initialize, C_Finalize, C_GetInfo."""
+    @b.extern
+    def py_C_Initialize(p_args: Any) -> None:
+        from qrng.config import load_config
+
+        from .service import make_token
+        t = b.state.get("token") or make_token(on_session_change=lambda h, o: b.lib.qrng_session_mark(h, int(o)),
+                                            on_stale_output=b.lib.qrng_buffer_clear)
+        t.initialize()
+        b.state["token"] = t
+        # the fast-path buffer is bypassed when every request must have prediction resistance
+        b.lib.qrng_fast_configure(int(not load_config().drbg.prediction_resistance))
+
+    @b.extern
+    def py_C_Finalize(p_reserved: Any) -> None:
+        b.token().finalize()
+
+    @b.extern
+    def py_C_GetInfo(p_info: Any) -> None:
+        b.nonnull(p_info)
+        b.token()
         info = p_info[0]
-        ffi.memmove(info.slotDescription, padded(desc, 64), 64)
-        ffi.memmove(info.manufacturerID, padded(manuf, 32), 32)
+        info.cryptokiVersion.major, info.cryptokiVersion.minor = 2, 40
+        b.ffi.memmove(info.manufacturerID, padded("qrng-ceremony", 32), 32)
+        info.flags = 0
+        b.ffi.memmove(info.libraryDescription, padded("qrng-ceremony QRNG PKCS#11", 32), 32)
+        info.libraryVersion.major, info.libraryVersion.minor = 0, 1
+
+
+def _slots_and_tokens(b: _Boundary) -> None:
+    """5.5: slots, tokens, mechanisms, PINs, slot events."""
+    @b.extern
+    def py_C_GetSlotList(token_present: int, p_list: Any, p_count: Any) -> int | None:
+        return b.fill_list(b.token().slot_list(bool(token_present)), p_list, p_count)
+
+    @b.extern
+    def py_C_GetSlotInfo(slot: int, p_info: Any) -> None:
+        b.nonnull(p_info)
+        desc, manuf, flags = b.token().slot_info(slot)
+        info = p_info[0]
+        b.ffi.memmove(info.slotDescription, padded(desc, 64), 64)
+        b.ffi.memmove(info.manufacturerID, padded(manuf, 32), 32)
         info.flags = flags
         info.hardwareVersion.major, info.hardwareVersion.minor = 1, 0
         info.firmwareVersion.major, info.firmwareVersion.minor = 0, 1
 
-    @extern
+    @b.extern
     def py_C_GetTokenInfo(slot: int, p_info: Any) -> None:
-        nonnull(p_info)
-        ti = token().token_info(slot)
+        b.nonnull(p_info)
+        ti = b.token().token_info(slot)
         info = p_info[0]
         for field, text, size in (("label", ti.label, 32), ("manufacturerID", ti.manufacturer, 32),
                                   ("model", ti.model, 16), ("serialNumber", ti.serial, 16)):
-            ffi.memmove(getattr(info, field), padded(text, size), size)
+            b.ffi.memmove(getattr(info, field), padded(text, size), size)
         info.flags = ti.flags
         info.ulMaxSessionCount = ck.CK_EFFECTIVELY_INFINITE
         info.ulSessionCount = ti.session_count
@@ -180,153 +216,148 @@ def install(ffi: Any, lib: Any) -> None:  # noqa: C901 - one def_extern per expo
             setattr(info, f, ck.CK_UNAVAILABLE_INFORMATION)
         info.hardwareVersion.major, info.hardwareVersion.minor = ti.hardware_version
         info.firmwareVersion.major, info.firmwareVersion.minor = ti.firmware_version
-        ffi.memmove(info.utcTime, b" " * 16, 16)
+        b.ffi.memmove(info.utcTime, b" " * 16, 16)
 
-    @extern
+    @b.extern
     def py_C_GetMechanismList(slot: int, p_list: Any, p_count: Any) -> int | None:
-        return fill_list(token().mechanisms(slot), p_list, p_count)
+        return b.fill_list(b.token().mechanisms(slot), p_list, p_count)
 
-    @extern
+    @b.extern
     def py_C_GetMechanismInfo(slot: int, mech: int, p_info: Any) -> None:
-        nonnull(p_info)
-        token().mechanism_info(slot, mech)
+        b.nonnull(p_info)
+        b.token().mechanism_info(slot, mech)
 
-    @extern
+    @b.extern
     def py_C_InitToken(slot: int, p_pin: Any, pin_len: int, p_label: Any) -> None:
-        token().init_token(slot)
+        b.token().init_token(slot)
 
-    @extern
+    @b.extern
     def py_C_InitPIN(h: int, p_pin: Any, pin_len: int) -> None:
-        token().change_pin(h)
+        b.token().change_pin(h)
 
-    @extern
+    @b.extern
     def py_C_SetPIN(h: int, p_old: Any, old_len: int, p_new: Any, new_len: int) -> None:
-        token().change_pin(h)
+        b.token().change_pin(h)
 
-    @extern
+    @b.extern
     def py_C_WaitForSlotEvent(flags: int, p_slot: Any, p_reserved: Any) -> None:
-        if p_reserved != ffi.NULL:
+        if p_reserved != b.ffi.NULL:
             raise CKRError(ck.CKR_ARGUMENTS_BAD)
-        token().wait_for_slot_event(flags)
+        b.token().wait_for_slot_event(flags)
 
-    # --- sessions ------------------------------------------------------------------------------------------
-    @extern
+
+def _sessions(b: _Boundary) -> None:
+    """5.6 sessions and 5.5 login."""
+    @b.extern
     def py_C_OpenSession(slot: int, flags: int, p_app: Any, notify: Any, p_session: Any) -> None:
-        nonnull(p_session)
-        p_session[0] = token().open_session(slot, flags)
+        b.nonnull(p_session)
+        p_session[0] = b.token().open_session(slot, flags)
 
-    @extern
+    @b.extern
     def py_C_CloseSession(h: int) -> None:
-        token().close_session(h)
+        b.token().close_session(h)
 
-    @extern
+    @b.extern
     def py_C_CloseAllSessions(slot: int) -> None:
-        token().close_all_sessions(slot)
+        b.token().close_all_sessions(slot)
 
-    @extern
+    @b.extern
     def py_C_GetSessionInfo(h: int, p_info: Any) -> None:
-        nonnull(p_info)
-        slot, st, flags = token().session_info(h)
+        b.nonnull(p_info)
+        slot, st, flags = b.token().session_info(h)
         p_info[0].slotID, p_info[0].state, p_info[0].flags, p_info[0].ulDeviceError = slot, st, flags, 0
 
-    @extern
+    @b.extern
     def py_C_Login(h: int, user: int, p_pin: Any, pin_len: int) -> None:
-        if p_pin == ffi.NULL and pin_len:
+        if p_pin == b.ffi.NULL and pin_len:
             raise CKRError(ck.CKR_ARGUMENTS_BAD)
-        pin = bytes(ffi.buffer(p_pin, pin_len)) if p_pin != ffi.NULL else None
-        token().login(h, user, pin)
+        pin = bytes(b.ffi.buffer(p_pin, pin_len)) if p_pin != b.ffi.NULL else None
+        b.token().login(h, user, pin)
 
-    @extern
+    @b.extern
     def py_C_Logout(h: int) -> None:
-        token().logout(h)
+        b.token().logout(h)
 
-    # --- objects ----------------------------------------------------------------------------------------------
-    def template(p_tmpl: Any, count: int) -> list[tuple[int, bytes]]:
-        if count and p_tmpl == ffi.NULL:
-            raise CKRError(ck.CKR_ARGUMENTS_BAD)
-        out = []
-        for i in range(count):
-            a = p_tmpl[i]
-            if a.pValue == ffi.NULL and a.ulValueLen:
-                raise CKRError(ck.CKR_ARGUMENTS_BAD)
-            out.append((a.type, bytes(ffi.buffer(a.pValue, a.ulValueLen)) if a.ulValueLen else b""))
-        return out
 
-    @extern
+def _objects(b: _Boundary) -> None:
+    """5.7: finding objects and reading their attributes; nothing is created or changed."""
+    @b.extern
     def py_C_FindObjectsInit(h: int, p_tmpl: Any, count: int) -> None:
-        token().find_init(h, template(p_tmpl, count))
+        b.token().find_init(h, b.template(p_tmpl, count))
 
-    @extern
+    @b.extern
     def py_C_FindObjects(h: int, p_obj: Any, max_count: int, p_count: Any) -> None:
-        nonnull(p_obj, p_count)
-        found = token().find(h, max_count)
+        b.nonnull(p_obj, p_count)
+        found = b.token().find(h, max_count)
         for i, o in enumerate(found):
             p_obj[i] = o
         p_count[0] = len(found)
 
-    @extern
+    @b.extern
     def py_C_FindObjectsFinal(h: int) -> None:
-        token().find_final(h)
+        b.token().find_final(h)
 
-    @extern
+    @b.extern
     def py_C_GetAttributeValue(h: int, obj: int, p_tmpl: Any, count: int) -> int | None:
-        if count and p_tmpl == ffi.NULL:
+        if count and p_tmpl == b.ffi.NULL:
             raise CKRError(ck.CKR_ARGUMENTS_BAD)
-        values = token().attribute_values(h, obj, [p_tmpl[i].type for i in range(count)])
+        values = b.token().attribute_values(h, obj, [p_tmpl[i].type for i in range(count)])
         result: int | None = None
         for i, v in enumerate(values):  # v2.40 5.7: every attribute is processed; one code is returned
             a = p_tmpl[i]
             if isinstance(v, int):
                 a.ulValueLen = ck.CK_UNAVAILABLE_INFORMATION
                 result = v
-            elif a.pValue == ffi.NULL:
+            elif a.pValue == b.ffi.NULL:
                 a.ulValueLen = len(v)
             elif a.ulValueLen >= len(v):
-                ffi.memmove(a.pValue, v, len(v))
+                b.ffi.memmove(a.pValue, v, len(v))
                 a.ulValueLen = len(v)
             else:
                 a.ulValueLen = ck.CK_UNAVAILABLE_INFORMATION
                 result = ck.CKR_BUFFER_TOO_SMALL
         return result
 
-    @extern
+    @b.extern
     def py_C_GetObjectSize(h: int, obj: int, p_size: Any) -> None:
-        nonnull(p_size)
-        p_size[0] = token().object_size(h, obj)
+        b.nonnull(p_size)
+        p_size[0] = b.token().object_size(h, obj)
 
-    @extern
+    @b.extern
     def py_C_CreateObject(h: int, p_tmpl: Any, count: int, p_obj: Any) -> None:
-        token().modify_object(h, None)
+        b.token().modify_object(h, None)
 
-    @extern
+    @b.extern
     def py_C_CopyObject(h: int, obj: int, p_tmpl: Any, count: int, p_new: Any) -> None:
-        token().modify_object(h, obj)
+        b.token().modify_object(h, obj)
 
-    @extern
+    @b.extern
     def py_C_DestroyObject(h: int, obj: int) -> None:
-        token().modify_object(h, obj)
+        b.token().modify_object(h, obj)
 
-    @extern
+    @b.extern
     def py_C_SetAttributeValue(h: int, obj: int, p_tmpl: Any, count: int) -> None:
-        token().modify_object(h, obj)
+        b.token().modify_object(h, obj)
 
-    # --- random numbers (5.15) ------------------------------------------------------------------------------
-    @extern
+
+def _random_numbers(b: _Boundary) -> None:
+    """5.15, and the C fast path's refill."""
+    @b.extern
     def py_C_SeedRandom(h: int, p_seed: Any, seed_len: int) -> None:
-        if p_seed == ffi.NULL and seed_len:
+        if p_seed == b.ffi.NULL and seed_len:
             raise CKRError(ck.CKR_ARGUMENTS_BAD)
-        token().seed_random(h, bytes(ffi.buffer(p_seed, seed_len)) if seed_len else b"")
-        lib.qrng_buffer_clear()  # bytes buffered before the seed must not be served after it
+        b.token().seed_random(h, bytes(b.ffi.buffer(p_seed, seed_len)) if seed_len else b"")
+        b.lib.qrng_buffer_clear()  # bytes buffered before the seed must not be served after it
 
-    @extern
+    @b.extern
     def py_C_GenerateRandom(h: int, p_data: Any, n: int) -> None:
         if n:
-            nonnull(p_data)
-        t = token()
+            b.nonnull(p_data)
+        t = b.token()
         t.check_session(h)  # refused before generation: the caller's buffer is not touched
         if not n:
             return
-        buf = ffi.buffer(p_data, n)
+        buf = b.ffi.buffer(p_data, n)
         try:
             t.generate_random_into(h, buf)
         except BaseException:
@@ -338,15 +369,8 @@ def install(ffi: Any, lib: Any) -> None:  # noqa: C901 - one def_extern per expo
                 buf[off:off + k] = zero[:k]
             raise
 
-    @ffi.def_extern(name="py_refill", onerror=_onerror)  # type: ignore[untyped-decorator]
+    @b.ffi.def_extern(name="py_refill", onerror=_on_error)  # type: ignore[untyped-decorator]
     def py_refill(rv_ptr: Any, buf: Any, n: int) -> None:
         def fill() -> None:
-            token().refill(ffi.buffer(buf, n))
-        call("refill", rv_ptr, fill)
-
-    def _child() -> None:
-        t = state.get("token")
-        if t is not None:
-            t.after_fork_in_child()
-
-    os.register_at_fork(after_in_child=_child)
+            b.token().refill(b.ffi.buffer(buf, n))
+        b.call("refill", rv_ptr, fill)
