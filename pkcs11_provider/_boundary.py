@@ -155,15 +155,13 @@ def _general(b: _Boundary) -> None:
     """5.4: C_Initialize, C_Finalize, C_GetInfo."""
     @b.extern
     def py_C_Initialize(p_args: Any) -> None:
-        from qrng.config import load_config
-
         from .service import make_token
         t = b.state.get("token") or make_token(on_session_change=lambda h, o: b.lib.qrng_session_mark(h, int(o)),
                                             on_stale_output=b.lib.qrng_buffer_clear)
         t.initialize()
         b.state["token"] = t
         # the fast-path buffer is bypassed when every request must have prediction resistance
-        b.lib.qrng_fast_configure(int(not load_config().drbg.prediction_resistance))
+        b.lib.qrng_fast_configure(int(not (t.config is not None and t.config.drbg.prediction_resistance)))
 
     @b.extern
     def py_C_Finalize(p_reserved: Any) -> None:

@@ -17,11 +17,9 @@ from .token import Token
 __all__ = ["describe", "make_token", "open_pipeline"]
 
 
-def open_pipeline() -> Any:
+def open_pipeline(cfg: Any) -> Any:
     """The entropy service: a pipeline on the configured source (the module in daemon mode, which takes seed
     material from qrngd instead, is the C-only build/libqrng-pkcs11-qrngd.so)."""
-    from qrng.config import load_config
-    cfg = load_config()
     from qrng.pipeline import Pipeline
     return Pipeline(cfg)
 
@@ -44,11 +42,10 @@ def describe(service: Any) -> dict[str, str]:
             "source_label": info.label, "hardware": "no" if info.simulator or info.kind == "file" else "yes"}
 
 
-def certificates() -> list[bytes]:
+def certificates(cfg: Any) -> list[bytes]:
     path = os.environ.get("QRNG_ATTESTATION_CERT")
     if not path:
-        from qrng.config import load_config
-        cert = load_config().attestation.certificate
+        cert = cfg.attestation.certificate
         path = str(cert) if cert else ""
     if not path or not Path(path).exists():
         return []
@@ -62,10 +59,8 @@ def certificates() -> list[bytes]:
     return [data]
 
 
-def describe_slot() -> dict[str, str]:
+def describe_slot(cfg: Any) -> dict[str, str]:
     """The slot's description from configuration alone (no source is opened)."""
-    from qrng.config import load_config
-    cfg = load_config()
     src = cfg.source
     if src.type == "simulator":
         label = f"SIMULATOR {src.simulator.serial} (not a physical device)"
@@ -81,8 +76,9 @@ def describe_slot() -> dict[str, str]:
     return {"source_label": label, "hardware": hardware}
 
 
-def validate() -> None:
-    """Read the configuration now (a bad file fails C_Initialize), and import what serving it will need.
+def validate() -> Any:
+    """Read the configuration now, once per C_Initialize (a bad file fails C_Initialize; an edit after it changes
+    nothing until the next C_Initialize), import what serving it will need, and return it.
 
     Nothing on the serving path imports lazily afterwards: a host that forks while another of its threads is
     inside a first, lazy import would leave the child waiting for that module's import lock forever (found by
@@ -107,8 +103,18 @@ def validate() -> None:
         importlib.import_module(name)
     if cfg.extractor.type == "toeplitz":
         native.load()
+    return cfg
 
 
 def make_token(on_session_change: Callable[[int, bool], None] | None = None,
                on_stale_output: Callable[[], None] | None = None) -> Token:
-    return Token(open_pipeline, describe, certificates, on_session_change, validate, describe_slot, on_stale_output)
+    """The token over the configuration that C_Initialize reads (validate): the pipeline, the slot's description
+    and the certificate objects all come from that one reading."""
+    holder: dict[str, Any] = {}
+
+    def read() -> Any:
+        holder["config"] = validate()
+        return holder["config"]
+
+    return Token(lambda: open_pipeline(holder["config"]), describe, lambda: certificates(holder["config"]),
+                 on_session_change, read, lambda: describe_slot(holder["config"]), on_stale_output)

@@ -110,6 +110,7 @@ class Token:
         self._lock = threading.RLock()
         self.initialized = False
         self.service: Any = None
+        self.config: Any = None
         self.service_error: Exception | None = None
         self._removed_at = 0.0  # monotonic time the source was found removed (or last looked for again)
         self._sessions: dict[int, Session] = {}
@@ -125,7 +126,7 @@ class Token:
                 raise CKRError(ck.CKR_CRYPTOKI_ALREADY_INITIALIZED)
             from qrng.errors import ConfigError
             try:
-                self._validate()
+                self.config = self._validate()  # the one reading of the configuration until C_Finalize
             except ConfigError as exc:
                 raise CKRError(ck.CKR_GENERAL_ERROR, f"configuration: {exc}") from exc
             self.service, self.service_error, self._opened = None, None, False

@@ -409,6 +409,28 @@ static void object_semantics(void) {
     EXPECT(f->C_Finalize(NULL), OK);
 }
 
+/* config_once: the configuration is read once, in C_Initialize. The file named by QRNG_CONFIG is replaced by
+   one whose simulator is stuck from its first sample after C_Initialize: the token goes on serving (and
+   describing) the configuration it read. It used to read the file again when the source was first opened. */
+static void config_once(void) {
+    EXPECT(f->C_Initialize(NULL), OK);
+    const char *path = getenv("QRNG_CONFIG");
+    FILE *cfg = path ? fopen(path, "w") : NULL;
+    CHECK(cfg != NULL);
+    if (cfg) { fputs("version: 1\nsource:\n  type: simulator\n  faults: ['stuck_at@0']\n", cfg); fclose(cfg); }
+    CK_SESSION_HANDLE h = open_session();
+    unsigned char b[64];
+    EXPECT(f->C_GenerateRandom(h, b, sizeof b), OK);
+    CK_TOKEN_INFO ti;
+    EXPECT(f->C_GetTokenInfo(0, &ti), OK);
+    CHECK(!(ti.flags & CKF_ERROR_STATE));
+    EXPECT(f->C_Finalize(NULL), OK);
+    EXPECT(f->C_Initialize(NULL), OK);           /* the next C_Initialize reads the new file */
+    h = open_session();
+    EXPECT(f->C_GenerateRandom(h, b, sizeof b), DEVICE_ERROR);
+    EXPECT(f->C_Finalize(NULL), OK);
+}
+
 /* The module must not change the host's C stdio (regression: the embedded interpreter was started with
    buffered_stdio = 0, which set the host's stdout unbuffered). stdout is a pipe here: fully buffered. */
 static void host_stdio(void) {
@@ -441,6 +463,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(s, "failing_source")) failing_source();
     else if (!strcmp(s, "host_stdio")) host_stdio();
     else if (!strcmp(s, "info_semantics")) info_semantics();
+    else if (!strcmp(s, "config_once")) config_once();
     else if (!strcmp(s, "login_semantics")) login_semantics();
     else if (!strcmp(s, "object_semantics")) object_semantics();
     else { fprintf(stderr, "unknown scenario %s\n", s); return 2; }

@@ -94,3 +94,14 @@ def test_failing_source(harness, module, tmp_path, kind):
         env["QRNGD_SOCKET"] = str(tmp_path / "no-qrngd.sock")
     r = run(harness, module, "failing_source", env)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_the_configuration_is_read_once_per_initialize(harness, module, tmp_path):
+    """Issue 21: the in-process module read its YAML up to five times (validation, slot description, certificates,
+    the pipeline at first use, the fast path's switch), so an edit in between gave a token that described one
+    configuration and served another. Now C_Initialize reads it once and the next C_Initialize reads it again."""
+    cfg = tmp_path / "qrng.yaml"
+    cfg.write_text("version: 1\nsource: {type: simulator}\n")
+    env = {k: v for k, v in os.environ.items() if k != "QRNG_PKCS11_LOG"} | {"QRNG_CONFIG": str(cfg)}
+    r = run(harness, module, "config_once", env)
+    assert r.returncode == 0 and "config_once: 0 failure(s)" in r.stdout, r.stdout + r.stderr
