@@ -15,7 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from . import ckdefs as ck
-from .token import CKRError, Token, padded
+from .objects import padded
+from .token import CKRError, Token
 
 __all__ = ["ERROR_TABLE", "install", "rv_for"]
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -16,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import ckdefs as ck
+from .objects import TokenObject, certificate_object, health_object
 
-__all__ = ["CKRError", "Session", "Token", "TokenObject", "encode_bool", "encode_ulong", "padded"]
+__all__ = ["CKRError", "Session", "Token", "TokenInfo"]
 
 SLOT_ID = 0
 MAX_PIN = 64
@@ -29,32 +29,6 @@ class CKRError(Exception):
     def __init__(self, rv: int, message: str = "") -> None:
         super().__init__(f"{ck.CKR_NAMES.get(rv, hex(rv))}: {message}" if message else ck.CKR_NAMES.get(rv, hex(rv)))
         self.rv = rv
-
-
-def encode_ulong(v: int) -> bytes:
-    """CK_ULONG is the platform's unsigned long: native size and byte order."""
-    return struct.pack("@L", v)
-
-
-def encode_bool(v: bool) -> bytes:
-    return b"\x01" if v else b"\x00"
-
-
-def padded(text: str, size: int) -> bytes:
-    """Blank-padded, not NUL-terminated (v2.40 3.2 for CK_UTF8CHAR arrays)."""
-    raw = text.encode("utf-8")[:size]
-    return raw + b" " * (size - len(raw))
-
-
-@dataclass
-class TokenObject:
-    handle: int
-    attributes: dict[int, bytes | Callable[[], bytes]]
-    sensitive: frozenset[int] = frozenset()
-
-    def value(self, attr: int) -> bytes:
-        v = self.attributes[attr]
-        return v() if callable(v) else v
 
 
 @dataclass
@@ -384,18 +358,9 @@ class Token:
 
     # --- objects (5.7) -------------------------------------------------------------------------------------
     def _build_objects(self) -> None:
-        objs: dict[int, TokenObject] = {}
-        h = 1
-        for der in self._certificates():
-            objs[h] = _certificate_object(h, der)
-            h += 1
-        objs[h] = TokenObject(h, {
-            ck.CKA_CLASS: encode_ulong(ck.CKO_DATA), ck.CKA_TOKEN: encode_bool(True),
-            ck.CKA_PRIVATE: encode_bool(False), ck.CKA_MODIFIABLE: encode_bool(False),
-            ck.CKA_LABEL: b"qrng health report", ck.CKA_APPLICATION: b"qrng-ceremony",
-            ck.CKA_OBJECT_ID: b"", ck.CKA_VALUE: self._health_json,
-        })
-        self._objects = objs
+        ders = self._certificates()
+        self._objects = {h: certificate_object(h, der) for h, der in enumerate(ders, 1)}
+        self._objects[len(ders) + 1] = health_object(len(ders) + 1, self._health_json)
 
     def _health_json(self) -> bytes:
         if self.service is None:
@@ -526,23 +491,3 @@ class Token:
         self._use(lambda s: s.generate_into(buf))
 
 
-def _certificate_object(handle: int, der: bytes) -> TokenObject:
-    from cryptography import x509
-    cert = x509.load_der_x509_certificate(der)
-    from cryptography.hazmat.primitives import hashes
-    digest = cert.fingerprint(hashes.SHA1())
-    serial = cert.serial_number
-    serial_der = b"\x02" + bytes([len(_int_bytes(serial))]) + _int_bytes(serial)
-    return TokenObject(handle, {
-        ck.CKA_CLASS: encode_ulong(ck.CKO_CERTIFICATE), ck.CKA_CERTIFICATE_TYPE: encode_ulong(ck.CKC_X_509),
-        ck.CKA_TOKEN: encode_bool(True), ck.CKA_PRIVATE: encode_bool(False), ck.CKA_MODIFIABLE: encode_bool(False),
-        ck.CKA_TRUSTED: encode_bool(False), ck.CKA_CERTIFICATE_CATEGORY: encode_ulong(0),
-        ck.CKA_LABEL: b"qrng device attestation", ck.CKA_ID: digest[:8],
-        ck.CKA_SUBJECT: cert.subject.public_bytes(), ck.CKA_ISSUER: cert.issuer.public_bytes(),
-        ck.CKA_SERIAL_NUMBER: serial_der, ck.CKA_VALUE: der, ck.CKA_CHECK_VALUE: digest[:3],
-    })
-
-
-def _int_bytes(v: int) -> bytes:
-    b = v.to_bytes((v.bit_length() + 8) // 8 or 1, "big")
-    return b

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pkcs11_provider import ckdefs as ck
-from pkcs11_provider.token import CKRError, Token, encode_ulong, padded
+from pkcs11_provider.objects import encode_ulong, padded
+from pkcs11_provider.token import CKRError, Token
 from qrng.config import EntropyConfig
 from qrng.errors import NativeUnavailable, SourceRemoved
 from qrng.pipeline import Pipeline
