@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import fsync_folder
+from .errors import UsageError
 
 __all__ = ["BeaconRun", "BeaconService", "pulses_in", "read_secret"]
 
@@ -59,7 +60,7 @@ def read_secret(path: Path) -> bytes | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise ValueError(f"{path}: cannot be read safely ({exc.strerror}); a symbolic link is never followed") from None
+        raise UsageError(f"{path}: cannot be read safely ({exc.strerror}); a symbolic link is never followed") from None
     with os.fdopen(fd) as f:
         text = f.read(200).strip()
     try:

@@ -9,6 +9,7 @@ engine) catch the roots and map them through one table each.
 from __future__ import annotations
 
 __all__ = [
+    "UsageError",
     "ConfigError",
     "EntropyError",
     "ExtractionFailed",
@@ -32,6 +33,12 @@ class EntropyError(Exception):
 
 class SetupError(Exception):
     """Root of configuration and installation problems: the user can fix them; the device is not at fault."""
+
+
+class UsageError(SetupError, ValueError):
+    """A command-line option, argument or input file is wrong (exit 2): the message names it and says what is
+    expected. A ValueError for code that checks input with ``except ValueError``; any other ValueError reaching
+    the command line is a bug (a traceback and a bug-report line, exit 70)."""
 
 
 class ConfigError(SetupError, ValueError):

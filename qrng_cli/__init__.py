@@ -16,7 +16,7 @@ import argparse
 import importlib
 from collections.abc import Sequence
 
-from .common import SIGINT_EXIT, SIGPIPE_EXIT, ExitCode, Interrupted, report, say, silence_stdout
+from .common import SIGINT_EXIT, SIGPIPE_EXIT, ExitCode, Interrupted, exit_code_for, report, say, silence_stdout
 
 __all__ = ["COMMANDS", "ExitCode", "build_parser", "main"]
 
@@ -39,6 +39,7 @@ SP 800-90B assessment, key ceremonies on an HSM, and signed audit logs verified 
 exit codes: 0 success; 1 verification failed (tampered or inconsistent) or a ceremony step failed;
 2 usage, configuration or I/O error (ceremonies: nothing was touched); 3 entropy failure (nothing was output);
 4 consistent but not independently verified (a check the verdict needs was not made: "not checked");
+70 internal error (a bug: a traceback and a line asking for a report);
 130 Ctrl-C, 141 the output was closed (| head, a pager), 143 SIGTERM: interrupted, never a success."""
 
 
@@ -73,5 +74,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         say(f"{_prog(args)}: interrupted")
         return SIGINT_EXIT
-    except Exception as exc:  # noqa: BLE001 - mapped by the one table; what it does not know is re-raised
+    except Exception as exc:  # noqa: BLE001 - mapped by the one table; what it does not know is a bug
+        if exit_code_for(exc) is None:
+            return _bug(_prog(args), exc)
         return int(report(_prog(args), exc, bool(getattr(args, "json", False))))
+
+
+def _bug(prog: str, exc: Exception) -> int:
+    """An exception no rule of the exit table names is a programming error: its traceback, and a line saying so."""
+    import traceback
+
+    from qrng import __version__
+    traceback.print_exception(exc)
+    say(f"{prog}: internal error ({type(exc).__name__}): this is a bug in qrng-ceremony {__version__}, not a "
+        "problem with what you gave it; please report it with the traceback above (CONTRIBUTING.md)")
+    return int(ExitCode.INTERNAL)

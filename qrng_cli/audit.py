@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from qrng.audit.errors import AuditError, FormatError, TamperedError
 from qrng.audit.verify import key_names
+from qrng.errors import UsageError
 
 from .common import ExitCode, int_at_least
 
@@ -93,10 +94,10 @@ def _auditor_keys(args: argparse.Namespace, notes: list[str]) -> tuple[list[Veri
         if not keys:
             keys = [k for k, _ in policy.logs]
             if not keys:
-                raise ValueError(f"{args.policy}: lists no log; give --key")
+                raise UsageError(f"{args.policy}: lists no log; give --key")
         witnesses += [k for k in policy.witness_keys() if k not in witnesses]
     if not keys:
-        raise ValueError("give --key (the log's verifier key or PEM public key, from the log's published records) "
+        raise UsageError("give --key (the log's verifier key or PEM public key, from the log's published records) "
                          "or --policy")
     return keys, witnesses, policy
 
@@ -327,7 +328,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
             raise FormatError(f"{path} exists; refusing to overwrite a key (or to write through a link)")
     if args.mldsa44:
         if not args.witness:
-            raise ValueError("--mldsa44 is for witness keys (tlog-cosignature type 0x06): add --witness")
+            raise UsageError("--mldsa44 is for witness keys (tlog-cosignature type 0x06): add --witness")
         from qrng.audit.note import generate_mldsa44_witness
         priv, vkey = generate_mldsa44_witness(args.name)
     else:
@@ -346,7 +347,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from qrng.audit.tileserver import serve
     host, _, port = args.listen.rpartition(":")
     if not host or not is_ascii_decimal(port) or not 0 <= int(port) < 65536:
-        raise ValueError(f"--listen {args.listen!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+        raise UsageError(f"--listen {args.listen!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
     if not Path(args.dir).is_dir():
         raise FileNotFoundError(f"{args.dir}: no such folder (a tiles folder made by `qrng audit publish`, or a "
                                 "folder holding several under their prefixes)")

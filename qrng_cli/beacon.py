@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from qrng.errors import UsageError
+
 from .common import ExitCode
 
 __all__ = ["register"]
@@ -37,7 +39,7 @@ def _certificate(path: str) -> bytes:
     try:
         cert = x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
     except ValueError:
-        raise ValueError(f"--certificate {path}: not an X.509 certificate") from None
+        raise UsageError(f"--certificate {path}: not an X.509 certificate") from None
     return cert.public_bytes(serialization.Encoding.DER)
 
 
@@ -57,9 +59,9 @@ def _beacon_signer(args: argparse.Namespace) -> Any:
         except FileNotFoundError:
             raise FileNotFoundError(f"--key {args.key}: no such file") from None
         except (ValueError, TypeError):
-            raise ValueError(f"--key {args.key}: not an unencrypted PEM private key") from None
+            raise UsageError(f"--key {args.key}: not an unencrypted PEM private key") from None
         if not isinstance(key, rsa.RSAPrivateKey):
-            raise ValueError(f"--key {args.key}: cipher suite 0 signs with RSA; this is not an RSA key")
+            raise UsageError(f"--key {args.key}: cipher suite 0 signs with RSA; this is not an RSA key")
         spki = key.public_key().public_bytes(serialization.Encoding.DER,
                                              serialization.PublicFormat.SubjectPublicKeyInfo)
         def sign(message: bytes) -> bytes:
@@ -70,9 +72,9 @@ def _beacon_signer(args: argparse.Namespace) -> Any:
         hsm = open_signer(load_profile(Path(args.hsm_profile), args.profile).hsm, args.key_label, "beacon")
         spki, sign = hsm.public_der, hsm.sign
     else:
-        raise ValueError("give --key FILE, or --hsm-profile, --profile and --key-label for a key in an HSM")
+        raise UsageError("give --key FILE, or --hsm-profile, --profile and --key-label for a key in an HSM")
     if spki != cert_spki:
-        raise ValueError(f"--certificate {args.certificate} is not the beacon key's certificate (another public key)")
+        raise UsageError(f"--certificate {args.certificate} is not the beacon key's certificate (another public key)")
     return BeaconSigner(cert_der, sign)
 
 
@@ -81,9 +83,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from qrng.beacon_service import BeaconRun, BeaconService
     from qrng.config import load_config
     if not math.isfinite(args.period) or not 0.5 <= args.period <= 86400:
-        raise ValueError(f"--period {args.period}: seconds, from 0.5 to 86400")
+        raise UsageError(f"--period {args.period}: seconds, from 0.5 to 86400")
     if args.pulses < 0:
-        raise ValueError(f"--pulses {args.pulses}: a count, 0 for no limit")
+        raise UsageError(f"--pulses {args.pulses}: a count, 0 for no limit")
     signer = _beacon_signer(args)
     log_signer = load_ed25519_signer(Path(args.log_key).read_text())
     policy = None
@@ -106,11 +108,11 @@ def _state_folder(path: Path) -> Path:
     holds the precommitted secret)."""
     import stat
     if path.is_symlink():
-        raise ValueError(f"--state {path}: is a symbolic link; give the folder itself")
+        raise UsageError(f"--state {path}: is a symbolic link; give the folder itself")
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     st = path.lstat()
     if not stat.S_ISDIR(st.st_mode) or st.st_mode & 0o077:
-        raise ValueError(f"--state {path}: must be a folder only its owner can read (mode 700); it is "
+        raise UsageError(f"--state {path}: must be a folder only its owner can read (mode 700); it is "
                          f"{oct(st.st_mode & 0o777)}")
     return path
 

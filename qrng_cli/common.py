@@ -29,6 +29,7 @@ class ExitCode(enum.IntEnum):
     ENTROPY = 3          # entropy failure (health test, source error): nothing was output
     UNVERIFIED = 4       # consistent, but not independently verified: nothing failed, yet a check the verdict needs
     #                      was not made with keys the auditor supplied (each such check says "not checked" and why)
+    INTERNAL = 70        # a bug (EX_SOFTWARE): a traceback and a line asking for a report; never a verdict
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,10 @@ EXIT_TABLE: tuple[Rule, ...] = (
     Rule("qrng.dsse:EnvelopeError", ExitCode.VERIFY_FAILED, "VERIFICATION FAILED: "),
     Rule("builtins:MemoryError", ExitCode.USAGE, "not enough memory: "),
     Rule("builtins:OSError", ExitCode.USAGE),
-    Rule("builtins:ValueError", ExitCode.USAGE),
+    # input that is not what it claims to be (a JSON or text file given on the command line); any other
+    # ValueError is a bug, not a usage error: a traceback with a bug-report line, exit 70
+    Rule("json.decoder:JSONDecodeError", ExitCode.USAGE, "malformed JSON: "),
+    Rule("builtins:UnicodeDecodeError", ExitCode.USAGE, "not UTF-8 text: "),
 )
 
 

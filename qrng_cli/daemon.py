@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from qrng.daemon.protocol import DEFAULT_SOCKET  # the one source, also of the C module's generated header
+from qrng.errors import UsageError
 
 from .common import ExitCode, int_at_least
 
@@ -48,9 +49,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         from qrng.daemon.plot import plot_history
         out = Path(args.plot)
         if out.suffix.lower() != ".png":
-            raise ValueError(f"--plot {args.plot}: the file name must end in .png")
+            raise UsageError(f"--plot {args.plot}: the file name must end in .png")
         if out.exists() and not args.force:
-            raise ValueError(f"--plot {args.plot}: exists (add --force to replace it)")
+            raise UsageError(f"--plot {args.plot}: exists (add --force to replace it)")
         png, n = plot_history(client.request(P.OP.HISTORY).json(), st)
         atomic_write(out, png, overwrite=args.force)
         print(f"wrote {out} ({n} points)", file=sys.stderr)

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from qrng.errors import UsageError
+
 from .common import ExitCode, atomic_write, int_at_least, write_stdout
 
 __all__ = ["register"]
@@ -39,7 +41,7 @@ def _chunks(p: Any, n: int, extracted: bool, pr: bool) -> Iterator[bytes]:
 def cmd_bytes(args: argparse.Namespace) -> int:
     """N bytes, all or nothing: on an entropy failure nothing is printed and no file appears (exit 3)."""
     if args.n > STDOUT_MAX and not args.out:
-        raise ValueError(f"{args.n:,} bytes is more than the {STDOUT_MAX >> 20} MiB printed at once; use --out FILE "
+        raise UsageError(f"{args.n:,} bytes is more than the {STDOUT_MAX >> 20} MiB printed at once; use --out FILE "
                          "(written to a temporary file and renamed only when complete)")
     p = _pipeline(args)
     chunks = _chunks(p, args.n, args.extracted, args.pr)

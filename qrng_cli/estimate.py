@@ -12,6 +12,8 @@ import sys
 import time
 from typing import Any
 
+from qrng.errors import UsageError
+
 from .common import int_at_least
 
 __all__ = ["register", "read_samples"]
@@ -22,11 +24,11 @@ def read_samples(path: str, bits: int, packed: bool) -> Any:
     raw = np.fromfile(path, dtype=np.uint8)
     if packed:
         if bits != 1:
-            raise ValueError("--packed files hold 1-bit samples: use --bits-per-symbol 1")
+            raise UsageError("--packed files hold 1-bit samples: use --bits-per-symbol 1")
         return np.unpackbits(raw)
     if raw.size and int(raw.max()) >= 1 << bits:
         bad = int(np.argmax(raw >= 1 << bits))
-        raise ValueError(f"{path}: byte {bad} holds {int(raw[bad])}, wider than {bits} bit(s)")
+        raise UsageError(f"{path}: byte {bad} holds {int(raw[bad])}, wider than {bits} bit(s)")
     return raw
 
 
@@ -93,7 +95,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from qrng.estimate.resources import memory_needed, seconds_expected
     st = os.stat(args.file)
     if not stat.S_ISREG(st.st_mode):
-        raise ValueError(f"{args.file}: not a regular file; copy the samples into a file first")
+        raise UsageError(f"{args.file}: not a regular file; copy the samples into a file first")
     n = st.st_size * (8 if args.packed else 1)
     need, avail = memory_needed(n, args.bits_per_symbol), _available_memory()
     if avail is not None and need > avail and not args.iid:
@@ -102,7 +104,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
                           "assess a shorter file, or on a machine with more memory")
     s = read_samples(args.file, args.bits_per_symbol, args.packed)
     if s.size < 1000:
-        raise ValueError(f"{args.file}: {s.size} samples; SP 800-90B assessments need at least 1,000,000 "
+        raise UsageError(f"{args.file}: {s.size} samples; SP 800-90B assessments need at least 1,000,000 "
                          "(at least 1,000 to run at all)")
     if s.size < 1_000_000 and not args.quiet:
         print(f"qrng estimate: warning: {s.size:,} samples; SP 800-90B (3.1.1) asks for at least 1,000,000, so "

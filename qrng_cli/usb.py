@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from qrng.errors import UsageError
+
 from .common import ExitCode
 
 __all__ = ["register"]
@@ -30,7 +32,7 @@ def cmd_emulator_set(args: argparse.Namespace) -> int:
     for item in args.changes:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"{item!r}: expected KEY=VALUE (plugged=no, fault=stall, ...)")
+            raise UsageError(f"{item!r}: expected KEY=VALUE (plugged=no, fault=stall, ...)")
         changes[key] = value
     folder = Path(args.dir)
     if not (folder / "device.json").exists():
@@ -45,7 +47,7 @@ def _source(args: argparse.Namespace) -> Any:
     from qrng.sources import open_source
     cfg = load_config(args.config)
     if cfg.source.type != "usb":
-        raise ValueError(f"{cfg.origin}: source.type is {cfg.source.type!r}, not usb")
+        raise UsageError(f"{cfg.origin}: source.type is {cfg.source.type!r}, not usb")
     return open_source(cfg.source)
 
 

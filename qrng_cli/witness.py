@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from qrng.asciinum import is_ascii_decimal
+from qrng.errors import UsageError
 
 from .common import ExitCode
 
@@ -26,7 +27,7 @@ __all__ = ["register"]
 def _address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not is_ascii_decimal(port) or not 0 <= int(port) < 65536:  # 0: any free port (said on stderr)
-        raise ValueError(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:7380")
+        raise UsageError(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:7380")
     return host.strip("[]"), int(port)
 
 
@@ -37,7 +38,7 @@ def _hsm_signer(args: argparse.Namespace) -> Any:
     from qrng.audit.note import hsm_cosigner
     from qrng.hsm import open_signer
     if not (args.hsm_profile and args.profile and args.name):
-        raise ValueError("--key-label needs --hsm-profile, --profile and --name")
+        raise UsageError("--key-label needs --hsm-profile, --profile and --name")
     hsm = open_signer(load_profile(Path(args.hsm_profile), args.profile).hsm, args.key_label)
     return hsm_cosigner(args.name, hsm.public_der, hsm.sign)
 
@@ -48,7 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from qrng.lockfile import hold
     address = _address(args.listen)
     if bool(args.key) == bool(args.key_label):
-        raise ValueError("give --key FILE, or --key-label with --hsm-profile, --profile and --name")
+        raise UsageError("give --key FILE, or --key-label with --hsm-profile, --profile and --name")
     signer = _hsm_signer(args) if args.key_label else load_witness_signer(Path(args.key).read_text())
     logs: dict[str, list[Verifier]] = {}
     for text in args.log:
@@ -83,11 +84,11 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from qrng.audit.verify import _with_cosignatures, parse_log
     from qrng.audit.witness_client import collect_cosignatures
     if not math.isfinite(args.timeout) or not 0.1 <= args.timeout <= 600:
-        raise ValueError(f"--timeout {args.timeout}: seconds, from 0.1 to 600")
+        raise UsageError(f"--timeout {args.timeout}: seconds, from 0.1 to 600")
     policy = load_policy(args.policy)
     view = parse_log(Path(args.log).read_bytes())
     if not view.checkpoints:
-        raise ValueError(f"{args.log}: no signed checkpoint to cosign")
+        raise UsageError(f"{args.log}: no signed checkpoint to cosign")
     last = view.checkpoints[-1]
     tree = TreeLevels(view.leaf_hashes[:last.position])
     cp = Checkpoint.parse(parse_note(last.note)[0])

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qrng.audit.verify import VerifyResult, parse_log
+from qrng.errors import UsageError
 
 from ..steps import REGISTRY
 from ..steps._certs import dn
@@ -189,7 +190,7 @@ def transcript(log: bytes, verified: VerifyResult) -> Transcript:
     entries = [json.loads(x) for x in parse_log(log).entries]
     start = next((e for e in entries if e["event"] == "ceremony.started"), None)
     if start is None:
-        raise ValueError("the log has no ceremony.started entry: not a ceremony log")
+        raise UsageError("the log has no ceremony.started entry: not a ceremony log")
     m: dict[str, Any] = start["data"]
     token = m.get("token", {})
     simulator = bool(m.get("simulator"))

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import native
+from ..errors import UsageError
 
 __all__ = ["Assessment", "Estimate", "assess_non_iid", "collision", "compression", "lrs", "markov", "mcv",
            "min_samples", "prediction", "t_tuple", "to_bitstring", "tuple_counts"]
@@ -134,7 +135,7 @@ def min_samples(bits_per_symbol: int) -> int:
 def compression(b: Array, block: int = COMPRESSION_B, d: int = COMPRESSION_D) -> Estimate:
     nb = b.size // block
     if nb <= d:
-        raise ValueError(f"the compression estimate needs more than {d} blocks of {block} bits (got {nb})")
+        raise UsageError(f"the compression estimate needs more than {d} blocks of {block} bits (got {nb})")
     words = np.zeros(nb, dtype=np.uint8)  # each block of `block` bits as a symbol, most significant bit first
     for k in range(block):
         words <<= 1
@@ -325,7 +326,7 @@ def _predict(data: Array, k: int, name: str, fn: str, count: Callable[[int], int
     r = _native.ffi.new("long *")
     rc = getattr(_native.lib, fn)(_native.ffi.from_buffer(data), data.size, k, c, r)  # releases the GIL
     if rc != 0:
-        raise ValueError(f"{name}: not enough samples")
+        raise UsageError(f"{name}: not enough samples")
     return prediction(name, int(c[0]), count(data.size), int(r[0]), k)
 
 
@@ -365,12 +366,12 @@ def assess_non_iid(samples: Array, bits_per_symbol: int, progress: Callable[[str
     prog = progress or (lambda m: None)
     s = np.ascontiguousarray(samples, dtype=np.uint8)
     if bits_per_symbol < 1 or bits_per_symbol > 8:
-        raise ValueError("bits_per_symbol must be between 1 and 8")
+        raise UsageError("bits_per_symbol must be between 1 and 8")
     if s.size and int(s.max()) >= 1 << bits_per_symbol:
-        raise ValueError(f"a sample is wider than {bits_per_symbol} bits")
+        raise UsageError(f"a sample is wider than {bits_per_symbol} bits")
     need = min_samples(bits_per_symbol)
     if s.size < need:
-        raise ValueError(f"{s.size:,} samples of {bits_per_symbol} bit(s) are too few for the non-IID track: the "
+        raise UsageError(f"{s.size:,} samples of {bits_per_symbol} bit(s) are too few for the non-IID track: the "
                          f"compression estimate (6.3.4) needs more than {COMPRESSION_D:,} dictionary blocks of "
                          f"{COMPRESSION_B} bits, so at least {need:,} samples (SP 800-90B asks for 1,000,000)")
     if bits_per_symbol == 1:

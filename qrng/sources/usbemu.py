@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import usb.backend
 
+from ..errors import UsageError
 from . import usbproto as P
 
 __all__ = ["EMULATOR_FIRMWARE", "EMULATOR_PID", "EMULATOR_VID", "EmulatedDevice", "EmulatorBackend", "init_emulator",
@@ -59,13 +60,13 @@ def read_control(folder: Path) -> dict[str, str]:
         try:
             text = path.read_text()
         except UnicodeDecodeError:
-            raise ValueError(f"{path}: not UTF-8 text (expected lines of KEY: VALUE)") from None
+            raise UsageError(f"{path}: not UTF-8 text (expected lines of KEY: VALUE)") from None
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             key, _, value = (x.strip() for x in line.partition(":"))
             if key not in CONTROL_FIELDS or value not in CONTROL_FIELDS[key]:
-                raise ValueError(f"{path}:{n}: {line.strip()!r}: expected one of "
+                raise UsageError(f"{path}:{n}: {line.strip()!r}: expected one of "
                                  + "; ".join(f"{k}: {'|'.join(v)}" for k, v in CONTROL_FIELDS.items()))
             state[key] = value
     return state
@@ -76,7 +77,7 @@ def write_control(folder: Path, **changes: str) -> None:
     state = read_control(folder)
     for key, value in changes.items():
         if key not in CONTROL_FIELDS or value not in CONTROL_FIELDS[key]:
-            raise ValueError(f"emulator control {key}: {value!r} is not one of {CONTROL_FIELDS.get(key)}")
+            raise UsageError(f"emulator control {key}: {value!r} is not one of {CONTROL_FIELDS.get(key)}")
         state[key] = value
     tmp = folder / f".control.{os.getpid()}"
     tmp.write_text("".join(f"{k}: {v}\n" for k, v in state.items()))

@@ -183,3 +183,31 @@ def test_error_roots_by_boundary_map_through_the_one_table_each(cls, exit_code, 
     rule = exit_code_for(exc)
     assert rule is not None and rule.code == exit_code
     assert rv_for(exc) == getattr(ck, rv_name)
+
+
+def test_a_programming_error_is_a_bug_report_not_a_usage_error(monkeypatch, capsys):
+    """Issue 21: a ValueError no rule names used to exit 2 as a usage error, hiding bugs as the user's fault. It is
+    a traceback, a line asking for a report, and exit 70; a UsageError is still exit 2 without a traceback."""
+    import qrng_cli.entropy as entropy
+
+    def broken(args):
+        raise ValueError("an internal invariant")
+    monkeypatch.setattr(entropy, "_pipeline", broken)
+    assert qrng_cli.main(["bytes", "4", "--hex"]) == ExitCode.INTERNAL == 70
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "internal error (ValueError): this is a bug in qrng-ceremony" in err
+    assert "an internal invariant" in err
+
+
+def test_usage_errors_and_malformed_input_exit_2_without_a_traceback(tmp_path, capsys):
+    from qrng.errors import UsageError
+    assert any(r.cls == "qrng.errors:SetupError" for r in EXIT_TABLE) and issubclass(UsageError, ValueError)
+    assert qrng_cli.main(["bytes", str(1 << 40), "--hex"]) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert "use --out FILE" in err and "Traceback" not in err
+    import json
+
+    from qrng_cli.common import exit_code_for
+    rule = exit_code_for(json.JSONDecodeError("Expecting value", "{", 1))
+    assert rule is not None and rule.code == ExitCode.USAGE  # a malformed input file, named as such
+    assert exit_code_for(ValueError("anything else")) is None  # a bug: no rule, exit 70
