@@ -23,8 +23,10 @@ __all__ = ["ERROR_TABLE", "install", "rv_for"]
 
 def _error_table() -> list[tuple[type[BaseException], int]]:
     from qrng.errors import EntropyError, SetupError, SourceRemoved
+    from qrng.sources.usbproto import ProtocolError as UsbProtocolError
     return [
         (SourceRemoved, ck.CKR_DEVICE_REMOVED),
+        (UsbProtocolError, ck.CKR_DEVICE_ERROR),  # the device does not speak the USB protocol as it should
         (SetupError, ck.CKR_GENERAL_ERROR),  # a configuration or installation problem, never a device fault
         (EntropyError, ck.CKR_DEVICE_ERROR),  # health-test failure, failed pipeline, source error
         (MemoryError, ck.CKR_HOST_MEMORY),

@@ -65,6 +65,9 @@ EXIT_TABLE: tuple[Rule, ...] = (
     Rule("qrng.errors:NativeUnavailable", ExitCode.USAGE, "installation problem: "),
     Rule("qrng.errors:SetupError", ExitCode.USAGE),
     Rule("qrng.errors:EntropyError", ExitCode.ENTROPY, "entropy failure, no output produced: "),
+    # the two wire protocols: a peer that does not speak them gave no entropy, and nothing was output
+    Rule("qrng.daemon.protocol:ProtocolError", ExitCode.ENTROPY, "qrngd protocol error, no output produced: "),
+    Rule("qrng.sources.usbproto:ProtocolError", ExitCode.ENTROPY, "USB protocol error, no output produced: "),
     Rule("ceremony.errors:CeremonyError", ExitCode.VERIFY_FAILED),
     Rule("qrng.hsm.errors:HsmError", ExitCode.VERIFY_FAILED),
     Rule("qrng.dsse:EnvelopeError", ExitCode.VERIFY_FAILED, "VERIFICATION FAILED: "),

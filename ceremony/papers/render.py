@@ -8,6 +8,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from qrng.errors import UsageError
+
 from .record import Transcript
 from .report import AuditReport
 from .sheet import RunSheet
@@ -18,7 +20,7 @@ FORMATS = (".html", ".pdf")
 _TEMPLATES = Path(__file__).with_name("templates")
 
 
-class PaperError(ValueError):
+class PaperError(UsageError):
     """A paper cannot be made: unknown format, or the renderer is missing (names which and how to get it)."""
 
 
