@@ -32,10 +32,10 @@ module: native
 demo: setup
 	@bash scripts/demo.sh
 
-# the unit layer: pure, no subprocess, no .so, no SoftHSM2, no Debian tool (< 30 s); the YAML fuzzers run 60
-# examples per loader here and 150 in `make test` (QRNG_FUZZ_EXAMPLES sets it)
+# the unit layer: pure, no subprocess, no .so, no SoftHSM2, no Debian tool (< 30 s, on every core: pytest-xdist);
+# the YAML fuzzers run 60 examples per loader here and 150 in `make test` (QRNG_FUZZ_EXAMPLES sets it)
 check: venv
-	@QRNG_FUZZ_EXAMPLES=$${QRNG_FUZZ_EXAMPLES:-60} $(PY) -m pytest -q -m "not system" tests/unit
+	@QRNG_FUZZ_EXAMPLES=$${QRNG_FUZZ_EXAMPLES:-60} $(PY) -m pytest -q -n auto -m "not system" tests/unit
 
 # everything: the unit layer, then the system layer (SoftHSM2, the built module, consumers, outside judges)
 test: setup
