@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qrng.attestation.usb import FirmwarePolicy
 from qrng.errors import ConfigError
 from qrng.hsm.profile import HsmProfile, PinSource
-from qrng.usbattest import FirmwarePolicy
 from qrng.yaml_input import Fields, check_plain, load_yaml, marks, read_text
 
 from .errors import ScriptError

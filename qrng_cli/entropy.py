@@ -118,7 +118,7 @@ def cmd_sources(args: argparse.Namespace) -> int:
 
 
 def cmd_attestation_init(args: argparse.Namespace) -> int:
-    from qrng.attestation import init_simulator
+    from qrng.attestation.statement import init_simulator
     for k, v in init_simulator(args.dir, args.serial).items():
         print(f"{k:12} {v}")
     return ExitCode.OK

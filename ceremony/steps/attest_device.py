@@ -79,13 +79,13 @@ def check(step: Step, view: PlanView) -> list[str]:
 
 def run_usb(c: StepContext, step: Step) -> StepResult:
     """A USB device of the qrng-ceremony protocol attests itself: the verifier's nonce goes to the device, the
-    device signs (qrng.usbattest checks chain, identity, nonce, counter), then the policy's firmware rule (a
+    device signs (qrng.attestation.usb checks chain, identity, nonce, counter), then the policy's firmware rule (a
     listed digest, or a transparency-log proof checked offline)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    from qrng.attestation import AttestationError
-    from qrng.usbattest import bind_to_source, check_firmware, verify_usb_attestation
+    from qrng.attestation.statement import AttestationError
+    from qrng.attestation.usb import bind_to_source, check_firmware, verify_usb_attestation
     src = c.pipeline.source
     nonce = verifier_nonce()
     c.event(step.id, "attestation.challenge", {"nonce": nonce.hex(), "transport": "USB"}, actor="verifier")
@@ -126,7 +126,7 @@ def run(c: StepContext, step: Step, prep: dict[str, Any]) -> StepResult:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    from qrng.attestation import AttestationError, attest, verify_attestation
+    from qrng.attestation.statement import AttestationError, attest, verify_attestation
     if getattr(c.pipeline.source, "protocol", False):
         return run_usb(c, step)
     att = c.plan.entropy.attestation
@@ -161,7 +161,7 @@ def run(c: StepContext, step: Step, prep: dict[str, Any]) -> StepResult:
 
 
 def sheet(step: Step, plan: Plan) -> SheetRow:
-    from qrng.attestation import AttestationError, certified_device
+    from qrng.attestation.statement import AttestationError, certified_device
     att = plan.entropy.attestation
     try:
         device = certified_device(att.certificate) if att.certificate else {}

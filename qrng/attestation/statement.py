@@ -25,8 +25,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .dsse import EnvelopeError, open_envelope, seal
-from .errors import EntropyError
+from ..dsse import EnvelopeError, open_envelope, seal
+from ..errors import EntropyError
 
 __all__ = ["ATTESTATION_TYPE", "AttestationError", "AttestationResult", "DEVICE_INFO_OID", "attest",
            "certified_device", "init_simulator", "issue_device_certificate", "verify_attestation"]

@@ -19,9 +19,9 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from .attestation import DEVICE_INFO_OID, AttestationError
-from .attestation import DeviceInfo as CertDeviceInfo
-from .sources import usbproto as P
+from ..sources import usbproto as P
+from .statement import DEVICE_INFO_OID, AttestationError
+from .statement import DeviceInfo as CertDeviceInfo
 
 __all__ = ["FirmwarePolicy", "UsbAttestation", "bind_to_source", "check_firmware", "firmware_manifest",
            "verify_usb_attestation"]
@@ -72,9 +72,9 @@ def check_firmware(info: P.DeviceInfo, policy: FirmwarePolicy, proof: str | None
     if proof is None:
         raise AttestationError(f"firmware {digest[:16]}... is not listed, and no transparency-log proof was given "
                                "(attestation.firmware_proof in the entropy configuration)")
-    from .audit.errors import AuditError
-    from .audit.note import Verifier
-    from .audit.proof import parse_proof, verify_proof
+    from ..audit.errors import AuditError
+    from ..audit.note import Verifier
+    from ..audit.proof import parse_proof, verify_proof
     try:
         log = Verifier.parse(policy.log_key)
         witnesses = [Verifier.parse(w) for w in policy.witnesses]

@@ -38,7 +38,7 @@ class Attester:
             data = json.loads(self.state.read_text())
             self.counters.update({str(k): int(v) for k, v in data.items()})
         except (ValueError, TypeError, AttributeError, OSError) as exc:
-            from ..attestation import AttestationError
+            from ..attestation.statement import AttestationError
             raise AttestationError(f"{self.state}: the attestation counters cannot be read ({exc}); a device is "
                                    "not served while its last counter is unknown") from None
 
@@ -62,7 +62,7 @@ class Attester:
         None: the source has no device that attests (a simulator, a file, an upstream qrngd)."""
         from cryptography import x509
 
-        from ..usbattest import bind_to_source, verify_usb_attestation
+        from ..attestation.usb import bind_to_source, verify_usb_attestation
         src = seed.device
         if src is None or not hasattr(src, "attest"):
             return None

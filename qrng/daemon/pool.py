@@ -236,7 +236,7 @@ class Source:
         except (EntropyError, NativeUnavailable, OSError) as exc:
             self.error = str(exc)
             self.first_try.set()
-            from ..attestation import AttestationError
+            from ..attestation.statement import AttestationError
             if isinstance(exc, AttestationError):
                 self.attested = {"valid": False, "error": str(exc), "verified_at": time.time()}
             if p is not None:

@@ -97,7 +97,7 @@ def _daemon(config: DaemonConfig, stack: contextlib.ExitStack) -> Daemon:
         stack.callback(events.close)
     attest: Any = None
     if config.attest_roots:
-        from .attest import Attester
+        from .attester import Attester
         attest = Attester(config.attest_roots, config.allow_emulator, config.attest_every, config.attest_state)
     daemon = Daemon(specs, _log, simulated=simulated, options=config.options, feed=feed, events=events,
                     attest=attest)

@@ -304,7 +304,7 @@ class UsbSource:
 
     def attest(self, nonce: bytes) -> tuple[P.Attestation, bytes]:
         """SET_NONCE then GET_ATTESTATION: the statement and the raw GET_INFO bytes it covers (verify with
-        qrng.usbattest)."""
+        qrng.attestation.usb)."""
         self._require_protocol()
         if len(nonce) != P.NONCE_LEN:
             raise ValueError("the nonce must be 32 bytes")

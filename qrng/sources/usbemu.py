@@ -437,8 +437,8 @@ def init_emulator(folder: str | Path, attestation_dir: str | Path, serial: str =
     """Create (once) the state folder of an emulated USB QRNG: identity, TEST-ONLY key and certificate (issued by
     the TEST-ONLY manufacturer CA in ``attestation_dir``), firmware image, counter, control file; and, with
     ``firmware_log``, a TEST-ONLY firmware log holding its firmware with the proof beside the firmware."""
-    from ..attestation import init_simulator, issue_device_certificate
-    from ..usbattest import firmware_manifest
+    from ..attestation.statement import init_simulator, issue_device_certificate
+    from ..attestation.usb import firmware_manifest
     d = Path(folder)
     if (d / "device.json").exists():
         return {"folder": d, "proof": d / "firmware.tlog-proof"}

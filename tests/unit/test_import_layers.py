@@ -18,7 +18,7 @@ LAYERS = [
     ("transparency: log, tiles, witnesses", 1, ("qrng.audit",)),
     ("HSM edge", 1, ("qrng.hsm",)),
     ("entropy core", 2, ("qrng.sources", "qrng.health", "qrng.extract", "qrng.drbg", "qrng.pipeline", "qrng.config",
-                         "qrng.estimate", "qrng.attestation", "qrng.usbattest")),
+                         "qrng.estimate", "qrng.attestation")),
     ("daemon", 3, ("qrng.daemon",)),
     ("transparency: beacon", 3, ("qrng.beacon", "qrng.beacon_service")),
     ("embedded PKCS#11 module", 4, ("pkcs11_provider",)),

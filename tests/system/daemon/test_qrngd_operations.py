@@ -159,7 +159,7 @@ def test_device_attestation_against_manufacturer_roots(emu, tmp_path):
     finally:
         stop(d)
     # roots of another manufacturer: the chain does not verify
-    from qrng.attestation import init_simulator
+    from qrng.attestation.statement import init_simulator
     other = init_simulator(tmp_path / "other")
     d = start(cfg, sock, "--attest-roots", str(other["root"]), "--allow-emulator")
     try:

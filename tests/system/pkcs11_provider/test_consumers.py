@@ -169,7 +169,7 @@ def test_openssl_rand_loads_the_module_once_and_quietly(module, healthy, tmp_pat
     C_GetTokenInfo: a false device error on every openssl command and leaked sessions. With an attestation
     certificate the module does import cryptography (for the certificate object): still once and quietly."""
     if attested:
-        from qrng.attestation import init_simulator
+        from qrng.attestation.statement import init_simulator
         paths = init_simulator(tmp_path / "att")
         cfg = tmp_path / "attested.yaml"
         cfg.write_text(f"version: 1\nsource: {{type: simulator}}\nattestation: {{certificate: {paths['certificate']}, "
@@ -231,7 +231,7 @@ def test_p11kit_server_remoting(module, healthy, tmp_path):
 
 # --- token objects and a missing device, through the built module ------------------------------------------------
 def test_attestation_certificate_is_a_token_object(module, tmp_path, monkeypatch):
-    from qrng.attestation import init_simulator
+    from qrng.attestation.statement import init_simulator
     paths = init_simulator(tmp_path / "att")
     cfg = tmp_path / "qrng.yaml"
     cfg.write_text(f"version: 1\nsource: {{type: simulator}}\n"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from qrng.attestation import init_simulator
+from qrng.attestation.statement import init_simulator
 from qrng.audit.note import ALG_COSIGNATURE_V1, generate_ed25519, load_ed25519_signer
 
 ROOT = Path(__file__).resolve().parents[3]

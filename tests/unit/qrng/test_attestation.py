@@ -8,7 +8,7 @@ import os
 import pytest
 from cryptography import x509
 
-from qrng.attestation import AttestationError, attest, init_simulator, verify_attestation
+from qrng.attestation.statement import AttestationError, attest, init_simulator, verify_attestation
 from qrng.sources.simulator import Fault, SimulatorConfig, SimulatorSource
 
 

@@ -14,12 +14,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from qrng.attestation import AttestationError, init_simulator
+from qrng.attestation.statement import AttestationError, init_simulator
+from qrng.attestation.usb import FirmwarePolicy, check_firmware, verify_usb_attestation
 from qrng.errors import EntropyError, SourceError, SourceRemoved
 from qrng.sources import usbproto as P
 from qrng.sources.usb import UsbSource, list_devices
 from qrng.sources.usbemu import init_emulator, write_control
-from qrng.usbattest import FirmwarePolicy, check_firmware, verify_usb_attestation
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "usb-protocol-v1.json"
 EMU = (0x1209, 0x0001)
@@ -300,7 +300,7 @@ def test_the_identity_served_under_is_the_attested_one(emu, dev):
     """Issue 20: the source took its serial and claimed min-entropy from the GET_INFO answer read when it was opened,
     while attestation verified a second answer read later; a device answering differently the second time had its
     output served under an identity that was never attested."""
-    from qrng.usbattest import bind_to_source
+    from qrng.attestation.usb import bind_to_source
     d, _ = emu
     _, src = dev
     nonce = os.urandom(32)
@@ -321,7 +321,7 @@ def test_the_daemon_remembers_attestation_counters_per_serial(emu, dev, tmp_path
     file, and a counter that goes back fails attestation."""
     from types import SimpleNamespace
 
-    from qrng.daemon.attest import Attester
+    from qrng.daemon.attester import Attester
     d, _ = emu
     _, src = dev
     state = tmp_path / "attest.json"
