@@ -35,7 +35,7 @@ SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 
 
 def openssl_conf(folder: Path, module: str) -> Path:
-    from pkcs11_provider.openssl_conf import openssl_rand_conf
+    from qrng_pkcs11.openssl_conf import openssl_rand_conf
     conf = folder / f"openssl-{Path(module).stem}.cnf"
     conf.write_text(openssl_rand_conf(module))
     return conf
@@ -59,7 +59,7 @@ def daemon(cfg: Path, sock: Path, *extra: str) -> subprocess.Popen[bytes]:
 
 
 def build_tools() -> tuple[Path, Path]:
-    from pkcs11_provider.build import build, build_client
+    from qrng_pkcs11.build import build, build_client
     build()
     build_client()
     out = BUILD / "bench"

@@ -36,8 +36,8 @@ stage_venv() {
 stage_native() {
   bash scripts/build_gf2x.sh
   "$VENV/bin/python" -m qrng._native_build >/dev/null
-  "$VENV/bin/python" -m pkcs11_provider.build >/dev/null
-  "$VENV/bin/python" -m pkcs11_provider.build --qrngd >/dev/null
+  "$VENV/bin/python" -m qrng_pkcs11.build >/dev/null
+  "$VENV/bin/python" -m qrng_pkcs11.build --qrngd >/dev/null
 }
 
 stage_fixtures() {

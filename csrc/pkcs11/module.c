@@ -1,6 +1,6 @@
 /* libqrng-pkcs11.so, hand-written part (PKCS#11 v2.40; see ../../docs/architecture.md).
  *
- * qrng_pkcs11.h (generated from pkcs11_provider/ckdefs.py) declares the types, the function list and the
+ * qrng_pkcs11.h (generated from qrng_pkcs11/ckdefs.py) declares the types, the function list and the
  * Python callbacks py_C_*; qrng_pkcs11_stubs.c (generated) holds the thin wrappers of the other functions.
  * Here:
  *   - the interpreter is started by the module (PyConfig with the venv's python as program_name, no signal

@@ -174,9 +174,9 @@ def test_error_roots_by_boundary_map_through_the_one_table_each(cls, exit_code, 
     """Issue 21: configuration and installation (SetupError, exit 2) and entropy (EntropyError, exit 3) are separate
     roots; an unbuilt kernel is never an entropy failure (it used to derive from EntropyError)."""
     import qrng.errors as errors
-    from pkcs11_provider import ckdefs as ck
-    from pkcs11_provider._boundary import rv_for
     from qrng_cli.common import exit_code_for
+    from qrng_pkcs11 import ckdefs as ck
+    from qrng_pkcs11._boundary import rv_for
     args = {"ConfigError": ("key.size", "must be a number"), "HealthTestFailure": ("RCT", 7, 31, 31, 0)}
     exc = getattr(errors, cls)(*args.get(cls, ("test",)))
     assert isinstance(exc, errors.SetupError) != isinstance(exc, errors.EntropyError)

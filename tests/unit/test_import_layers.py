@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("qrng", "pkcs11_provider", "ceremony", "qrng_cli")
+PACKAGES = ("qrng", "qrng_pkcs11", "ceremony", "qrng_cli")
 
 # (subsystem, rank, module prefixes); the first matching prefix (longest first) decides
 LAYERS = [
@@ -21,7 +21,7 @@ LAYERS = [
                          "qrng.estimate", "qrng.attestation")),
     ("daemon", 3, ("qrng.daemon",)),
     ("transparency: beacon", 3, ("qrng.beacon", "qrng.beacon_service")),
-    ("embedded PKCS#11 module", 4, ("pkcs11_provider",)),
+    ("embedded PKCS#11 module", 4, ("qrng_pkcs11",)),
     ("ceremonies", 4, ("ceremony",)),
     ("command line", 5, ("qrng_cli",)),
 ]

@@ -19,7 +19,7 @@ import pytest
 from qrng.daemon.client import DaemonClient
 from qrng.sources.usbemu import init_emulator
 
-from ..pkcs11_provider.test_consumers import JAVA, openssl_conf
+from ..qrng_pkcs11.test_consumers import JAVA, openssl_conf
 from .test_qrngd import start, stop
 
 CKF_ERROR_STATE = 0x01000000
@@ -59,7 +59,7 @@ CONSUMER = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def qrngd_module() -> Path:
-    from pkcs11_provider.build import build_client
+    from qrng_pkcs11.build import build_client
     return build_client()
 
 

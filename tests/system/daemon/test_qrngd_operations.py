@@ -227,7 +227,7 @@ FALLBACK_THEN_BACK = textwrap.dedent("""
 
 
 def test_module_fallback_is_reported_to_the_daemon_and_its_audit_log(emu, tmp_path):
-    from pkcs11_provider.build import build_client
+    from qrng_pkcs11.build import build_client
     module = build_client()
     folder, cfg, sock = emu
     conf = tmp_path / "client.conf"

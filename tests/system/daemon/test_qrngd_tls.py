@@ -69,7 +69,7 @@ def test_relay_over_mutual_tls_serves_local_consumers_and_fails_closed(pki, tmp_
         assert st["sources"][0]["simulator"] is True  # the upstream's SIMULATOR label travels with its seeds
         assert len(relay.seed(4096)) == 4096
         # a consumer on the relay's host: the C module, through the relay's Unix socket
-        from pkcs11_provider.build import build_client
+        from qrng_pkcs11.build import build_client
         env = {**os.environ, "QRNGD_SOCKET": str(b_sock)}
         tool = subprocess.run(["pkcs11-tool", "--module", str(build_client()), "--generate-random", "64"],
                               capture_output=True, env=env, timeout=60)

@@ -40,7 +40,7 @@ def test_the_c_modules_protocol_header_comes_from_this_module():
     import re
     from pathlib import Path
 
-    from pkcs11_provider.build import protocol_header
+    from qrng_pkcs11.build import protocol_header
     header = protocol_header()
     defined = dict(re.findall(r"#define (QRNGD_\w+) (.+)", header))
     for name in ("HELLO", "SEED", "STATUS", "FALLBACK", "HISTORY"):

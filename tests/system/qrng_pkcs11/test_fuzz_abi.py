@@ -45,7 +45,7 @@ def compile_fuzzer(module: Path, folder: Path, flags: list[str]) -> Path:
 @pytest.fixture(scope="module")
 def sanitized(module, tmp_path_factory) -> tuple[Path, Path]:
     """The fuzzer and the module, both with ASan and UBSan (build/asan/)."""
-    from pkcs11_provider.build import build
+    from qrng_pkcs11.build import build
     lib = build(sanitize=True)
     return compile_fuzzer(module, tmp_path_factory.mktemp("fuzz"), SANITIZE), lib
 
@@ -132,7 +132,7 @@ def qrngd(tmp_path_factory):
 
 @pytest.mark.parametrize("variant", ["asan-no-fork", "ubsan-fork"])
 def test_abi_fuzzer_finds_nothing_in_the_qrngd_module(module, qrngd, tmp_path_factory, tmp_path, variant):
-    from pkcs11_provider.build import build_client
+    from qrng_pkcs11.build import build_client
     folder = tmp_path_factory.mktemp("fuzz-qrngd")
     if variant == "asan-no-fork":
         exe, lib = compile_fuzzer(module, folder, SANITIZE), build_client(sanitize=True)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pkcs11_provider import ckdefs as ck
 from qrng.config import EntropyConfig
 from qrng.pipeline import Pipeline
-from tests.unit.pkcs11_provider.test_token import make  # noqa: E402
+from qrng_pkcs11 import ckdefs as ck
+from tests.unit.qrng_pkcs11.test_token import make  # noqa: E402
 
 
 def test_random_and_failure_states():

@@ -51,7 +51,7 @@ def target(request, module, tmp_path) -> tuple[Path, dict[str, str]]:
         cfg = tmp_path / "qrng.yaml"
         cfg.write_text("version: 1\nsource: {type: simulator}\n")
         return module, env | {"QRNG_CONFIG": str(cfg)}
-    from pkcs11_provider.build import build_client
+    from qrng_pkcs11.build import build_client
     return build_client(), env | {"QRNGD_SOCKET": str(request.getfixturevalue("qrngd"))}
 
 
@@ -89,7 +89,7 @@ def test_failing_source(harness, module, tmp_path, kind):
         cfg.write_text("version: 1\nsource:\n  type: simulator\n  faults: ['stuck_at@0']\n")
         env["QRNG_CONFIG"] = str(cfg)
     else:
-        from pkcs11_provider.build import build_client
+        from qrng_pkcs11.build import build_client
         module = build_client()
         env["QRNGD_SOCKET"] = str(tmp_path / "no-qrngd.sock")
     r = run(harness, module, "failing_source", env)

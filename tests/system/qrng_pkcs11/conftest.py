@@ -13,7 +13,7 @@ MODULE = ROOT / "build" / "libqrng-pkcs11.so"
 
 @pytest.fixture(scope="session")
 def module() -> Path:
-    from pkcs11_provider.build import build
+    from qrng_pkcs11.build import build
     return build()
 
 

@@ -303,7 +303,7 @@ static void failing_source(void) {
 }
 
 /* semantics: what a consumer reads and the state rules of v2.40 5.4-5.7, the same for both modules (the one
-   conformance suite, tests/system/pkcs11_provider/test_conformance.py) */
+   conformance suite, tests/system/qrng_pkcs11/test_conformance.py) */
 static int blank_padded(const CK_UTF8CHAR *p, size_t n, const char *starts) {
     if (strncmp((const char *)p, starts, strlen(starts))) return 0;
     for (size_t i = 0; i < n; i++) if (p[i] == 0) return 0;      /* never NUL-terminated (3.2) */

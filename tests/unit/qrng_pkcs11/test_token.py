@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from pkcs11_provider import ckdefs as ck
-from pkcs11_provider.objects import encode_ulong, padded
-from pkcs11_provider.token import CKRError, Token
 from qrng.config import EntropyConfig
 from qrng.errors import NativeUnavailable, SourceRemoved
 from qrng.pipeline import Pipeline
+from qrng_pkcs11 import ckdefs as ck
+from qrng_pkcs11.objects import encode_ulong, padded
+from qrng_pkcs11.token import CKRError, Token
 
 
 def make(service_factory=lambda: Pipeline(EntropyConfig()), certs=lambda: []):
-    from pkcs11_provider.service import describe
+    from qrng_pkcs11.service import describe
     marks = {}
     t = Token(service_factory, describe, certs, lambda h, o: marks.__setitem__(h, o))
     t.initialize()
@@ -36,7 +36,7 @@ def test_encodings_match_the_c_types():
 
 
 def test_not_initialized_everywhere():
-    from pkcs11_provider.service import describe
+    from qrng_pkcs11.service import describe
     t = Token(lambda: None, describe)
     for fn, args in [(t.slot_list, (True,)), (t.open_session, (0, ck.CKF_SERIAL_SESSION)),
                      (t.generate_random_into, (1, bytearray(4))), (t.finalize, ())]:
@@ -149,7 +149,7 @@ def test_failed_source_sets_error_state_and_device_error():
     buf = bytearray(16)
     with pytest.raises(Exception) as exc:
         t.generate_random_into(h, memoryview(buf))
-    from pkcs11_provider._boundary import rv_for
+    from qrng_pkcs11._boundary import rv_for
     assert rv_for(exc.value) == ck.CKR_DEVICE_ERROR and not any(buf)
 
 

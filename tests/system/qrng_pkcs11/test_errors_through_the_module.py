@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from pkcs11_provider import ckdefs as ck
+from qrng_pkcs11 import ckdefs as ck
 
 # A host that calls the exported C functions directly (ctypes): C_Initialize, C_OpenSession, C_GenerateRandom.
 HOST = textwrap.dedent("""

@@ -1,6 +1,6 @@
 """The C boundary: each exported PKCS#11 function's Python half.
 
-Every function validates pointers first, calls the pure :class:`~pkcs11_provider.token.Token`, and
+Every function validates pointers first, calls the pure :class:`~qrng_pkcs11.token.Token`, and
 writes its CK_RV through :func:`_call`, the one place where exceptions become codes (ERROR_TABLE).
 The C wrapper pre-sets CKR_GENERAL_ERROR, so nothing here can return CKR_OK by accident.
 """

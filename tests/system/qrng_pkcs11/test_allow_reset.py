@@ -104,7 +104,7 @@ def test_in_process_module(module, tmp_path, allow, expected):
 
 @pytest.fixture(scope="module")
 def qrngd_module() -> Path:
-    from pkcs11_provider.build import build_client
+    from qrng_pkcs11.build import build_client
     return build_client()
 
 

@@ -148,7 +148,7 @@ def test_java_sunpkcs11_fault(java_prog, faulty):
 def openssl_conf(tmp_path: Path, module: Path) -> Path:
     if not OSSL_PROVIDER.exists():
         pytest.fail("pkcs11-provider (bookworm-backports) is not installed; scripts/setup.sh installs it")
-    from pkcs11_provider.openssl_conf import openssl_rand_conf
+    from qrng_pkcs11.openssl_conf import openssl_rand_conf
     conf = tmp_path / "openssl.cnf"
     conf.write_text(openssl_rand_conf(module, OSSL_PROVIDER))
     return conf
