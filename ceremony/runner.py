@@ -26,7 +26,7 @@ from qrng import __version__
 from qrng.atomic import atomic_write
 from qrng.audit.log import AuditLog
 from qrng.audit.note import Signer, hsm_signer, load_ed25519_signer
-from qrng.audit.verify import parse_log, verify_log
+from qrng.audit.verify import LogView, parse_log, verify_log
 from qrng.errors import EntropyError, NativeUnavailable, ResourceBusy
 from qrng.lockfile import hold
 from qrng.pipeline import Pipeline
@@ -180,12 +180,12 @@ class Ceremony:
             raise
 
     def _run_locked(self) -> RunResult:
-        if (self.out / "audit.log").exists() and self._sealed() and self._complete():
+        done = parse_log((self.out / "audit.log").read_bytes()) if (self.out / "audit.log").exists() else None
+        if done is not None and self._sealed(done) and self._complete(done):
             self.progress("ceremony already completed; nothing to do (verify it with qrng ceremony verify)")
             self._papers_or_say_why(only_missing=True)
             return RunResult(self.out, self.out / "audit.log", str(self.signer.verifier),
-                             steps_skipped=[s.id for s in self.script.steps],
-                             tree_size=len(parse_log((self.out / "audit.log").read_bytes()).entries))
+                             steps_skipped=[s.id for s in self.script.steps], tree_size=len(done.entries))
         state = self._load_state()
         completed, started, carried = state.completed, state.started, state.carried
         fresh = state.fresh
@@ -249,16 +249,14 @@ class Ceremony:
         except Exception as exc:  # noqa: BLE001 - the log is the record; this is reported, not raised
             self.progress(f"transcript not written ({type(exc).__name__}: {exc}); run the ceremony again to write it")
 
-    def _complete(self) -> bool:
+    def _complete(self, view: LogView) -> bool:
         """Every step completed, as far as the log's signed part says."""
-        view = parse_log((self.out / "audit.log").read_bytes())
         signed = view.entries[:view.checkpoints[-1].position] if view.checkpoints else []
         state = resume_state(list(signed), self._script_digest(), str(self.script.path))
         return all(s.id in state.completed for s in self.script.steps)
 
-    def _sealed(self) -> bool:
+    def _sealed(self, view: LogView) -> bool:
         """The last checkpoint covers every entry and, if witnesses sign off, carries their quorum."""
-        view = parse_log((self.out / "audit.log").read_bytes())
         if not view.checkpoints or view.checkpoints[-1].position != len(view.entries):
             return False
         if any(REGISTRY[s.type].seals for s in self.script.steps):
@@ -311,8 +309,9 @@ class Ceremony:
         if not targets:
             return
         data = (self.out / "audit.log").read_bytes()
+        view = parse_log(data)  # parsed once: verified, then put on paper
         # a function of the log and its key only, so `qrng ceremony verify` renders the same bytes again
-        doc = transcript(data, verify_log(data, [self.signer.verifier], [], 0, origin=self.origin))
+        doc = transcript(view, verify_log(data, [self.signer.verifier], [], 0, origin=self.origin, view=view))
         for path in targets:
             try:
                 atomic_write(path, render(doc, path.suffix, __version__), overwrite=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from qrng.audit.verdict import NOT_CHECKED, WITNESS_HOW, Check, Verdict, recorded_requirement, witness_check
+from qrng.audit.verify import LogView
 
 from .errors import StepFailed
 
@@ -45,15 +46,19 @@ class FolderReport:
         return Verdict(self.checks)
 
 
-def _files(log: bytes) -> dict[str, str]:
+def _view(log: LogView | bytes) -> LogView:
     from qrng.audit.verify import parse_log
+    return log if isinstance(log, LogView) else parse_log(log)
+
+
+def _files(log: LogView | bytes) -> dict[str, str]:
     files: dict[str, str] = {}
-    for line in parse_log(log).entries:
+    for line in _view(log).entries:
         files.update(json.loads(line).get("files", {}))
     return files
 
 
-def check_output_digests(folder: Path, log: bytes, seen: Callable[[str, str], None] | None = None) -> int:
+def check_output_digests(folder: Path, log: LogView | bytes, seen: Callable[[str, str], None] | None = None) -> int:
     """Every file the log recorded matches its SHA-256 (``seen(name, digest)`` after each); returns how many."""
     files = _files(log)
     for name, digest in files.items():
@@ -71,11 +76,10 @@ def check_output_digests(folder: Path, log: bytes, seen: Callable[[str, str], No
     return len(files)
 
 
-def rerun_extractions(folder: Path, log: bytes) -> int:
+def rerun_extractions(folder: Path, log: LogView | bytes) -> int:
     """Re-run each logged Toeplitz extraction from the retained samples and seed; the output digest must match."""
-    from qrng.audit.verify import parse_log
     count = 0
-    for line in parse_log(log).entries:
+    for line in _view(log).entries:
         e: dict[str, Any] = json.loads(line)
         d = e.get("data", {})
         if e.get("event") != "entropy.extracted" or not d.get("toeplitz_n"):
@@ -123,7 +127,7 @@ def _open_with(keys: list[Any]) -> Callable[[bytes, bytes], bool]:
     return lambda message, sig: any(k.accepts(message, sig) for k in keys)
 
 
-def check_papers(folder: Path, data: bytes, verified: Any, version: str) -> Check:
+def check_papers(folder: Path, view: LogView, verified: Any, version: str) -> Check:
     """Re-render the transcript from the verified log and compare it with each paper in the folder; raises
     TamperedError naming an altered paper. A paper made by another version (whose templates differ) cannot be
     compared here: not checked, and said."""
@@ -138,7 +142,7 @@ def check_papers(folder: Path, data: bytes, verified: Any, version: str) -> Chec
     if not present:
         return Check(name, HOW[name], NOT_CHECKED, "the folder holds no transcript.html or transcript.pdf",
                      required=False)
-    doc = transcript(data, verified)
+    doc = transcript(view, verified)
     same: list[str] = []
     for path in present:
         held = path.read_bytes()
@@ -161,11 +165,12 @@ def check_papers(folder: Path, data: bytes, verified: Any, version: str) -> Chec
 
 def verify_folder(folder: Path, keys: list[Any], witnesses: list[Any], *, key_from_auditor: bool = True,
                   key_source: str = "", witness_policy: Any = None, record: Record = _ignore,
-                  seen: Callable[[str, str], None] | None = None, version: str | None = None) -> FolderReport:
+                  seen: Callable[[str, str], None] | None = None, version: str | None = None,
+                  log: tuple[bytes, LogView] | None = None) -> FolderReport:
     """Everything an auditor checks in a ceremony folder; raises AuditError, StepFailed or EnvelopeError at the first
     failure. ``keys`` are the log's verifier keys; ``key_from_auditor`` False when they were read from the folder
     itself (then the verdict cannot be complete). Each check is handed to ``record`` (for the auditor's report) as
-    it is decided."""
+    it is decided. ``log``: audit.log's bytes and their parse, when the caller already read them (parsed once)."""
     from qrng import __version__
     from qrng.audit.errors import FormatError
     from qrng.audit.verify import key_names, parse_log, verify_log
@@ -188,11 +193,13 @@ def verify_folder(folder: Path, keys: list[Any], witnesses: list[Any], *, key_fr
         note(Check("Log key", HOW["Log key"], NOT_CHECKED,
                    f"taken from {key_source} in the folder being verified (--trust-folder-key), not given by the "
                    "auditor: a folder whose log and log.pub were replaced together would pass"))
-    try:
-        data = (folder / "audit.log").read_bytes()
-    except FileNotFoundError:
-        raise FormatError(f"{folder / 'audit.log'}: no such file (is {folder} a ceremony folder?)") from None
-    view = parse_log(data)
+    if log is None:
+        try:
+            data = (folder / "audit.log").read_bytes()
+        except FileNotFoundError:
+            raise FormatError(f"{folder / 'audit.log'}: no such file (is {folder} a ceremony folder?)") from None
+        log = data, parse_log(data)
+    data, view = log
     ok("Log records and hash chain", f"{len(view.entries)} entries, {len(view.checkpoints)} checkpoints, "
                                      f"{sum(len(c.cosignatures) for c in view.checkpoints)} cosignatures")
     r = verify_log(data, keys, witnesses, 0, view=view)
@@ -201,15 +208,15 @@ def verify_folder(folder: Path, keys: list[Any], witnesses: list[Any], *, key_fr
     note(witness_check(r.cosigners, len(r.cosignature_lines), r.latest.size,
                        recorded_requirement(view.entries[:r.latest.size]), len(witnesses),
                        policy=witness_policy, how=HOW["Witness cosignatures"]))
-    outputs = check_output_digests(folder, data, seen)
+    outputs = check_output_digests(folder, view, seen)  # the view verified above: the log is parsed once
     ok("Outputs against their logged digests", f"{outputs} files match")
-    rerun = rerun_extractions(folder, data)
+    rerun = rerun_extractions(folder, view)
     ok("Extractions re-run", f"{rerun} extraction(s) re-run; outputs identical" if rerun else
        "no Toeplitz extraction logged")
     provs = sorted(folder.glob("*.provenance.json"))
     for p in provs:
         open_envelope(json.loads(p.read_text()), PAYLOAD_TYPE, _open_with(keys))
     ok("Provenance statements", ", ".join(p.name for p in provs) + " verified" if provs else "none in the folder")
-    note(check_papers(folder, data, r, version or __version__))
+    note(check_papers(folder, view, r, version or __version__))
     return FolderReport(r.entries, r.checkpoints, key_names(r.cosigners), outputs, len(provs), rerun,
                         tuple(checks))

@@ -173,17 +173,27 @@ def _verify_command(plan: Any, result: Any) -> str:
     return shlex.join(parts)
 
 
-def _folder_keys(args: argparse.Namespace, folder: Path) -> tuple[list[Any], list[Any], Any, str]:
+def _read_log(folder: Path) -> Any:
+    """audit.log's bytes and their parse (qrng.audit.verify.LogView), read once for the whole verification; None
+    when it cannot be read or parsed (the verifier then names what is wrong)."""
+    from qrng.audit.errors import AuditError
+    from qrng.audit.verify import parse_log
+    try:
+        data = (folder / "audit.log").read_bytes()
+        return data, parse_log(data)
+    except (OSError, AuditError):
+        return None
+
+
+def _folder_keys(args: argparse.Namespace, folder: Path, log: Any) -> tuple[list[Any], list[Any], Any, str]:
     """(log keys, witness keys, the auditor's tlog-policy or None, where the log key came from). Keys are read as
     the auditor gave them: verifier strings, files, or PEM public keys bound to the names the log's signature lines
     use (qrng.audit.keys)."""
-    from qrng.audit.errors import AuditError, FormatError
+    from qrng.audit.errors import FormatError
     from qrng.audit.keys import read_key, signature_ids
-    from qrng.audit.verify import _with_cosignatures, parse_log
-    try:
-        ids = signature_ids(_with_cosignatures(c) for c in parse_log((folder / "audit.log").read_bytes()).checkpoints)
-    except (OSError, AuditError):
-        ids = frozenset()  # the verifier names what is wrong with the log; the keys are read regardless
+    from qrng.audit.verify import _with_cosignatures
+    # without a readable log, the verifier names what is wrong with it; the keys are read regardless
+    ids = signature_ids(_with_cosignatures(c) for c in log[1].checkpoints) if log is not None else frozenset()
     if args.key and args.trust_folder_key:
         raise FormatError("give either --key or --trust-folder-key, not both")
     if args.key:
@@ -214,20 +224,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
-    keys, witnesses, policy, source = _folder_keys(args, folder)
+    log = _read_log(folder)  # read and parsed once for the keys, the verification and the report
+    keys, witnesses, policy, source = _folder_keys(args, folder, log)
     checks: list[Check] = []
     files: list[tuple[str, str, str]] = []
     try:
         r = verify_folder(folder, keys, witnesses, key_from_auditor=not args.trust_folder_key, key_source=source,
                           witness_policy=policy, record=checks.append,
-                          seen=lambda name, digest: files.append((name, digest, "matches")))
+                          seen=lambda name, digest: files.append((name, digest, "matches")), log=log)
     except Exception as exc:
         failed = next((name for name in HOW if name not in {c.name for c in checks}), None)
         if failed is not None:
             checks.append(Check(failed, HOW[failed], "failed", str(exc)))
         exc.checks = tuple(checks)  # type: ignore[attr-defined]  # for --json (qrng_cli.common.report)
         if report is not None:
-            _write_paper(report, _audit_report(folder, keys, witnesses, checks, files, "failed"), args.force)
+            _write_paper(report, _audit_report(folder, keys, witnesses, checks, files, "failed", log), args.force)
             print(f"auditor's report: {report}", file=sys.stderr)
         if not args.json:
             for c in checks:
@@ -236,7 +247,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     complete = r.verdict.complete
     outcome = "verified" if complete else "not independently verified"
     if report is not None:
-        _write_paper(report, _audit_report(folder, keys, witnesses, checks, files, outcome), args.force)
+        _write_paper(report, _audit_report(folder, keys, witnesses, checks, files, outcome, log), args.force)
     if args.json:
         print(json.dumps({"status": "verified" if complete else "unverified",
                           "exit_code": 0 if complete else 4, "entries": r.entries,
@@ -262,7 +273,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _audit_report(folder: Path, keys: list[Any], witnesses: list[Any], checks: list[Any],
-                  files: list[tuple[str, str, str]], outcome: str) -> Any:
+                  files: list[tuple[str, str, str]], outcome: str, log: Any) -> Any:
     """The report's cover and checkpoint come from the log only where it verified; otherwise only what was
     asked for is shown."""
     import datetime
@@ -272,9 +283,9 @@ def _audit_report(folder: Path, keys: list[Any], witnesses: list[Any], checks: l
     from ceremony.steps.base import Fact
     from qrng.audit.verify import key_names, verify_log
     ceremony, simulator, checkpoint = folder.name, False, None
-    if outcome != "failed":
-        data = (folder / "audit.log").read_bytes()
-        checkpoint = checkpoint_facts(verify_log(data, keys, witnesses, 0))
+    if outcome != "failed" and log is not None:
+        data, view = log
+        checkpoint = checkpoint_facts(verify_log(data, keys, witnesses, 0, view=view))
         first = json.loads(data.split(b"\n", 1)[0])
         ceremony, simulator = first.get("ceremony", ceremony), bool(first.get("data", {}).get("simulator"))
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

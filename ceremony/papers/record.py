@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from qrng.audit.verify import VerifyResult, parse_log
+from qrng.audit.verify import LogView, VerifyResult, parse_log
 from qrng.errors import UsageError
 
 from ..steps import REGISTRY
@@ -185,9 +185,11 @@ def _tables(entries: list[dict[str, Any]]) -> tuple[list[KeyRow], list[CertRow],
     return keys, certs, entropy, est, health
 
 
-def transcript(log: bytes, verified: VerifyResult) -> Transcript:
-    """The transcript of a verified log (``verified`` is what verify_log returned for these bytes)."""
-    entries = [json.loads(x) for x in parse_log(log).entries]
+def transcript(log: LogView | bytes, verified: VerifyResult) -> Transcript:
+    """The transcript of a verified log (``verified`` is what verify_log returned for it); pass the LogView the
+    verification parsed, so the log is parsed once per run."""
+    view = log if isinstance(log, LogView) else parse_log(log)
+    entries = [json.loads(x) for x in view.entries]
     start = next((e for e in entries if e["event"] == "ceremony.started"), None)
     if start is None:
         raise UsageError("the log has no ceremony.started entry: not a ceremony log")

@@ -154,3 +154,25 @@ def test_a_transcript_from_another_version_is_not_checked_not_passed(run, capsys
     code, out, err = _main(["ceremony", "verify", str(result.output), "--key", result.log_key, *_witnesses(ws)],
                            capsys)
     assert code == 4 and "NOT CHECKED  Papers (transcript.html was rendered by qrng-ceremony 0.0.1-" in out
+
+
+def test_the_log_is_parsed_once_per_verification_and_per_rerun(run, capsys, monkeypatch):
+    """Issue 21: `ceremony verify` parsed audit.log four times (verification, output digests, extraction re-runs,
+    papers) and a completed ceremony run twice more before doing nothing; each now parses it once and passes the
+    view on."""
+    import qrng.audit.verify as audit_verify
+    ws, plan, result = run
+    calls: list[int] = []
+    real = audit_verify.parse_log
+
+    def counting(data: bytes):
+        calls.append(len(data))
+        return real(data)
+    for module in ("qrng.audit.verify", "ceremony.verify", "ceremony.runner", "ceremony.papers.record"):
+        monkeypatch.setattr(f"{module}.parse_log", counting, raising=False)
+    code, out, err = _main(shlex.split(_verify_command(plan, result))[1:], capsys)
+    assert code == 0, err
+    assert len(calls) == 1, calls
+    calls.clear()
+    again = Ceremony(plan, FakeHsm(), papers=(".html",)).run()
+    assert again.steps_skipped and len(calls) == 1, calls
