@@ -186,6 +186,10 @@ class StepKind(Generic[P]):
     after: Callable[[StepContext, Step], None] | None = None  # instead of the checkpoint that follows a step
     preflight: Callable[[StepContext, Step], None] | None = None  # before the log opens (not for a started step)
     seals: bool = False  # witnesses sign the final state: it must be the script's last step
+    # with ``seals``: whether the final checkpoint, with these cosignature lines, is sealed as the kind requires
+    sealed: Callable[[Plan, list[str]], bool] | None = None
+    # facts ceremony.started records when the script has a step of this kind (the auditor reads them back)
+    started: Callable[[Plan], dict[str, Any]] | None = None
     phase: str = PHASES[0]  # the run sheet page this step's row goes on (consecutive steps of a phase share one)
     sheet: Callable[[Step, Plan], SheetRow] = _default_sheet
     record: Callable[[StepLog], Section] = _default_record

@@ -77,8 +77,6 @@ def required_cosignatures(plan: Any) -> int:
 def witness_requirement(plan: Any) -> dict[str, Any]:
     """What ceremony.started records for the auditor (qrng.audit.verdict.recorded_requirement reads it back): the
     number of distinct witness keys the final checkpoint needs and, with a tlog-policy, the policy's text."""
-    if not any(s.type == "witness_signoff" for s in plan.script.steps):
-        return {"witness_quorum": 0}
     out: dict[str, Any] = {"witness_quorum": required_cosignatures(plan)}
     if plan.profile.witness_policy:
         out["witness_policy"] = Path(plan.profile.witness_policy).read_bytes().decode("utf-8", "surrogateescape")
@@ -181,4 +179,5 @@ def record(log: StepLog) -> Section:
 
 KIND = StepKind("witness_signoff", _parse, lambda p: "each witness cosigns the ceremony's current checkpoint", run,
                 check=check, on_resume=cosign_missing, after=cosign_missing, seals=True, phase=PHASES[2],
-                sheet=sheet, record=record)
+                sheet=sheet, record=record, sealed=lambda plan, lines: quorum_met(plan, cosigned_ids(lines)),
+                started=witness_requirement)
