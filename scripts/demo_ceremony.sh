@@ -38,10 +38,10 @@ set -e
 
 hr "The log as static C2SP tiles on a static web server (loopback), verified from there with --state"
 rm -rf out/tiles && qrng audit publish "$O/audit.log" out/tiles/root-ca-2026
-PORT=$(python3 -c 'from qrng.netwait import free_port; print(free_port())')
+PORT=$(python3 -c 'from tests.netwait import free_port; print(free_port())')
 qrng audit serve out/tiles --listen "127.0.0.1:$PORT" 2>/dev/null &   # C2SP tlog-tiles' Content-Types
 WEB=$!
-python3 -c "from qrng.netwait import wait_for_port; wait_for_port($PORT, 10)"
+python3 -c "from tests.netwait import wait_for_port; wait_for_port($PORT, 10)"
 qrng audit verify "http://127.0.0.1:$PORT/root-ca-2026" "${K[@]}" "${W[@]}" --state out/auditor-state-tiles
 rm -f out/tiles-entry-3.proof out/tiles-entry-3.entry   # prove --out never overwrites
 qrng audit prove "http://127.0.0.1:$PORT/root-ca-2026" --index 3 --key "$O/log.pub" --state out/auditor-state-tiles \

@@ -13,7 +13,7 @@ PACKAGES = ("qrng", "qrng_pkcs11", "ceremony", "qrng_cli")
 # (subsystem, rank, module prefixes); the first matching prefix (longest first) decides
 LAYERS = [
     ("shared utilities", 0, ("qrng.errors", "qrng.asciinum", "qrng.atomic", "qrng.lockfile", "qrng.httpbound",
-                             "qrng.netwait", "qrng.yaml_input", "qrng.native", "qrng._native_build", "qrng._openssl",
+                             "qrng.yaml_input", "qrng.native", "qrng._native_build", "qrng._openssl",
                              "qrng.dsse", "qrng")),
     ("transparency: log, tiles, witnesses", 1, ("qrng.audit",)),
     ("HSM edge", 1, ("qrng.hsm",)),

@@ -58,7 +58,7 @@ def test_a_witness_key_in_the_hsm(ws: Workspace, tmp_path):
     import urllib.request
 
     from qrng.audit.note import Checkpoint, generate_ed25519, load_ed25519_signer, sign_note, verify_note
-    from qrng.netwait import free_port, wait_for_port
+    from tests.netwait import free_port, wait_for_port
     gen = subprocess.run(["pkcs11-tool", "--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", "qrng-test",
                           "--login", "--pin", ws.pin, "--keypairgen", "--key-type", "EC:edwards25519", "--label",
                           "witness-key", "--id", "0a0b"], capture_output=True, env=ws.env)

@@ -17,8 +17,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from qrng.daemon.client import DaemonClient
-from qrng.netwait import free_port
 from qrng.sources.usbemu import init_emulator, write_control
+from tests.netwait import free_port
 
 from .test_qrngd import stop
 

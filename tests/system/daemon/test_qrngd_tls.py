@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from qrng.daemon.client import DaemonClient, DaemonUnavailable
-from qrng.netwait import free_port
+from tests.netwait import free_port
 
 from ..ceremony.conftest import make_workspace
 from .test_qrngd import start, stop

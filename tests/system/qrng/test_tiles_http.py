@@ -16,7 +16,7 @@ import pytest
 from qrng.audit.log import AuditLog
 from qrng.audit.note import generate_ed25519, load_ed25519_signer
 from qrng.audit.tiles import tile_path
-from qrng.netwait import free_port, wait_for_port
+from tests.netwait import free_port, wait_for_port
 
 
 def qrng(*args: str) -> subprocess.CompletedProcess[str]:

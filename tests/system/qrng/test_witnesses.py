@@ -28,7 +28,7 @@ from qrng.audit.note import (
     verify_note,
 )
 from qrng.audit.verify import parse_log
-from qrng.netwait import free_port, wait_for_port
+from tests.netwait import free_port, wait_for_port
 
 ORIGIN = "witness-test.example/log"
 

@@ -1,6 +1,6 @@
 """Loopback helpers for starting servers (static tile servers, witnesses, metrics) and knowing they serve: a free
 port to give them, and a wait until their port accepts connections. Used by the tests, the benchmarks and `make
-demo`'s tile server; no server of the product needs them."""
+demo`'s tile server (from the checkout's root); no server of the product needs them, so they are not shipped."""
 
 from __future__ import annotations
 
