@@ -280,7 +280,7 @@ def _audit_report(folder: Path, keys: list[Any], witnesses: list[Any], checks: l
 
     from ceremony.papers.record import checkpoint_facts
     from ceremony.papers.report import AuditReport
-    from ceremony.steps.base import Fact
+    from ceremony.papers.vocabulary import Fact
     from qrng.audit.verify import key_names, verify_log
     ceremony, simulator, checkpoint = folder.name, False, None
     if outcome != "failed" and log is not None:

@@ -16,9 +16,9 @@ from qrng.errors import UsageError
 
 from ..steps import REGISTRY
 from ..steps._certs import dn
-from ..steps.base import Fact, LogEvent, Section, StepLog
 from ..steps.base import _default_record as default_record
 from .pgp import pgp_words
+from .vocabulary import Fact, LogEvent, Section, StepLog
 
 __all__ = ["CertRow", "CheckpointFacts", "EstimatorChart", "HealthChart", "KeyRow", "StepPaper", "Transcript",
            "checkpoint_facts", "transcript"]

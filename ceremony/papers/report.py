@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from qrng.audit.verdict import Check
 
-from ..steps.base import Fact
 from .record import CheckpointFacts
+from .vocabulary import Fact
 
 __all__ = ["AuditReport", "Check"]
 

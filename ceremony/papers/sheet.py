@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from ..plan import Plan
 from ..steps import REGISTRY
-from ..steps.base import Fact, SheetRow
 from .pgp import pgp_words
+from .vocabulary import Fact, SheetRow
 
 __all__ = ["RunSheet", "SheetPage", "SheetStep", "run_sheet"]
 

@@ -25,6 +25,7 @@ from qrng.yaml_input import Fields, check_plain
 from ..hsmapi import HsmApi
 from ..keys import KeySpec
 from ..model import Step
+from ..papers.vocabulary import PHASES, Fact, LogEvent, Section, SheetRow, StepLog
 
 if TYPE_CHECKING:
     from qrng.audit.log import AuditLog
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["Fact", "LogEvent", "PHASES", "PlanView", "Section", "SheetRow", "Step", "StepContext", "StepKind",
            "StepLog", "StepResult", "key_of", "output_name", "parse_subject", "pem", "qrng_serial", "sha256_hex",
            "step_ids"]
+
 
 P = TypeVar("P")
 StepResult = tuple[dict[str, str], dict[str, Any]]  # (outputs: name -> SHA-256, results kept in the log)
@@ -81,67 +83,6 @@ class PlanView:
 
 
 # --- the step's lines on paper ----------------------------------------------------------------------------------
-PHASES = ("Entropy source", "Keys and certificates", "Checks and sign-off")  # a run sheet page per phase
-
-
-@dataclass(frozen=True)
-class Fact:
-    """One labelled value on paper. ``digest``: hex, base64 or a key (monospace, wraps anywhere)."""
-
-    label: str
-    value: str
-    digest: bool = False
-
-
-@dataclass(frozen=True)
-class SheetRow:
-    """A step's row on the run sheet: who acts, what the operator reads aloud and does, and what the screen will
-    show with what to compare it against (policy limits, the device's serial, expected key types)."""
-
-    actors: tuple[str, ...]
-    say: str
-    do: tuple[str, ...]
-    expect: tuple[Fact, ...] = ()
-
-
-@dataclass(frozen=True)
-class LogEvent:
-    event: str
-    actor: str
-    time: str
-    data: dict[str, Any]
-    files: dict[str, str]
-
-
-@dataclass(frozen=True)
-class StepLog:
-    """The verified log entries of one step, as the transcript reads them."""
-
-    id: str
-    type: str
-    events: tuple[LogEvent, ...]
-
-    def data(self, event: str) -> dict[str, Any]:
-        """The data of the step's last ``event`` (empty if it has none)."""
-        return next((e.data for e in reversed(self.events) if e.event == event), {})
-
-    def has(self, event: str) -> bool:
-        return any(e.event == event for e in self.events)
-
-    @property
-    def results(self) -> dict[str, Any]:
-        r: dict[str, Any] = self.data("step.completed").get("results", {})
-        return r
-
-
-@dataclass(frozen=True)
-class Section:
-    """A step's section of the transcript: what happened, in plain language, and its values."""
-
-    text: str
-    facts: tuple[Fact, ...] = ()
-
-
 def _default_sheet(step: Step, plan: Plan) -> SheetRow:
     from . import REGISTRY
     return SheetRow(("operator",), f"Step {step.id}: {REGISTRY[step.type].summary(step.params)}.",

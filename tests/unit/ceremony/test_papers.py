@@ -212,7 +212,7 @@ def test_a_paper_that_cannot_be_rendered_never_fails_a_completed_ceremony(ws, mo
 def test_auditor_report_html_parses_strictly_and_says_what_failed(done):
     """The report's HTML, passed and failed, parses without an error (html5lib strict), as the papers do."""
     from ceremony.papers.report import AuditReport, Check
-    from ceremony.steps.base import Fact
+    from ceremony.papers.vocabulary import Fact
     ok = AuditReport("unit-2026", True, "verified", (Fact("Folder", "/x", digest=True),), None,
                      (Check("Log records and hash chain", "RFC 9162 2.1.1", "passed", "9 entries"),),
                      (("root.pem", "ab" * 32, "matches"),))
