@@ -49,8 +49,8 @@ bench: setup
 	@if [ -f bench/run_c_bench.sh ]; then bash bench/run_c_bench.sh; fi
 
 lint: venv
-	@$(VENV)/bin/ruff check qrng qrng_cli qrng_pkcs11 ceremony tests bench scripts
-	@$(VENV)/bin/mypy qrng qrng_cli qrng_pkcs11 ceremony
+	@$(VENV)/bin/ruff check qrng qrngd transparency qrng_cli qrng_pkcs11 ceremony tests bench scripts
+	@$(VENV)/bin/mypy qrng qrngd transparency qrng_cli qrng_pkcs11 ceremony
 
 # System-wide p11-kit registration of THIS checkout's module: explicit, never done by set-up.
 P11_REG := /etc/pkcs11/modules/qrng-ceremony.module

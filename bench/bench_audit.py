@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _table import print_table  # noqa: E402
 
-from qrng.audit.log import AuditLog
-from qrng.audit.note import ed25519_signer
-from qrng.audit.verify import verify_log
+from transparency.log import AuditLog
+from transparency.note import ed25519_signer
+from transparency.verify import verify_log
 
 ORIGIN = "bench.invalid/log"
 

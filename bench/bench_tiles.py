@@ -21,11 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests.netwait: loopback helpers, not shipped
 from _table import print_table  # noqa: E402
 
-from qrng.audit.log import AuditLog
-from qrng.audit.note import Verifier, generate_ed25519, load_ed25519_signer
-from qrng.audit.tilesio import TileSource, prove_from_tiles, publish
-from qrng.audit.verify import verify_log
 from tests.netwait import free_port, wait_for_port
+from transparency.log import AuditLog
+from transparency.note import Verifier, generate_ed25519, load_ed25519_signer
+from transparency.tilesio import TileSource, prove_from_tiles, publish
+from transparency.verify import verify_log
 
 N = 1_000_000
 

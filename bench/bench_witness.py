@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests.netwait: loopback helpers, not shipped
 from _table import print_table  # noqa: E402
 
-from qrng.audit.merkle import TreeLevels, leaf_hash
-from qrng.audit.note import ALG_COSIGNATURE_V1, Checkpoint, generate_ed25519, load_ed25519_signer, sign_note
 from tests.netwait import free_port, wait_for_port
+from transparency.merkle import TreeLevels, leaf_hash
+from transparency.note import ALG_COSIGNATURE_V1, Checkpoint, generate_ed25519, load_ed25519_signer, sign_note
 
 THREADS = 4
 PER_THREAD = 150

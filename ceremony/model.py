@@ -117,8 +117,8 @@ class Policy:
 def _key_text(value: str, where: str, base: Path) -> str:
     """A note verifier key given inline or as a file path relative to the policy, checked now: a wrong key is a
     policy error naming ``where``, not a failed ceremony later."""
-    from qrng.audit.errors import AuditError
-    from qrng.audit.note import Verifier
+    from transparency.errors import AuditError
+    from transparency.note import Verifier
     text = value
     if not ("+" in value and not value.endswith((".pub", ".vkey"))):
         p = _rel(base, value)

@@ -24,12 +24,12 @@ from typing import Any
 
 from qrng import __version__
 from qrng.atomic import atomic_write
-from qrng.audit.log import AuditLog
-from qrng.audit.note import Signer, hsm_signer, load_ed25519_signer
-from qrng.audit.verify import LogView, parse_log, verify_log
 from qrng.errors import EntropyError, NativeUnavailable, ResourceBusy
 from qrng.lockfile import hold
 from qrng.pipeline import Pipeline
+from transparency.log import AuditLog
+from transparency.note import Signer, hsm_signer, load_ed25519_signer
+from transparency.verify import LogView, parse_log, verify_log
 
 from .errors import CeremonyError, HsmError, Refused, StepFailed
 from .hsmapi import HsmApi
@@ -263,7 +263,7 @@ class Ceremony:
 
     def _started_facts(self) -> dict[str, Any]:
         """What the step kinds of this script record in ceremony.started (a quorum of 0: no step seals with
-        witnesses; qrng.audit.verdict.recorded_requirement reads it back)."""
+        witnesses; transparency.verdict.recorded_requirement reads it back)."""
         facts: dict[str, Any] = {"witness_quorum": 0}
         for kind in {REGISTRY[s.type].name: REGISTRY[s.type] for s in self.script.steps}.values():
             if kind.started is not None:
@@ -331,7 +331,7 @@ def _rename_file_key(text: str, name: str) -> Signer:
     """A file key signs under the log's origin as its key name (the key ID depends on the name)."""
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    from qrng.audit.note import ed25519_signer
+    from transparency.note import ed25519_signer
     signer = load_ed25519_signer(text)
     raw = base64.b64decode(text.strip().split("+", 4)[4])[1:]
     return ed25519_signer(name, ed25519.Ed25519PrivateKey.from_private_bytes(raw)) if signer.name != name else signer

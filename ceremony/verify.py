@@ -6,7 +6,7 @@ signature, and the papers (transcript.html, transcript.pdf) re-rendered from the
 for byte.
 
 Verification raises at the first failure; it never returns False. A check that could not be made is recorded as
-``not checked`` with the reason (qrng.audit.verdict), and the report says whether the verdict is complete."""
+``not checked`` with the reason (transparency.verdict), and the report says whether the verdict is complete."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qrng.audit.verdict import NOT_CHECKED, WITNESS_HOW, Check, Verdict, recorded_requirement, witness_check
-from qrng.audit.verify import LogView
+from transparency.verdict import NOT_CHECKED, WITNESS_HOW, Check, Verdict, recorded_requirement, witness_check
+from transparency.verify import LogView
 
 from .errors import StepFailed
 
@@ -47,7 +47,7 @@ class FolderReport:
 
 
 def _view(log: LogView | bytes) -> LogView:
-    from qrng.audit.verify import parse_log
+    from transparency.verify import parse_log
     return log if isinstance(log, LogView) else parse_log(log)
 
 
@@ -133,7 +133,7 @@ def check_papers(folder: Path, view: LogView, verified: Any, version: str) -> Ch
     compared here: not checked, and said."""
     import re
 
-    from qrng.audit.errors import TamperedError
+    from transparency.errors import TamperedError
 
     from .papers.record import transcript
     from .papers.render import PaperError, render
@@ -172,9 +172,9 @@ def verify_folder(folder: Path, keys: list[Any], witnesses: list[Any], *, key_fr
     itself (then the verdict cannot be complete). Each check is handed to ``record`` (for the auditor's report) as
     it is decided. ``log``: audit.log's bytes and their parse, when the caller already read them (parsed once)."""
     from qrng import __version__
-    from qrng.audit.errors import FormatError
-    from qrng.audit.verify import key_names, parse_log, verify_log
     from qrng.dsse import open_envelope
+    from transparency.errors import FormatError
+    from transparency.verify import key_names, parse_log, verify_log
 
     from .provenance import PAYLOAD_TYPE
     checks: list[Check] = []

@@ -19,14 +19,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qrng.audit.errors import AuditError, FormatError, TamperedError
-from qrng.audit.verify import key_names
 from qrng.errors import UsageError
+from transparency.errors import AuditError, FormatError, TamperedError
+from transparency.verify import key_names
 
 from .common import ExitCode, int_at_least
 
 if TYPE_CHECKING:
-    from qrng.audit.note import Verifier
+    from transparency.note import Verifier
 
 __all__ = ["register"]
 
@@ -34,7 +34,7 @@ __all__ = ["register"]
 def _read_key(value: str, role: str = "log", ids: Any = frozenset(), what: str = "--key") -> list[Verifier]:
     """A key as the auditor gave it: a verifier key string, a file holding one, or a PEM public key (bound to the
     names the log's signature lines use); a missing file says "no such file", naming it."""
-    from qrng.audit.keys import read_key
+    from transparency.keys import read_key
     return read_key(value, "witness" if role == "witness" else "log", ids, what)
 
 
@@ -59,7 +59,7 @@ def _saved(state_dir: str | None, origin: str, keys: list[Verifier]) -> tuple[An
     """The checkpoint this auditor verified before (signature checked again), and where to save the next."""
     if not state_dir:
         return None, None
-    from qrng.audit.note import Checkpoint, verify_note
+    from transparency.note import Checkpoint, verify_note
     state = Path(state_dir)
     state.mkdir(parents=True, exist_ok=True)
     path = _state_file(state, origin)
@@ -76,20 +76,20 @@ def _save(path: Path | None, note: str) -> None:
 
 
 def _tiles_origin(src: Any, keys: list[Verifier]) -> str:
-    from qrng.audit.note import Checkpoint, verify_note
+    from transparency.note import Checkpoint, verify_note
     return Checkpoint.parse(verify_note(src.get("checkpoint").decode("utf-8", "replace"), keys)[0]).origin
 
 
 def _auditor_keys(args: argparse.Namespace, notes: list[str]) -> tuple[list[Verifier], list[Verifier], Any]:
     """(log keys, witness keys, the tlog-policy given or None), as the auditor gave them. --policy FILE (C2SP
     tlog-policy): its logs are the log keys (unless --key), its witnesses witness keys, its quorum rule applies."""
-    from qrng.audit.keys import signature_ids
+    from transparency.keys import signature_ids
     ids = signature_ids(notes)
     policy = None
     keys = _keys(args.key, "log", ids, "--key")
     witnesses = _keys(args.witness, "witness", ids, "--witness")
     if getattr(args, "policy", None):
-        from qrng.audit.policy import load_policy
+        from transparency.policy import load_policy
         policy = load_policy(args.policy)
         if not keys:
             keys = [k for k, _ in policy.logs]
@@ -110,7 +110,7 @@ def _origin_is_a_policy_log(args: argparse.Namespace, policy: Any, origin: str) 
 
 def _verdict(args: argparse.Namespace, out: dict[str, Any], checks: list[Any], summary: str) -> int:
     """Print the checks and the verdict; exit 0 only when every required check passed, 4 when one was not made."""
-    from qrng.audit.verdict import NOT_CHECKED, Verdict
+    from transparency.verdict import NOT_CHECKED, Verdict
     complete = Verdict(tuple(checks)).complete
     out = {"status": "verified" if complete else "unverified", "exit_code": 0 if complete else 4, **out,
            "checks": [c.to_dict() for c in checks]}
@@ -130,7 +130,7 @@ def _verdict(args: argparse.Namespace, out: dict[str, Any], checks: list[Any], s
 
 def _common_checks(args: argparse.Namespace, keys: list[Verifier], what: str, saved_size: int | None,
                    state_path: Path | None) -> list[Any]:
-    from qrng.audit.verdict import NOT_CHECKED, Check
+    from transparency.verdict import NOT_CHECKED, Check
     src = "--key" if args.key else f"--policy {args.policy}"
     checks = [Check("Log key", "The checkpoints must be signed by a key the auditor gives (c2sp.org/signed-note).",
                     "passed", f"given by the auditor ({src}): "
@@ -150,8 +150,8 @@ def _common_checks(args: argparse.Namespace, keys: list[Verifier], what: str, sa
 
 
 def cmd_verify_tiles(args: argparse.Namespace) -> int:
-    from qrng.audit.tilesio import TileSource, verify_tiles
-    from qrng.audit.verdict import recorded_requirement, witness_check
+    from transparency.tilesio import TileSource, verify_tiles
+    from transparency.verdict import recorded_requirement, witness_check
     src = TileSource(args.log)
     try:
         first_note = [src.get("checkpoint").decode("utf-8", "replace")]
@@ -176,9 +176,9 @@ def cmd_verify_tiles(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from qrng.audit.note import Checkpoint, verify_note
-    from qrng.audit.verdict import recorded_requirement, witness_check
-    from qrng.audit.verify import _with_cosignatures, parse_log, verify_log
+    from transparency.note import Checkpoint, verify_note
+    from transparency.verdict import recorded_requirement, witness_check
+    from transparency.verify import _with_cosignatures, parse_log, verify_log
     if _is_tiles(args.log):
         return cmd_verify_tiles(args)
     try:
@@ -233,11 +233,11 @@ def _write_proof(args: argparse.Namespace, text: str, entry: bytes) -> None:
 
 
 def cmd_prove_tiles(args: argparse.Namespace) -> int:
-    from qrng.audit.proof import format_proof
-    from qrng.audit.tilesio import TileSource, prove_from_tiles
+    from transparency.proof import format_proof
+    from transparency.tilesio import TileSource, prove_from_tiles
     if not args.key:
         raise FormatError("proving from tiles needs --key: no tile is used before the checkpoint's signature verifies")
-    from qrng.audit.keys import signature_ids
+    from transparency.keys import signature_ids
     src = TileSource(args.log)
     keys = _keys(args.key, "log", signature_ids([src.get("checkpoint").decode("utf-8", "replace")]), "--key")
     saved, state_path = _saved(args.state, _tiles_origin(src, keys), keys)
@@ -250,9 +250,9 @@ def cmd_prove_tiles(args: argparse.Namespace) -> int:
 
 
 def cmd_prove(args: argparse.Namespace) -> int:
-    from qrng.audit.merkle import TreeLevels
-    from qrng.audit.proof import format_proof
-    from qrng.audit.verify import _with_cosignatures, parse_log
+    from transparency.merkle import TreeLevels
+    from transparency.proof import format_proof
+    from transparency.verify import _with_cosignatures, parse_log
     if _is_tiles(args.log):
         return cmd_prove_tiles(args)
     view = parse_log(Path(args.log).read_bytes())
@@ -268,7 +268,7 @@ def cmd_prove(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from qrng.audit.tilesio import publish
+    from transparency.tilesio import publish
     r = publish(Path(args.log), Path(args.dir))
     out = {"status": "published", "tree_size": r.size, "new_entries": r.new_entries, "tiles_written": r.tiles_written,
            "bundles_written": r.bundles_written, "seconds": round(r.seconds, 3), "dir": args.dir}
@@ -281,10 +281,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_check_proof(args: argparse.Namespace) -> int:
-    from qrng.audit.proof import verify_proof
+    from transparency.proof import verify_proof
     entry = sys.stdin.buffer.read() if args.entry == "-" else Path(args.entry).read_bytes()
     entry = entry.rstrip(b"\n")
-    from qrng.audit.keys import signature_ids
+    from transparency.keys import signature_ids
     text = Path(args.proof).read_text()
     ids = signature_ids([text.partition("\n\n")[2]])
     witnesses = _keys(args.witness, "witness", ids, "--witness")
@@ -296,7 +296,7 @@ def cmd_check_proof(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from qrng.audit.verify import parse_log
+    from transparency.verify import parse_log
     view = parse_log(Path(args.log).read_bytes())
     events: list[dict[str, Any]] = []
     cps = {c.position: c for c in view.checkpoints}
@@ -320,7 +320,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from qrng.audit.note import ALG_COSIGNATURE_V1, generate_ed25519, load_ed25519_signer
+    from transparency.note import ALG_COSIGNATURE_V1, generate_ed25519, load_ed25519_signer
     out = Path(args.out)
     pub = Path(str(out) + ".pub")
     for path in (out, pub):  # a dangling symbolic link does not "exist": it is refused all the same
@@ -329,7 +329,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     if args.mldsa44:
         if not args.witness:
             raise UsageError("--mldsa44 is for witness keys (tlog-cosignature type 0x06): add --witness")
-        from qrng.audit.note import generate_mldsa44_witness
+        from transparency.note import generate_mldsa44_witness
         priv, vkey = generate_mldsa44_witness(args.name)
     else:
         priv, vkey = generate_ed25519(args.name)
@@ -344,7 +344,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from qrng.asciinum import is_ascii_decimal
-    from qrng.audit.tileserver import serve
+    from transparency.tileserver import serve
     host, _, port = args.listen.rpartition(":")
     if not host or not is_ascii_decimal(port) or not 0 <= int(port) < 65536:
         raise UsageError(f"--listen {args.listen!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
@@ -360,7 +360,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_key(args: argparse.Namespace) -> int:
-    from qrng.audit.keys import key_from_pem
+    from transparency.keys import key_from_pem
     try:
         pem = Path(args.pem).read_bytes()
     except FileNotFoundError:
@@ -371,10 +371,10 @@ def cmd_key(args: argparse.Namespace) -> int:
 
 def cmd_cosign(args: argparse.Namespace) -> int:
     """A witness cosigns the latest checkpoint of a log it has verified (tlog-cosignature v1)."""
-    from qrng.audit.keys import signature_ids
-    from qrng.audit.log import AuditLog
-    from qrng.audit.note import ALG_COSIGNATURE_V1, cosign, load_ed25519_signer
-    from qrng.audit.verify import _with_cosignatures, parse_log, verify_log
+    from transparency.keys import signature_ids
+    from transparency.log import AuditLog
+    from transparency.note import ALG_COSIGNATURE_V1, cosign, load_ed25519_signer
+    from transparency.verify import _with_cosignatures, parse_log, verify_log
     data = Path(args.log).read_bytes()
     keys = _keys(args.key, "log", signature_ids(_with_cosignatures(c) for c in parse_log(data).checkpoints), "--key")
     result = verify_log(data, keys)

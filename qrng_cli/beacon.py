@@ -1,4 +1,4 @@
-"""``qrng beacon``: a witnessed QRNG randomness beacon (qrng/beacon.py for the pulse format).
+"""``qrng beacon``: a witnessed QRNG randomness beacon (transparency/beacon.py for the pulse format).
 
 run: every --period seconds a pulse from the QRNG pipeline, signed by the beacon key (a file key, or a key held in an
 HSM through a ceremony profile), appended to a signed audit log, its checkpoint cosigned by the witnesses of a C2SP
@@ -49,7 +49,7 @@ def _beacon_signer(args: argparse.Namespace) -> Any:
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-    from qrng.beacon import BeaconSigner
+    from transparency.beacon import BeaconSigner
     cert_der = _certificate(args.certificate)
     cert_spki = x509.load_der_x509_certificate(cert_der).public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -79,9 +79,9 @@ def _beacon_signer(args: argparse.Namespace) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from qrng.audit.note import load_ed25519_signer
-    from qrng.beacon_service import BeaconRun, BeaconService
     from qrng.config import load_config
+    from transparency.beacon_service import BeaconRun, BeaconService
+    from transparency.note import load_ed25519_signer
     if not math.isfinite(args.period) or not 0.5 <= args.period <= 86400:
         raise UsageError(f"--period {args.period}: seconds, from 0.5 to 86400")
     if args.pulses < 0:
@@ -90,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     log_signer = load_ed25519_signer(Path(args.log_key).read_text())
     policy = None
     if args.policy:
-        from qrng.audit.policy import load_policy
+        from transparency.policy import load_policy
         policy = load_policy(args.policy)
     run = BeaconRun(period_s=args.period, pulses=args.pulses, log_path=Path(args.log),
                     state_dir=_state_folder(Path(args.state)),
@@ -118,33 +118,33 @@ def _state_folder(path: Path) -> Path:
 
 
 def _read_log_key(value: str) -> Any:
-    from qrng.audit.keys import read_key
+    from transparency.keys import read_key
     return read_key(value, "log", what="--log-key")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from qrng.audit.policy import load_policy
-    from qrng.audit.verify import key_names
-    from qrng.beacon import BeaconError, verify_pulses
-    from qrng.beacon_service import pulses_in
+    from transparency.beacon import BeaconError, verify_pulses
+    from transparency.beacon_service import pulses_in
+    from transparency.policy import load_policy
+    from transparency.verify import key_names
     cert = _certificate(args.certificate)
     log_keys = _read_log_key(args.log_key)
     policy = load_policy(args.policy) if args.policy else None
     witnesses = policy.witness_keys() if policy else []
     if args.log.startswith(("http://", "https://")) or (Path(args.log) / "checkpoint").is_file():
-        from qrng.audit.tilesio import TileSource, verify_tiles
+        from transparency.tilesio import TileSource, verify_tiles
         src = TileSource(args.log)
         r = verify_tiles(src, log_keys, witnesses, 0)
         # the pulses are read from the very bytes verify_tiles verified, never from a second fetch (a server could
         # answer differently the second time)
         cosigners, entries, size = r.cosigners, list(r.entry_bytes), r.checkpoint.size
     else:
-        from qrng.audit.verify import parse_log, verify_log
+        from transparency.verify import parse_log, verify_log
         data = Path(args.log).read_bytes()
         res = verify_log(data, log_keys, witnesses, 0)
         cosigners, entries, size = res.cosigners, parse_log(data).entries[:res.latest.size], res.latest.size
     if policy is not None and not policy.met_by(cosigners):
-        from qrng.audit.errors import QuorumNotMet
+        from transparency.errors import QuorumNotMet
         raise QuorumNotMet(f"the log's checkpoint (size {size}) lacks the witness quorum of {args.policy}")
     pulses = pulses_in(entries)
     if not pulses:
@@ -156,7 +156,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise BeaconError(f"no pulse numbered {lo}..{hi} in the log")
     start = pulses.index(chosen[0])
     verify_pulses(pulses[:start + len(chosen)], cert)  # from the chain's first pulse: links are recomputed
-    from qrng.audit.verdict import NOT_CHECKED, Check, Verdict
+    from transparency.verdict import NOT_CHECKED, Check, Verdict
     checks = [
         Check("Log and its checkpoint", "C2SP tlog-checkpoint, RFC 9162 (and tlog-tiles for a tiles log) with the "
               "log key given", "passed", f"{size} entries"),
@@ -187,9 +187,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_pulse(args: argparse.Namespace) -> int:
     """One pulse as NIST's 2.0 API serves it: ``{"pulse": {...}}``."""
-    from qrng.audit.verify import parse_log
-    from qrng.beacon import BeaconError
-    from qrng.beacon_service import pulses_in
+    from transparency.beacon import BeaconError
+    from transparency.beacon_service import pulses_in
+    from transparency.verify import parse_log
     pulses = pulses_in(parse_log(Path(args.log).read_bytes()).entries)
     if not pulses:
         raise BeaconError(f"{args.log} holds no pulse")
@@ -203,7 +203,7 @@ def cmd_pulse(args: argparse.Namespace) -> int:
 def cmd_keygen(args: argparse.Namespace) -> int:
     """An RSA beacon key in a file and a self-signed certificate for it (for rehearsals; in production the key is
     made in an HSM by a ceremony and its certificate issued by the ceremony's CA)."""
-    from qrng.beacon import certificate_id, self_signed_beacon_key
+    from transparency.beacon import certificate_id, self_signed_beacon_key
     key_pem, cert_pem, cert_der = self_signed_beacon_key(args.subject, args.bits)
     out, cert = Path(args.out), Path(args.certificate)
     for path in (out, cert):

@@ -83,12 +83,12 @@ def _progress_so_far(plan: Any) -> dict[str, Any] | None:
     log's records up to its last checkpoint (plan opens no HSM and holds no log key: ``run`` verifies the log's
     signatures before it resumes)."""
     from ceremony.resume import resume_state
-    from qrng.audit.errors import AuditError
+    from transparency.errors import AuditError
     log = plan.script.output / "audit.log"
     if not log.exists():
         return None
     try:
-        from qrng.audit.verify import parse_log
+        from transparency.verify import parse_log
         data = log.read_bytes()
         view = parse_log(data[:data.rfind(b"\n") + 1])
         signed = view.checkpoints[-1].position if view.checkpoints else 0
@@ -160,7 +160,7 @@ def _verify_command(plan: Any, result: Any) -> str:
     should take them from the ceremony's published records, not from the folder)."""
     import shlex
 
-    from qrng.audit.note import ALG_COSIGNATURE_V1, load_ed25519_signer
+    from transparency.note import ALG_COSIGNATURE_V1, load_ed25519_signer
     parts = ["qrng", "ceremony", "verify", str(result.output), "--key", result.log_key]
     if plan.profile.witness_policy:
         parts += ["--policy", str(plan.profile.witness_policy)]
@@ -174,10 +174,10 @@ def _verify_command(plan: Any, result: Any) -> str:
 
 
 def _read_log(folder: Path) -> Any:
-    """audit.log's bytes and their parse (qrng.audit.verify.LogView), read once for the whole verification; None
+    """audit.log's bytes and their parse (transparency.verify.LogView), read once for the whole verification; None
     when it cannot be read or parsed (the verifier then names what is wrong)."""
-    from qrng.audit.errors import AuditError
-    from qrng.audit.verify import parse_log
+    from transparency.errors import AuditError
+    from transparency.verify import parse_log
     try:
         data = (folder / "audit.log").read_bytes()
         return data, parse_log(data)
@@ -188,10 +188,10 @@ def _read_log(folder: Path) -> Any:
 def _folder_keys(args: argparse.Namespace, folder: Path, log: Any) -> tuple[list[Any], list[Any], Any, str]:
     """(log keys, witness keys, the auditor's tlog-policy or None, where the log key came from). Keys are read as
     the auditor gave them: verifier strings, files, or PEM public keys bound to the names the log's signature lines
-    use (qrng.audit.keys)."""
-    from qrng.audit.errors import FormatError
-    from qrng.audit.keys import read_key, signature_ids
-    from qrng.audit.verify import _with_cosignatures
+    use (transparency.keys)."""
+    from transparency.errors import FormatError
+    from transparency.keys import read_key, signature_ids
+    from transparency.verify import _with_cosignatures
     # without a readable log, the verifier names what is wrong with it; the keys are read regardless
     ids = signature_ids(_with_cosignatures(c) for c in log[1].checkpoints) if log is not None else frozenset()
     if args.key and args.trust_folder_key:
@@ -209,7 +209,7 @@ def _folder_keys(args: argparse.Namespace, folder: Path, log: Any) -> tuple[list
     witnesses = [k for v in args.witness or [] for k in read_key(v, "witness", ids, "--witness")]
     policy = None
     if args.policy:
-        from qrng.audit.policy import load_policy
+        from transparency.policy import load_policy
         policy = load_policy(args.policy)
         witnesses += [k for k in policy.witness_keys() if k not in witnesses]
     return keys, witnesses, policy, source
@@ -219,7 +219,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """Offline check of a ceremony folder: the audit log, witnesses, every output digest, extractions, provenance,
     papers. Exit 0 only when every check the recorded policy asks for was made with keys the auditor gave."""
     from ceremony.verify import HOW, Check, verify_folder
-    from qrng.audit.verdict import NOT_CHECKED
+    from transparency.verdict import NOT_CHECKED
     report = _paper_path(args.report, "--report")
     folder = Path(args.folder)
     if not folder.is_dir():
@@ -281,7 +281,7 @@ def _audit_report(folder: Path, keys: list[Any], witnesses: list[Any], checks: l
     from ceremony.papers.record import checkpoint_facts
     from ceremony.papers.report import AuditReport
     from ceremony.papers.vocabulary import Fact
-    from qrng.audit.verify import key_names, verify_log
+    from transparency.verify import key_names, verify_log
     ceremony, simulator, checkpoint = folder.name, False, None
     if outcome != "failed" and log is not None:
         data, view = log

@@ -51,12 +51,12 @@ class Rule:
 
 # First match wins: the more specific classes come before their roots.
 EXIT_TABLE: tuple[Rule, ...] = (
-    Rule("qrng.audit.verdict:NotIndependentlyVerified", ExitCode.UNVERIFIED, "NOT INDEPENDENTLY VERIFIED: ",
+    Rule("transparency.verdict:NotIndependentlyVerified", ExitCode.UNVERIFIED, "NOT INDEPENDENTLY VERIFIED: ",
          status="unverified"),
-    Rule("qrng.beacon:BeaconError", ExitCode.VERIFY_FAILED, "BEACON VERIFICATION FAILED: "),
-    Rule("qrng.audit.errors:TamperedError", ExitCode.VERIFY_FAILED, "TAMPERED OR INCONSISTENT: ", status="tampered"),
-    Rule("qrng.audit.errors:FormatError", ExitCode.USAGE),
-    Rule("qrng.audit.errors:AuditError", ExitCode.VERIFY_FAILED, "VERIFICATION FAILED: "),
+    Rule("transparency.beacon:BeaconError", ExitCode.VERIFY_FAILED, "BEACON VERIFICATION FAILED: "),
+    Rule("transparency.errors:TamperedError", ExitCode.VERIFY_FAILED, "TAMPERED OR INCONSISTENT: ", status="tampered"),
+    Rule("transparency.errors:FormatError", ExitCode.USAGE),
+    Rule("transparency.errors:AuditError", ExitCode.VERIFY_FAILED, "VERIFICATION FAILED: "),
     Rule("ceremony.errors:ScriptError", ExitCode.USAGE, "", "(nothing was touched)"),
     Rule("qrng.errors:ConfigError", ExitCode.USAGE, "configuration error: "),
     Rule("ceremony.errors:PolicyViolation", ExitCode.USAGE, "", "(nothing was touched)"),
@@ -66,7 +66,7 @@ EXIT_TABLE: tuple[Rule, ...] = (
     Rule("qrng.errors:SetupError", ExitCode.USAGE),
     Rule("qrng.errors:EntropyError", ExitCode.ENTROPY, "entropy failure, no output produced: "),
     # the two wire protocols: a peer that does not speak them gave no entropy, and nothing was output
-    Rule("qrng.daemon.protocol:ProtocolError", ExitCode.ENTROPY, "qrngd protocol error, no output produced: "),
+    Rule("qrngd.protocol:ProtocolError", ExitCode.ENTROPY, "qrngd protocol error, no output produced: "),
     Rule("qrng.sources.usbproto:ProtocolError", ExitCode.ENTROPY, "USB protocol error, no output produced: "),
     Rule("ceremony.errors:CeremonyError", ExitCode.VERIFY_FAILED),
     Rule("qrng.hsm.errors:HsmError", ExitCode.VERIFY_FAILED),
@@ -153,7 +153,7 @@ def report(prog: str, exc: BaseException, as_json: bool) -> ExitCode:
                   ExitCode.UNVERIFIED: "unverified"}
         doc: dict[str, Any] = {"status": rule.status or status.get(rule.code, "error"), "exit_code": int(rule.code),
                                "error": str(exc), "first_bad_entry": index}
-        checks = getattr(exc, "checks", None)  # a verifier's checks up to the failure (qrng.audit.verdict.Check)
+        checks = getattr(exc, "checks", None)  # a verifier's checks up to the failure (transparency.verdict.Check)
         if checks:
             doc["checks"] = [c.to_dict() for c in checks]
         print(json.dumps(doc))

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from qrng.daemon.protocol import DEFAULT_SOCKET  # the one source, also of the C module's generated header
 from qrng.errors import UsageError
+from qrngd.protocol import DEFAULT_SOCKET  # the one source, also of the C module's generated header
 
 from .common import ExitCode, int_at_least
 
@@ -24,29 +24,29 @@ def _socket(args: argparse.Namespace) -> str:
 
 
 def _given(args: argparse.Namespace) -> dict[str, Any]:
-    """The options given on the command line, keyed as in the configuration file (qrng/daemon/config.py)."""
-    from qrng.daemon.config import FLAGS
+    """The options given on the command line, keyed as in the configuration file (qrngd/config.py)."""
+    from qrngd.config import FLAGS
     given = {key: getattr(args, "config" if key == "sources" else key) for key in FLAGS}
     return {k: v for k, v in given.items() if v is not None}
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
-    from qrng.daemon.config import load_daemon_config
-    from qrng.daemon.run import run
+    from qrngd.config import load_daemon_config
+    from qrngd.run import run
     config = load_daemon_config(Path(args.config_file) if args.config_file else None, _given(args),
                                 default_socket=os.environ.get("QRNGD_SOCKET") or DEFAULT_SOCKET)
     return run(config)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from qrng.daemon import protocol as P
-    from qrng.daemon.client import DaemonClient
+    from qrngd import protocol as P
+    from qrngd.client import DaemonClient
     client = DaemonClient(_socket(args), "qrng status")
     st = client.status()
     code = ExitCode.OK if st.get("state") == "healthy" else ExitCode.ENTROPY
     if args.plot:
         from qrng.atomic import atomic_write
-        from qrng.daemon.plot import plot_history
+        from qrngd.plot import plot_history
         out = Path(args.plot)
         if out.suffix.lower() != ".png":
             raise UsageError(f"--plot {args.plot}: the file name must end in .png")

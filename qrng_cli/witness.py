@@ -35,8 +35,8 @@ def _hsm_signer(args: argparse.Namespace) -> Any:
     """The witness key in an HSM (Ed25519, CKM_EDDSA), opened through a ceremony profile (qrng.hsm.open_signer:
     one signature at a time, from any of the server's threads)."""
     from ceremony.model import load_profile
-    from qrng.audit.note import hsm_cosigner
     from qrng.hsm import open_signer
+    from transparency.note import hsm_cosigner
     if not (args.hsm_profile and args.profile and args.name):
         raise UsageError("--key-label needs --hsm-profile, --profile and --name")
     hsm = open_signer(load_profile(Path(args.hsm_profile), args.profile).hsm, args.key_label)
@@ -44,9 +44,9 @@ def _hsm_signer(args: argparse.Namespace) -> Any:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from qrng.audit.note import Verifier, load_witness_signer
-    from qrng.audit.witness_server import FileState, WitnessServer
     from qrng.lockfile import hold
+    from transparency.note import Verifier, load_witness_signer
+    from transparency.witness_server import FileState, WitnessServer
     address = _address(args.listen)
     if bool(args.key) == bool(args.key_label):
         raise UsageError("give --key FILE, or --key-label with --hsm-profile, --profile and --name")
@@ -77,12 +77,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from qrng.audit.log import AuditLog
-    from qrng.audit.merkle import TreeLevels
-    from qrng.audit.note import Checkpoint, parse_note
-    from qrng.audit.policy import load_policy
-    from qrng.audit.verify import _with_cosignatures, parse_log
-    from qrng.audit.witness_client import collect_cosignatures
+    from transparency.log import AuditLog
+    from transparency.merkle import TreeLevels
+    from transparency.note import Checkpoint, parse_note
+    from transparency.policy import load_policy
+    from transparency.verify import _with_cosignatures, parse_log
+    from transparency.witness_client import collect_cosignatures
     if not math.isfinite(args.timeout) or not 0.1 <= args.timeout <= 600:
         raise UsageError(f"--timeout {args.timeout}: seconds, from 0.1 to 600")
     policy = load_policy(args.policy)
@@ -94,7 +94,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     cp = Checkpoint.parse(parse_note(last.note)[0])
     lines, outcomes, met = collect_cosignatures(last.note, policy, lambda old: tree.consistency_proof(old, cp.size),
                                                 timeout=args.timeout)
-    from qrng.audit.verify import signature_line_ids
+    from transparency.verify import signature_line_ids
     have = signature_line_ids(last.cosignatures)  # by (key name, key ID): two witnesses may share a key name
     with AuditLog(args.log, cp.origin) as log:
         for ln in lines:

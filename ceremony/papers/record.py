@@ -1,5 +1,5 @@
 """The transcript: what the verified log says happened, as people read it. A pure function of the log's bytes and
-the result of verifying them with the log key (:func:`qrng.audit.verify.verify_log`); nothing on paper comes from
+the result of verifying them with the log key (:func:`transparency.verify.verify_log`); nothing on paper comes from
 anywhere else, and nothing depends on which witness keys the renderer holds (the cover names the cosignature lines
 the log records). So the same log always renders to the same paper, and ``qrng ceremony verify`` re-renders it to
 prove the paper people signed unaltered."""
@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from qrng.audit.verify import LogView, VerifyResult, parse_log
 from qrng.errors import UsageError
+from transparency.verify import LogView, VerifyResult, parse_log
 
 from ..steps import REGISTRY
 from ..steps._certs import dn

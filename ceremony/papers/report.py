@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qrng.audit.verdict import Check
+from transparency.verdict import Check
 
 from .record import CheckpointFacts
 from .vocabulary import Fact

@@ -28,8 +28,8 @@ from ..model import Step
 from ..papers.vocabulary import PHASES, Fact, LogEvent, Section, SheetRow, StepLog
 
 if TYPE_CHECKING:
-    from qrng.audit.log import AuditLog
     from qrng.pipeline import Pipeline
+    from transparency.log import AuditLog
 
     from ..model import Policy, Profile, Script
     from ..plan import Plan

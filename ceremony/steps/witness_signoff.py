@@ -36,7 +36,7 @@ class Params:
 
 def load_witness_policy(path: str) -> Any:
     """The profile's C2SP tlog-policy (witnesses reached over tlog-witness), parsed strictly."""
-    from qrng.audit.policy import load_policy
+    from transparency.policy import load_policy
     return load_policy(path)
 
 
@@ -46,7 +46,7 @@ def check(step: Step, view: PlanView) -> list[str]:
         v.append(f"policy quorum is {view.policy.witness_quorum} witnesses; the script names "
                  f"{len(view.script.witnesses)}")
     if view.profile.witness_policy:
-        from qrng.audit.errors import AuditError
+        from transparency.errors import AuditError
         try:
             pol = load_witness_policy(view.profile.witness_policy)
         except (OSError, AuditError) as exc:
@@ -75,7 +75,7 @@ def required_cosignatures(plan: Any) -> int:
 
 
 def witness_requirement(plan: Any) -> dict[str, Any]:
-    """What ceremony.started records for the auditor (qrng.audit.verdict.recorded_requirement reads it back): the
+    """What ceremony.started records for the auditor (transparency.verdict.recorded_requirement reads it back): the
     number of distinct witness keys the final checkpoint needs and, with a tlog-policy, the policy's text."""
     out: dict[str, Any] = {"witness_quorum": required_cosignatures(plan)}
     if plan.profile.witness_policy:
@@ -85,7 +85,7 @@ def witness_requirement(plan: Any) -> dict[str, Any]:
 
 def cosigned_ids(lines: list[str]) -> KeyIds:
     """(name, key ID) of the cosignature lines of a checkpoint record."""
-    from qrng.audit.verify import signature_line_ids
+    from transparency.verify import signature_line_ids
     return signature_line_ids(lines)
 
 
@@ -102,10 +102,10 @@ def quorum_met(plan: Any, have: KeyIds) -> bool:
 def _from_witnesses(c: StepContext, step: Step, have: KeyIds) -> None:
     """Ask the policy's witnesses over tlog-witness (in parallel, 409 resent, answers verified) and add their
     cosignatures to the log."""
-    from qrng.audit.merkle import TreeLevels
-    from qrng.audit.note import parse_note
-    from qrng.audit.verify import _with_cosignatures, parse_log
-    from qrng.audit.witness_client import collect_cosignatures
+    from transparency.merkle import TreeLevels
+    from transparency.note import parse_note
+    from transparency.verify import _with_cosignatures, parse_log
+    from transparency.witness_client import collect_cosignatures
     pol = load_witness_policy(c.plan.profile.witness_policy)
     view = parse_log((c.out / "audit.log").read_bytes())
     last = view.checkpoints[-1]
@@ -131,8 +131,8 @@ def run(c: StepContext, step: Step, prep: dict[str, Any]) -> StepResult:
 
 def cosign_missing(c: StepContext, step: Step) -> None:
     """Checkpoint, then add the cosignature of every witness that has not cosigned it yet."""
-    from qrng.audit.note import ALG_COSIGNATURE_V1, Checkpoint, cosign, load_ed25519_signer
-    from qrng.audit.verify import parse_log
+    from transparency.note import ALG_COSIGNATURE_V1, Checkpoint, cosign, load_ed25519_signer
+    from transparency.verify import parse_log
     c.checkpoint()
     view = parse_log((c.out / "audit.log").read_bytes())
     have = cosigned_ids(view.checkpoints[-1].cosignatures)

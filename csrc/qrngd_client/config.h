@@ -5,7 +5,7 @@
 #define QRNGD_CLIENT_CONFIG_H
 #include <stddef.h>
 
-#include "qrngd_protocol.h"  /* QRNGD_DEFAULT_SOCKET, generated from qrng/daemon/protocol.py */
+#include "qrngd_protocol.h"  /* QRNGD_DEFAULT_SOCKET, generated from qrngd/protocol.py */
 #define QRNGD_DEFAULT_CONF "/etc/qrng/qrngd-client.conf"
 
 typedef enum { FALLBACK_NONE = 0, FALLBACK_OS = 1 } qrngd_fallback;

@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "qrngd_protocol.h"  /* ops, statuses and limits, generated from qrng/daemon/protocol.py */
+#include "qrngd_protocol.h"  /* ops, statuses and limits, generated from qrngd/protocol.py */
 
 typedef struct {
     int fd;                /* -1 when not connected */

@@ -6,4 +6,4 @@
 * :mod:`.usb`: attestation over the USB device protocol (a fresh nonce, a counter that never repeats) and the
   firmware policy with firmware transparency.
 
-qrngd's periodic re-attestation is :mod:`qrng.daemon.attester`; a ceremony's is the ``attest_device`` step."""
+qrngd's periodic re-attestation is :mod:`qrngd.attester`; a ceremony's is the ``attest_device`` step."""

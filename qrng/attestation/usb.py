@@ -9,7 +9,7 @@ signature over this nonce, and that the counter is above the last one this verif
 Firmware: a digest is acceptable when the policy lists it, or when the vendor's offline proof
 (c2sp.org/tlog-proof@v1, shipped beside the firmware) shows its manifest (:func:`firmware_manifest`) in a
 firmware transparency log the policy names, signed by the log's key and cosigned by its witnesses. The proof is
-checked with the audit log's own code (qrng.audit.proof).
+checked with the audit log's own code (transparency.proof).
 """
 
 from __future__ import annotations
@@ -72,9 +72,9 @@ def check_firmware(info: P.DeviceInfo, policy: FirmwarePolicy, proof: str | None
     if proof is None:
         raise AttestationError(f"firmware {digest[:16]}... is not listed, and no transparency-log proof was given "
                                "(attestation.firmware_proof in the entropy configuration)")
-    from ..audit.errors import AuditError
-    from ..audit.note import Verifier
-    from ..audit.proof import parse_proof, verify_proof
+    from transparency.errors import AuditError
+    from transparency.note import Verifier
+    from transparency.proof import parse_proof, verify_proof
     try:
         log = Verifier.parse(policy.log_key)
         witnesses = [Verifier.parse(w) for w in policy.witnesses]

@@ -15,8 +15,8 @@ def make_firmware_log(folder: Path, manifests: list[bytes], witness: str = "witn
     cosigned by one witness, and a .tlog-proof per manifest. Returns the files' paths."""
     import time
 
-    from ..audit.merkle import TreeLevels, leaf_hash
-    from ..audit.note import (
+    from transparency.merkle import TreeLevels, leaf_hash
+    from transparency.note import (
         ALG_COSIGNATURE_V1,
         Checkpoint,
         cosign,
@@ -26,7 +26,7 @@ def make_firmware_log(folder: Path, manifests: list[bytes], witness: str = "witn
         parse_note,
         sign_note,
     )
-    from ..audit.proof import format_proof
+    from transparency.proof import format_proof
     folder.mkdir(parents=True, exist_ok=True)
     log_priv, log_pub = generate_ed25519(origin)
     w_priv, _ = generate_ed25519(witness)

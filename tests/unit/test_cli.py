@@ -50,8 +50,8 @@ def test_exit_table_orders_specific_before_root():
     names = [r.cls for r in EXIT_TABLE]
     assert names.index("ceremony.errors:ScriptError") < names.index("qrng.errors:ConfigError")
     assert names.index("qrng.errors:NativeUnavailable") < names.index("qrng.errors:EntropyError")
-    assert names.index("qrng.audit.errors:TamperedError") < names.index("qrng.audit.errors:AuditError")
-    assert names.index("qrng.audit.verdict:NotIndependentlyVerified") < names.index("qrng.audit.errors:AuditError")
+    assert names.index("transparency.errors:TamperedError") < names.index("transparency.errors:AuditError")
+    assert names.index("transparency.verdict:NotIndependentlyVerified") < names.index("transparency.errors:AuditError")
     assert {r.code for r in EXIT_TABLE} == {ExitCode.VERIFY_FAILED, ExitCode.USAGE, ExitCode.ENTROPY,
                                             ExitCode.UNVERIFIED}
 

@@ -8,19 +8,19 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("qrng", "qrng_pkcs11", "ceremony", "qrng_cli")
+PACKAGES = ("qrng", "transparency", "qrngd", "qrng_pkcs11", "ceremony", "qrng_cli")
 
 # (subsystem, rank, module prefixes); the first matching prefix (longest first) decides
 LAYERS = [
     ("shared utilities", 0, ("qrng.errors", "qrng.asciinum", "qrng.atomic", "qrng.lockfile", "qrng.httpbound",
-                             "qrng.yaml_input", "qrng.native", "qrng._native_build", "qrng._openssl",
-                             "qrng.dsse", "qrng")),
-    ("transparency: log, tiles, witnesses", 1, ("qrng.audit",)),
+                             "qrng.yaml_input", "qrng.native", "qrng._native_build", "qrng._openssl", "qrng.dsse",
+                             "qrng")),
+    ("transparency: log, tiles, witnesses", 1, ("transparency",)),
     ("HSM edge", 1, ("qrng.hsm",)),
     ("entropy core", 2, ("qrng.sources", "qrng.health", "qrng.extract", "qrng.drbg", "qrng.pipeline", "qrng.config",
                          "qrng.estimate", "qrng.attestation")),
-    ("daemon", 3, ("qrng.daemon",)),
-    ("transparency: beacon", 3, ("qrng.beacon", "qrng.beacon_service")),
+    ("daemon", 3, ("qrngd",)),
+    ("transparency: beacon", 3, ("transparency.beacon", "transparency.beacon_service")),
     ("embedded PKCS#11 module", 4, ("qrng_pkcs11",)),
     ("ceremonies", 4, ("ceremony",)),
     ("command line", 5, ("qrng_cli",)),
@@ -76,8 +76,8 @@ def test_every_import_points_down_the_map():
 
 
 def test_the_map_ranks_what_it_should():
-    assert _layer("qrng.audit.note") == ("transparency: log, tiles, witnesses", 1)
-    assert _layer("qrng.pipeline")[1] > _layer("qrng.audit.merkle")[1] > _layer("qrng.atomic")[1]
+    assert _layer("transparency.note") == ("transparency: log, tiles, witnesses", 1)
+    assert _layer("qrng.pipeline")[1] > _layer("transparency.merkle")[1] > _layer("qrng.atomic")[1]
     assert _layer("ceremony.steps.base") == ("ceremonies", 4) and _layer("os") is None
 
 

@@ -23,8 +23,8 @@ def test_keygen_refuses_a_dangling_link_and_an_existing_file(tmp_path, capsys):
 
 
 def test_prove_out_never_overwrites(tmp_path, capsys):
-    from qrng.audit.log import AuditLog
-    from qrng.audit.note import generate_ed25519, load_ed25519_signer
+    from transparency.log import AuditLog
+    from transparency.note import generate_ed25519, load_ed25519_signer
     signer = load_ed25519_signer(generate_ed25519("prove.example/log")[0])
     log = AuditLog(tmp_path / "audit.log", signer.name, signer)
     for i in range(3):

@@ -57,8 +57,8 @@ def test_a_witness_key_in_the_hsm(ws: Workspace, tmp_path):
     a ceremony profile; the cosignature verifies with the public key read back from the token."""
     import urllib.request
 
-    from qrng.audit.note import Checkpoint, generate_ed25519, load_ed25519_signer, sign_note, verify_note
     from tests.netwait import free_port, wait_for_port
+    from transparency.note import Checkpoint, generate_ed25519, load_ed25519_signer, sign_note, verify_note
     gen = subprocess.run(["pkcs11-tool", "--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", "qrng-test",
                           "--login", "--pin", ws.pin, "--keypairgen", "--key-type", "EC:edwards25519", "--label",
                           "witness-key", "--id", "0a0b"], capture_output=True, env=ws.env)
@@ -87,7 +87,7 @@ def test_a_witness_key_in_the_hsm(ws: Workspace, tmp_path):
                          env=ws.env)
     from cryptography.hazmat.primitives import serialization
 
-    from qrng.audit.note import hsm_cosigner
+    from transparency.note import hsm_cosigner
     der = serialization.load_pem_public_key(pem.stdout).public_bytes(serialization.Encoding.DER,
                                                                     serialization.PublicFormat.SubjectPublicKeyInfo)
     key = hsm_cosigner("witness.example/hsm", der, lambda m: b"").verifier
@@ -118,7 +118,7 @@ def _certificate_for(spki: bytes, path) -> None:
 def test_beacon_pulses_signed_by_a_key_in_the_hsm(ws: Workspace, tmp_path):
     """`qrng beacon run --hsm-profile ...`: NIST 2.0 pulses (cipher suite 0: RSA PKCS#1 v1.5 with SHA-512) signed
     with an RSA key held in SoftHSM2 verify with the certificate of the key read back from the token."""
-    from qrng.audit.note import generate_ed25519
+    from transparency.note import generate_ed25519
     gen = subprocess.run(["pkcs11-tool", "--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", "qrng-test",
                           "--login", "--pin", ws.pin, "--keypairgen", "--key-type", "rsa:3072", "--label",
                           "beacon-key", "--id", "0b0c"], capture_output=True, env=ws.env)

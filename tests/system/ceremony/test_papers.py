@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from ceremony.papers import pgp_words
-from qrng.audit.note import Verifier
-from qrng.audit.verify import parse_log, verify_log
+from transparency.note import Verifier
+from transparency.verify import parse_log, verify_log
 
 from .conftest import Workspace, make_workspace
 

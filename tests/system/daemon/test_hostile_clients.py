@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from qrng.daemon import protocol as P
-from qrng.daemon.client import DaemonClient
+from qrngd import protocol as P
+from qrngd.client import DaemonClient
 
 from .test_qrngd import start, stop
 
@@ -161,7 +161,7 @@ def test_a_client_of_a_dripping_daemon_gives_up_at_its_deadline(tmp_path):
     thread for as long as it liked (each recv had a timeout, the answer none). An answer has one deadline."""
     import threading
 
-    from qrng.daemon.client import DaemonUnavailable
+    from qrngd.client import DaemonUnavailable
     path = tmp_path / "drip.sock"
     srv = socket.socket(socket.AF_UNIX)
     srv.bind(str(path))

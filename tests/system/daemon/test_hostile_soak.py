@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from qrng.daemon import protocol as P
-from qrng.daemon.client import DaemonClient
+from qrngd import protocol as P
+from qrngd.client import DaemonClient
 
 from .test_qrngd import start, stop
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from qrng.daemon.client import DaemonClient
 from qrng.sources.usbemu import init_emulator, write_control
+from qrngd.client import DaemonClient
 from tests.netwait import free_port
 
 from .test_qrngd import stop

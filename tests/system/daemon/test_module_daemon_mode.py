@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from qrng.daemon.client import DaemonClient
 from qrng.sources.usbemu import init_emulator
+from qrngd.client import DaemonClient
 
 from ..qrng_pkcs11.test_consumers import JAVA, openssl_conf
 from .test_qrngd import start, stop

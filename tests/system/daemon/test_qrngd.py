@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from qrng.daemon import protocol as P
-from qrng.daemon.client import DaemonClient, DaemonUnavailable
 from qrng.sources.usbemu import init_emulator, write_control
+from qrngd import protocol as P
+from qrngd.client import DaemonClient, DaemonUnavailable
 
 
 @pytest.fixture()

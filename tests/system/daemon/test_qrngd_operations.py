@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from qrng.daemon.client import DaemonClient
 from qrng.sources.usbemu import init_emulator, write_control
+from qrngd.client import DaemonClient
 
 from .test_qrngd import start, stop
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from qrng.daemon.client import DaemonClient, DaemonUnavailable
+from qrngd.client import DaemonClient, DaemonUnavailable
 from tests.netwait import free_port
 
 from ..ceremony.conftest import make_workspace
@@ -122,7 +122,7 @@ def _other_ca_context(tmp_path: Path, trusted_ca: Path) -> ssl.SSLContext:
     subprocess.run(["openssl", "x509", "-req", "-in", str(d / "intruder.csr"), "-CA", str(d / "ca.pem"), "-CAkey",
                     str(d / "ca.key"), "-CAcreateserial", "-days", "2", "-out", str(d / "intruder.pem")],
                    check=True, capture_output=True)
-    from qrng.daemon.tls import client_context
+    from qrngd.tls import client_context
     return client_context(d / "intruder.pem", key, trusted_ca)
 
 

@@ -11,9 +11,9 @@ import subprocess
 import sys
 import time
 
-from qrng.audit.note import generate_ed25519
-from qrng.beacon import Pulse
 from qrng.sources.usbemu import init_emulator, write_control
+from transparency.beacon import Pulse
+from transparency.note import generate_ed25519
 
 from .test_tiles_http import served  # noqa: F401 - the static server fixture
 from .test_witnesses import Witness, qrng

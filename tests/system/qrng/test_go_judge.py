@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from qrng.audit.log import AuditLog
-from qrng.audit.merkle import TreeLevels
-from qrng.audit.note import ALG_COSIGNATURE_V1, Checkpoint, cosign, generate_ed25519, load_ed25519_signer
-from qrng.audit.verify import _with_cosignatures, parse_log, verify_log
+from transparency.log import AuditLog
+from transparency.merkle import TreeLevels
+from transparency.note import ALG_COSIGNATURE_V1, Checkpoint, cosign, generate_ed25519, load_ed25519_signer
+from transparency.verify import _with_cosignatures, parse_log, verify_log
 
 HERE = Path(__file__).resolve().parent
 GOPATH = "/usr/share/gocode"  # Debian's Go source packages

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from qrng.audit.log import AuditLog
-from qrng.audit.note import generate_ed25519, load_ed25519_signer
-from qrng.audit.tiles import tile_path
 from tests.netwait import free_port, wait_for_port
+from transparency.log import AuditLog
+from transparency.note import generate_ed25519, load_ed25519_signer
+from transparency.tiles import tile_path
 
 
 def qrng(*args: str) -> subprocess.CompletedProcess[str]:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from qrng.audit.log import AuditLog
-from qrng.audit.note import generate_ed25519, load_ed25519_signer
 from qrng.lockfile import hold
+from transparency.log import AuditLog
+from transparency.note import generate_ed25519, load_ed25519_signer
 
 
 def qrng(*args: str) -> subprocess.CompletedProcess[str]:

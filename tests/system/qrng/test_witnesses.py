@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from qrng.audit.log import AuditLog
-from qrng.audit.merkle import TreeLevels
-from qrng.audit.note import (
+from tests.netwait import free_port, wait_for_port
+from transparency.log import AuditLog
+from transparency.merkle import TreeLevels
+from transparency.note import (
     ALG_COSIGNATURE_V1,
     Checkpoint,
     generate_ed25519,
@@ -27,8 +28,7 @@ from qrng.audit.note import (
     parse_note,
     verify_note,
 )
-from qrng.audit.verify import parse_log
-from tests.netwait import free_port, wait_for_port
+from transparency.verify import parse_log
 
 ORIGIN = "witness-test.example/log"
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from qrng.attestation.statement import init_simulator
-from qrng.audit.note import ALG_COSIGNATURE_V1, generate_ed25519, load_ed25519_signer
+from transparency.note import ALG_COSIGNATURE_V1, generate_ed25519, load_ed25519_signer
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -9,9 +9,9 @@ import pytest
 import qrng_cli
 from ceremony.runner import Ceremony
 from ceremony.verify import verify_folder
-from qrng.audit.note import Verifier
 from qrng_cli.ceremony import _progress_so_far
 from qrng_cli.common import SIGPIPE_EXIT, Interrupted
+from transparency.note import Verifier
 
 from .fake_hsm import FakeHsm
 from .test_runner import _events, _plan, _verifiers

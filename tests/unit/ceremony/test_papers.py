@@ -20,8 +20,8 @@ from ceremony.runner import Ceremony
 from ceremony.steps import REGISTRY
 from ceremony.steps.base import PHASES, _default_record, _default_sheet
 from ceremony.verify import HOW, verify_folder
-from qrng.audit.note import Verifier
-from qrng.audit.verify import parse_log, verify_log
+from transparency.note import Verifier
+from transparency.verify import parse_log, verify_log
 
 from .conftest import make_plan_workspace
 from .fake_hsm import FakeHsm

@@ -12,7 +12,7 @@ from ceremony.loader import load_policy, load_profile, load_script
 from ceremony.plan import make_plan
 from ceremony.runner import Ceremony
 from ceremony.verify import verify_folder
-from qrng.audit.note import Verifier
+from transparency.note import Verifier
 
 from .fake_hsm import FakeHsm
 

@@ -11,10 +11,10 @@ import pytest
 from ceremony.errors import Refused, StepFailed
 from ceremony.runner import Ceremony
 from ceremony.verify import verify_folder
-from qrng.audit.log import AuditLog
-from qrng.audit.note import Verifier
 from qrng.errors import ResourceBusy
 from qrng.lockfile import hold
+from transparency.log import AuditLog
+from transparency.note import Verifier
 
 from .fake_hsm import FakeHsm
 from .test_runner import Flaky, _events, _plan, _verifiers
@@ -33,7 +33,7 @@ def test_second_run_of_a_ceremony_is_refused_naming_the_holder(ws):
 def test_second_appender_to_an_audit_log_is_refused(tmp_path):
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    from qrng.audit.note import ed25519_signer
+    from transparency.note import ed25519_signer
     signer = ed25519_signer("log.example", ed25519.Ed25519PrivateKey.generate())
     first = AuditLog(tmp_path / "a.log", "log.example", signer)
     try:

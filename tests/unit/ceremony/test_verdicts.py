@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 import qrng_cli
 from ceremony.runner import Ceremony
-from qrng.audit.note import Verifier
 from qrng_cli.ceremony import _verify_command
+from transparency.note import Verifier
 
 from .conftest import make_plan_workspace
 from .fake_hsm import FakeHsm
@@ -102,7 +102,7 @@ def test_the_folder_key_is_never_an_independent_verdict(run, capsys):
     code, out, err = _main(["ceremony", "verify", str(result.output), "--trust-folder-key", *_witnesses(ws)], capsys)
     assert code == 4 and "NOT CHECKED  Log key (taken from" in out
     other = ed25519.Ed25519PrivateKey.generate()
-    from qrng.audit.note import ed25519_signer
+    from transparency.note import ed25519_signer
     impostor = str(ed25519_signer(plan.script.ceremony, other).verifier)
     code, out, err = _main(["ceremony", "verify", str(result.output), "--key", impostor, *_witnesses(ws)], capsys)
     assert code == 1 and "no signature from a trusted key" in err
@@ -160,7 +160,7 @@ def test_the_log_is_parsed_once_per_verification_and_per_rerun(run, capsys, monk
     """Issue 21: `ceremony verify` parsed audit.log four times (verification, output digests, extraction re-runs,
     papers) and a completed ceremony run twice more before doing nothing; each now parses it once and passes the
     view on."""
-    import qrng.audit.verify as audit_verify
+    import transparency.verify as audit_verify
     ws, plan, result = run
     calls: list[int] = []
     real = audit_verify.parse_log
@@ -168,7 +168,7 @@ def test_the_log_is_parsed_once_per_verification_and_per_rerun(run, capsys, monk
     def counting(data: bytes):
         calls.append(len(data))
         return real(data)
-    for module in ("qrng.audit.verify", "ceremony.verify", "ceremony.runner", "ceremony.papers.record"):
+    for module in ("transparency.verify", "ceremony.verify", "ceremony.runner", "ceremony.papers.record"):
         monkeypatch.setattr(f"{module}.parse_log", counting, raising=False)
     code, out, err = _main(shlex.split(_verify_command(plan, result))[1:], capsys)
     assert code == 0, err

@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from qrng.beacon import (
+from transparency.beacon import (
     ZERO,
     BeaconError,
     BeaconSigner,
@@ -53,7 +53,7 @@ def resign(p: Pulse, signer: BeaconSigner) -> Pulse:
 
 
 def independent_signature_input(d: dict) -> bytes:
-    """The 2.0 signature input, written here from the format's text (not from qrng/beacon.py)."""
+    """The 2.0 signature input, written here from the format's text (not from transparency/beacon.py)."""
     def s(v: str) -> bytes:
         return len(v.encode()).to_bytes(4, "big") + v.encode()
 
@@ -188,7 +188,7 @@ def test_the_precommitted_secret_is_bound_to_the_chain(beacon_key):
     renaming its successor's secret into place, the value just published was published again as the next local
     random value. Only a value whose SHA-512 is the last pulse's precommitment is used; else the next pulse says
     the precommitment is broken."""
-    from qrng.beacon import resume_secret
+    from transparency.beacon import resume_secret
     signer, _ = beacon_key
     values = [hashlib.sha512(b"s" + bytes([i])).digest() for i in range(3)]
     t = T0.replace(second=58)

@@ -321,7 +321,7 @@ def test_the_daemon_remembers_attestation_counters_per_serial(emu, dev, tmp_path
     file, and a counter that goes back fails attestation."""
     from types import SimpleNamespace
 
-    from qrng.daemon.attester import Attester
+    from qrngd.attester import Attester
     d, _ = emu
     _, src = dev
     state = tmp_path / "attest.json"
