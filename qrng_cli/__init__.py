@@ -39,6 +39,7 @@ SP 800-90B assessment, key ceremonies on an HSM, and signed audit logs verified 
 exit codes: 0 success; 1 verification failed (tampered or inconsistent) or a ceremony step failed;
 2 usage, configuration or I/O error (ceremonies: nothing was touched); 3 entropy failure (nothing was output);
 4 consistent but not independently verified (a check the verdict needs was not made: "not checked");
+5 qrngd is not running (no socket, or nobody listens on it);
 70 internal error (a bug: a traceback and a line asking for a report);
 130 Ctrl-C, 141 the output was closed (| head, a pager), 143 SIGTERM: interrupted, never a success."""
 

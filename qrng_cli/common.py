@@ -29,6 +29,7 @@ class ExitCode(enum.IntEnum):
     ENTROPY = 3          # entropy failure (health test, source error): nothing was output
     UNVERIFIED = 4       # consistent, but not independently verified: nothing failed, yet a check the verdict needs
     #                      was not made with keys the auditor supplied (each such check says "not checked" and why)
+    NOT_RUNNING = 5      # qrngd is not running (no socket, or nobody listens on it): not an entropy failure
     INTERNAL = 70        # a bug (EX_SOFTWARE): a traceback and a line asking for a report; never a verdict
 
 
@@ -64,6 +65,7 @@ EXIT_TABLE: tuple[Rule, ...] = (
     Rule("qrng.errors:ResourceBusy", ExitCode.USAGE),
     Rule("qrng.errors:NativeUnavailable", ExitCode.USAGE, "installation problem: "),
     Rule("qrng.errors:SetupError", ExitCode.USAGE),
+    Rule("qrngd.client:DaemonNotRunning", ExitCode.NOT_RUNNING, "", status="not_running"),
     Rule("qrng.errors:EntropyError", ExitCode.ENTROPY, "entropy failure, no output produced: "),
     # the two wire protocols: a peer that does not speak them gave no entropy, and nothing was output
     Rule("qrngd.protocol:ProtocolError", ExitCode.ENTROPY, "qrngd protocol error, no output produced: "),

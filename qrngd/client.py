@@ -14,11 +14,19 @@ from qrng.errors import EntropyError
 
 from . import protocol as P
 
-__all__ = ["DaemonClient", "DaemonUnavailable"]
+__all__ = ["DaemonNotRunning", "DaemonClient", "DaemonUnavailable"]
 
 
 class DaemonUnavailable(EntropyError):
     """The daemon cannot serve now: down, unhealthy (no healthy source), or not speaking the protocol."""
+
+
+class DaemonNotRunning(DaemonUnavailable):
+    """Nothing serves on the Unix socket: no socket file, or a stale one nobody listens on (qrngd stopped or
+    crashed). Not an entropy failure of a running daemon: ``qrng status`` exits 5 for it, 3 for an unhealthy one."""
+
+
+SYSTEMD_HINT = "under systemd: `systemctl status qrngd.socket qrngd`, `journalctl -u qrngd`"
 
 
 class DaemonClient:
@@ -57,6 +65,11 @@ class DaemonClient:
                 s = self._open_socket()
             except ssl.SSLError as exc:
                 raise DaemonUnavailable(f"qrngd at {self.path}: TLS handshake failed: {exc.reason or exc}") from None
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                if self.tls is not None:
+                    raise DaemonUnavailable(f"qrngd at {self.path} is not reachable: {exc.strerror or exc}") from None
+                why = "no socket at" if isinstance(exc, FileNotFoundError) else "nothing listens on the socket"
+                raise DaemonNotRunning(f"qrngd is not running ({why} {self.path}); {SYSTEMD_HINT}") from None
             except OSError as exc:
                 raise DaemonUnavailable(f"qrngd at {self.path} is not reachable: {exc.strerror or exc}") from None
             self._sock = s

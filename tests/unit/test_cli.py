@@ -211,3 +211,21 @@ def test_usage_errors_and_malformed_input_exit_2_without_a_traceback(tmp_path, c
     rule = exit_code_for(json.JSONDecodeError("Expecting value", "{", 1))
     assert rule is not None and rule.code == ExitCode.USAGE  # a malformed input file, named as such
     assert exit_code_for(ValueError("anything else")) is None  # a bug: no rule, exit 70
+
+
+def test_status_says_qrngd_is_not_running_and_how_to_look(tmp_path, capsys):
+    """Issue 22 (on-call): with the daemon down, `qrng status` said "entropy failure" (exit 3, as for a running
+    daemon without a healthy source). It says qrngd is not running, where it looked, how to look under systemd, and
+    exits 5: no socket, and a stale socket nobody listens on (a crashed daemon)."""
+    import socket
+    assert qrng_cli.main(["status", "--socket", str(tmp_path / "none.sock")]) == ExitCode.NOT_RUNNING == 5
+    err = capsys.readouterr().err
+    assert f"qrngd is not running (no socket at {tmp_path / 'none.sock'})" in err and "journalctl -u qrngd" in err
+    assert "entropy failure" not in err
+    stale = tmp_path / "stale.sock"
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(stale))
+    s.close()
+    assert qrng_cli.main(["status", "--socket", str(stale), "--json"]) == 5
+    out, err = capsys.readouterr()
+    assert '"status": "not_running"' in out and "nothing listens on the socket" in err
