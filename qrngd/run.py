@@ -11,10 +11,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from qrng.errors import ConfigError
 
 from .config import DaemonConfig
 from .pool import Source
@@ -106,6 +109,23 @@ def _daemon(config: DaemonConfig, stack: contextlib.ExitStack) -> Daemon:
     return daemon
 
 
+def check_metrics_port(config: DaemonConfig) -> None:
+    """A busy or forbidden --metrics address is named before any source is opened (the server binds the same way:
+    SO_REUSEADDR, so a port in TIME_WAIT is not "busy")."""
+    if config.metrics is None:
+        return
+    host, port = config.metrics
+    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+    except OSError as exc:
+        raise ConfigError("metrics", f"{host}:{port}: cannot listen there ({exc.strerror or exc}): another qrngd or "
+                                     "exporter on that port?") from None
+    finally:
+        probe.close()
+
+
 def _endpoints(config: DaemonConfig, daemon: Daemon, stack: contextlib.ExitStack) -> None:
     """Prometheus metrics and the mutual-TLS endpoint, when configured."""
     if config.metrics is not None:
@@ -128,6 +148,7 @@ def run(config: DaemonConfig) -> int:
     # default): 0.2 ms keeps seed latency low with many clients (bench/bench_daemon.py)
     sys.setswitchinterval(0.0002)
     from .unix import SocketSpec, serve
+    check_metrics_port(config)
     path = config.socket
     with contextlib.ExitStack() as stack:
         if not os.environ.get("LISTEN_FDS"):

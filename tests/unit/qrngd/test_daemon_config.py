@@ -131,3 +131,20 @@ def test_every_key_is_documented() -> None:
     doc = (ROOT / "docs" / "daemon-protocol.md").read_text()
     table = doc[doc.index("### The configuration file"):doc.index("## The PKCS#11 module in daemon mode")]
     assert all(f"`{key}`" in table for key in FLAGS), [k for k in FLAGS if f"`{k}`" not in table]
+
+
+def test_a_busy_metrics_port_is_named_before_any_source_opens() -> None:
+    """Issue 22 (on-call): a busy --metrics port failed only after the sources were opened, with a bare OSError."""
+    import socket
+
+    from qrngd.run import check_metrics_port
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen(1)
+    port = held.getsockname()[1]
+    try:
+        with pytest.raises(ConfigError, match=f"metrics 127.0.0.1:{port}: cannot listen there"):
+            check_metrics_port(parse_daemon_config({"metrics": f"127.0.0.1:{port}"}))
+    finally:
+        held.close()
+    check_metrics_port(parse_daemon_config({"metrics": f"127.0.0.1:{port}"}))  # free again
