@@ -113,3 +113,13 @@ def test_promtool_checks_and_unit_tests_the_rules():
     assert r.returncode == 0 and "SUCCESS: 16 rules found" in r.stdout, r.stdout + r.stderr
     r = subprocess.run([PROMTOOL, "test", "rules", "qrng-rules.test.yml"], cwd=RULES, capture_output=True, text=True)
     assert r.returncode == 0 and "SUCCESS" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="Debian's prometheus package (promtool) is installed by make provision")
+def test_the_example_prometheus_configuration_is_valid_and_names_the_job_the_rules_expect():
+    """contrib/prometheus/prometheus.yml (issue 22, on-call): promtool accepts it with the shipped rules, and its
+    job is the one the rules' up{job=...} selects."""
+    r = subprocess.run([PROMTOOL, "check", "config", "prometheus.yml"], cwd=RULES, capture_output=True, text=True)
+    assert r.returncode == 0 and "SUCCESS" in r.stdout + r.stderr, r.stdout + r.stderr
+    jobs = re.findall(r"job_name: (\S+)", (RULES / "prometheus.yml").read_text())
+    assert jobs == ["qrngd"] and all(f'job="{j}"' in (RULES / "qrng-rules.yml").read_text() for j in jobs)
