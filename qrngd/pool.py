@@ -200,11 +200,16 @@ class Source:
             p.close()
 
     def _drop_pool(self) -> None:
+        """The source failed: its pooled output is dropped (fail closed) and the raw-sample ring is flushed, so the
+        samples the health test fired on are on disk for `qrng estimate` (they were written before the test)."""
         with self.cond:
             self.dropped += len(self.pool)
             self.pool = bytearray()
             self._stamps.clear()
             self.cond.notify_all()
+        if self.ring is not None:
+            with contextlib.suppress(OSError):
+                self.ring.flush()
 
     def _ensure(self) -> SeedSource | None:
         """The pipeline, opened (again) if it is failed or missing and a second has passed since the last try."""

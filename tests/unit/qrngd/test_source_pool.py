@@ -175,3 +175,22 @@ def test_a_retired_source_keeps_its_counters_monotonic() -> None:
     after = {k: src.report()[k] for k in REPORT_COUNTERS}
     assert after == before  # the failed source's counters stay in the sums, the pipeline is gone
     assert src.pipeline is None and src.report()["dropped_bytes"] == 256
+
+
+def test_a_failure_flushes_the_raw_sample_ring() -> None:
+    """Issue 22 (on-call): the ring's buffered tail (the samples the health test fired on) stayed in memory until
+    the buffer filled or the daemon stopped, so `qrng estimate` on the ring missed the failure. A failure flushes."""
+    class FakeRing:  # FAKE raw-sample ring: counts flushes
+        flushes = 0
+        size, error = 0, ""
+
+        def flush(self) -> None:
+            self.flushes += 1
+
+    src, seed = _source(DaemonOptions(pool_bytes=256, chunk_bytes=256))
+    src.ring = ring = FakeRing()
+    src._step()
+    assert ring.flushes == 0
+    seed.fail()
+    src._step()
+    assert ring.flushes == 1 and src.report()["dropped_bytes"] == 256
