@@ -12,6 +12,7 @@ contrib/qrngd.yaml is a commented example.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,7 +90,17 @@ class _Reader:
         return ConfigError(self.name(key), message)
 
     def path(self, key: str) -> Path | None:
-        v = self.f.text(key, None)
+        """A file name, relative to the configuration's folder; ``credential:NAME`` is the file systemd passed
+        with LoadCredential= ($CREDENTIALS_DIRECTORY/NAME), so a key never sits in a path the daemon's user reads
+        from /etc (contrib/systemd/qrngd.service)."""
+        v: str | None = self.f.text(key, None)
+        if v and v.startswith("credential:"):
+            name, where = v[len("credential:"):], os.environ.get("CREDENTIALS_DIRECTORY")
+            if not name or "/" in name or name in (".", ".."):
+                raise self.fail(key, f"{v!r}: credential:NAME names one credential, without a '/'")
+            if not where:
+                raise self.fail(key, f"{v!r}: no $CREDENTIALS_DIRECTORY (systemd sets it for LoadCredential=)")
+            return Path(where) / name
         return self.base / v if v else None
 
     def existing(self, key: str, needed_by: str) -> Path:
@@ -230,7 +241,7 @@ def load_daemon_config(path: Path | None, given: Mapping[str, Any],
         if not isinstance(document, Mapping):
             raise ConfigError("", "must be a mapping of qrngd's keys (see docs/daemon-protocol.md)", str(path))
     cwd = Path.cwd()
-    merged = {k: (str(cwd / v) if k in _PATH_KEYS and isinstance(v, str) else
+    merged = {k: (str(cwd / v) if k in _PATH_KEYS and isinstance(v, str) and not v.startswith("credential:") else
                   [str(cwd / x) for x in v] if k in _PATH_LISTS else v) for k, v in given.items()}
     try:
         return parse_daemon_config({**document, **merged}, path.parent if path is not None else cwd,

@@ -21,6 +21,7 @@ from qrng.errors import ConfigError
 
 from .config import DaemonConfig
 from .pool import Source
+from .sdnotify import notify
 from .seed_source import SeedSource
 from .state import Daemon, Opener
 
@@ -157,9 +158,13 @@ def run(config: DaemonConfig) -> int:
         daemon = _daemon(config, stack)
         daemon.wait_ready(SOURCES_READY_S)
         _endpoints(config, daemon, stack)
-        server = serve(daemon, SocketSpec(path, config.mode, config.gid),
-                       lambda: _log(f"serving on {path} (mode {config.mode:o}); sources: "
-                                    + ", ".join(s.name for s in daemon.sources)))
+        def ready(loop: Any) -> None:
+            status = f"serving on {loop.describe()}; sources: " + ", ".join(
+                f"{s.name} ({'healthy' if s.serving() else 'NOT SERVING: ' + s.error})" for s in daemon.sources)
+            _log(status)
+            notify(READY="1", STATUS=status[:200])  # systemd Type=notify: started once the socket serves
+
+        server = serve(daemon, SocketSpec(path, config.mode, config.gid), ready)
 
         def stop(signum: int, frame: Any) -> None:
             raise KeyboardInterrupt
@@ -169,6 +174,7 @@ def run(config: DaemonConfig) -> int:
             server.serve_forever(poll_interval=0.2)
         except KeyboardInterrupt:
             _log("stopping")
+            notify(STOPPING="1")
         finally:
             server.server_close()
             if not server.activated:  # a socket systemd made is systemd's to remove

@@ -267,6 +267,18 @@ class UnixLoop:
             self.sel.unregister(conn.sock)
         conn.sock.close()
 
+    def describe(self) -> str:
+        """Where and how this loop listens, as the kernel says: the socket's path and real permission bits (under
+        socket activation they are the unit's, not qrngd's configuration)."""
+        import stat
+        where = self.socket.getsockname()
+        where = where.decode() if isinstance(where, bytes) else str(where)
+        try:
+            mode = f"mode {stat.S_IMODE(os.stat(where).st_mode):o}"
+        except OSError:
+            mode = "mode unknown"
+        return f"{where} ({mode}{', socket from systemd' if self.activated else ''})"
+
     def shutdown(self) -> None:
         self._stop = True
 
@@ -295,7 +307,7 @@ def activated_socket() -> socket.socket | None:
     return sock
 
 
-def serve(daemon: Daemon, spec: SocketSpec, ready: Callable[[], None] | None = None) -> UnixLoop:
+def serve(daemon: Daemon, spec: SocketSpec, ready: Callable[[UnixLoop], None] | None = None) -> UnixLoop:
     """Bind the socket (a stale socket file of a dead daemon is replaced; a live one is refused), set its
     mode and group, and return the server (call serve_forever). Under systemd socket activation the passed
     socket is used as it is (its path, mode and group are the unit's)."""
@@ -303,7 +315,7 @@ def serve(daemon: Daemon, spec: SocketSpec, ready: Callable[[], None] | None = N
     if passed is not None:
         loop = UnixLoop(passed, daemon, activated=True)
         if ready is not None:
-            ready()
+            ready(loop)
         return loop
     path = spec.path
     gid = spec.gid
@@ -334,5 +346,5 @@ def serve(daemon: Daemon, spec: SocketSpec, ready: Callable[[], None] | None = N
         raise
     loop = UnixLoop(sock, daemon, activated=False)
     if ready is not None:
-        ready()
+        ready(loop)
     return loop

@@ -297,3 +297,25 @@ def test_runs_from_its_configuration_file_as_the_systemd_unit_does(setup, tmp_pa
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and f"{conf}:3:1: bogus is not a known key" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_tells_systemd_it_is_ready_once_it_serves(setup, tmp_path):
+    """Type=notify (issue 22): READY=1 arrives on $NOTIFY_SOCKET once the socket serves, with a STATUS= line naming
+    the socket as the kernel has it (its real mode) and each source's state; STOPPING=1 on SIGTERM."""
+    folder, cfg, sock = setup
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(60)
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify")}
+    p = subprocess.Popen([sys.executable, "-m", "qrng_cli", "daemon", "--config", str(cfg), "--socket", str(sock),
+                          "--mode", "0640"], stderr=subprocess.DEVNULL, env=env)
+    try:
+        ready = notify.recv(4096).decode()
+        assert ready.startswith("READY=1\nSTATUS=serving on ") and f"{sock} (mode 640)" in ready, ready
+        assert "usb (healthy)" in ready and sock.exists()
+        assert len(DaemonClient(str(sock), "after-ready").seed(32)) == 32
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=20)
+    assert notify.recv(4096) == b"STOPPING=1"
+    notify.close()

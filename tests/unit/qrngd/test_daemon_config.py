@@ -148,3 +148,22 @@ def test_a_busy_metrics_port_is_named_before_any_source_opens() -> None:
     finally:
         held.close()
     check_metrics_port(parse_daemon_config({"metrics": f"127.0.0.1:{port}"}))  # free again
+
+
+def test_keys_can_come_from_systemd_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`audit_key: credential:qrngd-log.key` is $CREDENTIALS_DIRECTORY/qrngd-log.key (LoadCredential= in the unit),
+    from the file or the command line; without systemd's variable it is an error naming the key."""
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "qrngd-log.key").write_text("not read here\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    path = _file(tmp_path, "audit_log: /var/lib/qrngd/audit.log\naudit_key: credential:qrngd-log.key\n")
+    assert load_daemon_config(path, {}).audit_key == creds / "qrngd-log.key"
+    cfg = load_daemon_config(None, {"audit_log": "a.log", "audit_key": "credential:qrngd-log.key"})
+    assert cfg.audit_key == creds / "qrngd-log.key"
+    with pytest.raises(ConfigError, match="credential:NAME names one credential"):
+        load_daemon_config(_file(tmp_path, "audit_log: a.log\naudit_key: credential:../etc/shadow\n"), {})
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY")
+    path = _file(tmp_path, "audit_log: /var/lib/qrngd/audit.log\naudit_key: credential:qrngd-log.key\n")
+    with pytest.raises(ConfigError, match=r"audit_key 'credential:qrngd-log.key': no \$CREDENTIALS_DIRECTORY"):
+        load_daemon_config(path, {})
