@@ -30,6 +30,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("beacon", "beacon run | verify"),
     ("usb", "usb emulator init | set, usb info"),
     ("daemon", "daemon, status"),
+    ("gameday", "gameday exposure"),
 )
 
 
