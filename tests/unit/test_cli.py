@@ -52,8 +52,10 @@ def test_exit_table_orders_specific_before_root():
     assert names.index("qrng.errors:NativeUnavailable") < names.index("qrng.errors:EntropyError")
     assert names.index("transparency.errors:TamperedError") < names.index("transparency.errors:AuditError")
     assert names.index("transparency.verdict:NotIndependentlyVerified") < names.index("transparency.errors:AuditError")
+    assert names.index("qrngd.client:DaemonNotRunning") < names.index("qrng.errors:EntropyError")
+    # every code but OK (no exception) and INTERNAL (no rule: a bug) comes from a rule
     assert {r.code for r in EXIT_TABLE} == {ExitCode.VERIFY_FAILED, ExitCode.USAGE, ExitCode.ENTROPY,
-                                            ExitCode.UNVERIFIED}
+                                            ExitCode.UNVERIFIED, ExitCode.NOT_RUNNING}
 
 
 @pytest.mark.parametrize("argv", [
