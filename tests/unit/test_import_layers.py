@@ -18,7 +18,7 @@ LAYERS = [
     ("transparency: log, tiles, witnesses", 1, ("transparency",)),
     ("HSM edge", 1, ("qrng.hsm",)),
     ("entropy core", 2, ("qrng.sources", "qrng.health", "qrng.extract", "qrng.drbg", "qrng.pipeline", "qrng.config",
-                         "qrng.estimate", "qrng.attestation")),
+                         "qrng.estimate", "qrng.attestation", "qrng.gameday")),
     ("daemon", 3, ("qrngd",)),
     ("transparency: beacon", 3, ("transparency.beacon", "transparency.beacon_service")),
     ("embedded PKCS#11 module", 4, ("qrng_pkcs11",)),

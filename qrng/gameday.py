@@ -1,0 +1,140 @@
+"""Game day, entropy-core layer (issue 22): each fault of the SIMULATOR injected at a known sample, the pipeline
+driven as qrngd drives it (extracted output, fail closed per block), and measured from onset to detection: how
+many samples, which check detected it, and how many bytes left the pipeline from samples taken after the onset.
+
+A health test judges each block before any of it is used (SP 800-90B 4.4), so a fault it detects releases 0 bytes
+of post-onset output. A fault inside the cutoffs (a slow bias drift, a mild entropy loss) is not seen by the
+health tests: the periodic SP 800-90B assessment (``assessment.every_samples``) catches it later, and the bytes
+released meanwhile are counted, not hidden. Faults that are not about the samples (tamper: attestation; a
+throughput drop: latency alerts) are named with what detects them instead.
+
+The SIMULATOR's noise is a seeded PRNG here (reproducible): it is not a quantum source. Consumers of the daemon
+and the modules see these failures as documented: CKR_DEVICE_ERROR (CKR_DEVICE_REMOVED for a removed device),
+exit 3 from `qrng bytes`, `source.failed` in the log, `qrng_source_up` 0 and QrngSourceUnhealthy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from .config import AssessmentConfig, EntropyConfig, ExtractorConfig, HealthConfig, SourceConfig
+from .errors import EntropyError, HealthTestFailure, SourceError
+from .sources.model import Fault, SimulatorConfig
+
+__all__ = ["FAULTS", "Outcome", "Scale", "run_fault", "run_matrix", "table"]
+
+
+@dataclass(frozen=True)
+class Scale:
+    onset: int            # the sample index the fault starts at
+    budget: int           # samples read after the onset before giving up on detection
+    assess_every: int     # the periodic assessment's interval in the second pass (samples)
+    assess_window: int
+
+
+SMALL = Scale(onset=200_000, budget=2_000_000, assess_every=250_000, assess_window=100_000)
+FULL = Scale(onset=1_000_000, budget=20_000_000, assess_every=1_000_000, assess_window=1_000_000)
+
+# (fault kind, parameters, what detects it when the samples themselves do not show it)
+FAULTS: tuple[tuple[str, dict[str, float], str], ...] = (
+    ("stuck_at", {"value": 0}, ""),
+    ("repeating_pattern", {"period": 4}, ""),
+    ("low_entropy", {"factor": 0.01}, ""),
+    ("saturation", {"factor": 40.0}, ""),
+    ("supply_failure", {}, ""),
+    ("low_entropy", {"factor": 0.5}, ""),           # mild: inside the health tests' cutoffs
+    ("bias_drift", {"rate": 0.0002}, ""),           # slow: inside the cutoffs for a long time
+    ("tamper", {}, "attestation (qrngd attest_roots; the attest_device ceremony step): the samples are unchanged"),
+    ("throughput_drop", {"rate": 2_000_000.0}, "the latency SLO (QrngSeedLatencyHigh) and the raw-rate panel: "
+                                               "the samples are unchanged"),
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    fault: str                    # "F1 low_entropy factor=0.01"
+    detected_by: str              # the test or check, or "not detected within N samples"
+    samples_to_detection: int | None
+    bytes_after_onset: int        # extracted bytes released from calls that read samples past the onset
+    detail: str = ""
+
+
+def _config(kind: str, params: dict[str, float], scale: Scale, assess: bool) -> EntropyConfig:
+    sim = SimulatorConfig(seed=21, faults=(Fault(kind, scale.onset, params),))
+    cfg = EntropyConfig(source=SourceConfig(type="simulator", simulator=sim), extractor=ExtractorConfig(type="sha256"),
+                        health=HealthConfig(block_samples=8192))
+    if assess:
+        cfg = replace(cfg, assessment=AssessmentConfig(every_samples=scale.assess_every,
+                                                       window_samples=scale.assess_window))
+    return cfg
+
+
+def _detector(exc: EntropyError) -> str:
+    if isinstance(exc, HealthTestFailure):
+        return f"{exc.test} health test"
+    if isinstance(exc, SourceError):
+        return "source error (no samples)"
+    if "assessment" in str(exc):
+        return "SP 800-90B assessment (periodic)"
+    return type(exc).__name__
+
+
+def run_fault(kind: str, params: dict[str, float], scale: Scale, assess: bool = False, chunk: int = 4096,
+              open_pipeline: Callable[[EntropyConfig], object] | None = None) -> Outcome:
+    """Inject one fault and drive the pipeline until it fails closed or ``scale.budget`` samples past the onset."""
+    from .pipeline import Pipeline
+    from .sources.model import FAULT_KINDS
+    label = f"{FAULT_KINDS[kind]} {kind}" + "".join(f" {k}={v:g}" for k, v in params.items())
+    if assess:
+        label += " (with periodic assessment)"
+    p = Pipeline(_config(kind, params, scale, assess))
+    released = 0
+    try:
+        while True:
+            before = p.report().accounting.raw_samples
+            if before >= scale.onset + scale.budget:
+                h, claim = getattr(p, "last_assessment", None), p.info.claimed_min_entropy
+                why = (f"assessed {h:.3f} bits/sample, at or above the claimed {claim}: the output still carries "
+                       "the entropy credited to it") if h is not None else "no assessment ran"
+                return Outcome(label, f"not detected within {scale.budget:,} samples", None, released, why)
+            try:
+                out = p.extracted(chunk)
+            except EntropyError as exc:
+                at = getattr(exc, "sample_index", None)
+                if isinstance(exc, SourceError):
+                    reached = scale.onset  # the read that would have crossed the onset delivered nothing
+                elif isinstance(at, int) and at >= scale.onset:
+                    reached = at
+                else:
+                    reached = p.report().accounting.raw_samples + p.config.health.block_samples
+                return Outcome(label, _detector(exc), max(0, reached - scale.onset), released, str(exc)[:120])
+            if p.report().accounting.raw_samples > scale.onset:
+                released += len(out)
+    finally:
+        p.close()
+
+
+def run_matrix(scale: Scale, progress: Callable[[str], None] = lambda m: None) -> list[Outcome]:
+    """Every fault once; the faults the health tests miss once more with the periodic assessment on."""
+    out: list[Outcome] = []
+    for i, (kind, params, other) in enumerate(FAULTS, 1):
+        progress(f"[{i}/{len(FAULTS)}] {kind} {params}")
+        if other:
+            out.append(Outcome(f"{kind}", other, None, 0, "not a change of the samples"))
+            continue
+        o = run_fault(kind, params, scale)
+        out.append(o)
+        if o.samples_to_detection is None:
+            progress(f"[{i}/{len(FAULTS)}] {kind} {params} again, with the periodic SP 800-90B assessment")
+            out.append(run_fault(kind, params, scale, assess=True))
+    return out
+
+
+def table(outcomes: list[Outcome], scale: Scale) -> str:
+    rows = [f"| fault (SIMULATOR, onset at sample {scale.onset:,}) | detected by | samples from onset to detection "
+            "| bytes released from samples after the onset |", "|---|---|---|---|"]
+    for o in outcomes:
+        n = f"{o.samples_to_detection:,}" if o.samples_to_detection is not None else "-"
+        rows.append(f"| {o.fault} | {o.detected_by} | {n} | {o.bytes_after_onset:,} |")
+    return "\n".join(rows)
