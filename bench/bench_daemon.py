@@ -65,7 +65,9 @@ def build_tools() -> tuple[Path, Path]:
     out = BUILD / "bench"
     out.mkdir(parents=True, exist_ok=True)
     seed_client = out / "qrngd_seed_client"
+    # conn.h includes the protocol header generated from qrngd/protocol.py beside the built module
     subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{ROOT / 'csrc' / 'qrngd_client'}",
+                    f"-I{BUILD / 'qrngd' / 'gen'}",
                     str(ROOT / "bench" / "qrngd_seed_client.c"), str(ROOT / "csrc" / "qrngd_client" / "conn.c"),
                     "-o", str(seed_client)], check=True)
     gen = out / "c_generate_random"
@@ -90,7 +92,8 @@ def cold_start(tmp: Path, sock: Path, sim_cfg: Path) -> list[tuple[str, str, str
                      target))
     for name, module, _ in modules:
         t, codes = median_wall(["pkcs11-tool", "--module", module, "-I"], env)
-        rows.append((f"cold start: pkcs11-tool -I, {name}", f"{t * 1e3:.0f} ms", "-"))
+        target = "<= 60 ms (issue 21)" if "in-process" in name else "reference" if "SoftHSM" in name else "-"
+        rows.append((f"cold start: pkcs11-tool -I, {name}", f"{t * 1e3:.0f} ms", target))
     return rows
 
 
