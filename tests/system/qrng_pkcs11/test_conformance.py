@@ -11,6 +11,7 @@ constants in harness.c are typed from the specification, not taken from our gene
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -105,3 +106,30 @@ def test_the_configuration_is_read_once_per_initialize(harness, module, tmp_path
     env = {k: v for k, v in os.environ.items() if k != "QRNG_PKCS11_LOG"} | {"QRNG_CONFIG": str(cfg)}
     r = run(harness, module, "config_once", env)
     assert r.returncode == 0 and "config_once: 0 failure(s)" in r.stdout, r.stdout + r.stderr
+
+
+def test_soak_and_fork_storm_never_repeat_output(harness, target, tmp_path):
+    """Issue 22 (soak and fork storms): three threads drawing while the process forks 8 children, each child forking
+    a grandchild and re-initialising the module in itself; every byte drawn anywhere is kept and no 16-byte block
+    appears twice across all of them (a child serving its parent's DRBG or buffer state would repeat). The
+    parent's RSS grows by less than 16 MiB over the run."""
+    module, env = target
+    out = tmp_path / "storm"
+    out.mkdir()
+    r = run(harness, module, "storm", env | {"STORM_DIR": str(out)})
+    assert r.returncode == 0 and "storm: 0 failure(s)" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    files = sorted(out.iterdir())
+    kinds = {p.name.split("-")[0] for p in files}
+    assert {"parent", "thread", "child", "grandchild"} <= kinds, kinds
+    seen: set[bytes] = set()
+    total = 0
+    for p in files:
+        data = p.read_bytes()
+        for i in range(0, len(data) - len(data) % 16, 16):
+            block = data[i:i + 16]
+            assert block not in seen, f"a 16-byte block repeats ({p.name}, offset {i})"
+            seen.add(block)
+            total += 1
+    assert total > 50_000
+    before, after = map(int, re.search(r"rss_kb before (\d+) after (\d+)", r.stdout).groups())
+    assert after - before < 16 << 10, (before, after)
