@@ -30,7 +30,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("beacon", "beacon run | verify"),
     ("usb", "usb emulator init | set, usb info"),
     ("daemon", "daemon, status"),
-    ("gameday", "gameday exposure"),
+    ("gameday", "gameday exposure | run"),
+    ("module", "module-path, openssl-config"),
 )
 
 

@@ -11,7 +11,10 @@ __all__ = ["PKCS11_PROVIDER", "openssl_rand_conf"]
 PKCS11_PROVIDER = Path("/usr/lib/x86_64-linux-gnu/ossl-modules/pkcs11.so")  # Debian's pkcs11-provider
 
 
-def openssl_rand_conf(module: str | Path, provider: Path = PKCS11_PROVIDER) -> str:
+def openssl_rand_conf(module: str | Path, provider: Path | None = None) -> str:
+    """The configuration of contrib/openssl/qrng-rand-*.cnf for ``module``; ``provider``: pkcs11-provider's own
+    file when it is not in OpenSSL's modules folder (default: found there by its name)."""
+    where = f"module = {provider}\n" if provider is not None else ""
     return f"""openssl_conf = openssl_init
 [openssl_init]
 providers = provider_sect
@@ -22,8 +25,7 @@ pkcs11 = pkcs11_sect
 [default_sect]
 activate = 1
 [pkcs11_sect]
-module = {provider}
-pkcs11-module-path = {module}
+{where}pkcs11-module-path = {module}
 pkcs11-module-load-behavior = early
 activate = 1
 [random_sect]
