@@ -97,6 +97,14 @@ def make_plan(script: Script, policy: Policy, profile: Profile, check_outputs: b
     for r in policy.manufacturer_roots:
         if not r.exists():
             v.append(f"manufacturer root {r} named by the policy does not exist")
+    if "attest_device" in policy.required_before_keygen:  # a policy that trusts nothing yet (the template)
+        if not policy.manufacturer_roots:
+            v.append(f"policy {policy.name} trusts no manufacturer root: name your device manufacturer's root "
+                     "certificate in attestation.manufacturer_roots before running")
+        if not policy.allow_simulator and not policy.firmware.active:
+            v.append(f"policy {policy.name} accepts no firmware: name the vendor's firmware transparency log "
+                     "(attestation.firmware.transparency_log) or the certified digests "
+                     "(attestation.firmware.allowed_sha256) before running")
     planned = []
     earlier: dict[str, Step] = {}
     written: dict[str, str] = {}  # file name -> the YAML path of the step that writes it

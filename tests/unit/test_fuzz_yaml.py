@@ -120,7 +120,7 @@ def _loaders(tmp: Path) -> dict[str, tuple[Path, Callable[[Path], Any]]]:
     return {
         "entropy": (ROOT / "ceremonies" / "entropy-simulator.yaml", load_config),
         "script": (ROOT / "ceremonies" / "root-ca.yaml", load_script),
-        "policy": (ROOT / "policies" / "default.yaml", load_policy),
+        "policy": (ROOT / "policies" / "rehearsal.yaml", load_policy),
         "profiles": (profiles, lambda p: load_profile(p, "rehearsal")),
     }
 

@@ -118,7 +118,7 @@ def test_policy_violation_stops_before_the_hsm(ws: Workspace):
     bad = ws.derive("audit-key.yaml", "weak.yaml",
                     lambda d: step(d, "audit-key").update(key={"label": "weak", "type": "rsa", "size": 2048}))
     r = ws.qrng("ceremony", "run", str(bad), "--profile", "filekey")
-    assert r.returncode == 2 and "RSA-2048 is not allowed by policy default" in r.stderr
+    assert r.returncode == 2 and "RSA-2048 is not allowed by policy rehearsal" in r.stderr
     assert ws.keys() == []
 
 

@@ -3,11 +3,15 @@ before anything is touched."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ceremony.errors import PolicyViolation, ScriptError
 from ceremony.loader import load_policy, load_profile, load_script
 from ceremony.plan import make_plan
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _step(doc, sid):
@@ -74,7 +78,7 @@ def test_plan_refuses_scripts_that_could_only_fail_later(ws, change, phrase):
 def test_policy_numbers_must_be_finite(ws, field, value):
     """Item 3: NaN passes every range check; a policy threshold must be a finite number."""
     import yaml
-    pol = ws.dir / "policies" / "default.yaml"
+    pol = ws.dir / "policies" / "rehearsal.yaml"
     doc = yaml.safe_load(pol.read_text())
     assert field in doc["entropy"]
     doc["entropy"][field] = value
@@ -94,7 +98,7 @@ def test_firmware_log_policy_is_checked_when_loaded(ws, change, phrase):
     """A wrong firmware-log key or quorum is a policy error naming the field, before any ceremony starts (it used
     to surface only when attest_device ran)."""
     import yaml
-    pol = ws.dir / "policies" / "default.yaml"
+    pol = ws.dir / "policies" / "rehearsal.yaml"
     doc = yaml.safe_load(pol.read_text())
     change(doc["attestation"]["firmware"]["transparency_log"])
     pol.write_text(yaml.safe_dump(doc))
@@ -121,3 +125,28 @@ def test_bidi_and_invisible_characters_never_reach_certificates_or_papers(ws, wh
     path = ws.derive("root-ca.yaml", "bidi.yaml", change)
     with pytest.raises(ScriptError, match="U\\+(202E|200B|2028|202D)"):
         load_script(path)
+
+
+def test_the_production_template_refuses_to_run_until_it_names_what_it_trusts(ws):
+    """Issue 23: policies/default.yaml trusted TEST-ONLY roots and allowed the simulator while saying it suited
+    production roots. It is policies/rehearsal.yaml now, and policies/production-template.yaml trusts nothing:
+    the plan refuses it, naming the two keys to fill in, until the operator names a root and the firmware."""
+    import shutil
+    shutil.copy(ROOT / "policies" / "production-template.yaml", ws.dir / "policies" / "production-template.yaml")
+    script = ws.derive("audit-key.yaml", "prod.yaml", lambda d: d.update(policy="../policies/production-template.yaml"))
+    with pytest.raises(PolicyViolation) as exc:
+        _plan(script)
+    text = "\n".join(exc.value.violations)
+    assert "trusts no manufacturer root" in text and "attestation.manufacturer_roots" in text
+    assert "accepts no firmware" in text and "attestation.firmware.transparency_log" in text
+    pol = ws.dir / "policies" / "production-template.yaml"
+    named = pol.read_text().replace("manufacturer_roots: []", "manufacturer_roots: [../.softhsm/attestation/"
+                                    "test-manufacturer-ca.pem]").replace("firmware: {}", "firmware: {allowed_sha256: "
+                                    "[" + "ab" * 32 + "]}")
+    pol.write_text(named)
+    with pytest.raises(PolicyViolation) as exc:
+        _plan(script)
+    assert not any("trusts no" in v or "accepts no firmware" in v for v in exc.value.violations)
+    assert any("forbids the simulator" in v for v in exc.value.violations)  # the template still forbids it
+    rehearsal = (ROOT / "policies" / "rehearsal.yaml").read_text()
+    assert rehearsal.startswith("# Rehearsal policy") and "never use it for keys that matter" in rehearsal

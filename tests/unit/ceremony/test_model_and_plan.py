@@ -62,7 +62,7 @@ def test_example_plans_are_valid(ws: Workspace):
 
 VIOLATIONS = [
     (BASE.replace("{label: audit-log-key, type: ec, curve: P-256}", "{label: k, type: rsa, size: 2048}"),
-     "RSA-2048 is not allowed by policy default (allowed: RSA 3072/4096, EC P-256/P-384, Ed25519)"),
+     "RSA-2048 is not allowed by policy rehearsal (allowed: RSA 3072/4096, EC P-256/P-384, Ed25519)"),
     (BASE.replace("  - {id: attest, type: attest_device}\n", ""), "requires a attest_device step before"),
     (BASE.replace("  - {id: signoff, type: witness_signoff}\n", ""), "add a witness_signoff step"),
     (BASE.replace("witnesses: [witness.example/carol, witness.example/dave]", "witnesses: [witness.example/carol]"),

@@ -17,7 +17,7 @@ from transparency.note import Verifier
 from .fake_hsm import FakeHsm
 
 SCRIPT = {
-    "version": 1, "ceremony": "unit-2026", "policy": "../policies/default.yaml", "profiles": "profiles.yaml",
+    "version": 1, "ceremony": "unit-2026", "policy": "../policies/rehearsal.yaml", "profiles": "profiles.yaml",
     "output": "../out/unit-2026", "entropy_config": "entropy-unit.yaml",
     "roles": {"operator": "Olga Operator"}, "witnesses": ["witness.example/carol", "witness.example/dave"],
     "steps": [

@@ -74,7 +74,7 @@ def _link_folder(d):
     (lambda d: request(d / "server.csr", "other.example"),
      "steps[5].subject: the request's subject is CN=other.example, O=Example Trust Services, not"),
     (lambda d: request(d / "server.csr", "qrngd.example", key=rsa.generate_private_key(65537, 2048)),
-     "steps[5].file: the request's key (rsa 2048) is not allowed by policy default"),
+     "steps[5].file: the request's key (rsa 2048) is not allowed by policy rehearsal"),
     (lambda d: (d / "server.csr").unlink(), "steps[5].file: qrngd-tls/server.csr: no such regular file"),
     (lambda d: (d / "server.csr").write_bytes(b"\xff\xfe not a request"), "not a PKCS#10 certificate signing request"),
     (lambda d: ((d / "server.csr").unlink(), (d / "server.csr").symlink_to("/etc/passwd")),
@@ -114,7 +114,7 @@ def test_a_server_certificate_needs_its_names(tls_ws: Workspace):
 
 def test_policy_extended_key_usage_is_checked(tls_ws: Workspace):
     import yaml
-    pol = tls_ws.dir / "policies" / "default.yaml"
+    pol = tls_ws.dir / "policies" / "rehearsal.yaml"
     doc = yaml.safe_load(pol.read_text())
     doc["certificates"]["tls_server"]["extended_key_usage"] = ["code_signing"]
     pol.write_text(yaml.safe_dump(doc))
