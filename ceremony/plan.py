@@ -138,5 +138,31 @@ def make_plan(script: Script, policy: Policy, profile: Profile, check_outputs: b
     if not Path(profile.module).exists():
         v.append(f"profile {profile.name}: PKCS#11 module {profile.module} not found")
     if v:
-        raise PolicyViolation(v)
+        raise PolicyViolation(_located(v, script))
     return Plan(script, policy, profile, entropy, label, claimed, tuple(planned))
+
+
+def _located(violations: list[str], script: Script) -> list[str]:
+    """A violation about a step names the script's file, line and column and the step's id as the plan prints it
+    (``root-ca.yaml:31:5: steps[5] (root-key).validity_days ...``); the others are left as they are."""
+    import re
+
+    from qrng.yaml_input import marks, read_text
+    try:
+        where = marks(read_text(script.path))
+    except (OSError, ValueError):  # read and parsed already when loaded; the locations are only a help
+        where = {}
+    ids = {f"steps[{i}]": s.id for i, s in enumerate(script.steps)}
+    out = []
+    for text in violations:
+        m = re.match(r"(steps\[\d+\])([.\w\[\]]*)", text)
+        if m is None or m.group(1) not in ids:
+            out.append(text)
+            continue
+        path = m.group(1) + m.group(2)
+        while path and path not in where:
+            path = path.rsplit(".", 1)[0] if "." in path else path.rsplit("[", 1)[0] if path.count("[") > 1 else ""
+        line, col = where.get(path, where.get(m.group(1), (0, 0)))
+        located = f"{script.path.name}:{line}:{col}: " if line else f"{script.path.name}: "
+        out.append(located + m.group(1) + f" ({ids[m.group(1)]})" + text[len(m.group(1)):])
+    return out

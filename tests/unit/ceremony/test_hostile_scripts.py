@@ -150,3 +150,17 @@ def test_the_production_template_refuses_to_run_until_it_names_what_it_trusts(ws
     assert any("forbids the simulator" in v for v in exc.value.violations)  # the template still forbids it
     rehearsal = (ROOT / "policies" / "rehearsal.yaml").read_text()
     assert rehearsal.startswith("# Rehearsal policy") and "never use it for keys that matter" in rehearsal
+
+
+def test_a_step_violation_names_file_line_column_and_the_steps_id(ws):
+    """Issue 23: plan violations said `steps[5]` while the plan prints `6. [root-key]`; they now name the script,
+    line and column, and the step's id beside its index."""
+    path = ws.derive("audit-key.yaml", "named.yaml", lambda d: _step(d, "export").update(keys=["entropy"]))
+    with pytest.raises(PolicyViolation) as exc:
+        _plan(path)
+    line = next(v for v in exc.value.violations if "must name an earlier generate_keypair step" in v)
+    import re
+    m = re.match(r"named\.yaml:(\d+):(\d+): steps\[(\d+)\] \(export\)\.keys", line)
+    assert m, line
+    text = path.read_text().splitlines()
+    assert "entropy" in text[int(m.group(1)) - 1]  # the line it names holds the offending reference

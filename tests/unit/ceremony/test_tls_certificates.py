@@ -57,7 +57,7 @@ def test_a_tampered_request_is_refused_before_the_hsm(tls_ws: Workspace):
     csr.write_bytes(der[:-8] + bytes(8))  # the signature's last bytes
     with pytest.raises(PolicyViolation) as exc:
         plan(tls_ws, TLS)
-    assert any("steps[5].file" in v and ("does not verify" in v or "not a PKCS#10" in v)
+    assert any("steps[5] (server-csr).file" in v and ("does not verify" in v or "not a PKCS#10" in v)
                for v in exc.value.violations), exc.value.violations
 
 
@@ -72,10 +72,10 @@ def _link_folder(d):
 
 @pytest.mark.parametrize("change,phrase", [
     (lambda d: request(d / "server.csr", "other.example"),
-     "steps[5].subject: the request's subject is CN=other.example, O=Example Trust Services, not"),
+     "steps[5] (server-csr).subject: the request's subject is CN=other.example, O=Example Trust Services, not"),
     (lambda d: request(d / "server.csr", "qrngd.example", key=rsa.generate_private_key(65537, 2048)),
-     "steps[5].file: the request's key (rsa 2048) is not allowed by policy rehearsal"),
-    (lambda d: (d / "server.csr").unlink(), "steps[5].file: qrngd-tls/server.csr: no such regular file"),
+     "steps[5] (server-csr).file: the request's key (rsa 2048) is not allowed by policy rehearsal"),
+    (lambda d: (d / "server.csr").unlink(), "steps[5] (server-csr).file: qrngd-tls/server.csr: no such regular file"),
     (lambda d: (d / "server.csr").write_bytes(b"\xff\xfe not a request"), "not a PKCS#10 certificate signing request"),
     (lambda d: ((d / "server.csr").unlink(), (d / "server.csr").symlink_to("/etc/passwd")),
      "reached without a symbolic link"),
@@ -108,7 +108,7 @@ def test_a_server_certificate_needs_its_names(tls_ws: Workspace):
     text = TLS.replace('    subject_alt_names: {dns: [qrngd.example], ip: [127.0.0.1, "::1"]}\n', "")
     with pytest.raises(PolicyViolation) as exc:
         plan(tls_ws, text)
-    assert any("steps[6].subject_alt_names: a TLS server certificate (profile tls_server) needs" in v
+    assert any("steps[6] (server-cert).subject_alt_names: a TLS server certificate (profile tls_server) needs" in v
                for v in exc.value.violations)
 
 
