@@ -56,12 +56,13 @@ def test_daemon_killed_under_a_consumer(tmp_path: Path, prediction_resistance: b
     consumer = subprocess.Popen([sys.executable, "-c", CONSUMER, str(module), "2.0"], stdout=subprocess.PIPE,
                                 text=True, env=env)
     time.sleep(0.8)
-    killed = time.monotonic()
+    sent = time.monotonic()
     daemon.send_signal(signal.SIGKILL)
     daemon.wait(timeout=10)
+    killed = time.monotonic()  # the daemon is dead from here on (a call begun earlier may still have been served)
     out, _ = consumer.communicate(timeout=60)
     events = json.loads(out)
-    before = [e for e in events if e[0] < killed]
+    before = [e for e in events if e[0] < sent]
     after = [e for e in events if e[0] >= killed]
     assert before and all(isinstance(n, int) for _, n in before), before[-3:]  # served while the daemon ran
     first_error = next(t for t, n in after if not isinstance(n, int))
@@ -71,8 +72,10 @@ def test_daemon_killed_under_a_consumer(tmp_path: Path, prediction_resistance: b
     print(f"\nqrngd SIGKILL, reseed_ms={reseed_ms}, prediction_resistance={prediction_resistance}: first "
           f"CKR_DEVICE_ERROR {1e3 * (first_error - killed):.0f} ms after the kill, {served_after:,} bytes served "
           "from calls begun after it")
+    last_served = max((t for t, n in after if isinstance(n, int)), default=killed)
     if prediction_resistance:
-        assert served_after == 0 and first_error - killed < 0.05
+        assert served_after == 0  # every call reseeds from the daemon first: nothing once it is dead
     else:
-        assert first_error - killed <= reseed_ms / 1e3 + 0.05  # the next reseed, plus one call's time
-        assert served_after <= 4096 * (reseed_ms // 2 + 1)      # at most the calls that fit in reseed_ms
+        # the module's DRBG was last seeded while the daemon lived: no call begun more than reseed_ms after the
+        # death is served (the bound is the module's, whatever the consumer's scheduling)
+        assert last_served - killed <= reseed_ms / 1e3, (last_served - killed, served_after)
