@@ -9,6 +9,7 @@ engine) catch the roots and map them through one table each.
 from __future__ import annotations
 
 __all__ = [
+    "DeviceHealthFailure",
     "UsageError",
     "ConfigError",
     "EntropyError",
@@ -77,6 +78,15 @@ class ConfigError(SetupError, ValueError):
 
 class SourceError(EntropyError):
     """The source could not deliver samples (I/O error, supply failure, short read)."""
+
+
+class DeviceHealthFailure(SourceError):
+    """The device reports a failure of its own health tests (a USB QRNG's GET_STATUS): it serves nothing. Carries
+    the device's counts so they reach the health-test failure metric like the host's own."""
+
+    def __init__(self, message: str, rct_failures: int = 0, apt_failures: int = 0) -> None:
+        super().__init__(message)
+        self.rct_failures, self.apt_failures = rct_failures, apt_failures
 
 
 class SourceRemoved(SourceError):

@@ -53,7 +53,8 @@ def _identity_and_health(sources: list[dict[str, Any]]) -> Iterator[Any]:
                               labels=["source"])
     credited = CounterMetricFamily("qrng_entropy_credited_bits", "Entropy credited to extraction, bits",
                                    labels=["source"])
-    failures = CounterMetricFamily("qrng_health_test_failures", "SP 800-90B 4.4 health-test failures",
+    failures = CounterMetricFamily("qrng_health_test_failures", "SP 800-90B 4.4 health-test failures, the host's "
+                                   "and those the device reports of its own tests",
                                    labels=["source", "test"])
     contribution = CounterMetricFamily("qrng_source_contribution_bytes",
                                        "Extracted bytes each source contributed to served seeds (credited "

@@ -8,6 +8,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
+from qrng.errors import DeviceHealthFailure
+
 if TYPE_CHECKING:
     from qrng.errors import EntropyError
     from qrng.pipeline import Pipeline
@@ -96,6 +98,9 @@ class PipelineSeed:
 
     def report(self) -> dict[str, Any]:
         r = self.pipeline.report()
+        # a device that reports a failure of its own health tests fails the pipeline before the host's tests see
+        # its samples: its counts are health-test failures too (the metric, the alert, the runbook)
+        device = self.pipeline.failure if isinstance(self.pipeline.failure, DeviceHealthFailure) else None
         return {
             "state": "healthy" if r.state == "operational" else r.state, "label": r.source.label,
             "identity": r.source.identity, "simulator": r.source.simulator,
@@ -103,7 +108,8 @@ class PipelineSeed:
             "entropy_credited_bits": r.accounting.entropy_credited_bits,
             "extracted_bytes": r.accounting.extracted_bytes_used,  # taken from the extractor by this daemon
             "extractor_buffered_bytes": r.accounting.extracted_bits // 8 - r.accounting.extracted_bytes_used,
-            "rct_failures": r.health.rct_failures, "apt_failures": r.health.apt_failures,
+            "rct_failures": r.health.rct_failures + (device.rct_failures if device else 0),
+            "apt_failures": r.health.apt_failures + (device.apt_failures if device else 0),
             "estimate": self.pipeline.last_assessment}
 
     def close(self) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, SourceError, SourceRemoved
+from ..errors import ConfigError, DeviceHealthFailure, SourceError, SourceRemoved
 from . import usbproto as P
 from .base import Samples, SourceInfo
 
@@ -284,8 +284,9 @@ class UsbSource:
             return
         st = self.status()
         if not st.healthy:
-            raise SourceError(f"{self._info.identity} reports a failure of its own health tests (status flags "
-                              f"{st.flags:#x}, {st.rct_failures} RCT, {st.apt_failures} APT): no output")
+            raise DeviceHealthFailure(f"{self._info.identity} reports a failure of its own health tests (status "
+                                      f"flags {st.flags:#x}, {st.rct_failures} RCT, {st.apt_failures} APT): no "
+                                      "output", st.rct_failures, st.apt_failures)
 
     def status(self) -> P.Status:
         self._require_protocol()
