@@ -1,7 +1,7 @@
 """The HSM edge (PKCS#11 through python-pkcs11), below everything that holds a key in a token: ceremonies, the
-beacon, witnesses and the daemon's audit log. A profile says which module and token; the PIN comes from the
-environment, a file or a prompt; a session generates, reads back and signs; a signer is one key's signing
-function for a log, a witness or the beacon. Its errors have one root, :class:`HsmError`."""
+beacon and witnesses (the daemon's audit log signs with a key file). A profile says which module and token; the
+PIN comes from the environment, a file or a prompt; a session generates, reads back and signs; a signer is one
+key's signing function for a log, a witness or the beacon. Its errors have one root, :class:`HsmError`."""
 
 from __future__ import annotations
 
