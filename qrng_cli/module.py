@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from qrng.errors import NativeUnavailable
+from qrng.errors import NativeUnavailable, UsageError
 
 from .common import ExitCode
 
@@ -33,6 +33,13 @@ def cmd_module_path(args: argparse.Namespace) -> int:
 def cmd_openssl_config(args: argparse.Namespace) -> int:
     from qrng_pkcs11.openssl_conf import openssl_rand_conf
     module = Path(args.module) if args.module else module_path(args.qrngd)
+    text = str(module)
+    if not text.isprintable() or any(c in text for c in "#$[]=\"'\\"):
+        # one value line of OpenSSL's configuration: a newline, '#', '$' or a quote would change what it says
+        raise UsageError(f"--module {text!r}: a path with a control character or one of # $ [ ] = ' \" \\ cannot be "
+                         "written into an OpenSSL configuration")
+    if not module.is_file():
+        raise UsageError(f"--module {module}: no such file")
     print(openssl_rand_conf(module), end="")
     return ExitCode.OK
 

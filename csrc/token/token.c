@@ -132,20 +132,29 @@ QRNG_EXPORT CK_RV C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList,
     return CKR_OK;
 }
 
+/* the backend's description now (under the token lock) and the versions both info structures carry */
+static void describe(qrng_token_desc *d) {
+    memset(d, 0, sizeof *d);
+    B->info(d);
+}
+
+static void versions(CK_VERSION *hardware, CK_VERSION *firmware) {
+    hardware->major = 1; hardware->minor = 0;
+    firmware->major = 0; firmware->minor = 1;
+}
+
 QRNG_EXPORT CK_RV C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo) {
     if (!qrng_initialized) return CKR_CRYPTOKI_NOT_INITIALIZED;
     if (slotID != 0) return CKR_SLOT_ID_INVALID;
     if (!pInfo) return CKR_ARGUMENTS_BAD;
     qrng_token_desc d;
-    memset(&d, 0, sizeof d);
     lock();
-    B->info(&d);
+    describe(&d);
     unlock();
     padded(pInfo->slotDescription, d.slot_description, 64);
     padded(pInfo->manufacturerID, "qrng-ceremony", 32);
     pInfo->flags = CKF_TOKEN_PRESENT;
-    pInfo->hardwareVersion.major = 1; pInfo->hardwareVersion.minor = 0;
-    pInfo->firmwareVersion.major = 0; pInfo->firmwareVersion.minor = 1;
+    versions(&pInfo->hardwareVersion, &pInfo->firmwareVersion);
     return CKR_OK;
 }
 
@@ -160,9 +169,8 @@ QRNG_EXPORT CK_RV C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo) {
     if (slotID != 0) return CKR_SLOT_ID_INVALID;
     if (!pInfo) return CKR_ARGUMENTS_BAD;
     qrng_token_desc d;
-    memset(&d, 0, sizeof d);
     lock();
-    B->info(&d);                   /* the flags below say how the source is now */
+    describe(&d);                  /* the flags below say how the source is now */
     padded(pInfo->label, d.label, 32);
     padded(pInfo->manufacturerID, "qrng-ceremony", 32);
     padded(pInfo->model, d.model, 16);
@@ -175,8 +183,7 @@ QRNG_EXPORT CK_RV C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo) {
     pInfo->ulMinPinLen = 0;
     pInfo->ulTotalPublicMemory = pInfo->ulFreePublicMemory = CK_UNAVAILABLE_INFORMATION;
     pInfo->ulTotalPrivateMemory = pInfo->ulFreePrivateMemory = CK_UNAVAILABLE_INFORMATION;
-    pInfo->hardwareVersion.major = 1; pInfo->hardwareVersion.minor = 0;
-    pInfo->firmwareVersion.major = 0; pInfo->firmwareVersion.minor = 1;
+    versions(&pInfo->hardwareVersion, &pInfo->firmwareVersion);
     memset(pInfo->utcTime, ' ', 16);
     unlock();
     return CKR_OK;

@@ -17,6 +17,18 @@ def module() -> Path:
     return build()
 
 
+@pytest.fixture(scope="module")
+def qrngd(tmp_path_factory):
+    """A qrngd on the simulator (SHA-256 extraction), for the daemon-mode module; its socket's path."""
+    from ..daemon.test_qrngd import start, stop
+    d = tmp_path_factory.mktemp("qrngd")
+    cfg = d / "sim.yaml"
+    cfg.write_text("version: 1\nsource: {type: simulator}\nextractor: {type: sha256}\n")
+    p = start(cfg, d / "q.sock")
+    yield d / "q.sock"
+    stop(p)
+
+
 @pytest.fixture()
 def healthy(tmp_path, monkeypatch):
     """A healthy simulator configuration and a call log; returns the log path."""

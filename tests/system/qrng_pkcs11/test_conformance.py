@@ -32,18 +32,6 @@ def harness(module, tmp_path_factory) -> Path:
     return exe
 
 
-@pytest.fixture(scope="module")
-def qrngd(tmp_path_factory):
-    """A qrngd on the simulator, for the daemon-mode module."""
-    from ..daemon.test_qrngd import start, stop
-    d = tmp_path_factory.mktemp("qrngd")
-    cfg = d / "sim.yaml"
-    cfg.write_text("version: 1\nsource: {type: simulator}\nextractor: {type: sha256}\n")
-    p = start(cfg, d / "q.sock")
-    yield d / "q.sock"
-    stop(p)
-
-
 @pytest.fixture(params=KINDS)
 def target(request, module, tmp_path) -> tuple[Path, dict[str, str]]:
     """(the module, its environment) for each kind."""

@@ -119,17 +119,6 @@ def test_what_the_fuzzer_found(sanitized, forking, tmp_path, scenario):
 
 
 # --- the module in daemon mode (libqrng-pkcs11-qrngd.so, C only), against a running qrngd ---------------------
-@pytest.fixture(scope="module")
-def qrngd(tmp_path_factory):
-    from ..daemon.test_qrngd import start, stop
-    d = tmp_path_factory.mktemp("qrngd")
-    cfg = d / "sim.yaml"
-    cfg.write_text("version: 1\nsource: {type: simulator}\nextractor: {type: sha256}\n")
-    p = start(cfg, d / "q.sock")
-    yield d / "q.sock"
-    stop(p)
-
-
 @pytest.mark.parametrize("variant", ["asan-no-fork", "ubsan-fork"])
 def test_abi_fuzzer_finds_nothing_in_the_qrngd_module(module, qrngd, tmp_path_factory, tmp_path, variant):
     from qrng_pkcs11.build import build_client

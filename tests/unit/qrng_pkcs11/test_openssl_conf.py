@@ -28,3 +28,13 @@ def test_shipped_files_match_the_generator(name, module):
     assert shipped == _parse(openssl_rand_conf(module))
     assert shipped["pkcs11_sect"]["pkcs11-module-load-behavior"] == "early"
     assert shipped["random_sect"]["random"] == "PKCS11-RAND"
+
+
+@pytest.mark.parametrize("path", ["/tmp/x.so\nrandom = DEFAULT", "/tmp/x#.so", "/tmp/$ENV::X.so", "/nonexistent.so"])
+def test_openssl_config_refuses_a_module_path_it_cannot_write_safely(path, capsys):
+    """A module path becomes one value line of OpenSSL's configuration: a newline or '#' would add or cut lines."""
+    import qrng_cli
+    assert qrng_cli.main(["openssl-config", "--module", path]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "--module" in err and "Traceback" not in err
+

@@ -211,3 +211,21 @@ def test_an_install_problem_is_a_general_error_not_a_device_fault(problem):
     with pytest.raises(CKRError) as again:  # not remembered as a device fault: reported every time
         t.token_info(0)
     assert again.value.rv == ck.CKR_GENERAL_ERROR
+
+
+def test_the_slot_description_keeps_the_simulator_and_emulator_warnings():
+    """Regression (found by the conformance suite): the in-process slot description was "qrng-ceremony entropy
+    slot: " + the source's label, cut at 64 bytes just before "(not a physical device)". It is the label alone,
+    and the longest labels fit the 64 bytes whole."""
+    from qrng.config import config_from_text
+    from qrng_pkcs11.objects import padded
+    from qrng_pkcs11.service import describe, describe_slot
+    from qrng_pkcs11.token import Token
+    for text in ("version: 1\nsource: {type: simulator}\n",
+                 "version: 1\nsource: {type: usb, emulator: /tmp/EMU-0001}\n"):
+        cfg = config_from_text(text)
+        token = Token(lambda: None, describe, describe_slot=lambda cfg=cfg: describe_slot(cfg))
+        token.initialize()
+        desc = token.slot_info(0)[0]  # before any source is opened: from the configuration alone
+        assert "not a physical device" in desc, desc
+        assert padded(desc, 64).rstrip().decode() == desc  # all of it fits the 64 bytes of slotDescription
