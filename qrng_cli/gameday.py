@@ -50,7 +50,11 @@ def cmd_exposure(args: argparse.Namespace) -> int:
         entries, verified = _entries(log, args.key or [])
         if not verified:
             unverified.append(str(log))
-        found += [(str(log), verified, k) for k in exposed_keys(entries, start, end)]
+        try:
+            found += [(str(log), verified, k) for k in exposed_keys(entries, start, end)]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # an entry that is no ceremony entry
+            from transparency.errors import FormatError
+            raise FormatError(f"{log}: an entry is not a ceremony log entry ({type(exc).__name__}: {exc})") from None
     if args.json:
         print(json.dumps({"from": args.start, "to": args.end, "unverified_logs": unverified, "keys": [
             {"log": where, "log_verified": ok, **k.__dict__} for where, ok, k in found]}, indent=2))

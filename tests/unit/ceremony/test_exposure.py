@@ -77,3 +77,13 @@ def test_an_unverified_log_is_listed_but_is_not_a_decision(ceremony, capsys):
     assert code == 4 and "[log NOT VERIFIED]" in out and "not a decision" in err
     assert qrng_cli.main(["gameday", "exposure", str(log), "--from", "2100-01-01", "--to", "2000-01-01"]) == 2
     assert "is before --from" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("entry", [{"event": "key.generated", "time": "garbage"}, {"event": "key.generated"},
+                                   {"event": "entropy.committed", "time": None}])
+def test_an_entry_that_is_no_ceremony_entry_is_named_not_a_traceback(tmp_path, monkeypatch, capsys, entry):
+    import qrng_cli.gameday as gameday
+    monkeypatch.setattr(gameday, "_entries", lambda path, keys: ([entry], True))
+    code = qrng_cli.main(["gameday", "exposure", str(tmp_path / "x.log"), "--from", "2026-01-01", "--to", "2027-01-01"])
+    err = capsys.readouterr().err
+    assert code == 2 and "x.log: an entry is not a ceremony log entry" in err and "Traceback" not in err, err
