@@ -1,19 +1,19 @@
-"""Build build/libqrng-pkcs11.so (``python -m qrng_pkcs11.build [--force]``).
+"""Build the two PKCS#11 modules (``python -m qrng_pkcs11.build [--force] [--qrngd]``).
 
-Hand-written C lives in csrc/pkcs11/module.c (interpreter start-up, locking, fork safety, C_Initialize,
-C_Finalize, C_GenerateRandom's fast path, C_GetFunctionList, v3.0 interface discovery). Generated from the one
-table in ckdefs.FUNCTIONS, so they cannot drift from it:
+Both are the C token core (csrc/token/: slot, sessions, login, objects, locking, the call log) over a backend:
+build/libqrng-pkcs11.so over csrc/pkcs11/module.c (the entropy pipeline in an embedded Python, a cffi
+embedding whose Python half is qrng_pkcs11/_boundary.py), build/libqrng-pkcs11-qrngd.so over
+csrc/qrngd_client/ (C only). Generated from the one table in ckdefs.FUNCTIONS, so they cannot drift from it:
 
-* ``qrng_pkcs11.h``: the PKCS#11 types, the return codes the C uses, the 68-slot function list and the Python
-  callbacks ``py_C_*`` (cffi ``extern "Python+C"``, so module.c can call them);
-* ``qrng_pkcs11_stubs.c``: thin wrappers of the other implemented functions (``rv = CKR_GENERAL_ERROR`` first,
-  then Python writes the real code, so an exception can never become CKR_OK), typed stubs of the unimplemented
-  ones (CKR_CRYPTOKI_NOT_INITIALIZED before C_Initialize, CKR_FUNCTION_NOT_SUPPORTED after;
-  C_GetFunctionStatus / C_CancelFunction: CKR_FUNCTION_NOT_PARALLEL, 5.17) and the function list itself.
+* ``qrng_pkcs11.h``: the PKCS#11 types, the return codes the C uses, the 68-slot function list and, for the
+  in-process module, the Python entries ``py_backend_*`` (cffi ``extern "Python+C"``, so module.c can call them);
+* ``qrng_pkcs11_stubs.c``: typed stubs of the functions the token does not implement
+  (CKR_CRYPTOKI_NOT_INITIALIZED before C_Initialize, CKR_FUNCTION_NOT_SUPPORTED after;
+  C_GetFunctionStatus / C_CancelFunction: CKR_FUNCTION_NOT_PARALLEL, 5.17) and the function list itself;
+* ``qrng_ckconst.h``: every CK* constant of ckdefs as a C macro.
 
-Both C files are compiled on their own with ``-Wall -Wextra -Werror`` and linked into the cffi embedding. The
-build is redone when a C file, the table or the Python it embeds changes (a content hash), not when this
-script is edited.
+Every C file is compiled on its own with ``-Wall -Wextra -Werror``. A build is redone when a C file, the table
+or the Python it embeds changes (a content hash), not when this script is edited.
 """
 
 from __future__ import annotations
@@ -37,6 +37,16 @@ BUILD = ROOT / "build"
 TARGET = BUILD / "libqrng-pkcs11.so"
 HEADER = BUILD / "qrng-pkcs11.h"
 WARNINGS = ("-Wall", "-Wextra", "-Werror")
+TOKEN_SRC = ROOT / "csrc" / "token"
+TOKEN_SOURCES = (TOKEN_SRC / "token.c", TOKEN_SRC / "objects.c", TOKEN_SRC / "calllog.c")
+TOKEN_HEADERS = (TOKEN_SRC / "token.h", TOKEN_SRC / "internal.h")
+# the functions the token core implements in C (both modules); the others are generated stubs
+TOKEN_IN_C = frozenset({
+    "C_Initialize", "C_Finalize", "C_GetInfo", "C_GetFunctionList", "C_GetSlotList", "C_GetSlotInfo",
+    "C_GetTokenInfo", "C_GetMechanismList", "C_GetMechanismInfo", "C_WaitForSlotEvent", "C_OpenSession",
+    "C_CloseSession", "C_CloseAllSessions", "C_GetSessionInfo", "C_Login", "C_Logout", "C_FindObjectsInit",
+    "C_FindObjects", "C_FindObjectsFinal", "C_GetAttributeValue", "C_GetObjectSize", "C_SeedRandom",
+    "C_GenerateRandom"})
 # the C codes module.c and the stubs return themselves
 C_CODES = ("CKR_OK", "CKR_GENERAL_ERROR", "CKR_ARGUMENTS_BAD", "CKR_CANT_LOCK", "CKR_FUNCTION_NOT_SUPPORTED",
            "CKR_FUNCTION_NOT_PARALLEL", "CKR_CRYPTOKI_NOT_INITIALIZED", "CKR_CRYPTOKI_ALREADY_INITIALIZED",
@@ -51,12 +61,18 @@ def _names(params: list[str]) -> str:
     return ", ".join(p.split()[-1].lstrip("*") for p in params)
 
 
-def _callbacks() -> list[tuple[str, str]]:
-    """(name, parameters) of every Python callback the C calls."""
-    out = [("py_C_Initialize", "CK_RV *rv, CK_VOID_PTR pInitArgs"), ("py_refill", "CK_RV *rv, unsigned char *buf, "
-                                                                                   "CK_ULONG len")]
-    out += [(f"py_{name}", f"CK_RV *rv, {_params(params)}") for name, params in ck.FUNCTIONS if name in ck.IMPLEMENTED]
-    return out
+# (name, parameters) of every Python entry the in-process backend (csrc/pkcs11/module.c) calls: one per backend
+# operation of csrc/token/token.h
+CALLBACKS = (
+    ("py_backend_init", "CK_RV *rv, int *fast"),
+    ("py_backend_finalize", "void"),
+    ("py_backend_info", "CK_RV *rv, int open, char *slot_description, size_t slot_size, char *label, size_t label_size, "
+                        "char *model, size_t model_size, char *serial, size_t serial_size, int *flags"),
+    ("py_backend_generate", "CK_RV *rv, unsigned char *out, CK_ULONG n, int *touched"),
+    ("py_backend_seed", "CK_RV *rv, const unsigned char *in, CK_ULONG n"),
+    ("py_backend_health", "char *out, size_t cap, size_t *len"),
+    ("py_backend_certificate", "size_t index, unsigned char *out, size_t cap, size_t *len"),
+)
 
 
 def function_list_decl() -> str:
@@ -83,32 +99,24 @@ def header() -> str:
 def internal_header(python: bool = True) -> str:
     """qrng_pkcs11.h as the C files see it: the public header plus what they share (``python``: the callbacks
     into the embedded interpreter; the qrngd module has none)."""
-    lines = ["#ifndef QRNG_PKCS11_INTERNAL_H", "#define QRNG_PKCS11_INTERNAL_H", header(),
+    lines = ["#ifndef QRNG_PKCS11_INTERNAL_H", "#define QRNG_PKCS11_INTERNAL_H", "#include <stddef.h>", header(),
              '#define QRNG_EXPORT __attribute__((visibility("default")))']
     lines += [f"#define {name} {getattr(ck, name):#x}UL" for name in C_CODES]
     if python:
-        lines += [f"void {name}({params});" for name, params in _callbacks()]
+        lines += [f"void {name}({params});" for name, params in CALLBACKS]
     lines.append("extern CK_FUNCTION_LIST qrng_function_list;")
     lines.append("extern volatile int qrng_initialized;")
     lines.append("#endif")
     return "\n".join(lines) + "\n"
 
 
-def stubs(written_in_c: frozenset[str] = frozenset({"C_Initialize", "C_Finalize", "C_GenerateRandom",
-                                                      "C_GetFunctionList"}), python: bool = True) -> str:
-    """The functions not written in C: Python wrappers (``python``: those in ck.IMPLEMENTED) or typed stubs."""
+def stubs() -> str:
+    """The functions the token core does not implement, as typed stubs, and the function list."""
     c = ['/* Generated by qrng_pkcs11/build.py from ckdefs.FUNCTIONS; do not edit. */', '#include "qrng_pkcs11.h"']
-    if python:
-        c.append('#include "module.h"')
     for name, params in ck.FUNCTIONS:
-        if name in written_in_c:
+        if name in TOKEN_IN_C:
             continue
-        if python and name in ck.IMPLEMENTED:
-            c.append(f"QRNG_EXPORT CK_RV {name}({_params(params)}) {{\n    CK_RV rv = CKR_GENERAL_ERROR;\n"
-                     f"    if (!qrng_initialized) return CKR_CRYPTOKI_NOT_INITIALIZED;\n"
-                     f"    if (qrng_enter(\"{name}\")) return CKR_GENERAL_ERROR;\n"
-                     f"    py_{name}(&rv, {_names(params)});\n    qrng_leave();\n    return rv;\n}}")
-        elif name in ("C_GetFunctionStatus", "C_CancelFunction"):
+        if name in ("C_GetFunctionStatus", "C_CancelFunction"):
             c.append(f"QRNG_EXPORT CK_RV {name}({_params(params)}) {{\n    (void)hSession;\n"
                      f"    return qrng_initialized ? CKR_FUNCTION_NOT_PARALLEL : CKR_CRYPTOKI_NOT_INITIALIZED;\n}}")
         else:
@@ -123,7 +131,7 @@ def stubs(written_in_c: frozenset[str] = frozenset({"C_Initialize", "C_Finalize"
 def cdef() -> str:
     """The cdef: the types, the callbacks as extern "Python+C", and module.h's declarations."""
     out = [ck.TYPES]
-    out += [f'extern "Python+C" void {name}({params});' for name, params in _callbacks()]
+    out += [f'extern "Python+C" void {name}({params});' for name, params in CALLBACKS]
     out += [line for line in (CSRC / "module.h").read_text().splitlines()
             if line and not line.startswith(("#", "/*", " "))]
     return "\n".join(out)
@@ -140,13 +148,14 @@ def _defines() -> list[str]:
     libpython = sysconfig.get_config_var("INSTSONAME") or sysconfig.get_config_var("LDLIBRARY")
     venv_python = str(Path(sys.prefix) / "bin" / "python3")
     return [f'-DQRNG_VENV_PYTHON="{venv_python}"', f'-DQRNG_LIBPYTHON="{libpython}"',
-            f"-DQRNG_BUILD_HEXVERSION={sys.hexversion:#x}UL"]
+            f"-DQRNG_BUILD_HEXVERSION={sys.hexversion:#x}UL", f'-DQRNG_SOURCE_ROOT="{ROOT}"',
+            f'-DQRNG_SITE_PACKAGES="{sysconfig.get_paths()["purelib"]}"']
 
 
 def _fingerprint(generated: dict[str, str]) -> str:
     h = hashlib.sha256()
-    for name in ("module.c", "module.h", "interface.c"):
-        h.update((CSRC / name).read_bytes())
+    for path in (CSRC / "module.c", CSRC / "module.h", CSRC / "interface.c", *TOKEN_SOURCES, *TOKEN_HEADERS):
+        h.update(path.read_bytes())
     for name, text in sorted(generated.items()):
         h.update(name.encode() + text.encode())
     h.update(cdef().encode() + INIT_CODE.encode() + " ".join(_defines()).encode())
@@ -159,7 +168,8 @@ SANITIZERS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
 def build(force: bool = False, sanitize: bool = False) -> Path:
     """Build the module; ``sanitize`` builds a variant with AddressSanitizer and UBSan in build/asan/ (for the
     ABI fuzzer; it must be loaded by a host built with the same sanitizers)."""
-    generated = {"qrng_pkcs11.h": internal_header(), "qrng_pkcs11_stubs.c": stubs()}
+    generated = {"qrng_pkcs11.h": internal_header(), "qrng_pkcs11_stubs.c": stubs(),
+                 "qrng_ckconst.h": constants_header()}
     work = BUILD / ("asan" if sanitize else "pkcs11")
     target = BUILD / "asan" / "libqrng-pkcs11.so" if sanitize else TARGET
     gen = work / "gen"
@@ -173,10 +183,10 @@ def build(force: bool = False, sanitize: bool = False) -> Path:
         (gen / name).write_text(text)
     objects = []
     cc = (sysconfig.get_config_var("CC") or "cc").split()
-    for src in (CSRC / "module.c", CSRC / "interface.c", gen / "qrng_pkcs11_stubs.c"):
+    for src in (CSRC / "module.c", CSRC / "interface.c", *TOKEN_SOURCES, gen / "qrng_pkcs11_stubs.c"):
         obj = gen / (src.stem + ".o")
         cmd = [*cc, "-c", "-O2", "-fPIC", "-fvisibility=hidden", *WARNINGS, *extra, *_defines(), f"-I{gen}", f"-I{CSRC}",
-               f"-I{sysconfig.get_paths()['include']}", str(src), "-o", str(obj)]
+               f"-I{TOKEN_SRC}", f"-I{sysconfig.get_paths()['include']}", str(src), "-o", str(obj)]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             raise SystemExit(f"PKCS#11 module: {src.name} failed to compile\n{r.stderr}")
@@ -189,7 +199,7 @@ def build(force: bool = False, sanitize: bool = False) -> Path:
         include_dirs=[str(gen), str(CSRC)], extra_objects=objects,
         extra_compile_args=["-O2", "-fvisibility=hidden", *extra],
         extra_link_args=["-Wl,-z,nodelete", f"-Wl,--enable-new-dtags,-rpath,{sysconfig.get_config_var('LIBDIR')}",
-                         "-lpthread", "-ldl", *extra],
+                         "-lcrypto", "-lpthread", "-ldl", *extra],
     )
     out = Path(ffi.compile(tmpdir=str(work), target="libqrng-pkcs11.*", verbose=False))
     shutil.copy2(out, target.with_suffix(".so.tmp"))
@@ -203,14 +213,6 @@ def build(force: bool = False, sanitize: bool = False) -> Path:
 # --- libqrng-pkcs11-qrngd.so: the module in daemon mode, C only (no Python in the consumer's process) --------------
 CLIENT_SRC = ROOT / "csrc" / "qrngd_client"
 CLIENT_TARGET = BUILD / "libqrng-pkcs11-qrngd.so"
-CLIENT_IN_C = frozenset({
-    "C_Initialize", "C_Finalize", "C_GetInfo", "C_GetFunctionList", "C_GetSlotList", "C_GetSlotInfo",
-    "C_GetTokenInfo", "C_GetMechanismList", "C_GetMechanismInfo", "C_WaitForSlotEvent", "C_OpenSession",
-    "C_CloseSession", "C_CloseAllSessions", "C_GetSessionInfo", "C_Login", "C_Logout", "C_FindObjectsInit",
-    "C_FindObjects", "C_FindObjectsFinal", "C_GetAttributeValue", "C_GetObjectSize", "C_SeedRandom",
-    "C_GenerateRandom"})
-
-
 def constants_header() -> str:
     """Every CK* constant of ckdefs as a C macro (the qrngd module's C uses them by name)."""
     names = sorted(n for n in dir(ck) if n.startswith("CK") and isinstance(getattr(ck, n), int))
@@ -238,8 +240,7 @@ def protocol_header() -> str:
     return "\n".join(lines) + "\n"
 
 
-TOKEN_SRC = ROOT / "csrc" / "token"
-CLIENT_SOURCES = (TOKEN_SRC / "token.c", CLIENT_SRC / "backend.c", CLIENT_SRC / "conn.c", CLIENT_SRC / "config.c",
+CLIENT_SOURCES = (*TOKEN_SOURCES, CLIENT_SRC / "backend.c", CLIENT_SRC / "conn.c", CLIENT_SRC / "config.c",
                   ROOT / "csrc" / "ctr_drbg.c", CSRC / "interface.c")
 
 
@@ -247,14 +248,14 @@ def build_client(force: bool = False, sanitize: bool = False) -> Path:
     """Build build/libqrng-pkcs11-qrngd.so (``sanitize``: build/asan/libqrng-pkcs11-qrngd.so with ASan + UBSan)."""
     generated = {"qrng_pkcs11.h": internal_header(python=False), "qrng_ckconst.h": constants_header(),
                  "qrngd_protocol.h": protocol_header(),
-                 "qrng_pkcs11_stubs.c": stubs(CLIENT_IN_C | {"C_GetFunctionList"}, python=False)}
+                 "qrng_pkcs11_stubs.c": stubs()}
     work = BUILD / ("asan-qrngd" if sanitize else "qrngd")
     target = BUILD / "asan" / CLIENT_TARGET.name if sanitize else CLIENT_TARGET
     gen, stamp = work / "gen", work / "stamp"
     h = hashlib.sha256()
     for src in CLIENT_SOURCES:
         h.update(src.read_bytes())
-    for header in (CLIENT_SRC / "conn.h", CLIENT_SRC / "config.h", TOKEN_SRC / "token.h"):
+    for header in (CLIENT_SRC / "conn.h", CLIENT_SRC / "config.h", *TOKEN_HEADERS):
         h.update(header.read_bytes())
     h.update((ROOT / "csrc" / "ctr_drbg.h").read_bytes())
     for name, text in sorted(generated.items()):

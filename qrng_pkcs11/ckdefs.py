@@ -273,15 +273,3 @@ FUNCTIONS += [
 ]
 assert len(FUNCTIONS) == 68, len(FUNCTIONS)
 
-# Functions implemented in Python (through a C wrapper that pre-sets rv = CKR_GENERAL_ERROR).
-IMPLEMENTED = {
-    "C_Finalize", "C_GetInfo", "C_GetSlotList", "C_GetSlotInfo", "C_GetTokenInfo",
-    "C_GetMechanismList", "C_GetMechanismInfo", "C_InitToken", "C_OpenSession", "C_CloseSession",
-    "C_CloseAllSessions", "C_GetSessionInfo", "C_Login", "C_Logout", "C_GetObjectSize", "C_GetAttributeValue",
-    "C_FindObjectsInit", "C_FindObjects", "C_FindObjectsFinal", "C_SeedRandom", "C_GenerateRandom",
-    "C_WaitForSlotEvent", "C_CreateObject", "C_CopyObject", "C_DestroyObject", "C_SetAttributeValue",
-    "C_InitPIN", "C_SetPIN",
-}
-# Written in C entirely: C_Initialize (argument checks, then Python), C_GetFunctionList,
-# C_GetFunctionStatus / C_CancelFunction (CKR_FUNCTION_NOT_PARALLEL, 5.17). The rest are C stubs:
-# CKR_CRYPTOKI_NOT_INITIALIZED before C_Initialize, CKR_FUNCTION_NOT_SUPPORTED after.

@@ -12,14 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .token import Token
+from .backend import Backend
 
-__all__ = ["describe", "make_token", "open_pipeline"]
+__all__ = ["describe", "make_backend", "open_pipeline"]
 
 
 def open_pipeline(cfg: Any) -> Any:
     """The entropy service: a pipeline on the configured source (the module in daemon mode, which takes seed
     material from qrngd instead, is the C-only build/libqrng-pkcs11-qrngd.so)."""
+    import_serving(cfg)
     from qrng.pipeline import Pipeline
     return Pipeline(cfg)
 
@@ -76,17 +77,14 @@ def describe_slot(cfg: Any) -> dict[str, str]:
     return {"source_label": label, "hardware": hardware}
 
 
-def validate() -> Any:
-    """Read the configuration now, once per C_Initialize (a bad file fails C_Initialize; an edit after it changes
-    nothing until the next C_Initialize), import what serving it will need, and return it.
+def import_serving(cfg: Any) -> None:
+    """Import now what serving ``cfg`` needs, before the source is opened and its threads start.
 
-    Nothing on the serving path imports lazily afterwards: a host that forks while another of its threads is
+    Nothing on the serving path imports lazily after this: a host that forks while another of its threads is
     inside a first, lazy import would leave the child waiting for that module's import lock forever (found by
-    the PKCS#11 ABI fuzzer). Missing dependencies thus also show at C_Initialize."""
+    the PKCS#11 ABI fuzzer). Missing dependencies thus also show at once, as an installation problem."""
     import importlib
 
-    from qrng.config import load_config
-    cfg = load_config()
     modules = ["qrng.pipeline", "qrng.sources", "qrng.native",
                {"simulator": "qrng.sources.simulator", "file": "qrng.sources.file", "device": "qrng.sources.device",
                 "usb": "qrng.sources.usb"}[cfg.source.type]]
@@ -103,18 +101,23 @@ def validate() -> Any:
         importlib.import_module(name)
     if cfg.extractor.type == "toeplitz":
         native.load()
-    return cfg
 
 
-def make_token(on_session_change: Callable[[int, bool], None] | None = None,
-               on_stale_output: Callable[[], None] | None = None) -> Token:
-    """The token over the configuration that C_Initialize reads (validate): the pipeline, the slot's description
-    and the certificate objects all come from that one reading."""
+def make_backend(on_stale_output: Callable[[], None] | None = None, import_now: bool = True) -> Backend:
+    """The backend over the configuration that C_Initialize reads: the pipeline, the slot's description and the
+    certificate objects all come from that one reading.
+
+    ``import_now``: import what serving needs at C_Initialize (:func:`import_serving`). The module does so in a
+    Python host, whose os.fork() takes none of the module's locks; in a C host fork() takes the token lock, under
+    which every entry runs, so the imports wait until the source is first opened (a fast C_Initialize)."""
     holder: dict[str, Any] = {}
 
     def read() -> Any:
-        holder["config"] = validate()
-        return holder["config"]
+        from qrng.config import load_config
+        holder["config"] = cfg = load_config()
+        if import_now:
+            import_serving(cfg)
+        return cfg
 
-    return Token(lambda: open_pipeline(holder["config"]), describe, lambda: certificates(holder["config"]),
-                 on_session_change, read, lambda: describe_slot(holder["config"]), on_stale_output)
+    return Backend(lambda: open_pipeline(holder["config"]), describe, lambda: certificates(holder["config"]),
+                   read, lambda: describe_slot(holder["config"]), on_stale_output)

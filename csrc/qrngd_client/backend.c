@@ -181,7 +181,7 @@ static void daemon_finalize(void) {
     qrngd_close(&g.conn);
 }
 
-static void daemon_info(qrng_token_desc *d) {
+static CK_RV daemon_info(qrng_token_desc *d) {
     fresh_drbg(0);                 /* how the daemon is now (at most reseed_ms old) */
     snprintf(d->slot_description, sizeof d->slot_description, "qrngd at %s", g.cfg.socket);
     snprintf(d->label, sizeof d->label, "%s", g.fallback_active ? "qrng via qrngd (FALLBACK: os)" :
@@ -190,9 +190,11 @@ static void daemon_info(qrng_token_desc *d) {
              g.conn.simulator ? "QRNGD SIMULATOR" : "QRNGD");
     snprintf(d->serial, sizeof d->serial, "qrngd");
     d->error_state = g.failed && !g.fallback_active;
+    return CKR_OK;
 }
 
-static CK_RV daemon_generate(unsigned char *out, CK_ULONG n, int *touched) {
+static CK_RV daemon_generate(unsigned char *out, CK_ULONG n, int *touched, const char **how) {
+    *how = g.fallback_active ? "from the module's CTR_DRBG (seeded by the fallback)" : "from the module's CTR_DRBG";
     for (CK_ULONG done = 0; done < n;) {
         CK_ULONG k = n - done < MAX_REQUEST ? n - done : MAX_REQUEST;
         if (fresh_drbg(g.cfg.prediction_resistance && done == 0)) return CKR_DEVICE_ERROR;
