@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -104,29 +105,11 @@ def test_python_consumers_fault(module, faulty, script):
 
 
 # --- Java 17 SunPKCS11 -----------------------------------------------------------------------------------------
-JAVA = """
-import java.security.*;
-public class QrngRandom {
-    public static void main(String[] a) throws Exception {
-        Provider p = Security.getProvider("SunPKCS11").configure(a[0]);
-        Security.addProvider(p);
-        SecureRandom r = SecureRandom.getInstance("PKCS11", p);
-        byte[] b = new byte[Integer.parseInt(a[1])];
-        r.nextBytes(b);
-        StringBuilder sb = new StringBuilder();
-        for (byte x : b) sb.append(String.format("%02x", x));
-        System.out.println(r.getProvider().getName() + " " + r.getAlgorithm() + " " + sb);
-    }
-}
-"""
-
-
 @pytest.fixture(scope="module")
 def java_prog(tmp_path_factory, module):
     need("javac")
-    d = tmp_path_factory.mktemp("java")
-    (d / "QrngRandom.java").write_text(JAVA)
-    subprocess.run(["javac", "QrngRandom.java"], cwd=d, check=True, timeout=120)
+    from qrng_pkcs11.consumers import prepare_java
+    d = prepare_java(tmp_path_factory.mktemp("java"))  # qrng_pkcs11/java/QrngRandom.java
     (d / "qrng.cfg").write_text(f"name = QRNG\nlibrary = {module}\n")
     return d
 
@@ -248,6 +231,46 @@ def test_attestation_certificate_is_a_token_object(module, tmp_path, monkeypatch
     assert "TEST ONLY" in cert.subject.rfc4514_string()
 
 
+CERT_ATTRIBUTES = textwrap.dedent("""
+    import json, sys
+    import pkcs11
+    from pkcs11 import Attribute, ObjectClass
+    token = pkcs11.lib(sys.argv[1]).get_slots()[0].get_token()
+    with token.open() as s:
+        (cert,) = s.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE})
+        names = ["VALUE", "SUBJECT", "ISSUER", "SERIAL_NUMBER", "ID", "CHECK_VALUE", "LABEL"]
+        print(json.dumps({n: bytes(cert[getattr(Attribute, n)]).hex() if n != "LABEL" else cert[Attribute.LABEL]
+                          for n in names}))
+""")
+
+
+def test_certificate_object_attributes_are_the_certificates_own(module, tmp_path, monkeypatch):
+    """Since issue 21 the C token core parses the certificate (OpenSSL) where the Python token used cryptography:
+    every attribute of PKCS#11 v2.40 4.6.3 it shows is checked against cryptography's reading of the same DER."""
+    import hashlib
+    import json
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from qrng.attestation.statement import init_simulator
+    paths = init_simulator(tmp_path / "att")
+    cfg = tmp_path / "qrng.yaml"
+    cfg.write_text(f"version: 1\nsource: {{type: simulator}}\n"
+                   f"attestation: {{certificate: {paths['certificate']}, key: {paths['key']}}}\n")
+    monkeypatch.setenv("QRNG_CONFIG", str(cfg))
+    r = run(sys.executable, "-c", CERT_ATTRIBUTES, str(module))
+    assert r.returncode == 0, r.stderr.decode()
+    got = {k: v if k == "LABEL" else bytes.fromhex(v) for k, v in json.loads(r.stdout).items()}
+    cert = x509.load_pem_x509_certificates(Path(paths["certificate"]).read_bytes())[0]
+    der = cert.public_bytes(Encoding.DER)
+    serial = cert.serial_number.to_bytes((cert.serial_number.bit_length() + 8) // 8, "big")
+    sha1 = hashlib.sha1(der).digest()
+    assert got == {"VALUE": der, "SUBJECT": cert.subject.public_bytes(), "ISSUER": cert.issuer.public_bytes(),
+                   "SERIAL_NUMBER": bytes([2, len(serial)]) + serial, "ID": sha1[:8], "CHECK_VALUE": sha1[:3],
+                   "LABEL": "qrng device attestation"}
+
+
 def test_missing_device_means_no_token_present(module, tmp_path, monkeypatch):
     cfg = tmp_path / "qrng.yaml"
     cfg.write_text("version: 1\nsource: {type: device, path: /dev/qrng-not-plugged-in, claimed_min_entropy: 6}\n")
@@ -266,3 +289,37 @@ def test_bad_configuration_is_explained(module, tmp_path, monkeypatch):
     monkeypatch.setenv("QRNG_CONFIG", str(cfg))
     r = run("pkcs11-tool", "--module", str(module), "-I")
     assert r.returncode != 0 and b"drbg.type must be one of ctr_aes256, hmac_sha256" in r.stderr
+
+
+THREADED = textwrap.dedent("""
+    import sys, threading, time
+    import PyKCS11
+    lib = PyKCS11.PyKCS11Lib(); lib.load(sys.argv[1])
+    slot = lib.getSlotList()[0]
+    errors, counts = [], []
+    def work(i):
+        try:
+            s = lib.openSession(slot)
+            n, end = 0, time.time() + 2
+            while time.time() < end:
+                s.generateRandom(32 if i % 2 else 70000)  # from the buffer, and through the pipeline
+                n += 1
+            s.closeSession()
+            counts.append(n)
+        except Exception as e:
+            errors.append(repr(e))
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    print(len(counts), min(counts) if counts else 0, errors)
+""")
+
+
+def test_threaded_pykcs11_consumer_never_deadlocks(module, healthy):
+    """Regression (issue 21): PyKCS11 calls the module holding the GIL. A thread waiting for the token lock held
+    it while the lock's holder, inside the Python backend, waited for the GIL: six threads hung for good. The
+    module now lets the GIL go while it waits for its lock."""
+    r = run(sys.executable, "-c", THREADED, str(module))
+    assert r.returncode == 0, r.stderr.decode()
+    threads, fewest, errors = r.stdout.decode().split(" ", 2)
+    assert (threads, errors.strip()) == ("6", "[]") and int(fewest) > 0
