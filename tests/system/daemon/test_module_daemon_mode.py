@@ -19,7 +19,7 @@ import pytest
 from qrng.sources.usbemu import init_emulator
 from qrngd.client import DaemonClient
 
-from ..qrng_pkcs11.test_consumers import JAVA, openssl_conf
+from ..qrng_pkcs11.test_consumers import openssl_conf
 from .test_qrngd import start, stop
 
 CKF_ERROR_STATE = 0x01000000
@@ -93,9 +93,8 @@ def test_no_python_and_no_pipeline_in_the_consumer(qrngd_module):
 
 @pytest.fixture(scope="module")
 def java_prog(tmp_path_factory, qrngd_module):
-    d = tmp_path_factory.mktemp("java-qrngd")
-    (d / "QrngRandom.java").write_text(JAVA)
-    subprocess.run(["javac", "QrngRandom.java"], cwd=d, check=True, timeout=120)
+    from qrng_pkcs11.consumers import prepare_java
+    d = prepare_java(tmp_path_factory.mktemp("java-qrngd"))  # qrng_pkcs11/java/QrngRandom.java
     (d / "qrngd.cfg").write_text(f"name = QRNGD\nlibrary = {qrngd_module}\n")
     return d
 
