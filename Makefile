@@ -8,10 +8,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: docs help provision venv native fixtures setup demo test check system bench lint module install-module uninstall-module clean
+.PHONY: docs help provision venv native fixtures setup demo test check system bench lint module install-module uninstall-module wheel clean
 
 help:
-	@echo "make demo | test | check | lint | bench | provision | install-module | uninstall-module | clean"
+	@echo "make demo | test | check | lint | bench | provision | wheel | install-module | uninstall-module | clean"
 
 provision:
 	@bash scripts/provision.sh
@@ -62,6 +62,12 @@ install-module: native
 uninstall-module:
 	@rm -f $(P11_REG) && echo "removed $(P11_REG)"
 
+# a wheel for this platform (CPython 3.11, Debian 12 x86-64) with the kernels and both PKCS#11 modules inside:
+# `pip install dist/qrng_ceremony-*.whl` in any virtual environment gives a working `qrng` (README, "Install")
+wheel: native
+	@$(PY) -m build --wheel --no-isolation --outdir dist
+	@ls dist/*.whl
+
 docs/architecture.svg: docs/architecture.dot
 	dot -Tsvg $< -o $@
 
@@ -72,4 +78,4 @@ docs/img/transcript.png: out/root-ca-2026/transcript.pdf scripts/transcript_pict
 docs: docs/architecture.svg docs/img/transcript.png
 
 clean:
-	rm -rf build .softhsm .pytest_cache qrng/_native.*.so
+	rm -rf build dist .softhsm .pytest_cache qrng/_native.*.so

@@ -97,11 +97,13 @@ def _compile(cfg: Config, objdir: Path) -> list[str]:
     return objects
 
 
-def build(force: bool = False, name: str = "auto", dest_dir: Path | None = None) -> Path:
-    """Build qrng._native in configuration ``name`` into ``dest_dir`` (default: the qrng package)."""
+def build(force: bool = False, name: str = "auto", dest_dir: Path | None = None, wheel: bool = False) -> Path:
+    """Build qrng._native in configuration ``name`` into ``dest_dir`` (default: the qrng package). ``wheel``: the
+    gf2x libraries are copied beside it into ``dest_dir/.libs`` and found there ($ORIGIN), not in build/gf2x."""
     cfg = config(name)
     dest_dir = dest_dir or ROOT / "qrng"
-    work = ROOT / "build" / "native" / cfg.name if dest_dir == ROOT / "qrng" else dest_dir / "work"
+    work = ROOT / "build" / "native" / cfg.name if dest_dir == ROOT / "qrng" else \
+        ROOT / "build" / "wheel-native" / cfg.name if wheel else dest_dir / "work"
     stamp = work / "stamp"
     fp = _fingerprint(cfg)
     existing = sorted(dest_dir.glob("_native.*.so"))
@@ -113,7 +115,8 @@ def build(force: bool = False, name: str = "auto", dest_dir: Path | None = None)
     ffi.set_source("qrng._native", "".join(f'#include "{h}"\n' for h in HEADERS),
                    include_dirs=[str(CSRC), *cfg.include_dirs], library_dirs=list(cfg.library_dirs),
                    libraries=list(cfg.libraries), extra_objects=objects, extra_compile_args=["-O2"],
-                   extra_link_args=[f"-Wl,-rpath,{d}" for d in cfg.library_dirs])
+                   extra_link_args=["-Wl,-rpath,$ORIGIN/.libs"] if wheel else
+                   [f"-Wl,-rpath,{d}" for d in cfg.library_dirs])
     built = Path(ffi.compile(tmpdir=str(work / "cffi"), target=None, verbose=False))
     dest = dest_dir / built.name
     for old in existing:
@@ -121,6 +124,18 @@ def build(force: bool = False, name: str = "auto", dest_dir: Path | None = None)
     tmp = dest.with_suffix(".so.tmp")
     shutil.copyfile(built, tmp)
     tmp.replace(dest)
+    if wheel:
+        libs = dest_dir / ".libs"
+        libs.mkdir(exist_ok=True)
+        for d in cfg.library_dirs:  # the SONAMEs the extension asks for (libgf2x.so.3, libgf2x-fft.so.3)
+            for lib in Path(d).glob("libgf2x*.so.[0-9]"):
+                shutil.copyfile(lib.resolve(), libs / lib.name)
+        if cfg.name == "fft":  # the LGPL's terms travel with the library (source: Debian's gf2x source package)
+            shutil.copyfile("/usr/share/common-licenses/LGPL-2.1", libs / "LICENSE.gf2x")
+            (libs / "README.gf2x").write_text(
+                "libgf2x.so.3 and libgf2x-fft.so.3: gf2x, LGPL-2.1+ (LICENSE.gf2x), built by scripts/build_gf2x.sh of "
+                "qrng-ceremony from Debian 12's gf2x source package (`apt-get source gf2x`) with its "
+                "toom-gpl-placeholder.c in place of toom-gpl.c, the LGPL configuration.\n")
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(fp)
     return dest

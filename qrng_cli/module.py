@@ -16,13 +16,18 @@ __all__ = ["module_path", "register"]
 
 
 def module_path(qrngd: bool) -> Path:
-    """The built module: the daemon-mode module (C only) or the in-process one. NativeUnavailable (exit 2,
-    "installation problem") when it is not built."""
+    """The module: the daemon-mode module (C only) or the in-process one, as installed from a wheel
+    (qrng_pkcs11/lib/) or built in a checkout (build/). NativeUnavailable (exit 2, "installation problem") when
+    it is neither."""
+    import qrng_pkcs11
     from qrng_pkcs11.build import CLIENT_TARGET, TARGET
-    path = CLIENT_TARGET if qrngd else TARGET
-    if not path.is_file():
-        raise NativeUnavailable(f"{path.name} is not built here ({path}); `make native` builds it")
-    return path
+    built = CLIENT_TARGET if qrngd else TARGET
+    installed = Path(qrng_pkcs11.__file__).resolve().parent / "lib" / built.name
+    for path in (installed, built):
+        if path.is_file():
+            return path
+    raise NativeUnavailable(f"{built.name} is not installed ({installed}) nor built here ({built}); `make native` "
+                            "builds it")
 
 
 def cmd_module_path(args: argparse.Namespace) -> int:

@@ -144,38 +144,44 @@ _boundary.install(_qrng_pkcs11.ffi, _qrng_pkcs11.lib)
 """
 
 
-def _defines() -> list[str]:
+def _defines(relocatable: bool = False) -> list[str]:
+    """The checkout's build names this venv and source folder; a wheel's (``relocatable``) finds its own."""
     libpython = sysconfig.get_config_var("INSTSONAME") or sysconfig.get_config_var("LDLIBRARY")
+    common = [f'-DQRNG_LIBPYTHON="{libpython}"', f"-DQRNG_BUILD_HEXVERSION={sys.hexversion:#x}UL"]
+    if relocatable:
+        base = getattr(sys, "_base_executable", sys.executable)
+        return [*common, "-DQRNG_RELOCATABLE", f'-DQRNG_BASE_PYTHON="{base}"']
     venv_python = str(Path(sys.prefix) / "bin" / "python3")
-    return [f'-DQRNG_VENV_PYTHON="{venv_python}"', f'-DQRNG_LIBPYTHON="{libpython}"',
-            f"-DQRNG_BUILD_HEXVERSION={sys.hexversion:#x}UL", f'-DQRNG_SOURCE_ROOT="{ROOT}"',
+    return [*common, f'-DQRNG_VENV_PYTHON="{venv_python}"', f'-DQRNG_SOURCE_ROOT="{ROOT}"',
             f'-DQRNG_SITE_PACKAGES="{sysconfig.get_paths()["purelib"]}"']
 
 
-def _fingerprint(generated: dict[str, str]) -> str:
+def _fingerprint(generated: dict[str, str], relocatable: bool = False) -> str:
     h = hashlib.sha256()
     for path in (CSRC / "module.c", CSRC / "module.h", CSRC / "interface.c", *TOKEN_SOURCES, *TOKEN_HEADERS):
         h.update(path.read_bytes())
     for name, text in sorted(generated.items()):
         h.update(name.encode() + text.encode())
-    h.update(cdef().encode() + INIT_CODE.encode() + " ".join(_defines()).encode())
+    h.update(cdef().encode() + INIT_CODE.encode() + " ".join(_defines(relocatable)).encode())
     return h.hexdigest()
 
 
 SANITIZERS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g")
 
 
-def build(force: bool = False, sanitize: bool = False) -> Path:
+def build(force: bool = False, sanitize: bool = False, relocatable_to: Path | None = None) -> Path:
     """Build the module; ``sanitize`` builds a variant with AddressSanitizer and UBSan in build/asan/ (for the
-    ABI fuzzer; it must be loaded by a host built with the same sanitizers)."""
+    ABI fuzzer; it must be loaded by a host built with the same sanitizers); ``relocatable_to``: the wheel's
+    build, written there (it must end up as SITE/qrng_pkcs11/lib/libqrng-pkcs11.so)."""
     generated = {"qrng_pkcs11.h": internal_header(), "qrng_pkcs11_stubs.c": stubs(),
                  "qrng_ckconst.h": constants_header()}
-    work = BUILD / ("asan" if sanitize else "pkcs11")
-    target = BUILD / "asan" / "libqrng-pkcs11.so" if sanitize else TARGET
+    relocatable = relocatable_to is not None
+    work = BUILD / ("asan" if sanitize else "wheel-pkcs11" if relocatable else "pkcs11")
+    target = BUILD / "asan" / "libqrng-pkcs11.so" if sanitize else relocatable_to or TARGET
     gen = work / "gen"
     stamp = work / "stamp"
     extra = SANITIZERS if sanitize else ()
-    fp = _fingerprint(generated) + ("+sanitize" if sanitize else "")
+    fp = _fingerprint(generated, relocatable) + ("+sanitize" if sanitize else "")
     if target.exists() and not force and stamp.exists() and stamp.read_text() == fp:
         return target
     gen.mkdir(parents=True, exist_ok=True)
@@ -185,7 +191,8 @@ def build(force: bool = False, sanitize: bool = False) -> Path:
     cc = (sysconfig.get_config_var("CC") or "cc").split()
     for src in (CSRC / "module.c", CSRC / "interface.c", *TOKEN_SOURCES, gen / "qrng_pkcs11_stubs.c"):
         obj = gen / (src.stem + ".o")
-        cmd = [*cc, "-c", "-O2", "-fPIC", "-fvisibility=hidden", *WARNINGS, *extra, *_defines(), f"-I{gen}", f"-I{CSRC}",
+        cmd = [*cc, "-c", "-O2", "-fPIC", "-fvisibility=hidden", *WARNINGS, *extra, *_defines(relocatable), f"-I{gen}",
+               f"-I{CSRC}",
                f"-I{TOKEN_SRC}", f"-I{sysconfig.get_paths()['include']}", str(src), "-o", str(obj)]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
@@ -202,9 +209,10 @@ def build(force: bool = False, sanitize: bool = False) -> Path:
                          "-lcrypto", "-lpthread", "-ldl", *extra],
     )
     out = Path(ffi.compile(tmpdir=str(work), target="libqrng-pkcs11.*", verbose=False))
+    target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(out, target.with_suffix(".so.tmp"))
     os.replace(target.with_suffix(".so.tmp"), target)
-    if not sanitize:
+    if not sanitize and not relocatable:
         HEADER.write_text(header())
     stamp.write_text(fp)
     return target
@@ -244,13 +252,14 @@ CLIENT_SOURCES = (*TOKEN_SOURCES, CLIENT_SRC / "backend.c", CLIENT_SRC / "conn.c
                   ROOT / "csrc" / "ctr_drbg.c", CSRC / "interface.c")
 
 
-def build_client(force: bool = False, sanitize: bool = False) -> Path:
-    """Build build/libqrng-pkcs11-qrngd.so (``sanitize``: build/asan/libqrng-pkcs11-qrngd.so with ASan + UBSan)."""
+def build_client(force: bool = False, sanitize: bool = False, target: Path | None = None) -> Path:
+    """Build build/libqrng-pkcs11-qrngd.so (``sanitize``: build/asan/libqrng-pkcs11-qrngd.so with ASan + UBSan;
+    ``target``: there instead, for a wheel)."""
     generated = {"qrng_pkcs11.h": internal_header(python=False), "qrng_ckconst.h": constants_header(),
                  "qrngd_protocol.h": protocol_header(),
                  "qrng_pkcs11_stubs.c": stubs()}
     work = BUILD / ("asan-qrngd" if sanitize else "qrngd")
-    target = BUILD / "asan" / CLIENT_TARGET.name if sanitize else CLIENT_TARGET
+    target = BUILD / "asan" / CLIENT_TARGET.name if sanitize else target or CLIENT_TARGET
     gen, stamp = work / "gen", work / "stamp"
     h = hashlib.sha256()
     for src in CLIENT_SOURCES:

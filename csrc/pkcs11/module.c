@@ -10,15 +10,18 @@
  *   - C_GenerateRandom (5.15): small requests come from a buffer that Python fills in bulk, each byte served
  *     once and zeroised as it goes; larger ones go to Python. Every backend call is made under the token lock,
  *     so the buffer needs no lock of its own.
- * Build-time values arrive as -D flags: QRNG_VENV_PYTHON, QRNG_LIBPYTHON, QRNG_BUILD_HEXVERSION, QRNG_SOURCE_ROOT,
- * QRNG_SITE_PACKAGES. */
+ * Build-time values arrive as -D flags: QRNG_LIBPYTHON, QRNG_BUILD_HEXVERSION and, for the checkout's build,
+ * QRNG_VENV_PYTHON, QRNG_SITE_PACKAGES, QRNG_SOURCE_ROOT; a wheel's build (QRNG_RELOCATABLE, QRNG_BASE_PYTHON)
+ * finds its interpreter and site-packages from where the module itself lies (relocated_paths). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <dlfcn.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -41,12 +44,45 @@ static int g_py_ok;
 
 static volatile int g_starting_python;   /* this module is starting the interpreter (a C host) */
 
-/* sys.path gains the build's site-packages and the project's source folder at its end, where the site module would
-   have put them (after PYTHONPATH and the standard library) */
-static int add_build_paths(void) {
+/* the interpreter to start (its program name decides sys.prefix: a virtual environment's python finds its
+   pyvenv.cfg), and the folders sys.path needs beyond the standard library */
+static char g_program[PATH_MAX], g_site[PATH_MAX], g_root[PATH_MAX];
+
+#ifdef QRNG_RELOCATABLE
+/* installed from a wheel: this file is SITE/qrng_pkcs11/lib/libqrng-pkcs11.so; a virtual environment is
+   SITE/../../.. when it holds pyvenv.cfg, and its python is bin/python3 there; otherwise the base interpreter */
+static int find_paths(void) {
+    Dl_info info;
+    char self[PATH_MAX], venv[PATH_MAX + 32];
+    if (!dladdr((void *)find_paths, &info) || !info.dli_fname || !realpath(info.dli_fname, self)) return -1;
+    for (int up = 0; up < 3; up++) {           /* the file, lib/, qrng_pkcs11/ */
+        char *slash = strrchr(self, '/');
+        if (!slash || slash == self) return -1;
+        *slash = '\0';
+    }
+    snprintf(g_site, sizeof g_site, "%s", self);
+    snprintf(venv, sizeof venv, "%s/../../../pyvenv.cfg", g_site);
+    if (access(venv, R_OK) == 0) snprintf(g_program, sizeof g_program, "%.*s/../../../bin/python3", PATH_MAX - 32, g_site);
+    else snprintf(g_program, sizeof g_program, "%s", QRNG_BASE_PYTHON);
+    g_root[0] = '\0';
+    return 0;
+}
+#else
+static int find_paths(void) {
+    snprintf(g_program, sizeof g_program, "%s", QRNG_VENV_PYTHON);
+    snprintf(g_site, sizeof g_site, "%s", QRNG_SITE_PACKAGES);
+    snprintf(g_root, sizeof g_root, "%s", QRNG_SOURCE_ROOT);
+    return 0;
+}
+#endif
+
+/* sys.path gains the site-packages folder and the project's source folder (a checkout's build) at its end, where
+   the site module would have put them (after PYTHONPATH and the standard library) */
+static int add_paths(void) {
     PyObject *path = PySys_GetObject("path");             /* borrowed */
-    const char *dirs[] = { QRNG_SITE_PACKAGES, QRNG_SOURCE_ROOT };
+    const char *dirs[] = { g_site, g_root };
     for (size_t i = 0; path && i < sizeof dirs / sizeof dirs[0]; i++) {
+        if (!dirs[i][0]) continue;
         PyObject *s = PyUnicode_DecodeFSDefault(dirs[i]);
         if (!s || PyList_Append(path, s) != 0) { Py_XDECREF(s); PyErr_Clear(); return -1; }
         Py_DECREF(s);
@@ -56,6 +92,10 @@ static int add_build_paths(void) {
 
 static void start_python(void) {
     if (Py_IsInitialized()) { g_py_ok = 1; return; }      /* the host is Python: cffi reuses it */
+    if (find_paths() != 0) {
+        fprintf(stderr, "qrng-pkcs11: cannot find the Python installation this module belongs to\n");
+        return;
+    }
     g_starting_python = 1;
     if (!dlopen(QRNG_LIBPYTHON, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD))
         dlopen(QRNG_LIBPYTHON, RTLD_NOW | RTLD_GLOBAL);
@@ -65,12 +105,12 @@ static void start_python(void) {
     config.parse_argv = 0;
     config.user_site_directory = 0;
     /* no site module: its .pth processing (the editable install's finder) took a third of the cold start; the two
-       folders it would have added come from the build instead (add_build_paths) */
+       folders it would have added come from find_paths instead (add_paths) */
     config.site_import = 0;
     /* the host's C stdio is the host's: never set its buffering (with configure_c_stdio and buffered_stdio = 0,
        Python made the host's stdout unbuffered, and `openssl rand -hex 4000000` to a terminal 20x slower) */
     config.configure_c_stdio = 0;
-    PyStatus st = PyConfig_SetBytesString(&config, &config.program_name, QRNG_VENV_PYTHON);
+    PyStatus st = PyConfig_SetBytesString(&config, &config.program_name, g_program);
     if (!PyStatus_Exception(st)) st = Py_InitializeFromConfig(&config);
     PyConfig_Clear(&config);
     if (PyStatus_Exception(st)) {
@@ -83,7 +123,7 @@ static void start_python(void) {
         PyEval_SaveThread();
         return;
     }
-    if (add_build_paths() != 0) {
+    if (add_paths() != 0) {
         fprintf(stderr, "qrng-pkcs11: cannot set Python's module path\n");
         PyEval_SaveThread();
         return;
