@@ -8,10 +8,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: docs help provision venv native fixtures setup demo test check system bench lint module install-module uninstall-module wheel clean
+.PHONY: docs help provision venv native fixtures setup demo test check system bench lint module install-module uninstall-module wheel deb deb-test clean
 
 help:
-	@echo "make demo | test | check | lint | bench | provision | wheel | install-module | uninstall-module | clean"
+	@echo "make demo | test | check | lint | bench | provision | wheel | deb | deb-test | install-module | uninstall-module | clean"
 
 provision:
 	@bash scripts/provision.sh
@@ -67,6 +67,14 @@ uninstall-module:
 wheel: native
 	@$(PY) -m build --wheel --no-isolation --outdir dist
 	@ls dist/*.whl
+
+# the Debian packages qrng-pkcs11-qrngd and qrngd (debian/), lintian-checked, into dist/deb/ (README, "Debian packages")
+deb: native
+	@bash scripts/build_deb.sh
+
+# build them, install them with apt into a clean Debian 12 root (mmdebstrap, cached once per machine), serve, purge
+deb-test: setup
+	@$(PY) -m pytest -q tests/system/test_deb.py
 
 docs/architecture.svg: docs/architecture.dot
 	dot -Tsvg $< -o $@

@@ -8,6 +8,7 @@ libdivsufsort and the build interpreter's libpython)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from setuptools import setup
@@ -27,6 +28,7 @@ class BuildWithNative(build_py):
         super().run()
         if self.editable_mode:
             return  # a checkout uses build/ and qrng/_native*.so made by `make native`
+        sys.path.insert(0, str(Path(__file__).resolve().parent))  # the builders are in this tree, not installed
         from qrng._native_build import build as build_native
         from qrng_pkcs11.build import build as build_module
         from qrng_pkcs11.build import build_client

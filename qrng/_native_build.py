@@ -130,6 +130,11 @@ def build(force: bool = False, name: str = "auto", dest_dir: Path | None = None,
         for d in cfg.library_dirs:  # the SONAMEs the extension asks for (libgf2x.so.3, libgf2x-fft.so.3)
             for lib in Path(d).glob("libgf2x*.so.[0-9]"):
                 shutil.copyfile(lib.resolve(), libs / lib.name)
+                # libtool's RUNPATH names the build folder: beside each other, they find each other ($ORIGIN)
+                if shutil.which("chrpath") and subprocess.run(["chrpath", "-l", str(libs / lib.name)],
+                                                              capture_output=True).returncode == 0:
+                    subprocess.run(["chrpath", "-r", "$ORIGIN", str(libs / lib.name)], check=True,
+                                   capture_output=True)
         if cfg.name == "fft":  # the LGPL's terms travel with the library (source: Debian's gf2x source package)
             shutil.copyfile("/usr/share/common-licenses/LGPL-2.1", libs / "LICENSE.gf2x")
             (libs / "README.gf2x").write_text(

@@ -10,7 +10,7 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 APT_PKGS=(softhsm2 opensc gnutls-bin p11-kit p11-kit-modules libnss3-tools default-jdk-headless ent rng-tools5
-          dieharder libengine-pkcs11-openssl libgf2x-dev libssl-dev build-essential dpkg-dev bc python3-venv graphviz
+          dieharder libengine-pkcs11-openssl debhelper lintian mmdebstrap chrpath python3-dev libgf2x-dev libssl-dev build-essential dpkg-dev bc python3-venv graphviz
           opencryptoki libdivsufsort-dev
           libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils chromium
           libusb-1.0-0 golang-go golang-golang-x-mod-dev udev umockdev)
