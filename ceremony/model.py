@@ -261,14 +261,16 @@ def load_profile(path: Path, name: str) -> Profile:
         envf.done()
         lk = f.sub("log_key")
         log_label = lk.text("hsm_label", "")
-        log_file = str(_rel(path, lk.text("file"))) if lk.has("file") else ""
+        log_file_name = lk.text("file", None)
+        log_file = str(_rel(path, log_file_name)) if log_file_name is not None else ""
         lk.done()
         if bool(log_label) == bool(log_file):
             raise ConfigError(f.p("log_key"), "must name exactly one of hsm_label or file")
         wk = f.sub("witness_keys", {})
         witness_keys = {k: str(_rel(path, wk.text(k))) for k in list(f.raw("witness_keys", {}) or {})}
         wk.done()
-        witness_policy = str(_rel(path, f.text("witness_policy"))) if f.has("witness_policy") else ""
+        policy_name = f.text("witness_policy", None)
+        witness_policy = str(_rel(path, policy_name)) if policy_name is not None else ""
         prefix = f.text("log_url_prefix", "")
         if prefix and (prefix.startswith(("http://", "https://")) or any(c.isspace() or c == "+" for c in prefix)
                        or not prefix.isascii() or "/" not in prefix.strip("/") and "." not in prefix):

@@ -8,13 +8,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 from .errors import ConfigError
 
-__all__ = ["Fields", "check_plain", "load_yaml", "load_yaml_text", "marks", "parse_file", "read_text"]
+__all__ = ["Fields", "check_plain", "load_yaml", "load_yaml_text", "marks", "observing", "parse_file", "read_text"]
 
 
 def check_plain(value: str, path: str) -> str:
@@ -134,8 +137,35 @@ def parse_file(path: str | Path, parse: Any) -> Any:
 _MISSING = object()
 
 
+class _Observing:
+    """``with observing(callback):`` every Fields read in the block is told to ``callback`` (see Fields)."""
+
+    def __init__(self, callback: Callable[[str, str, dict[str, Any]], None]) -> None:
+        self._callback = callback
+
+    def __enter__(self) -> None:
+        Fields.observer = self._callback
+
+    def __exit__(self, *exc: object) -> None:
+        Fields.observer = None
+
+
+def observing(callback: Callable[[str, str, dict[str, Any]], None]) -> _Observing:
+    return _Observing(callback)
+
+
 class Fields:
-    """A mapping read field by field; :meth:`done` rejects keys nobody asked for."""
+    """A mapping read field by field; :meth:`done` rejects keys nobody asked for.
+
+    ``Fields.observer``, when set (:func:`observing`), is told of every typed read: the path, the reader's kind,
+    the default and the bounds or choices. The generated references (docs/ceremony-reference.md) come from it, so
+    they describe what the parsers actually accept."""
+
+    observer: Callable[[str, str, dict[str, Any]], None] | None = None
+
+    def _seen(self, key: str, kind: str, default: Any, **limits: Any) -> None:
+        if Fields.observer is not None:
+            Fields.observer(self.p(key), kind, {"default": default, **limits})
 
     def __init__(self, value: Any, path: str) -> None:
         if not isinstance(value, Mapping):
@@ -162,6 +192,7 @@ class Fields:
         return self._m[key]
 
     def text(self, key: str, default: Any = _MISSING, choices: tuple[str, ...] | None = None) -> Any:
+        self._seen(key, "string", default, choices=choices)
         v = self.raw(key, default)
         if v is default and default is not _MISSING:
             return v
@@ -174,6 +205,7 @@ class Fields:
         return v
 
     def integer(self, key: str, default: Any = _MISSING, lo: int | None = None, hi: int | None = None) -> Any:
+        self._seen(key, "integer", default, lo=lo, hi=hi)
         v = self.raw(key, default)
         if v is default and default is not _MISSING:
             return v
@@ -184,6 +216,7 @@ class Fields:
         return v
 
     def number(self, key: str, default: Any = _MISSING, lo: float | None = None, hi: float | None = None) -> Any:
+        self._seen(key, "number", default, lo=lo, hi=hi)
         v = self.raw(key, default)
         if v is default and default is not _MISSING:
             return v
@@ -196,12 +229,17 @@ class Fields:
         return float(v)
 
     def flag(self, key: str, default: Any = _MISSING) -> Any:
+        self._seen(key, "true/false", default)
         v = self.raw(key, default)
         if not isinstance(v, bool):
             raise ConfigError(self.p(key), f"must be true or false, got {v!r}")
         return v
 
     def items(self, key: str, default: Any = _MISSING) -> Any:
+        self._seen(key, "list", default)
+        return self._list(key, default)
+
+    def _list(self, key: str, default: Any) -> Any:
         v = self.raw(key, default)
         if v is default and default is not _MISSING:
             return v
@@ -211,7 +249,8 @@ class Fields:
 
     def strings(self, key: str, default: Any = _MISSING) -> Any:
         """A list of non-empty strings; each bad item is named by its index."""
-        items = self.items(key, default)
+        self._seen(key, "list of strings", default)
+        items = self._list(key, default)
         if items is default and default is not _MISSING:
             return items
         for i, v in enumerate(items):
@@ -221,7 +260,8 @@ class Fields:
 
     def integers(self, key: str, lo: int, hi: int, default: Any = _MISSING) -> Any:
         """A list of integers from lo to hi; each bad item is named by its index."""
-        items = self.items(key, default)
+        self._seen(key, "list of integers", default, lo=lo, hi=hi)
+        items = self._list(key, default)
         if items is default and default is not _MISSING:
             return items
         for i, v in enumerate(items):
@@ -230,8 +270,11 @@ class Fields:
         return items
 
     def sub(self, key: str, default: Any = _MISSING) -> Fields:
+        self._seen(key, "mapping", {} if default is _MISSING else default)
         v = self.raw(key, {} if default is _MISSING else default)
         return Fields(v if v is not None else {}, self.p(key))
+
+    MISSING = _MISSING  # the default of a required field, as the observer sees it
 
     def done(self) -> None:
         extra = [k for k in self._m if k not in self._used]

@@ -296,6 +296,21 @@ def _audit_report(folder: Path, keys: list[Any], witnesses: list[Any], checks: l
     return AuditReport(ceremony, simulator, outcome, cover, checkpoint, tuple(checks), tuple(files))
 
 
+def cmd_reference(args: argparse.Namespace) -> int:
+    """The reference of every field of scripts, steps, policies and profiles, read off the parsers."""
+    from ceremony.reference import DOC, build
+    text, missing = build()
+    if args.write_docs:
+        from qrng.atomic import atomic_write
+        atomic_write(DOC, text.encode(), overwrite=True)
+        print(f"wrote {DOC}", file=sys.stderr)
+    else:
+        print(text, end="")
+    for m in missing:
+        print(f"qrng ceremony reference: incomplete: {m}", file=sys.stderr)
+    return ExitCode.VERIFY_FAILED if missing else ExitCode.OK
+
+
 def register(sub: Any) -> None:
     ap = sub.add_parser("ceremony", help="plan, run and verify key ceremonies", description=__doc__,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -344,3 +359,9 @@ def register(sub: Any) -> None:
     v.add_argument("--force", action="store_true", help="replace an existing report file")
     v.add_argument("--json", action="store_true", help="print the result and each check as JSON")
     v.set_defaults(func=cmd_verify)
+    r = s.add_parser("reference", help="every field of scripts, step types, policies and profiles: type, default, "
+                                       "allowed values, what it does (docs/ceremony-reference.md)",
+                     description="Print the reference of every field the ceremony's parsers read (read off the parsers "
+                                 "while the shipped examples are parsed). Exit 1 when a field has no description.")
+    r.add_argument("--write-docs", action="store_true", help="write docs/ceremony-reference.md instead of printing")
+    r.set_defaults(func=cmd_reference)

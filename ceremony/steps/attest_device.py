@@ -221,6 +221,9 @@ def record(log: StepLog) -> Section:
          Fact("Entropy configuration SHA-256", d.get("entropy_config_sha256", ""), digest=True)))
 
 
+# what each field does, for docs/ceremony-reference.md (ceremony.reference)
+DOCS: dict[str, str] = {}
+
 KIND = StepKind("attest_device", parse, lambda p: "verify the entropy source's signed attestation with a fresh nonce",
                 run, outputs=lambda p: ("attestation.json",), check=check, phase=PHASES[0], sheet=sheet,
-                record=record)
+                record=record, docs=DOCS)

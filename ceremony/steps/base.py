@@ -137,6 +137,8 @@ class StepKind(Generic[P]):
     # files a step writes whose names depend on earlier steps (export_public: <label>.pub.pem); with ``outputs``
     # every file a step writes is declared, so the plan refuses two steps writing one name
     declared: Callable[[Step, PlanView], tuple[str, ...]] = lambda step, view: ()
+    # what each field does (its YAML path inside the step), for docs/ceremony-reference.md (ceremony.reference)
+    docs: dict[str, str] = field(default_factory=dict)
 
 
 # --- parsing helpers ---------------------------------------------------------------------------------------------
@@ -150,13 +152,24 @@ RESERVED = CEREMONY_FILES | {"attestation.json"}
 
 def parse_subject(f: Fields, key: str) -> dict[str, str]:
     sf = f.sub(key)
-    subject = {k: check_plain(sf.text(k), sf.p(k)) for k in _SUBJECT_KEYS if sf.has(k)}
+    # each key read with its default (absent), so the reference shows them all
+    subject = {k: check_plain(v, sf.p(k)) for k in _SUBJECT_KEYS if (v := sf.text(k, None)) is not None}
     sf.done()
     if "CN" not in subject:
         raise ConfigError(f.p(key) + ".CN", "is required")
     if "C" in subject and (len(subject["C"]) != 2 or not subject["C"].isalpha()):
         raise ConfigError(f.p(key) + ".C", "must be a two-letter country code")
     return subject
+
+
+# the documentation of the fields the helpers above and below read, shared by the step types that use them
+SUBJECT_DOCS = {
+    "subject": "the distinguished name: a mapping of the keys below",
+    "subject.CN": "commonName (required)", "subject.O": "organizationName", "subject.OU": "organizationalUnitName",
+    "subject.C": "countryName, two letters", "subject.L": "localityName", "subject.ST": "stateOrProvinceName",
+}
+OUTPUT_DOCS = {"output": "the file it writes in the ceremony's output folder: a plain name (letters, digits, '-', "
+                         "'_', '.'), not a file the ceremony writes itself"}
 
 
 def subject_text(subject: dict[str, str]) -> str:

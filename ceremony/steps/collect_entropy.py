@@ -10,6 +10,7 @@ from qrng.yaml_input import Fields
 
 from ..errors import StepFailed
 from .base import (
+    OUTPUT_DOCS,
     PHASES,
     Fact,
     Section,
@@ -117,7 +118,13 @@ def record(log: StepLog) -> Section:
                    tuple(facts))
 
 
+# what each field does, for docs/ceremony-reference.md (ceremony.reference)
+DOCS: dict[str, str] = {
+    'samples': 'raw samples to read, commit to (SHA-256, logged before extraction) and keep',
+    **OUTPUT_DOCS,
+}
+
 KIND = StepKind("collect_entropy", parse,
                 lambda p: f"commit to {p.samples:,} raw samples (SHA-256), keep them, extract", run,
                 outputs=lambda p: (p.output, p.output + ".seed"), on_resume=resume, phase=PHASES[0], sheet=sheet,
-                record=record)
+                record=record, docs=DOCS)

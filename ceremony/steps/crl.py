@@ -9,6 +9,7 @@ from qrng.yaml_input import Fields
 
 from ._certs import colons, crl_data, dn, key_ref_violations, step_ref_violations
 from .base import (
+    OUTPUT_DOCS,
     PHASES,
     Fact,
     PlanView,
@@ -82,6 +83,14 @@ def record(log: StepLog) -> Section:
                     Fact("pkilint", "no finding" if not findings else "; ".join(map(str, findings)))))
 
 
+# what each field does, for docs/ceremony-reference.md (ceremony.reference)
+DOCS: dict[str, str] = {
+    'issuer': 'the id of the earlier self_signed_root or issue_certificate step whose certificate issues the CRL',
+    'issuer_key': 'the id of the generate_keypair step whose key signs',
+    'next_update_days': 'days from now to nextUpdate',
+    **OUTPUT_DOCS,
+}
+
 KIND = StepKind("crl", parse, lambda p: f"CRL by {p.issuer}, next update in {p.next_update_days} days", run,
                 outputs=lambda p: (p.output,), refs=lambda p: {"issuer": (p.issuer,), "issuer_key": (p.issuer_key,)},
-                check=check, phase=PHASES[1], sheet=sheet, record=record)
+                check=check, phase=PHASES[1], sheet=sheet, record=record, docs=DOCS)

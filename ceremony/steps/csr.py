@@ -9,7 +9,9 @@ from qrng.yaml_input import Fields
 
 from ._certs import dn, key_ref_violations
 from .base import (
+    OUTPUT_DOCS,
     PHASES,
+    SUBJECT_DOCS,
     Fact,
     PlanView,
     Section,
@@ -73,6 +75,13 @@ def record(log: StepLog) -> Section:
                    (Fact("Subject", dn(d.get("subject", ""))),))
 
 
+# what each field does, for docs/ceremony-reference.md (ceremony.reference)
+DOCS: dict[str, str] = {
+    'key': 'the id of the generate_keypair step whose key the request is for (and signs it)',
+    **SUBJECT_DOCS,
+    **OUTPUT_DOCS,
+}
+
 KIND = StepKind("csr", parse, lambda p: f"CSR CN={p.subject['CN']} signed by key of {p.key}", run,
                 outputs=lambda p: (p.output,), refs=lambda p: {"key": (p.key,)}, check=check, phase=PHASES[1],
-                sheet=sheet, record=record)
+                sheet=sheet, record=record, docs=DOCS)

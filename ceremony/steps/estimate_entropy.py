@@ -102,6 +102,12 @@ def record(log: StepLog) -> Section:
                    "The estimators' values are listed lowest first (bit-string estimators per bit).", tuple(facts))
 
 
+# what each field does, for docs/ceremony-reference.md (ceremony.reference)
+DOCS: dict[str, str] = {
+    'samples_from': 'the id of an earlier collect_entropy step whose kept samples are assessed',
+    'bits_per_symbol': "bits per sample for the assessment; default: the source's own",
+}
+
 KIND = StepKind("estimate_entropy", parse, lambda p: f"SP 800-90B assessment of the samples of step {p.samples_from}",
                 run, refs=lambda p: {"samples_from": (p.samples_from,)}, check=check, phase=PHASES[0], sheet=sheet,
-                record=record)
+                record=record, docs=DOCS)

@@ -71,6 +71,11 @@ def declared(step: Step, view: PlanView) -> tuple[str, ...]:
     return tuple(f"{keys[ref].label}.pub.pem" for ref in step.params.keys if ref in keys)
 
 
+# what each field does, for docs/ceremony-reference.md (ceremony.reference)
+DOCS: dict[str, str] = {
+    'keys': 'ids of earlier generate_keypair steps; each public key is written as <label>.pub.pem',
+}
+
 KIND = StepKind("export_public", parse, lambda p: "public keys of " + ", ".join(p.keys), run,
                 refs=lambda p: {"keys": p.keys}, check=check, phase=PHASES[2], sheet=sheet, record=record,
-                declared=declared)
+                declared=declared, docs=DOCS)

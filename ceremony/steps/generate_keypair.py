@@ -176,7 +176,16 @@ def record(log: StepLog) -> Section:
                          digest=True)))
 
 
+# what each field does, for docs/ceremony-reference.md (ceremony.reference)
+DOCS: dict[str, str] = {
+    'key': 'the key to generate inside the HSM: a mapping of the keys below',
+    'key.type': "the algorithm; the policy's allowed_keys decide which may be used",
+    'key.label': 'CKA_LABEL in the HSM; it also names the output files (<label>.pub.pem)',
+    'key.size': 'RSA modulus bits (type rsa)',
+    'key.curve': 'the named curve (type ec)',
+}
+
 KIND = StepKind("generate_keypair", parse,
                 lambda p: f"{p.key.describe()} key '{p.key.label}' generated inside the HSM, never extractable",
                 run, outputs=lambda p: (f"{p.key.label}.provenance.json",), check=check, prepare=prepare,
-                preflight=preflight, phase=PHASES[1], sheet=sheet, record=record)
+                preflight=preflight, phase=PHASES[1], sheet=sheet, record=record, docs=DOCS)

@@ -83,6 +83,11 @@ def record(log: StepLog) -> Section:
          Fact("False alarm rate", f"alpha = 2^{cut.get('alpha_log2', '')}")))
 
 
+# what each field does, for docs/ceremony-reference.md (ceremony.reference)
+DOCS: dict[str, str] = {
+    'samples': 'raw samples run through the start-up and continuous health tests',
+}
+
 KIND = StepKind("health_check", parse,
                 lambda p: f"start-up and continuous SP 800-90B tests over {p.samples:,} samples", run,
-                phase=PHASES[0], sheet=sheet, record=record)
+                phase=PHASES[0], sheet=sheet, record=record, docs=DOCS)

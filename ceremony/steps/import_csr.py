@@ -19,7 +19,9 @@ from ..errors import StepFailed
 from ..keys import CURVES, KeySpec
 from ._certs import dn
 from .base import (
+    OUTPUT_DOCS,
     PHASES,
+    SUBJECT_DOCS,
     Fact,
     PlanView,
     Section,
@@ -163,6 +165,13 @@ def record(log: StepLog) -> Section:
                     Fact("Key SPKI SHA-256", d.get("spki_sha256", ""), digest=True)))
 
 
+# what each field does, for docs/ceremony-reference.md (ceremony.reference)
+DOCS: dict[str, str] = {
+    'file': "the request (PEM or DER): a relative path inside the script's folder",
+    **SUBJECT_DOCS,
+    **OUTPUT_DOCS,
+}
+
 KIND = StepKind("import_csr", parse, lambda p: f"import CSR {p.file} (CN={p.subject['CN']})", run,
                 outputs=lambda p: (p.output,), refs=lambda p: {}, check=check, phase=PHASES[1], sheet=sheet,
-                record=record)
+                record=record, docs=DOCS)

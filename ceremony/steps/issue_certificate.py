@@ -12,6 +12,7 @@ from qrng.yaml_input import Fields
 from ..errors import StepFailed
 from ._certs import certificate_data, certificate_facts, key_ref_violations, profile_violations, step_ref_violations
 from .base import (
+    OUTPUT_DOCS,
     PHASES,
     Fact,
     PlanView,
@@ -152,8 +153,21 @@ def record(log: StepLog) -> Section:
                    "and signed inside the HSM; the signed TBS is byte for byte the linted one.", certificate_facts(d))
 
 
+# what each field does, for docs/ceremony-reference.md (ceremony.reference)
+DOCS: dict[str, str] = {
+    'issuer': 'the id of the earlier self_signed_root or issue_certificate step whose certificate issues',
+    'issuer_key': 'the id of the generate_keypair step whose key signs',
+    'csr': 'the id of the earlier csr or import_csr step whose request is certified',
+    'profile': 'a certificate profile of the policy (certificates.<profile>)',
+    'validity_days': "days from now to notAfter; at most the profile's max_validity_days",
+    'subject_alt_names': 'the subjectAltName extension (a TLS server profile needs it)',
+    'subject_alt_names.dns': 'DNS names',
+    'subject_alt_names.ip': 'IP addresses',
+    **OUTPUT_DOCS,
+}
+
 KIND = StepKind("issue_certificate", parse,
                 lambda p: f"certificate for CSR {p.csr} ({p.profile}, {p.validity_days} days) by {p.issuer}", run,
                 outputs=lambda p: (p.output,),
                 refs=lambda p: {"issuer": (p.issuer,), "issuer_key": (p.issuer_key,), "csr": (p.csr,)}, check=check,
-                phase=PHASES[1], sheet=sheet, record=record)
+                phase=PHASES[1], sheet=sheet, record=record, docs=DOCS)

@@ -75,5 +75,10 @@ def record(log: StepLog) -> Section:
                    (Fact("Status", status), Fact("Seed SHA-256", d.get("seed_sha256", ""), digest=True)))
 
 
+# what each field does, for docs/ceremony-reference.md (ceremony.reference)
+DOCS: dict[str, str] = {
+    'bytes': 'extracted bytes given to the HSM with C_SeedRandom',
+}
+
 KIND = StepKind("seed_hsm", parse, lambda p: f"C_SeedRandom with {p.bytes} extracted bytes", run,
-                requires=("collect_entropy",), phase=PHASES[0], sheet=sheet, record=record)
+                requires=("collect_entropy",), phase=PHASES[0], sheet=sheet, record=record, docs=DOCS)

@@ -10,7 +10,9 @@ from qrng.yaml_input import Fields
 
 from ._certs import certificate_data, certificate_facts, key_ref_violations, profile_violations
 from .base import (
+    OUTPUT_DOCS,
     PHASES,
+    SUBJECT_DOCS,
     Fact,
     PlanView,
     Section,
@@ -91,7 +93,16 @@ def record(log: StepLog) -> Section:
                    "before signing (on an identical TBS) and after, and signed inside the HSM.", certificate_facts(d))
 
 
+# what each field does, for docs/ceremony-reference.md (ceremony.reference)
+DOCS: dict[str, str] = {
+    'key': 'the id of the generate_keypair step whose key signs (and is certified)',
+    **SUBJECT_DOCS,
+    'validity_days': "days from now to notAfter; at most the profile's max_validity_days",
+    'profile': 'a certificate profile of the policy (certificates.<profile>)',
+    **OUTPUT_DOCS,
+}
+
 KIND = StepKind("self_signed_root", parse,
                 lambda p: f"self-signed root CN={p.subject['CN']}, {p.validity_days} days, by key of {p.key}", run,
                 outputs=lambda p: (p.output,), refs=lambda p: {"key": (p.key,)}, check=check, phase=PHASES[1],
-                sheet=sheet, record=record)
+                sheet=sheet, record=record, docs=DOCS)

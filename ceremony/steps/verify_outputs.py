@@ -86,6 +86,9 @@ def record(log: StepLog) -> Section:
                    tuple(Fact(f"Check {i}", text) for i, text in enumerate(checks, 1)))
 
 
+# what each field does, for docs/ceremony-reference.md (ceremony.reference)
+DOCS: dict[str, str] = {}
+
 KIND = StepKind("verify_outputs", lambda f: Params(),
                 lambda p: "chain verifies, keys sign, outputs match their recorded digests", run, phase=PHASES[2],
-                sheet=sheet, record=record)
+                sheet=sheet, record=record, docs=DOCS)

@@ -177,7 +177,10 @@ def record(log: StepLog) -> Section:
                    (Fact("Witnesses", ", ".join(d.get("witnesses", []))), Fact("Quorum", str(d.get("quorum", "")))))
 
 
+# what each field does, for docs/ceremony-reference.md (ceremony.reference)
+DOCS: dict[str, str] = {}
+
 KIND = StepKind("witness_signoff", _parse, lambda p: "each witness cosigns the ceremony's current checkpoint", run,
                 check=check, on_resume=cosign_missing, after=cosign_missing, seals=True, phase=PHASES[2],
                 sheet=sheet, record=record, sealed=lambda plan, lines: quorum_met(plan, cosigned_ids(lines)),
-                started=witness_requirement)
+                started=witness_requirement, docs=DOCS)
