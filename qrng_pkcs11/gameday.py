@@ -1,14 +1,16 @@
 """Game day, consumer layer (issue 22): each fault the SP 800-90B health tests detect, injected into the
 SIMULATOR (seeded, reproducible; not a quantum source) from its first sample, with real consumers attached
 through both modules: in-process (libqrng-pkcs11.so, the pipeline in the consumer's own process) and through
-qrngd (libqrng-pkcs11-qrngd.so, the daemon running on the faulty source). A healthy source is the control row:
-every consumer gets its bytes there, so a failing row is the fault's doing, not the harness's.
+qrngd (libqrng-pkcs11-qrngd.so, the daemon running on the faulty source); then the daemon itself killed and hung
+under the qrngd module. A healthy source is the control row: every consumer gets its bytes there, so a failing
+row is the fault's doing, not the harness's.
 
 Fail closed, as the consumers see it: a non-zero exit, 0 bytes, and the module's answer CKR_DEVICE_ERROR."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +33,9 @@ FAULTS: tuple[tuple[str, dict[str, float]] | None, ...] = (
     ("supply_failure", {}),
 )
 MODULES = ("in-process", "qrngd")
+# what can happen to the daemon itself, with a healthy source (the qrngd module only): killed, or hung (SIGSTOP: the
+# kernel still accepts connections on its socket, nobody answers; the module gives up after its 2 s timeout)
+DAEMON_FAULTS = (("qrngd killed (SIGKILL)", signal.SIGKILL), ("qrngd hung (SIGSTOP)", signal.SIGSTOP))
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,30 @@ def run_matrix(folder: Path, modules: dict[str, Path], consumers: Sequence[str] 
                 if daemon is not None:
                     daemon.terminate()
                     daemon.wait(timeout=30)
+    if "qrngd" in modules:
+        rows += _daemon_faults(folder, modules["qrngd"], base, consumers, progress)
+    return rows
+
+
+def _daemon_faults(folder: Path, module: Path, base: dict[str, str], consumers: Sequence[str],
+                   progress: Callable[[str], None]) -> list[Row]:
+    rows: list[Row] = []
+    config = _config(folder, None)
+    sock = folder / "qrngd.sock"
+    for name, sig in DAEMON_FAULTS:
+        progress(f"[daemon] {name}")
+        daemon = _daemon(config, sock, folder / "qrngd.log")
+        try:
+            daemon.send_signal(sig)
+            if sig == signal.SIGKILL:
+                daemon.wait(timeout=30)
+            env = base | {"QRNGD_SOCKET": str(sock)}
+            rows += [Row(name, "qrngd", draw(c, module, env, folder)) for c in consumers]
+        finally:
+            if daemon.poll() is None:
+                daemon.send_signal(signal.SIGCONT)
+                daemon.terminate()
+                daemon.wait(timeout=30)
     return rows
 
 

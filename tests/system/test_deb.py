@@ -23,8 +23,9 @@ IGNORED = ("./proc", "./sys", "./dev", "./tmp", "./run", "./var/lib/dpkg", "./va
            "./var/log", "./etc/ld.so.cache", "./root", "./etc/group-", "./etc/gshadow-", "./etc/passwd-",
            "./etc/shadow-")
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mmdebstrap"),
-                                reason="needs root and mmdebstrap (make provision)")
+pytestmark = [pytest.mark.deb,  # `make deb-test`; not in `make test` (its 15-minute budget)
+              pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mmdebstrap"),
+                                 reason="needs root and mmdebstrap (make provision)")]
 
 
 @pytest.fixture(scope="module")
