@@ -37,10 +37,11 @@ demo: setup
 check: venv
 	@QRNG_FUZZ_EXAMPLES=$${QRNG_FUZZ_EXAMPLES:-60} $(PY) -m pytest -q -n auto -m "not system" tests/unit
 
-# everything: the unit layer, then the system layer (SoftHSM2, the built module, consumers, outside judges); the
-# Debian packages' test is `make deb-test` (2 min more: it would take make test past its 15-minute budget)
+# everything: the unit layer and the system layer (SoftHSM2, the built module, consumers, outside judges), on both
+# cores (a file's tests stay on one worker: their module fixtures are built once); the Debian packages' test is
+# `make deb-test` (2 min more: it would take make test past its 15-minute budget)
 test: setup
-	@$(PY) -m pytest -q -m "not deb" tests
+	@$(PY) -m pytest -q -n 2 --dist loadfile -m "not deb" tests
 
 system: setup
 	@$(PY) -m pytest -q -m "not deb" tests/system

@@ -76,7 +76,14 @@ def build_tools() -> tuple[Path, Path]:
     return seed_client, gen
 
 
+PACKAGES = ("qrng", "qrng_pkcs11", "qrngd", "transparency", "ceremony", "qrng_cli")
+
+
 def cold_start(tmp: Path, sock: Path, sim_cfg: Path) -> list[tuple[str, str, str]]:
+    # byte-code as an installed system has it (pip and the Debian package compile it; PYTHONDONTWRITEBYTECODE,
+    # set on some machines, would otherwise make every start compile the project's modules from source)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *(str(ROOT / p) for p in PACKAGES)], check=True,
+                   capture_output=True, env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
     env = {k: v for k, v in os.environ.items() if k not in ("QRNG_PKCS11_LOG", "OPENSSL_CONF")}
     env |= {"QRNGD_SOCKET": str(sock), "QRNG_CONFIG": str(sim_cfg),
             "SOFTHSM2_CONF": str(ROOT / ".softhsm" / "softhsm2.conf")}
