@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from .base import Samples, Source, SourceInfo
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..config import SourceConfig
+    from .base import Samples, Source, SourceInfo
 
 __all__ = ["Samples", "Source", "SourceInfo", "open_source", "SOURCE_KINDS"]
 
@@ -18,6 +17,15 @@ SOURCE_KINDS = {
     "usb": "a USB QRNG through pyusb: the qrng-ceremony USB protocol, or raw mode for bulk-endpoint RNGs "
            "(or the USB EMULATOR, a software device)",
 }
+
+
+def __getattr__(name: str) -> Any:
+    """Samples, Source and SourceInfo from .base on first use: reading a configuration (qrng.sources.model) does
+    not need them, and the in-process PKCS#11 module's C_Initialize reads one (its cold start)."""
+    if name in ("Samples", "Source", "SourceInfo"):
+        from . import base
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_source(cfg: SourceConfig) -> Source:
