@@ -213,7 +213,12 @@ profiles:
 
 
 def examples() -> tuple[list[Path], list[Path], list[Path]]:
-    """The shipped scripts, policies and profiles files the reference is read from."""
+    """The shipped scripts, policies and profiles files the reference is read from (a checkout's: an installed
+    package has no examples to read; its reference is the docs/ceremony-reference.md it came with)."""
+    if not (ROOT / "ceremonies" / "profiles.yaml").is_file() or not (ROOT / "policies").is_dir():
+        from qrng.errors import SetupError
+        raise SetupError(f"the reference is read from a checkout's examples (ceremonies/, policies/), which are not "
+                         f"beside this installation ({ROOT}); see docs/ceremony-reference.md of the release")
     scripts = [p for p in sorted((ROOT / "ceremonies").glob("*.yaml")) if "ceremony" in (load_yaml(p) or {})]
     return scripts, sorted((ROOT / "policies").glob("*.yaml")), [ROOT / "ceremonies" / "profiles.yaml"]
 

@@ -162,16 +162,17 @@ def consumers_doc(rows: list[Any]) -> str:
 def cmd_consumers(args: argparse.Namespace) -> int:
     import tempfile
 
-    from qrng_pkcs11.build import build, build_client
     from qrng_pkcs11.consumers import missing
     from qrng_pkcs11.gameday import run_matrix, table
+
+    from .module import current_module
     absent = missing()
     if absent:
         print(f"qrng gameday consumers: cannot run the consumers: {', '.join(absent)} (make provision installs them)",
               file=sys.stderr)
         return ExitCode.USAGE
     with tempfile.TemporaryDirectory(prefix="qrng-gameday-") as folder:
-        rows = run_matrix(Path(folder), {"in-process": build(), "qrngd": build_client()},
+        rows = run_matrix(Path(folder), {"in-process": current_module(False), "qrngd": current_module(True)},
                           progress=lambda m: print(m, file=sys.stderr, flush=True))
     if args.write_docs:
         from qrng.atomic import atomic_write

@@ -12,7 +12,7 @@ from qrng.errors import NativeUnavailable, UsageError
 
 from .common import ExitCode
 
-__all__ = ["module_path", "register"]
+__all__ = ["current_module", "module_path", "register"]
 
 
 def module_path(qrngd: bool) -> Path:
@@ -28,6 +28,14 @@ def module_path(qrngd: bool) -> Path:
             return path
     raise NativeUnavailable(f"{built.name} is not installed ({installed}) nor built here ({built}); `make native` "
                             "builds it")
+
+
+def current_module(qrngd: bool) -> Path:
+    """The module to run: in a checkout, built now if its sources changed; installed from a wheel, as installed."""
+    from qrng_pkcs11.build import CSRC, build, build_client
+    if CSRC.is_dir():
+        return build_client() if qrngd else build()
+    return module_path(qrngd)
 
 
 def cmd_module_path(args: argparse.Namespace) -> int:

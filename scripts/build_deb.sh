@@ -11,6 +11,9 @@ WORK=build/deb
 SRC="$WORK/qrng-ceremony-$VERSION"
 OUT=dist/deb
 log() { printf '[deb] %s\n' "$*" >&2; }
+mkdir -p build
+exec 9>build/.deb.lock  # two builds at once would remove each other's folder
+flock -n 9 || { log "another make deb is running in this checkout (build/.deb.lock); nothing was changed"; exit 2; }
 rm -rf "$WORK" "$OUT"
 mkdir -p "$SRC/build" "$OUT"
 # the tree as the checkout has it (tracked and new files, nothing ignored), and the LGPL gf2x build

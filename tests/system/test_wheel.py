@@ -61,6 +61,9 @@ def test_the_installed_wheel_works_without_a_checkout(venv: Path, tmp_path: Path
     for daemon_mode in (False, True):
         m = run(qrng, "module-path", *(["--qrngd"] if daemon_mode else []))
         assert m.returncode == 0 and m.stdout.strip().startswith(str(venv / "lib")), m
+    # regression: a command that reads the checkout's files says so instead of a raw "No such file" (exit 2)
+    ref = run(qrng, "ceremony", "reference")
+    assert ref.returncode == 2 and "read from a checkout's examples" in ref.stderr and "Traceback" not in ref.stderr
     module = run(qrng, "module-path").stdout.strip()
     log = tmp_path / "calls.log"
     p = subprocess.run(["pkcs11-tool", "--module", module, "--generate-random", "16"], capture_output=True,
