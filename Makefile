@@ -38,10 +38,13 @@ check: venv
 	@QRNG_FUZZ_EXAMPLES=$${QRNG_FUZZ_EXAMPLES:-60} $(PY) -m pytest -q -n auto -m "not system" tests/unit
 
 # everything: the unit layer and the system layer (SoftHSM2, the built module, consumers, outside judges), on both
-# cores (a file's tests stay on one worker: their module fixtures are built once); the Debian packages' test is
-# `make deb-test` (2 min more: it would take make test past its 15-minute budget)
+# cores (a file's tests stay on one worker: their module fixtures are built once); then, alone, the tests that
+# bound latency and CPU time (the daemon layer, USB unplug), which a second worker's load would make flaky. The
+# Debian packages' test is `make deb-test` (2 min more: it would take make test past its 15-minute budget).
+SERIAL_TESTS := tests/system/daemon tests/system/qrng_pkcs11/test_usb_unplug.py
 test: setup
-	@$(PY) -m pytest -q -n 2 --dist loadfile -m "not deb" tests
+	@$(PY) -m pytest -q -n 2 --dist loadfile -m "not deb" $(foreach t,$(SERIAL_TESTS),--ignore=$(t)) tests
+	@$(PY) -m pytest -q -m "not deb" $(SERIAL_TESTS)
 
 system: setup
 	@$(PY) -m pytest -q -m "not deb" tests/system
