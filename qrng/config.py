@@ -19,6 +19,10 @@ __all__ = ["DEFAULT_PATH", "AttestationConfig", "EntropyConfig", "ExtractorConfi
            "SourceConfig", "load_config", "parse_config", "parse_fault"]
 
 DEFAULT_PATH = Path("/etc/qrng/qrng.yaml")
+# qrngd's periodic SP 800-90B assessment when a source's configuration does not set assessment.every_samples:
+# the first once the window is full, then every 2**26 samples (about a minute at 1 Msample/s; one assessment of
+# a million 8-bit samples takes about 4 s of one core, in qrngd's background thread)
+DAEMON_ASSESS_EVERY = 1 << 26
 
 
 @dataclass(frozen=True)
@@ -61,9 +65,12 @@ class ExtractorConfig:
 
 @dataclass(frozen=True)
 class AssessmentConfig:
-    """Periodic SP 800-90B assessment of retained samples (0 disables it)."""
+    """Periodic SP 800-90B assessment of retained samples. ``every_samples``: 0 switches it off; absent (None),
+    the host decides: qrngd assesses every :data:`DAEMON_ASSESS_EVERY` samples (the entropy-floor SLO is
+    measured by default), a pipeline inside a consumer's process does not (a 1-million-sample assessment takes
+    seconds of CPU that a host process did not ask for)."""
 
-    every_samples: int = 0
+    every_samples: int | None = None
     window_samples: int = 1_000_000
     max_shortfall: float = 0.0
 
@@ -195,7 +202,7 @@ def parse_config(data: Any, origin: str = "<string>") -> EntropyConfig:
                             firmware_proof=(base / proof).resolve() if proof else None)
     af.done()
     sf = root.sub("assessment")
-    assess = AssessmentConfig(every_samples=sf.integer("every_samples", 0, lo=0),
+    assess = AssessmentConfig(every_samples=sf.integer("every_samples", None, lo=0),
                               window_samples=sf.integer("window_samples", 1_000_000, lo=10_000, hi=1 << 26),
                               max_shortfall=sf.number("max_shortfall", 0.0, lo=0.0, hi=8.0))
     sf.done()

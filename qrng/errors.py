@@ -108,6 +108,12 @@ class HealthTestFailure(EntropyError):
         self.value = value
 
 
+class AssessmentFailure(EntropyError):
+    """The periodic SP 800-90B assessment (non-IID track, section 6.3) estimates less min-entropy per sample than
+    the source claims, by more than the allowed shortfall, or could not be made: fail closed. Not a transient
+    fault: a source reopened after it serves only once a fresh full window assesses at the claim."""
+
+
 class PipelineFailed(EntropyError):
     """The pipeline is in the failed state after an earlier failure; an explicit reset is needed."""
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from .config import EntropyConfig
 from .drbg import Drbg, DrbgStatus, fill, make_drbg
-from .errors import ConfigError, EntropyError, PipelineFailed
+from .errors import AssessmentFailure, ConfigError, EntropyError, PipelineFailed
 from .extract import Toeplitz, pack_samples, sha256_blocks, sha256_output_entropy, von_neumann
 from .health import Cutoffs, HealthCounters, HealthTester
 from .sources import Source, SourceInfo, open_source
@@ -72,7 +72,7 @@ class PipelineReport:
 
 class Pipeline:
     def __init__(self, config: EntropyConfig, source: Source | None = None,
-                 tap: Callable[[np.ndarray], None] | None = None) -> None:
+                 tap: Callable[[np.ndarray], None] | None = None, assess_in_background: bool = False) -> None:
         self.config = config
         self.tap = tap  # sees every raw block as read, before the health tests (qrngd's raw-sample ring)
         self.source = source if source is not None else open_source(config.source)
@@ -113,7 +113,10 @@ class Pipeline:
         self._pid = os.getpid()
         self._fork_salt = b""
         self._window = np.zeros(0, dtype=np.uint8)
-        self._since_assessment = 0
+        self._window_pos = self._window_filled = self._since_assessment = self._assessments = 0
+        self._assess_in_background = assess_in_background
+        self._assessing: threading.Thread | None = None
+        self._assessed: tuple[float, int, str | None] | None = None
         self.last_assessment: float | None = None
         _LIVE.add(self)  # forked children never share DRBG state or pooled bytes with the parent
 
@@ -157,6 +160,7 @@ class Pipeline:
         with self._lock:
             self._pid = os.getpid()
             self._pool = bytearray()
+            self._assessing = self._assessed = None  # the assessment thread is the parent's
             if self._drbg is not None:
                 self._drbg.zeroize()
             self._drbg = None
@@ -198,23 +202,72 @@ class Pipeline:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _retain(self, block: np.ndarray) -> None:
-        """Keep the latest window of tested samples; every ``every_samples`` assess them (SP 800-90B 6.3) and
-        fail closed when the estimate falls below the claim by more than ``max_shortfall``."""
+        """Keep the latest window of tested samples (a ring: no copy of the window per block); once the window
+        is first full, and then every ``every_samples``, assess it (SP 800-90B 6.3, non-IID track) and fail
+        closed when the estimate falls below the claim by more than ``max_shortfall``. In the background
+        (qrngd), the verdict is applied at the next read or :meth:`check_source`, whichever comes first."""
         a = self.config.assessment
         if not a.every_samples:
             return
-        self._window = np.concatenate([self._window, block])[-a.window_samples:]
+        self._apply_assessment()
+        if self._window.size != a.window_samples:
+            self._window = np.zeros(a.window_samples, dtype=block.dtype)
+        tail = block[-a.window_samples:]
+        end = self._window_pos + tail.size
+        if end <= self._window.size:
+            self._window[self._window_pos:end] = tail
+        else:
+            first = self._window.size - self._window_pos
+            self._window[self._window_pos:] = tail[:first]
+            self._window[:end - self._window.size] = tail[first:]
+        self._window_pos = end % self._window.size
+        self._window_filled = min(self._window.size, self._window_filled + block.size)
         self._since_assessment += block.size
-        if self._since_assessment < a.every_samples or self._window.size < a.window_samples:
+        if self._window_filled < self._window.size or self._assessing is not None:
+            return
+        if self._assessments and self._since_assessment < a.every_samples:
             return
         self._since_assessment = 0
+        self._assessments += 1
+        window = np.concatenate([self._window[self._window_pos:], self._window[:self._window_pos]])
+        if not self._assess_in_background:
+            self._judge(self._assess(window), window.size)
+            return
+        t = threading.Thread(target=self._assess_into, args=(window,), name="qrng-sp800-90b-assessment",
+                             daemon=True)
+        self._assessing = t
+        t.start()
+
+    def _assess(self, window: np.ndarray) -> float:
         from .estimate.nonid import assess_non_iid
-        info = self.source.info
-        h = assess_non_iid(self._window, info.bits_per_sample).h_assessed
+        return float(assess_non_iid(window, self.source.info.bits_per_sample).h_assessed)
+
+    def _assess_into(self, window: np.ndarray) -> None:
+        """The background thread: only computes; the pipeline's own thread applies the verdict."""
+        try:
+            self._assessed = (self._assess(window), window.size, None)
+        except Exception as exc:  # noqa: BLE001 - an assessment that cannot be made fails closed, named
+            self._assessed = (float("nan"), window.size, f"{type(exc).__name__}: {exc}")
+
+    def _apply_assessment(self) -> None:
+        done = self._assessed
+        if done is None:
+            return
+        self._assessed = None
+        self._assessing = None
+        h, n, error = done
+        if error is not None:
+            raise self._fail(AssessmentFailure(f"the SP 800-90B assessment of the last {n} samples could not be made "
+                                          f"({error}); no output"))
+        self._judge(h, n)
+
+    def _judge(self, h: float, n: int) -> None:
         self.last_assessment = h
+        info = self.source.info
+        a = self.config.assessment
         if info.claimed_min_entropy - h > a.max_shortfall:
-            raise self._fail(EntropyError(
-                f"SP 800-90B assessment of the last {self._window.size} samples gives {h:.4f} bits/sample, below "
+            raise self._fail(AssessmentFailure(
+                f"SP 800-90B assessment of the last {n} samples gives {h:.4f} bits/sample, below "
                 f"the claimed {info.claimed_min_entropy} by more than {a.max_shortfall}; no output"))
 
     SOURCE_CHECK_S = 0.1  # a source that can say it is there (USB) is asked at most this often
@@ -223,7 +276,10 @@ class Pipeline:
         """Output comes from the DRBG between reseeds, without reading the source; a source that can tell whether
         it is still there and healthy (a USB device: GET_STATUS) is asked at most every 0.1 s, so a removed or
         failing device stops the output within that time. Fails the pipeline closed on a removed device or a
-        device that reports its own health-test failure."""
+        device that reports its own health-test failure, and applies a finished background SP 800-90B assessment
+        (an idle qrngd learns its verdict here, before it serves its pool)."""
+        if self._failure is None:
+            self._apply_assessment()
         check = getattr(self.source, "check", None)
         if check is None:
             return
@@ -246,6 +302,21 @@ class Pipeline:
             self._read_tested(n)
             self._startup += n
             self._started = True
+
+    def qualify(self) -> None:
+        """Start-up tests, then one full assessment window read and assessed now, before any output: how a source
+        serves again after an :class:`AssessmentFailure` (a reopened source would otherwise serve a window's
+        worth of output before its first verdict). Nothing read here is output."""
+        with self._lock:
+            self.startup()
+            a = self.config.assessment
+            if not a.every_samples:
+                return
+            self._assessments += 1  # this is the window's assessment: the ring only keeps these samples
+            window = self._read_tested(a.window_samples)
+            self._startup += window.size
+            self._since_assessment = 0
+            self._judge(self._assess(window), window.size)
 
     def raw(self, n: int) -> np.ndarray:
         """Health-tested raw samples (for retention and offline assessment)."""

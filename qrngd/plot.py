@@ -84,7 +84,8 @@ def plot_history(history: dict[str, Any], status: dict[str, Any]) -> tuple[bytes
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="upper left")
     if t and not any(v is not None for s in history.get("sources", {}).values() for v in s.get("estimate", [])):
-        ax_h.text(0.5, 0.5, "no SP 800-90B assessment configured (assessment.every_samples)", ha="center",
+        ax_h.text(0.5, 0.5, "no SP 800-90B estimate yet (the first needs assessment.window_samples samples; "
+                  "every_samples 0 is off)", ha="center",
                   transform=ax_h.transAxes, fontsize=8)
     if not t:
         ax_h.text(0.5, 0.5, "no history yet (the daemon records a point every "

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from qrng.errors import EntropyError, NativeUnavailable
+from qrng.errors import AssessmentFailure, EntropyError, NativeUnavailable
 
 from .seed_source import REPORT_COUNTERS, SeedSource
 
@@ -87,6 +87,8 @@ class Source:
         self.error = "not started"
         self._tried = 0.0
         self.latched = False  # a failure with health.allow_reset false: no reopening until restart
+        self._qualify = False  # an assessment failed: the next pipeline assesses a full window before serving
+        self._estimate: float | None = None  # the latest SP 800-90B estimate, kept across reopening
         self.cond = threading.Condition()
         self.pool = bytearray()
         self._stamps: deque[list[float]] = deque()  # [monotonic time, bytes] of each chunk in the pool, oldest first
@@ -218,6 +220,11 @@ class Source:
             return p
         if p is not None:  # failed: keep the reason, close, and try again from scratch
             self.error = str(p.failure or "pipeline failed")
+            # not transient: the next pipeline serves only once a fresh full window assesses at the claim
+            self._qualify = self._qualify or isinstance(p.failure, AssessmentFailure)
+            estimate = p.report().get("estimate")  # the failing verdict is the latest estimate
+            if estimate is not None:
+                self._estimate = estimate
             self._drop_pool()
             with self.cond:
                 self.pipeline = None
@@ -237,7 +244,7 @@ class Source:
         p = None
         try:
             p = self._open(self)
-            p.startup()  # SP 800-90B 4.3 before any output
+            p.startup(qualify=self._qualify)  # SP 800-90B 4.3 (and re-assessment) before any output
             self.attested = self.env.attest(p)
         except (EntropyError, NativeUnavailable, OSError) as exc:
             self.error = str(exc)
@@ -250,6 +257,7 @@ class Source:
             return None
         with self.cond:
             self.pipeline, self.error = p, ""
+        self._qualify = False
         self.opens += 1
         self.last_label, self.last_identity, self.last_simulator = p.info.label, p.info.identity, p.info.simulator
         self.first_try.set()
@@ -303,6 +311,11 @@ class Source:
                                      "retain_error": (self.ring.error or None) if self.ring is not None else None,
                                      "pool_age_s": age, "attestation": self.attested}
         out = self._current(entry)
+        # the latest estimate stays the latest across a reopen (a failing one included: QrngEntropyBelowClaim)
+        if out.get("estimate") is None:
+            out["estimate"] = self._estimate
+        else:
+            self._estimate = out["estimate"]
         for k, v in self._past.items():
             out[k] += v
         return out

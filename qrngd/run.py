@@ -55,7 +55,7 @@ def _pipeline_opener(config: DaemonConfig, entropy_config: Any) -> Opener:
                 from .ring import RawRing
                 src.ring = RawRing(config.retain_dir / src.name, config.retain_bytes, {"source": src.name})
             tap = _ring_tap(src.ring)
-        p = Pipeline(entropy_config, tap=tap)
+        p = Pipeline(entropy_config, tap=tap, assess_in_background=True)
         if src.ring is not None:
             info = p.info
             src.ring.describe({"source": src.name, "identity": info.identity, "label": info.label,
@@ -66,12 +66,23 @@ def _pipeline_opener(config: DaemonConfig, entropy_config: Any) -> Opener:
     return open_pipeline
 
 
+def _assessed_by_default(cfg: Any) -> Any:
+    """The entropy-floor SLO is measured unless switched off: a source whose configuration does not set
+    ``assessment.every_samples`` (0 is off) is assessed every :data:`qrng.config.DAEMON_ASSESS_EVERY` samples."""
+    from dataclasses import replace
+
+    from qrng.config import DAEMON_ASSESS_EVERY
+    if cfg.assessment.every_samples is not None:
+        return cfg
+    return replace(cfg, assessment=replace(cfg.assessment, every_samples=DAEMON_ASSESS_EVERY))
+
+
 def _sources(config: DaemonConfig) -> tuple[list[tuple[str, Opener]], bool]:
     """(name, opener) per source, and whether any is the simulator or the USB emulator. A bad entropy-core
     configuration raises here, before the socket exists."""
     from qrng.config import load_config
     paths: list[Path | None] = list(config.sources) or ([] if config.upstream else [None])
-    configs = [load_config(p) for p in paths]
+    configs = [_assessed_by_default(load_config(p)) for p in paths]
     names = [p.stem if p else "default" for p in paths]
     if len(set(names)) != len(names):
         names = [f"{n}-{i}" for i, n in enumerate(names, 1)]

@@ -45,7 +45,10 @@ class SeedSource(Protocol):
         """Held around a request to the device outside ``extracted`` (attestation, a presence check)."""
         ...
 
-    def startup(self) -> None: ...
+    def startup(self, qualify: bool = False) -> None:
+        """Before any output: SP 800-90B 4.3 start-up tests; with ``qualify`` (after an assessment failure) also a
+        full window assessed now (an upstream qrngd assesses its own sources: nothing more to do here)."""
+        ...
 
     def extracted(self, n: int) -> bytes: ...
 
@@ -87,8 +90,11 @@ class PipelineSeed:
     def exclusive(self) -> threading.RLock:
         return self.pipeline.exclusive()
 
-    def startup(self) -> None:
-        self.pipeline.startup()  # SP 800-90B 4.3 before any output
+    def startup(self, qualify: bool = False) -> None:
+        if qualify:
+            self.pipeline.qualify()  # start-up tests and a full window assessed before any output
+        else:
+            self.pipeline.startup()  # SP 800-90B 4.3 before any output
 
     def extracted(self, n: int) -> bytes:
         return self.pipeline.extracted(n)

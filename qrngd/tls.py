@@ -185,7 +185,7 @@ class Upstream:
     def exclusive(self) -> threading.RLock:
         return self._lock
 
-    def startup(self) -> None:
+    def startup(self, qualify: bool = False) -> None:  # the upstream qrngd qualifies its own sources
         with self._lock:
             st = self._call(self.client.status)
             if st.get("state") != "healthy":

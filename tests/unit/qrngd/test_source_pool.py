@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from qrng.errors import EntropyError
+from qrng.errors import AssessmentFailure, EntropyError
 from qrng.sources import SourceInfo
 from qrngd.pool import DaemonOptions, Source, SourceEnv
 from qrngd.seed_source import REPORT_COUNTERS, SeedSource
@@ -41,14 +41,14 @@ class FakeSeed:
     def failure(self) -> EntropyError | None:
         return self._failure
 
-    def fail(self) -> None:
-        self._failure = EntropyError("FAKE failure")
+    def fail(self, failure: EntropyError | None = None) -> None:
+        self._failure = failure or EntropyError("FAKE failure")
 
     def exclusive(self) -> threading.RLock:
         return self._lock
 
-    def startup(self) -> None:
-        pass
+    def startup(self, qualify: bool = False) -> None:
+        self.qualified = qualify
 
     def extracted(self, n: int) -> bytes:
         if self._failure is not None:
@@ -194,3 +194,32 @@ def test_a_failure_flushes_the_raw_sample_ring() -> None:
     seed.fail()
     src._step()
     assert ring.flushes == 1 and src.report()["dropped_bytes"] == 256
+
+
+def test_after_an_assessment_failure_the_next_source_qualifies_before_serving_and_the_estimate_stays() -> None:
+    """A source reopened after the periodic SP 800-90B assessment failed it assesses a full window before any
+    output (not transient, unlike a removed device); the latest estimate survives the reopening."""
+    seeds: list[FakeSeed] = []
+
+    def opener(src: Any) -> FakeSeed:
+        seeds.append(FakeSeed())
+        return seeds[-1]
+
+    env = SourceEnv(options=DaemonOptions(pool_bytes=1000, chunk_bytes=300), stopping=threading.Event())
+    src = Source("fake", opener, env)
+    src._tried = -10.0
+    failures = [AssessmentFailure("FAKE: SP 800-90B assessment below the claim"), EntropyError("FAKE: unplugged"),
+                None]
+    for failure in failures:
+        src._tried = -10.0  # no one-second wait between reopenings here
+        src._step()
+        current = seeds[-1]
+        original = current.report
+
+        def with_estimate(fake: FakeSeed = current, report: Any = original) -> dict[str, Any]:
+            return report() | {"estimate": 6.25 if fake is seeds[0] else None}
+        current.report = with_estimate  # type: ignore[method-assign]
+        assert src.report()["estimate"] == 6.25  # the first source's, kept after it is gone
+        if failure is not None:
+            current.fail(failure)
+    assert [s.qualified for s in seeds] == [False, True, False]
