@@ -5,7 +5,8 @@ from __future__ import annotations
 from qrng.errors import ConfigError
 from qrng.hsm.errors import HsmError  # the HSM edge's own root (qrng/hsm), raised through ceremonies
 
-__all__ = ["CeremonyError", "HsmError", "PolicyViolation", "Refused", "ScriptError", "StepFailed"]
+__all__ = ["CeremonyError", "HsmError", "OutputUnwritable", "PolicyViolation", "Refused", "ScriptError",
+           "StepFailed"]
 
 
 class CeremonyError(Exception):
@@ -38,3 +39,10 @@ class Refused(CeremonyError):
 
 class StepFailed(CeremonyError):
     """A step could not complete; the message names the step."""
+
+
+class OutputUnwritable(CeremonyError):
+    """The ceremony's folder stopped taking writes (a full disk, a quota, a read-only or failing file system): the
+    run stops at once. Every write is whole or not at all (atomic files, log records appended whole), so what was
+    written before is intact; the message names the file, and the same command resumes once the folder is
+    writable again."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 from qrng.atomic import atomic_write, fsync_folder
@@ -39,12 +38,8 @@ class OutputWriter:
     def stage(self, step: str, name: str, data: bytes) -> str:
         d = self._inside(self.staging / self._name(step))
         d.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=d)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self._inside(d / self._name(name)))
+        # whole or nothing, and an error names the file (a full disk left a nameless error and a temporary)
+        atomic_write(self._inside(d / self._name(name)), data, overwrite=True)
         return _sha(data)
 
     def place(self, step: str, outputs: dict[str, str]) -> None:

@@ -13,6 +13,7 @@ checkpointed) sends SIGKILL to this process at that boundary. It is a test hook 
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import json
 import os
@@ -31,7 +32,7 @@ from transparency.log import AuditLog
 from transparency.note import Signer, hsm_signer, load_ed25519_signer
 from transparency.verify import LogView, parse_log, verify_log
 
-from .errors import CeremonyError, HsmError, Refused, StepFailed
+from .errors import CeremonyError, HsmError, OutputUnwritable, Refused, StepFailed
 from .hsmapi import HsmApi
 from .outputs import OutputWriter
 from .plan import Plan
@@ -61,6 +62,10 @@ class RunResult:
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# a folder that stopped taking writes: full, over quota, read-only, failing
+_UNWRITABLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
 
 
 def _kill_hook(step: str, point: str) -> None:
@@ -172,6 +177,14 @@ class Ceremony:
         try:
             with hold(self.out / ".lock", f"ceremony folder {self.out}"):
                 return self._run_locked()
+        except OSError as exc:
+            if exc.errno not in _UNWRITABLE:
+                raise
+            where = exc.filename or self.out
+            raise OutputUnwritable(
+                f"{self.script.path.name}: cannot write {where}: {exc.strerror}. The run stopped; what was written "
+                "before is intact (every file and log record is written whole or not at all). Make room (or make "
+                "the folder writable) and run the same command to resume.") from None
         except (Refused, ResourceBusy):
             if created and {p.name for p in self.out.iterdir()} <= {".lock"}:
                 (self.out / ".lock").unlink(missing_ok=True)
@@ -285,7 +298,13 @@ class Ceremony:
         _kill_hook(step.id, "started")
         try:
             outputs, results = kind.run(self, step, prepared)
-        except (CeremonyError, HsmError, EntropyError, NativeUnavailable, OSError) as exc:
+        except OSError as exc:
+            if exc.errno in _UNWRITABLE:  # the folder, not the step: no step.failed; run() says how to resume
+                raise
+            self.event(step.id, "step.failed", {"error": str(exc)})
+            self.log.checkpoint()
+            raise StepFailed(f"step {step.id} ({step.type}) failed: {exc}") from exc
+        except (CeremonyError, HsmError, EntropyError, NativeUnavailable) as exc:
             self.event(step.id, "step.failed", {"error": str(exc)})
             self.log.checkpoint()
             raise StepFailed(f"step {step.id} ({step.type}) failed: {exc}") from exc

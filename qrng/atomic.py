@@ -67,6 +67,12 @@ def atomic_write(path: Path, data: bytes | Iterable[bytes], overwrite: bool = Fa
         else:
             os.link(tmp, path)  # fails if the path appeared meanwhile
             os.unlink(tmp)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if exc.filename is None:  # a write or fsync error names no file: say which (the file is as it was)
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

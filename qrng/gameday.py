@@ -19,10 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from .config import AssessmentConfig, EntropyConfig, ExtractorConfig, HealthConfig, SourceConfig
-from .errors import EntropyError, HealthTestFailure, SourceError
+from .errors import DeviceHealthFailure, EntropyError, HealthTestFailure, SourceError, SourceRemoved
 from .sources.model import Fault, SimulatorConfig
 
-__all__ = ["FAULTS", "Outcome", "Scale", "run_fault", "run_matrix", "table"]
+__all__ = ["FAULTS", "USB_FAULTS", "Outcome", "Scale", "run_fault", "run_matrix", "run_usb_fault", "table"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,10 @@ def _config(kind: str, params: dict[str, float], scale: Scale, assess: bool) -> 
 def _detector(exc: EntropyError) -> str:
     if isinstance(exc, HealthTestFailure):
         return f"{exc.test} health test"
+    if isinstance(exc, DeviceHealthFailure):
+        return "the device's own health tests (GET_STATUS)"
+    if isinstance(exc, SourceRemoved):
+        return "device removed"
     if isinstance(exc, SourceError):
         return "source error (no samples)"
     if "assessment" in str(exc):
@@ -115,6 +119,57 @@ def run_fault(kind: str, params: dict[str, float], scale: Scale, assess: bool = 
         p.close()
 
 
+# the USB EMULATOR's faults (docs/usb-protocol.md: the control file): bus faults on the bulk endpoint, removal,
+# and a stuck physics behind a working bus
+USB_FAULTS: tuple[tuple[str, str], ...] = (
+    ("fault", "stall"), ("fault", "timeout"), ("fault", "silent"), ("fault", "zlp"), ("fault", "eio"),
+    ("fault", "short"), ("plugged", "no"), ("physics_fault", "stuck_at"),
+)
+USB_ONSET, USB_BUDGET = 100_000, 1_000_000  # samples before the fault; samples read after it before giving up
+
+
+def run_usb_fault(key: str, value: str, chunk: int = 4096) -> Outcome:
+    """One fault of the USB EMULATOR (a software device, not quantum), injected through its control file once
+    ``USB_ONSET`` samples were read; the pipeline driven as qrngd drives it until it fails closed. A bus fault
+    delivers no samples, so nothing from after its onset can leave; ``detail`` says how long detection took (a
+    timeout waits for the read timeout, 0.2 s here)."""
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from .config import config_from_text
+    from .pipeline import Pipeline
+    from .sources.usbemu import init_emulator, write_control
+    label = f"USB EMULATOR {key}={value}"
+    with tempfile.TemporaryDirectory(prefix="qrng-gameday-usb-") as d:
+        folder = init_emulator(Path(d) / "EMU-GAMEDAY", Path(d) / "att", serial="EMU-GAMEDAY")["folder"]
+        p = Pipeline(config_from_text(f"source: {{type: usb, emulator: '{folder}', read_timeout: 0.2}}\n"
+                                      "extractor: {type: sha256}\nhealth: {block_samples: 8192}\n"))
+        released, onset, t0 = 0, None, 0.0
+        try:
+            while True:
+                raw = p.report().accounting.raw_samples
+                if onset is None and raw >= USB_ONSET:
+                    write_control(folder, **{key: value})
+                    time.sleep(0.05)  # the device reads its control file at most every 20 ms: the fault is on now
+                    onset, t0 = raw, time.monotonic()
+                if onset is not None and raw >= onset + USB_BUDGET:
+                    return Outcome(label, f"not a failure: the samples arrive whole (read on; {USB_BUDGET:,} "
+                                   "samples read)", None, released, "short packets are read on")
+                try:
+                    out = p.extracted(chunk)
+                except EntropyError as exc:
+                    acc = p.report().accounting
+                    at = getattr(exc, "sample_index", None)  # a health test names the sample it fired at
+                    after = (at if isinstance(at, int) else acc.raw_samples) - (onset or 0)
+                    return Outcome(label, _detector(exc), max(0, after), released,
+                                   f"{time.monotonic() - t0:.2f} s after the onset: {str(exc)[:100]}")
+                if onset is not None and p.report().accounting.raw_samples > onset:
+                    released += len(out)  # from a call that read samples the device gave after the onset
+        finally:
+            p.close()
+
+
 def run_matrix(scale: Scale, progress: Callable[[str], None] = lambda m: None) -> list[Outcome]:
     """Every fault once; the faults the health tests miss once more with the periodic assessment on."""
     out: list[Outcome] = []
@@ -128,12 +183,16 @@ def run_matrix(scale: Scale, progress: Callable[[str], None] = lambda m: None) -
         if o.samples_to_detection is None:
             progress(f"[{i}/{len(FAULTS)}] {kind} {params} again, with the periodic SP 800-90B assessment")
             out.append(run_fault(kind, params, scale, assess=True))
+    for i, (key, value) in enumerate(USB_FAULTS, 1):
+        progress(f"[USB {i}/{len(USB_FAULTS)}] {key}={value}")
+        out.append(run_usb_fault(key, value))
     return out
 
 
 def table(outcomes: list[Outcome], scale: Scale) -> str:
-    rows = [f"| fault (SIMULATOR, onset at sample {scale.onset:,}) | detected by | samples from onset to detection "
-            "| bytes released from samples after the onset |", "|---|---|---|---|"]
+    rows = [f"| fault (SIMULATOR: onset at sample {scale.onset:,}; USB EMULATOR: after {USB_ONSET:,} samples) "
+            "| detected by | samples from onset to detection | bytes released from samples after the onset |",
+            "|---|---|---|---|"]
     for o in outcomes:
         n = f"{o.samples_to_detection:,}" if o.samples_to_detection is not None else "-"
         rows.append(f"| {o.fault} | {o.detected_by} | {n} | {o.bytes_after_onset:,} |")

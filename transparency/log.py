@@ -107,10 +107,22 @@ class AuditLog:
 
     # --- writing -------------------------------------------------------------------------------------------
     def _write(self, line: bytes) -> None:
-        os.write(self._fd, line + b"\n")
-        self._dirty = True
-        if not self._batch_depth:
-            self._sync()
+        """Append one record whole, or leave the file as it was and raise naming it. A full or read-only disk
+        gives a short write first and ENOSPC after: without this, a torn record stayed in the file and the
+        in-memory tree moved on (found by the game day's disk-full fault)."""
+        data = memoryview(line + b"\n")
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            while data:
+                data = data[os.write(self._fd, data):]
+            self._dirty = True
+            if not self._batch_depth:
+                self._sync()
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)  # no torn record: the log stays what it was before this append
+            raise OSError(exc.errno, f"{exc.strerror} (appending to the log, left as it was: {start} bytes)",
+                          str(self.path)) from None
 
     def _sync(self) -> None:
         if self._dirty:

@@ -181,7 +181,8 @@ class HsmSession:
         p = self._p
         found = [k for k in self.private_keys(spec.label) if k[p.Attribute.ID] == key_id]
         if len(found) != 1:
-            raise HsmError(f"signing key '{spec.label}' not found on the token")
+            raise HsmError(f"signing key '{spec.label}' not found on token '{self.profile.token_label}' (its objects "
+                           "are gone: a removed or replaced token?)")
         key = found[0]
         try:
             if spec.type == "rsa":

@@ -5,7 +5,7 @@ what this run measures (regenerate with `qrng gameday run --write-docs`)."""
 
 from __future__ import annotations
 
-from qrng.gameday import SMALL, run_matrix
+from qrng.gameday import SMALL, USB_FAULTS, run_matrix
 from qrng_cli.gameday import DOC, gameday_doc
 
 
@@ -22,5 +22,12 @@ def test_the_matrix_at_small_scale_and_its_document():
     assert "APT" in drift.detected_by and drift.samples_to_detection and drift.bytes_after_onset > 0  # counted
     mild = out["F1 low_entropy factor=0.5 (with periodic assessment)"]
     assert mild.samples_to_detection is None and "at or above the claimed" in mild.detail
+    for key, value in USB_FAULTS:  # every bus fault, removal and the stuck device release nothing after the onset
+        o = out[f"USB EMULATOR {key}={value}"]
+        if value == "short":
+            assert o.samples_to_detection is None and "not a failure" in o.detected_by, o
+        else:
+            assert o.bytes_after_onset == 0 and o.samples_to_detection is not None, o
+            assert o.samples_to_detection < 8192, o
     assert gameday_doc(list(out.values()), SMALL) == DOC.read_text(), \
         "docs/gameday.md is stale: run `qrng gameday run --write-docs`"
