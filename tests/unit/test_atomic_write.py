@@ -82,3 +82,28 @@ def test_durable_writes_fsync_the_file_and_then_the_folder(tmp_path, monkeypatch
     atomic.atomic_write(tmp_path / "state.json", b"{}", overwrite=True, durable=durable)
     assert seen == synced and (tmp_path / "state.json").read_bytes() == b"{}"
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temporary left behind
+
+
+def test_a_write_the_file_system_refuses_names_the_file_and_leaves_nothing(tmp_path):
+    """Regression (game day, disk full): the error named no file ("[Errno 28] No space left on device") and the
+    ceremony's staging left its temporary behind. A real kernel refusal: RLIMIT_FSIZE in a child process."""
+    import subprocess
+    import sys
+    import textwrap
+
+    target = tmp_path / "out.pem"
+    target.write_bytes(b"old")
+    child = textwrap.dedent(f"""
+        import resource, signal
+        from pathlib import Path
+        from qrng.atomic import atomic_write
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.RLIM_INFINITY))
+        try:
+            atomic_write(Path({str(target)!r}), b"x" * 5000, overwrite=True)
+        except OSError as exc:
+            print(exc.filename)
+    """)
+    r = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == str(target), r.stdout + r.stderr
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.pem"]

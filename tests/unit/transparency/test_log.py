@@ -88,3 +88,36 @@ def test_proof_file_roundtrip(tmp_path, signer):
     assert cp.size == 9
     with pytest.raises(Exception, match="does not lead to the root"):
         verify_proof(text, view.entries[5], [signer.verifier])
+
+
+def test_an_append_the_file_system_refuses_leaves_the_log_as_it_was(tmp_path, signer):
+    """Regression (game day, disk full): a short write then ENOSPC left a torn record in the file while the
+    in-memory tree moved on. A real kernel refusal here: RLIMIT_FSIZE in a child process (EFBIG after a short
+    write, exactly as a full disk gives ENOSPC), then the same log appended again in this process and verified."""
+    import subprocess
+    import sys
+    import textwrap
+
+    p = tmp_path / "a.log"
+    make(p, signer, 3)
+    before = p.read_bytes()
+    child = textwrap.dedent(f"""
+        import errno, resource, signal, sys
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+        from transparency.log import AuditLog
+        from transparency.note import ed25519_signer
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal
+        log = AuditLog({str(p)!r}, {ORIGIN!r}, ed25519_signer({ORIGIN!r}, ed25519.Ed25519PrivateKey.generate()))
+        resource.setrlimit(resource.RLIMIT_FSIZE, ({len(before) + 40}, resource.RLIM_INFINITY))
+        try:
+            log.append("s", "op", "too-big", data={{"pad": "x" * 500}})
+        except OSError as exc:
+            print(exc.errno == errno.EFBIG, exc.filename, log.size)
+    """)
+    r = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    assert r.stdout.split() == ["True", str(p), "3"], r.stdout + r.stderr  # named, and the tree did not move on
+    assert p.read_bytes() == before  # no torn record: the 40 bytes that fitted were taken back
+    with AuditLog(p, ORIGIN, signer) as log:  # opens without recovery: nothing to recover
+        log.append("s", "op", "after")
+        log.checkpoint()
+    assert verify_log(p.read_bytes(), [signer.verifier]).entries == 4
