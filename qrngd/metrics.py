@@ -144,6 +144,22 @@ def _daemon_families(st: dict[str, Any]) -> Iterator[Any]:
         entries = GaugeMetricFamily("qrng_audit_log_entries", "Entries in the daemon's signed audit log")
         entries.add_metric([], float(audit["entries"]))
         yield entries
+        writable = GaugeMetricFamily("qrng_audit_log_writable", "1 while the audit log takes appends; 0 after one "
+                                     "was refused (full or read-only disk) until the held events are written")
+        writable.add_metric([], 1.0 if audit.get("writable", True) else 0.0)
+        yield writable
+        errors = CounterMetricFamily("qrng_audit_log_write_errors", "Appends to the audit log the file system "
+                                     "refused (each retried)")
+        errors.add_metric([], float(audit.get("write_errors", 0)))
+        yield errors
+        held = GaugeMetricFamily("qrng_audit_log_held_events", "Events held in memory until the audit log takes "
+                                 "appends again")
+        held.add_metric([], float(audit.get("held_events", 0)))
+        yield held
+        dropped = CounterMetricFamily("qrng_audit_log_dropped_events", "Held events dropped (more than qrngd "
+                                      "holds while the log refuses appends)")
+        dropped.add_metric([], float(audit.get("dropped_events", 0)))
+        yield dropped
         if audit.get("last_checkpoint"):
             cp = GaugeMetricFamily("qrng_audit_checkpoint_timestamp_seconds",
                                    "When the audit log's latest checkpoint was signed (Unix time)")

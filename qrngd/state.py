@@ -189,11 +189,15 @@ class Daemon:
                                   "error": self.feed.error or None}
         if self.events is not None:
             out["audit_log"] = {"path": str(self.events.log.path), "entries": self.events.size,
-                                "last_checkpoint": self.events.checkpoint_time or None}
+                                "last_checkpoint": self.events.checkpoint_time or None,
+                                "writable": self.events.writable, "write_errors": self.events.write_errors,
+                                "held_events": len(self.events.held), "dropped_events": self.events.dropped}
         return out
 
     def sample_history(self) -> None:
-        """One history point when due (the server calls this about once a second)."""
+        """One history point when due (the server calls this about once a second); held audit events retried."""
+        if self.events is not None:
+            self.events.retry()
         now = time.time()
         if not self.history.due(now):
             return
