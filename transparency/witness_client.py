@@ -66,7 +66,7 @@ def _one(w: PolicyWitness, note: str, cp: Checkpoint, proof_from: Callable[[int]
             old, conflicts = int(text), conflicts + 1
             continue
         if status != 200:
-            return WitnessOutcome(w.name, "refused", f"HTTP {status}: {answer.decode('utf-8', 'replace').strip()}")
+            return WitnessOutcome(w.name, "refused", f"HTTP {status}: {_quoted(answer)}")
         try:
             mine = witness_lines(note, answer, w.key)
         except (SignatureError, AuditError) as exc:
@@ -124,3 +124,10 @@ def collect_cosignatures(note: str, policy: Policy, proof_from: Callable[[int], 
             outcomes.append(WitnessOutcome(w.name, "unreachable", "no answer before the quorum was met or time ran "
                                                                   "out"))
     return lines, outcomes, policy.satisfied(cosigned)
+
+
+def _quoted(answer: bytes, limit: int = 120) -> str:
+    """A peer's error body as one short printable line (an HTML page or terminal escapes are not echoed as such)."""
+    text = answer.decode("utf-8", "replace").strip().splitlines()[0] if answer.strip() else "(empty)"
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text[:limit] + ("..." if len(text) > limit else "")

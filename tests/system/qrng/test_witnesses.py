@@ -309,3 +309,87 @@ def test_two_witnesses_sharing_a_key_name_are_counted_by_key(tmp_path):
     finally:
         for w in ws:
             w.stop(kill=True)
+
+
+class FakeWitness:
+    """A FAKE witness (named as such: a real witness does not misbehave on demand) answering ``mode``: ``garbage``
+    (200 and bytes that are no cosignature), ``wrong-key`` (200 and a well-formed cosignature/v1 line by a key the
+    policy does not name), ``hang`` (accepts, never answers), ``error`` (HTTP 500)."""
+
+    def __init__(self, mode: str, origin_priv: str) -> None:
+        import http.server
+        import threading
+
+        wrong = load_ed25519_signer(generate_ed25519("witness.example/fake")[0], ALG_COSIGNATURE_V1)
+        self.vkey = str(load_ed25519_signer(generate_ed25519("witness.example/fake")[0],
+                                            ALG_COSIGNATURE_V1).verifier)
+        self.release = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if mode == "hang":
+                    outer.release.wait(30)
+                    return
+                if mode == "error":
+                    self.send_error(500)
+                    return
+                if mode == "garbage":
+                    answer = b"\x00\xffnot a cosignature\n"
+                else:
+                    from transparency.note import sign_note
+                    note = body.decode().split("\n\n", 1)[1]
+                    signed = sign_note(parse_note(note)[0], [wrong])
+                    answer = signed[signed.rindex("\u2014 "):].encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+
+
+@pytest.mark.parametrize("mode", ["garbage", "wrong-key", "hang", "error"])
+def test_a_witness_answering_garbage_or_nothing_never_counts_and_never_breaks_the_log(world, mode):
+    """Game day (issue 22): one of three witnesses misbehaves. Two honest ones still make the quorum; the FAKE one is
+    named with what it did, nothing it said enters the log, and the log verifies against the policy. When the
+    policy needs all three, the quorum is not met: exit 1, said so."""
+    tmp, priv, vkey, ws, _ = world
+    fake = FakeWitness(mode, priv)
+    try:
+        ws[2].stop(kill=True)
+        policy = tmp / f"policy-{mode}.txt"
+        lines = f"log {vkey}\n" + "".join(f"witness {w.name} {w.vkey} {w.url}\n" for w in ws[:2]) + \
+            f"witness fake {fake.vkey} {fake.url}\n"
+        policy.write_text(lines + "group two 2 w1 w2 fake\nquorum two\n")
+        log = tmp / f"{mode}.log"
+        grow(log, priv, 5)
+        before_cosigs = log.read_bytes().count(b'"kind":"cosignature"')
+        r = qrng("witness", "collect", str(log), "--policy", str(policy), "--timeout", "2", "--json")
+        out = json.loads(r.stdout)
+        assert r.returncode == 0 and out["quorum_met"], r.stdout + r.stderr
+        f = next(w for w in out["witnesses"] if w["name"] == "fake")
+        assert f["status"] != "cosigned" and f["detail"], f
+        assert len(f["detail"]) < 200 and "\n" not in f["detail"] and "\x1b" not in f["detail"], f
+        assert "Traceback" not in r.stderr
+        assert log.read_bytes().count(b'"kind":"cosignature"') == before_cosigs + 2  # the two honest ones only
+        assert qrng("audit", "verify", str(log), "--policy", str(policy)).returncode == 0
+        strict = tmp / f"policy-{mode}-all.txt"
+        strict.write_text(lines + "group all 3 w1 w2 fake\nquorum all\n")
+        grow(log, priv, 2)
+        r = qrng("witness", "collect", str(log), "--policy", str(strict), "--timeout", "2", "--json")
+        out = json.loads(r.stdout)
+        assert r.returncode == 1 and not out["quorum_met"], r.stdout + r.stderr
+        assert "Traceback" not in r.stderr
+    finally:
+        fake.close()
