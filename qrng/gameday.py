@@ -189,6 +189,54 @@ def run_matrix(scale: Scale, progress: Callable[[str], None] = lambda m: None) -
     return out
 
 
+# Faults around the entropy core, each injected for real by the system test named (path::function), which checks
+# what the row says: (fault, how it is injected, what happens and who says it, the test)
+AROUND: tuple[tuple[str, str, str, str], ...] = (
+    ("qrngd's audit log: disk full", "the log's tmpfs filled in qrngd's own mount namespace while it runs",
+     "serving goes on; the events of the outage are held in memory with their times, `qrng_audit_log_writable` 0 "
+     "(QrngAuditLogNotRecording), and appended in order once space returns; the log verifies",
+     "tests/system/daemon/test_gameday_audit_log.py::test_a_full_disk_holds_the_daemons_events_and_writes_them_when"
+     "_space_returns"),
+    ("a witness down", "one of three witness processes killed (SIGKILL) mid-ceremony",
+     "the other two make the quorum; restarted with its state, it answers 409 and the client resends from its size",
+     "tests/system/qrng/test_witnesses.py::test_quorum_kill_restart_and_fork"),
+    ("a witness answering garbage or nothing", "a FAKE witness answering bytes that are no cosignature, a foreign "
+     "key's cosignature, nothing (hangs), HTTP 500",
+     "named per witness (`refused: its answer does not verify with its key`, `unreachable`, `HTTP 500: ...`); never "
+     "counted, nothing it said enters the log; a policy that needs it: quorum not met, exit 1",
+     "tests/system/qrng/test_witnesses.py::test_a_witness_answering_garbage_or_nothing_never_counts_and_never_breaks"
+     "_the_log"),
+    ("a forked log", "the log key signs a second, different history", "no witness cosigns it (HTTP 409/422); "
+     "`qrng audit verify --policy` fails: the quorum is not met",
+     "tests/system/qrng/test_witnesses.py::test_quorum_kill_restart_and_fork"),
+    ("a tile server serving tampered, missing, stale or forked tiles", "the static server's files changed, removed, "
+     "rolled back to an older checkpoint, or replaced by another history",
+     "exit 1, never a pass: a tampered tile is named (`tile/0/001 differs`), a missing one is `HTTP 404`, a "
+     "checkpoint older than the one kept in `--state` is `rolled back`, another history under the same key is a "
+     "`fork`",
+     "tests/system/qrng/test_tiles_http.py::test_tampered_missing_stale_and_forked_tiles_are_caught"),
+    ("the beacon's clock ahead", "the beacon under libfaketime, 5 minutes ahead; the witnesses on the true clock",
+     "every pulse: `the beacon's clock is ahead of every witness's (cosignature time minus pulse time stamp: w1 "
+     "-300 s, ...)` from the witnesses' own cosignature times",
+     "tests/system/qrng/test_beacon_run.py::test_a_skewed_beacon_clock_is_named_by_its_witnesses_and_a_clock_stepped"
+     "_back_emits_nothing"),
+    ("the beacon's clock stepped back", "the beacon restarted 5 minutes behind its last pulse",
+     "no pulse is dated before its predecessor; said once (`the clock says ..., not after the last pulse's time "
+     "stamp`), not a silent stall",
+     "tests/system/qrng/test_beacon_run.py::test_a_skewed_beacon_clock_is_named_by_its_witnesses_and_a_clock_stepped"
+     "_back_emits_nothing"),
+    ("a health failure under the beacon", "the USB EMULATOR stuck while the beacon runs",
+     "no pulse from a failed health state; the next pulse has status bit 2 (a gap); the pulses verify",
+     "tests/system/qrng/test_beacon_run.py::test_beacon_runs_is_witnessed_and_verifies_from_tiles"),
+)
+
+
+def around_table() -> str:
+    rows = ["| fault | injected | what happens, and who says it | checked by |", "|---|---|---|---|"]
+    rows += [f"| {f} | {how} | {what} | `{test.split('::')[0]}` |" for f, how, what, test in AROUND]
+    return "\n".join(rows)
+
+
 def table(outcomes: list[Outcome], scale: Scale) -> str:
     rows = [f"| fault (SIMULATOR: onset at sample {scale.onset:,}; USB EMULATOR: after {USB_ONSET:,} samples) "
             "| detected by | samples from onset to detection | bytes released from samples after the onset |",

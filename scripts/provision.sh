@@ -13,7 +13,7 @@ APT_PKGS=(softhsm2 opensc gnutls-bin p11-kit p11-kit-modules libnss3-tools defau
           dieharder libengine-pkcs11-openssl debhelper lintian mmdebstrap chrpath python3-dev libgf2x-dev libssl-dev build-essential dpkg-dev bc python3-venv graphviz
           opencryptoki libdivsufsort-dev
           libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils chromium
-          libusb-1.0-0 golang-go golang-golang-x-mod-dev udev umockdev)
+          libusb-1.0-0 golang-go golang-golang-x-mod-dev udev umockdev faketime)
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=()
 for p in "${APT_PKGS[@]}"; do installed "$p" || missing+=("$p"); done

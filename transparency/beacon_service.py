@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -70,6 +71,30 @@ def read_secret(path: Path) -> bytes | None:
     return value if len(value) == 64 else None
 
 
+CLOCK_TOLERANCE_S = 10  # a witness cosigns within this of a pulse's time stamp (cosignature times are seconds)
+
+
+def clock_skew(pulse_time: datetime.datetime, cosigned: dict[str, int], timeout_s: float) -> str | None:
+    """What the witnesses' clocks say of the beacon's (pure). Each cosignature (C2SP tlog-cosignature) carries the
+    witness's own time: a pulse is emitted at its time stamp and cosigned within ``timeout_s`` after, so a
+    cosignature more than CLOCK_TOLERANCE_S before the time stamp means the beacon's clock is ahead (it dates pulses
+    in the future), and one more than the timeout plus the tolerance after means it is behind. Only a skew every
+    witness agrees on is the beacon's own (one witness's clock can be wrong)."""
+    if not cosigned:
+        return None
+    t = pulse_time.timestamp()
+    offsets = {name: t - ts for name, ts in cosigned.items()}
+    if all(o > CLOCK_TOLERANCE_S for o in offsets.values()):
+        side = "ahead of"
+    elif all(-o > CLOCK_TOLERANCE_S + timeout_s for o in offsets.values()):
+        side = "behind"
+    else:
+        return None
+    said = ", ".join(f"{name} {-o:+.0f} s" for name, o in sorted(offsets.items()))
+    return (f"the beacon's clock is {side} every witness's (cosignature time minus pulse time stamp: {said}); "
+            "pulses are dated by this clock: fix its time source (NTP)")
+
+
 def _late(prev: Any, when: datetime.datetime, period_ms: int) -> bool:
     """NIST 2.0 status bit 2: the time since the previous pulse exceeds the period."""
     from .beacon import _when
@@ -119,7 +144,7 @@ class BeaconService:
             # the value the last pulse precommitted to, bound to the chain: never a value already published
             next_local, broken = resume_secret(history, read_secret(self.secret),
                                                read_secret(self.secret.with_suffix(".tmp")))
-            gap = False
+            gap = behind = False
             period_ms = int(r.period_s * 1000)
             emitted = 0
             with AuditLog(r.log_path, self.log_signer.name, self.log_signer) as log:
@@ -130,7 +155,14 @@ class BeaconService:
                         break
                     when = datetime.datetime.fromtimestamp(slot / 1000, datetime.UTC)
                     if history and when <= _when(history[-1]):
-                        continue  # the clock stepped back: a pulse is never dated before its predecessor
+                        # the clock stepped back: a pulse is never dated before its predecessor; said once
+                        if not behind:
+                            behind = True
+                            self.warn(f"beacon: the clock says {when.isoformat()}, not after the last pulse's time "
+                                      f"stamp {history[-1].time_stamp}: no pulse until it is (the clock stepped "
+                                      "back or is skewed)")
+                        continue
+                    behind = False
                     try:
                         if pipeline.failed:
                             pipeline.close()
@@ -155,7 +187,7 @@ class BeaconService:
                     history.append(pulse)
                     next_local, gap, broken = upcoming, False, False
                     emitted += 1
-                    said = self._witness(log, note) if self.policy is not None else ""
+                    said = self._witness(log, note, when) if self.policy is not None else ""
                     if r.tiles is not None:
                         from .tilesio import publish
                         publish(r.log_path, r.tiles)  # appends are written through (os.write): the file is whole
@@ -165,8 +197,9 @@ class BeaconService:
         finally:
             pipeline.close()
 
-    def _witness(self, log: Any, note: str) -> str:
-        """Ask the policy's witnesses to cosign the new checkpoint; their cosignatures go into the log."""
+    def _witness(self, log: Any, note: str, when: datetime.datetime) -> str:
+        """Ask the policy's witnesses to cosign the new checkpoint; their cosignatures go into the log; their times
+        say whether this beacon's clock is skewed (warned, with each witness's offset)."""
         from .merkle import TreeLevels
         from .note import parse_note
         from .verify import parse_log
@@ -174,7 +207,14 @@ class BeaconService:
         tree = TreeLevels(parse_log(self.run.log_path.read_bytes()).leaf_hashes)
         # consistency proofs to this tree (bound now: a witness answering late never sees a newer tree)
         proofs = lambda old: tree.consistency_proof(old, tree.size)  # noqa: E731
-        lines, outcomes, met = collect_cosignatures(note, self.policy, proofs, timeout=min(10.0, self.run.period_s))
+        timeout = min(10.0, self.run.period_s)
+        lines, outcomes, met = collect_cosignatures(note, self.policy, proofs, timeout=timeout)
+        cosigned: dict[str, int] = {}
         for ln in lines:
-            log.add_cosignature(log.size, next(s for s in parse_note(note + ln)[1] if s.line() == ln))
+            sig = next(s for s in parse_note(note + ln)[1] if s.line() == ln)
+            log.add_cosignature(log.size, sig)
+            cosigned[sig.name] = struct.unpack(">Q", sig.signature[:8])[0]  # the witness's time (verified)
+        skew = clock_skew(when, cosigned, timeout)
+        if skew is not None:
+            self.warn(f"beacon: pulse at {when.isoformat()}: {skew}")
         return f", witnessed by {sum(o.status == 'cosigned' for o in outcomes)}" + ("" if met else " (quorum NOT met)")

@@ -7,9 +7,14 @@ exercise the same code within `make test`'s budget."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 import time
+
+import pytest
 
 from qrng.sources.usbemu import init_emulator, write_control
 from transparency.beacon import Pulse
@@ -86,3 +91,50 @@ def test_beacon_runs_is_witnessed_and_verifies_from_tiles(tmp_path, served):  # 
     bundle.write_bytes(data[:-5])  # a malformed bundle is a failed verification too, not a usage error
     r = qrng("beacon", "verify", f"{url}/beacon", "--certificate", cert, "--log-key", log_vkey)
     assert r.returncode == 1, r.stdout + r.stderr
+
+
+@pytest.mark.skipif(shutil.which("faketime") is None, reason="Debian's faketime is installed by make provision")
+def test_a_skewed_beacon_clock_is_named_by_its_witnesses_and_a_clock_stepped_back_emits_nothing(tmp_path):
+    """Game day, clock skew (issue 22): the beacon runs under libfaketime (its clock 5 minutes ahead; a real clock
+    offset, the witnesses are separate processes on the true clock). Their cosignature times name the skew on every
+    pulse. Then the clock is set 5 minutes behind the last pulse: no pulse is dated before its predecessor, and the
+    beacon says why once instead of going silent."""
+    log_priv, log_vkey = generate_ed25519("beacon.example/log")
+    (tmp_path / "log.key").write_text(log_priv + "\n")
+    assert qrng("beacon", "keygen", "--out", str(tmp_path / "beacon.key"), "--certificate",
+                str(tmp_path / "beacon.pem")).returncode == 0
+    ws = [Witness(tmp_path, f"w{i}", log_vkey).start() for i in (1, 2)]
+    try:
+        policy = tmp_path / "policy.txt"
+        policy.write_text(f"log {log_vkey}\n" + "".join(f"witness {w.name} {w.vkey} {w.url}\n" for w in ws)
+                          + "group g 2 w1 w2\nquorum g\n")
+        cfg = tmp_path / "sim.yaml"
+        cfg.write_text("version: 1\nsource: {type: simulator}\nextractor: {type: sha256}\n")
+
+        def beacon(offset: str, pulses: int, timeout: float) -> subprocess.CompletedProcess[str]:
+            cmd = ["faketime", "-f", offset, sys.executable, "-m", "qrng_cli", "beacon", "run", "--config", str(cfg),
+                   "--key", str(tmp_path / "beacon.key"), "--certificate", str(tmp_path / "beacon.pem"), "--log",
+                   str(tmp_path / "beacon.log"), "--log-key", str(tmp_path / "log.key"), "--policy", str(policy),
+                   "--state", str(tmp_path / "state"), "--period", "1", "--pulses", str(pulses)]
+            # only the wall clock is shifted (Python's timed waits use the monotonic clock, which stays true)
+            env = {**os.environ, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+            try:
+                return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+            except subprocess.TimeoutExpired as exc:  # the run that can emit nothing is stopped from outside
+                out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+                err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else exc.stderr or ""
+                return subprocess.CompletedProcess(cmd, -9, out, err)
+
+        ahead = beacon("+300s", 3, 120)
+        assert ahead.returncode == 0, ahead.stderr
+        skews = [ln for ln in ahead.stderr.splitlines() if "the beacon's clock is ahead of every witness's" in ln]
+        assert len(skews) == 3, ahead.stderr
+        assert re.search(r"w1 -3\d\d s", skews[0]) and "w2 -3" in skews[0], skews[0]
+        size = (tmp_path / "beacon.log").stat().st_size
+        back = beacon("-300s", 1, 6)  # 10 minutes behind the last pulse's time stamp: nothing to emit
+        assert back.stdout.count("pulse ") == 0, back.stdout
+        assert back.stderr.count("not after the last pulse's time stamp") == 1, back.stderr  # said once
+        assert (tmp_path / "beacon.log").stat().st_size == size
+    finally:
+        for w in ws:
+            w.stop(kill=True)

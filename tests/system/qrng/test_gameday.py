@@ -31,3 +31,13 @@ def test_the_matrix_at_small_scale_and_its_document():
             assert o.samples_to_detection < 8192, o
     assert gameday_doc(list(out.values()), SMALL) == DOC.read_text(), \
         "docs/gameday.md is stale: run `qrng gameday run --write-docs`"
+
+
+def test_every_row_around_the_core_names_a_test_that_exists():
+    from pathlib import Path
+
+    from qrng.gameday import AROUND
+    root = Path(__file__).resolve().parents[3]
+    for fault, _, _, test in AROUND:
+        path, name = test.split("::")
+        assert f"def {name}(" in (root / path).read_text(), (fault, test)

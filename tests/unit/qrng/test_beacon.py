@@ -198,3 +198,24 @@ def test_the_precommitted_secret_is_bound_to_the_chain(beacon_key):
     assert resume_secret([one], values[0], values[1]) == (values[1], False)  # crash before the rename: the pending one
     assert resume_secret([one], values[0], None) == (None, True)             # never the published value again
     assert resume_secret([one], None, None) == (None, True)
+
+
+T0 = datetime.datetime(2026, 12, 6, 12, 0, 0, tzinfo=datetime.UTC)
+
+
+@pytest.mark.parametrize(("offsets", "expected"), [
+    ({}, None),                                          # no witness: nothing to compare with
+    ({"w1": 1, "w2": 3}, None),                          # cosigned a moment after the pulse: in step
+    ({"w1": -5, "w2": 12}, None),                        # inside the tolerance and the witness timeout
+    ({"w1": -300, "w2": -299}, "ahead of"),              # every witness says the pulse is dated 5 minutes ahead
+    ({"w1": 300, "w2": 301}, "behind"),                  # every witness cosigned 5 minutes after the time stamp
+    ({"w1": -300, "w2": 2}, None),                       # one witness's clock is off: not the beacon's skew
+])
+def test_clock_skew_is_what_every_witness_clock_agrees_on(offsets, expected):
+    from transparency.beacon_service import clock_skew
+    got = clock_skew(T0, {n: int(T0.timestamp()) + o for n, o in offsets.items()}, timeout_s=10.0)
+    if expected is None:
+        assert got is None
+    else:
+        assert got is not None and f"is {expected} every witness's" in got
+        assert all(f"{n} {o:+d} s" in got for n, o in offsets.items()), got
