@@ -78,4 +78,10 @@ def markdown() -> str:
         "",
         *rows,
         "",
+        "A mechanism error: the token's mechanism list is checked before any step acts (a script whose key type or",
+        "signature the token lacks is refused, exit 2, nothing touched: tests/unit/ceremony/test_runner_hardening.py).",
+        "A token that fails an operation mid-step (a signature refused, the token dropping off) is a FAKE HSM in",
+        "tests/unit/ceremony/test_runner.py, as a real token does not change its mechanisms within a session: the",
+        "step is logged failed, the run exits 1, and the resumed run adopts the key the failed step had made.",
+        "",
     ])
