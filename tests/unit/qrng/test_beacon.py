@@ -200,7 +200,7 @@ def test_the_precommitted_secret_is_bound_to_the_chain(beacon_key):
     assert resume_secret([one], None, None) == (None, True)
 
 
-T0 = datetime.datetime(2026, 12, 6, 12, 0, 0, tzinfo=datetime.UTC)
+SKEW_AT = datetime.datetime(2026, 12, 6, 12, 0, 0, tzinfo=datetime.UTC)
 
 
 @pytest.mark.parametrize(("offsets", "expected"), [
@@ -213,7 +213,7 @@ T0 = datetime.datetime(2026, 12, 6, 12, 0, 0, tzinfo=datetime.UTC)
 ])
 def test_clock_skew_is_what_every_witness_clock_agrees_on(offsets, expected):
     from transparency.beacon_service import clock_skew
-    got = clock_skew(T0, {n: int(T0.timestamp()) + o for n, o in offsets.items()}, timeout_s=10.0)
+    got = clock_skew(SKEW_AT, {n: int(SKEW_AT.timestamp()) + o for n, o in offsets.items()}, timeout_s=10.0)
     if expected is None:
         assert got is None
     else:
