@@ -231,6 +231,34 @@ AROUND: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
+# each runbook's fault (docs/runbooks/), injected into a running qrngd by tests/system/daemon/test_gameday_runbooks.py
+# with a real Prometheus evaluating the rules, which then finds every signal the runbook's Signals section names
+RUNBOOK_FAULTS: dict[str, str] = {
+    "QrngAttestationInvalid": "the USB EMULATOR's firmware image changed after its certificate was issued",
+    "QrngAuditLogNotRecording": "the audit log's file system full (tests/system/daemon/test_gameday_audit_log.py)",
+    "QrngClientFellBack": "qrngd down while a daemon-mode PKCS#11 consumer with `fallback = os` draws, then back",
+    "QrngDaemonDown": "qrngd killed (SIGKILL)",
+    "QrngEntropyBelowClaim": "a source claiming 7.5 bits/sample that the SP 800-90B assessment puts below 7.0",
+    "QrngEntropyEstimateMissing": "`assessment.every_samples: 0`",
+    "QrngHealthTestFailure": "the USB EMULATOR stuck at one value",
+    "QrngRequestsRefused": "the USB EMULATOR stuck at one value, clients asking on",
+    "QrngSeedLatencyHigh": "a SIMULATOR throughput drop (F3) to 20,000 samples/s, the pool drained by clients",
+    "QrngSourceUnhealthy": "the USB EMULATOR unplugged",
+    "QrngAttestationExpiringSoon": "time-driven (a certificate 30 days from expiry): promtool drives the clock; the "
+                                   "input series is checked exported",
+    "QrngAttestationStale": "time-driven (2 hours without attestation): promtool drives the clock; the input series "
+                            "is checked exported",
+    "QrngSeedPoolStale": "time-driven (an hour-old pool): promtool drives the clock; the input series is checked "
+                         "exported",
+}
+
+
+def runbook_table() -> str:
+    rows = ["| runbook | fault injected |", "|---|---|"]
+    rows += [f"| [{b}](runbooks/{b}.md) | {f} |" for b, f in sorted(RUNBOOK_FAULTS.items())]
+    return "\n".join(rows)
+
+
 def around_table() -> str:
     rows = ["| fault | injected | what happens, and who says it | checked by |", "|---|---|---|---|"]
     rows += [f"| {f} | {how} | {what} | `{test.split('::')[0]}` |" for f, how, what, test in AROUND]

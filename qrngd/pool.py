@@ -88,6 +88,7 @@ class Source:
         self._tried = 0.0
         self.latched = False  # a failure with health.allow_reset false: no reopening until restart
         self._qualify = False  # an assessment failed: the next pipeline assesses a full window before serving
+        self._down_said = False  # source.failed was said for the current outage (reopening fails say nothing more)
         self._estimate: float | None = None  # the latest SP 800-90B estimate, kept across reopening
         self.cond = threading.Condition()
         self.pool = bytearray()
@@ -101,6 +102,7 @@ class Source:
         self._refilling = True  # topping the pool up to full (refilling starts again when it is half empty)
         # a source that is down keeps the identity it had (metrics labels stay the same series)
         self.last_label, self.last_identity, self.last_simulator = name, name, False
+        self.last_claim = 0.0  # kept while down: QrngEntropyBelowClaim compares the kept estimate with it
         # counters of pipelines closed before (a failed source is opened again from scratch): the reported
         # counters stay monotonic across reopening, as Prometheus counters must
         self._past: dict[str, float] = {k: 0 for k in REPORT_COUNTERS}
@@ -189,6 +191,7 @@ class Source:
         self._retire(p)
         self._tried = time.monotonic()
         self.env.event("source.failed", source=self.name, error=error)
+        self._down_said = True
 
     def _retire(self, p: SeedSource) -> None:
         """Close a pipeline for good, keeping its counters."""
@@ -230,6 +233,7 @@ class Source:
                 self.pipeline = None
             self._retire(p)
             self.env.event("source.failed", source=self.name, error=self.error)
+            self._down_said = True
             if p.latches:
                 # health.allow_reset: false (README): the failure stays until qrngd is restarted, as it does in
                 # the PKCS#11 modules until they are initialised again
@@ -252,14 +256,19 @@ class Source:
             from qrng.attestation.statement import AttestationError
             if isinstance(exc, AttestationError):
                 self.attested = {"valid": False, "error": str(exc), "verified_at": time.time()}
+                self.error = f"attestation failed: {exc}"
             if p is not None:
                 self._retire(p)
+            if not self._down_said:  # a source that cannot be opened at all is said once, as a failure is
+                self._down_said = True
+                self.env.event("source.failed", source=self.name, error=self.error)
             return None
         with self.cond:
             self.pipeline, self.error = p, ""
-        self._qualify = False
+        self._qualify = self._down_said = False
         self.opens += 1
         self.last_label, self.last_identity, self.last_simulator = p.info.label, p.info.identity, p.info.simulator
+        self.last_claim = p.info.claimed_min_entropy
         self.first_try.set()
         self.env.event("source.ready" if self.opens == 1 else "source.recovered", source=self.name,
                           label=p.info.label, identity=p.info.identity, simulator=p.info.simulator)
@@ -339,6 +348,6 @@ class Source:
         if p is None:
             return entry | {"state": "unhealthy", "error": self.error, "label": self.last_label,
                             "identity": self.last_identity, "simulator": self.last_simulator,
-                            "claimed_min_entropy": 0.0, "raw_samples": 0, "entropy_credited_bits": 0.0,
+                            "claimed_min_entropy": self.last_claim, "raw_samples": 0, "entropy_credited_bits": 0.0,
                             "extracted_bytes": 0, "rct_failures": 0, "apt_failures": 0, "estimate": None}
         return entry | p.report() | ({"error": self.error} if self.error else {})
