@@ -223,3 +223,24 @@ def test_after_an_assessment_failure_the_next_source_qualifies_before_serving_an
         if failure is not None:
             current.fail(failure)
     assert [s.qualified for s in seeds] == [False, True, False]
+
+
+def test_a_source_that_cannot_be_opened_says_source_failed_once_per_outage() -> None:
+    """Regression (game day): a device refused at start (attestation) logged no source.failed at all; a source
+    retried every second must not log one per try either."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    opens: list[bool] = [False, False, False, True]
+
+    def opener(src: Any) -> FakeSeed:
+        if not opens.pop(0):
+            raise EntropyError("FAKE: cannot open")
+        return FakeSeed()
+
+    env = SourceEnv(options=DaemonOptions(pool_bytes=1000, chunk_bytes=300), stopping=threading.Event(),
+                    event=lambda name, **data: events.append((name, data)))
+    src = Source("fake", opener, env)
+    for _ in range(4):
+        src._tried = -10.0  # no one-second wait between tries here
+        src._step()
+    assert [name for name, _ in events] == ["source.failed", "source.ready"], events
+    assert events[0][1]["error"] == "FAKE: cannot open"
