@@ -20,9 +20,11 @@ __all__ = ["DEFAULT_PATH", "AttestationConfig", "EntropyConfig", "ExtractorConfi
 
 DEFAULT_PATH = Path("/etc/qrng/qrng.yaml")
 # qrngd's periodic SP 800-90B assessment when a source's configuration does not set assessment.every_samples:
-# the first once the window is full, then every 2**26 samples (about a minute at 1 Msample/s; one assessment of
-# a million 8-bit samples takes about 4 s of one core, in qrngd's background thread)
+# the first once the window is full, then every 2**26 samples (about a minute at 1 Msample/s) but at most once a
+# minute (one assessment of a million 8-bit samples takes about 4 s of one core, in qrngd's background thread: a
+# device streaming 50 MB/s would otherwise keep a core busy)
 DAEMON_ASSESS_EVERY = 1 << 26
+DAEMON_ASSESS_MIN_INTERVAL_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class AssessmentConfig:
     every_samples: int | None = None
     window_samples: int = 1_000_000
     max_shortfall: float = 0.0
+    min_interval_s: float = 0.0  # and at most this often (a fast device reaches every_samples in seconds)
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,8 @@ def parse_config(data: Any, origin: str = "<string>") -> EntropyConfig:
     sf = root.sub("assessment")
     assess = AssessmentConfig(every_samples=sf.integer("every_samples", None, lo=0),
                               window_samples=sf.integer("window_samples", 1_000_000, lo=10_000, hi=1 << 26),
-                              max_shortfall=sf.number("max_shortfall", 0.0, lo=0.0, hi=8.0))
+                              max_shortfall=sf.number("max_shortfall", 0.0, lo=0.0, hi=8.0),
+                              min_interval_s=sf.number("min_interval_s", 0.0, lo=0.0, hi=86400.0))
     sf.done()
     if root.has("daemon"):
         raise ConfigError("daemon", "is not read here: the PKCS#11 module in daemon mode is "

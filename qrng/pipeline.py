@@ -114,6 +114,7 @@ class Pipeline:
         self._fork_salt = b""
         self._window = np.zeros(0, dtype=np.uint8)
         self._window_pos = self._window_filled = self._since_assessment = self._assessments = 0
+        self._assessed_at = 0.0
         self._assess_in_background = assess_in_background
         self._assessing: threading.Thread | None = None
         self._assessed: tuple[float, int, str | None] | None = None
@@ -225,9 +226,12 @@ class Pipeline:
         self._since_assessment += block.size
         if self._window_filled < self._window.size or self._assessing is not None:
             return
-        if self._assessments and self._since_assessment < a.every_samples:
+        now = time.monotonic()
+        if self._assessments and (self._since_assessment < a.every_samples
+                                  or now - self._assessed_at < a.min_interval_s):
             return
         self._since_assessment = 0
+        self._assessed_at = now
         self._assessments += 1
         window = np.concatenate([self._window[self._window_pos:], self._window[:self._window_pos]])
         if not self._assess_in_background:

@@ -68,13 +68,16 @@ def _pipeline_opener(config: DaemonConfig, entropy_config: Any) -> Opener:
 
 def _assessed_by_default(cfg: Any) -> Any:
     """The entropy-floor SLO is measured unless switched off: a source whose configuration does not set
-    ``assessment.every_samples`` (0 is off) is assessed every :data:`qrng.config.DAEMON_ASSESS_EVERY` samples."""
+    ``assessment.every_samples`` (0 is off) is assessed every :data:`qrng.config.DAEMON_ASSESS_EVERY` samples, at
+    most once a minute."""
     from dataclasses import replace
 
-    from qrng.config import DAEMON_ASSESS_EVERY
+    from qrng.config import DAEMON_ASSESS_EVERY, DAEMON_ASSESS_MIN_INTERVAL_S
     if cfg.assessment.every_samples is not None:
         return cfg
-    return replace(cfg, assessment=replace(cfg.assessment, every_samples=DAEMON_ASSESS_EVERY))
+    return replace(cfg, assessment=replace(cfg.assessment, every_samples=DAEMON_ASSESS_EVERY,
+                                           min_interval_s=max(cfg.assessment.min_interval_s,
+                                                              DAEMON_ASSESS_MIN_INTERVAL_S)))
 
 
 def _sources(config: DaemonConfig) -> tuple[list[tuple[str, Opener]], bool]:

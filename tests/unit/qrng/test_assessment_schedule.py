@@ -133,3 +133,18 @@ def test_qualify_assesses_one_full_window_before_any_output(h: float, serves: bo
         with pytest.raises(AssessmentFailure):
             p.qualify()
         assert p.failed and p.report().accounting.bytes_out == 0
+
+
+def test_min_interval_spaces_assessments_in_time() -> None:
+    cfg = config_from_text("source: {seed: 5}\nhealth: {block_samples: 1024}\n"
+                           "assessment: {every_samples: 10000, window_samples: 10000, min_interval_s: 3600}\n")
+    p = Recorder(cfg)
+    p.raw(200_000)  # twenty intervals' worth of samples, within the hour: only the first assessment
+    assert len(p.windows) == 1
+
+
+def test_qrngd_default_is_at_most_once_a_minute() -> None:
+    from qrng.config import DAEMON_ASSESS_MIN_INTERVAL_S
+    from qrngd.run import _assessed_by_default
+    assert _assessed_by_default(config_from_text("")).assessment.min_interval_s == DAEMON_ASSESS_MIN_INTERVAL_S
+    assert _assessed_by_default(config_from_text("assessment: {every_samples: 5}\n")).assessment.min_interval_s == 0
