@@ -51,8 +51,8 @@ CEREMONY_FAULTS: tuple[CeremonyFault, ...] = (
 )
 
 KILL_ROW = ("kill -9 at random moments",
-            "SIGKILL five times, each after a random number of progress lines and a random fraction of a second "
-            "(seeded)",
+            "SIGKILL in five runs, each a random fraction of a second (under 0.08 s) after a step it still has to do "
+            "starts (seeded)",
             "nothing: the process is gone (no handler runs)",
             "unconfirmed entries after the last checkpoint are moved aside as evidence and their steps redone; a key "
             "already made is adopted by its carried CKA_ID, never made twice")

@@ -93,33 +93,37 @@ def test_a_fault_mid_ceremony_stops_it_cleanly_and_the_same_command_resumes(ws: 
 
 
 def test_kill_9_at_random_moments_then_the_same_command_ends_with_exactly_the_scripts_keys(ws: Workspace):
-    """SIGKILL (no handler runs) at random moments of repeated runs: after a random number of progress lines and a
-    random fraction of a second more, so the moments fall anywhere in a run whatever the machine's speed. Each
-    rerun resumes; the last one finishes. Seeded: the moments are printed, so a failure can be replayed."""
+    """SIGKILL (no handler runs) at random moments of repeated runs: each run is killed a random fraction of a
+    second after a step it has to do starts (the first at or after one of five steps drawn at random, in script
+    order, so each rerun still has work ahead), whatever the machine's speed. Each rerun resumes; the last one finishes. Seeded: the moments
+    are printed, so a failure can be replayed."""
     _bootstrap(ws)
     out = ws.dir / "out" / "root-ca-2026"
+    steps = [line.split("id:", 1)[1].split(",")[0].strip() for line in ws.script("root-ca.yaml").read_text()
+             .splitlines() if "id:" in line]
     rng = random.Random(22)
+    targets = sorted(rng.sample(range(len(steps) - 2), 5))  # never the last two: a run must remain to kill
     moments = []
-    for _ in range(5):
-        lines, extra = rng.randrange(1, 30), rng.uniform(0.0, 0.3)
+    for i in targets:
+        extra = rng.uniform(0.0, 0.08)
         p = subprocess.Popen(_run_cmd(ws), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                              cwd=ws.dir, env=ws.env)
         assert p.stderr is not None
-        seen = []
+        last = ""
         for line in p.stderr:
-            seen.append(line.rstrip())
-            if len(seen) == lines:
+            last = line.rstrip()
+            step = last[1:last.find("]")] if last.startswith("[") else ""
+            # the first step at or after the target that starts its work (an earlier kill may have gone past it)
+            if step in steps and steps.index(step) >= i and last.endswith(" ..."):
                 time.sleep(extra)
                 break
         p.kill()
         rest = p.stderr.read()
         p.wait(timeout=60)
-        moments.append((lines, round(extra, 2), p.returncode, seen[-1] if seen else ""))
+        moments.append((steps[i], round(extra, 2), p.returncode, last))
         assert "Traceback" not in rest, (moments, rest)
     print("kill moments:", moments)
     assert sum(1 for m in moments if m[2] == -9) >= 3, moments  # most runs were really killed mid-way
     _finish_and_check(ws, out)
     completed = [e["step"] for e in _entries(out) if e["event"] == "step.completed"]
-    steps = [line.split("id:", 1)[1].split(",")[0].strip() for line in ws.script("root-ca.yaml").read_text()
-             .splitlines() if "id:" in line]
     assert sorted(completed) == sorted(steps), (moments, completed)  # each step done once in the signed log
