@@ -95,8 +95,8 @@ def test_a_fault_mid_ceremony_stops_it_cleanly_and_the_same_command_resumes(ws: 
 def test_kill_9_at_random_moments_then_the_same_command_ends_with_exactly_the_scripts_keys(ws: Workspace):
     """SIGKILL (no handler runs) at random moments of repeated runs: each run is killed a random fraction of a
     second after a step it has to do starts (the first at or after one of five steps drawn at random, in script
-    order, so each rerun still has work ahead), whatever the machine's speed. Each rerun resumes; the last one finishes. Seeded: the moments
-    are printed, so a failure can be replayed."""
+    order, so each rerun still has work ahead), whatever the machine's speed. Each rerun resumes; the last one
+    finishes. Seeded: the moments are printed, so a failure can be replayed."""
     _bootstrap(ws)
     out = ws.dir / "out" / "root-ca-2026"
     steps = [line.split("id:", 1)[1].split(",")[0].strip() for line in ws.script("root-ca.yaml").read_text()
