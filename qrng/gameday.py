@@ -192,6 +192,12 @@ def run_matrix(scale: Scale, progress: Callable[[str], None] = lambda m: None) -
 # Faults around the entropy core, each injected for real by the system test named (path::function), which checks
 # what the row says: (fault, how it is injected, what happens and who says it, the test)
 AROUND: tuple[tuple[str, str, str, str], ...] = (
+    ("recovery after a detected fault", "the USB EMULATOR plugged back, or no longer stuck, under a running qrngd",
+     "qrngd opens the source again by itself (at most once a second) with its start-up tests and serves only when "
+     "they pass: the first seed within 3 s of the cause's removal (checked; the time is printed); the pool was "
+     "dropped at the failure and every byte served after is younger than the recovery. With "
+     "`health.allow_reset: false`, only a restart brings it back",
+     "tests/system/daemon/test_gameday_recovery.py::test_recovery_is_bounded_and_serves_nothing_from_before"),
     ("qrngd's audit log: disk full", "the log's tmpfs filled in qrngd's own mount namespace while it runs",
      "serving goes on; the events of the outage are held in memory with their times, `qrng_audit_log_writable` 0 "
      "(QrngAuditLogNotRecording), and appended in order once space returns; the log verifies",
