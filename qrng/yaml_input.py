@@ -212,7 +212,7 @@ class Fields:
         if isinstance(v, bool) or not isinstance(v, int):
             raise ConfigError(self.p(key), f"must be an integer, got {type(v).__name__}")
         if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise ConfigError(self.p(key), f"must be between {lo} and {hi} (got {v})")
+            raise ConfigError(self.p(key), f"{_range(lo, hi)} (got {v})")
         return v
 
     def number(self, key: str, default: Any = _MISSING, lo: float | None = None, hi: float | None = None) -> Any:
@@ -225,7 +225,7 @@ class Fields:
         if isinstance(v, float) and not math.isfinite(v):  # NaN passes every comparison: it would disable checks
             raise ConfigError(self.p(key), f"must be a finite number, got {v}")
         if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise ConfigError(self.p(key), f"must be between {lo} and {hi} (got {v})")
+            raise ConfigError(self.p(key), f"{_range(lo, hi)} (got {v})")
         return float(v)
 
     def flag(self, key: str, default: Any = _MISSING) -> Any:
@@ -280,3 +280,10 @@ class Fields:
         extra = [k for k in self._m if k not in self._used]
         if extra:
             raise ConfigError(self.p(f"{extra[0]}"), "is not a known key")
+
+
+def _range(lo: float | None, hi: float | None) -> str:
+    """What a bounded number must be, without naming a bound that does not exist ("between 0 and None")."""
+    if lo is not None and hi is not None:
+        return f"must be between {lo} and {hi}"
+    return f"must be at least {lo}" if lo is not None else f"must be at most {hi}"

@@ -24,7 +24,8 @@ class ExitCode(enum.IntEnum):
     """The exit codes of every ``qrng`` command (README, "Exit codes")."""
 
     OK = 0
-    VERIFY_FAILED = 1    # verification failed (tampered, inconsistent), a ceremony step failed, data not IID
+    VERIFY_FAILED = 1    # verification failed (tampered, inconsistent), a ceremony step failed or its folder stopped
+    #                      taking writes, data not IID
     USAGE = 2            # usage, configuration or I/O error; for ceremonies: nothing was touched
     ENTROPY = 3          # entropy failure (health test, source error): nothing was output
     UNVERIFIED = 4       # consistent, but not independently verified: nothing failed, yet a check the verdict needs

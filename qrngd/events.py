@@ -84,5 +84,15 @@ class EventLog:
         return self.log.size
 
     def close(self) -> None:
+        """A last try for the held events; any still held are named on stderr (the journal keeps each event's
+        line), never dropped without a word."""
         with self._lock:
-            self.log.close()
+            if self.held:
+                self._flush()
+            if self.held:
+                print(f"qrngd: audit log {self.log.path}: stopping with {len(self.held)} held event(s) not written "
+                      f"(the log still refuses appends); the journal has each of them", file=sys.stderr, flush=True)
+            try:
+                self.log.close()
+            except OSError as exc:  # the final fsync of a failing disk: said, not a traceback at shutdown
+                print(f"qrngd: audit log {self.log.path}: {exc.strerror} at close", file=sys.stderr, flush=True)

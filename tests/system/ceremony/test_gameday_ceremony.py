@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -21,21 +20,12 @@ from pathlib import Path
 import pytest
 
 from ceremony.gameday import CEREMONY_FAULTS, CeremonyFault
+from tests.mountns import needs_mount_namespace
 
 from .conftest import Workspace
 
 HERE = Path(__file__).resolve().parent
 SCRIPT_KEYS = ["audit-log-key", "issuing-ca-2026", "root-ca-2026"]  # audit-key.yaml's and root-ca.yaml's keys
-
-
-def _unshare_works() -> bool:
-    if shutil.which("unshare") is None:
-        return False
-    r = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=4k tmpfs /mnt"], capture_output=True)
-    return r.returncode == 0
-
-
-needs_mount_ns = pytest.mark.skipif(not _unshare_works(), reason="needs a private mount namespace (unshare -m, root)")
 
 
 FAULTS = CEREMONY_FAULTS
@@ -62,12 +52,12 @@ def _finish_and_check(ws: Workspace, out: Path) -> None:
     assert ws.keys() == SCRIPT_KEYS
     for name in ("root-ca.pem", "issuing-ca.pem", "root-ca.crl", "root-ca-2026.pub.pem", "issuing-ca-2026.pub.pem"):
         assert (out / name).is_file(), name
-    assert not list(out.glob(f"**/*{'.qrng-tmp-'}*")), "a temporary was left behind"
+    assert not [p for p in out.rglob("*") if ".qrng-tmp-" in p.name], "a temporary was left behind"
     v = ws.qrng("ceremony", "verify", str(out), *ws.auditor_args(out))
     assert v.returncode == 0, v.stdout + v.stderr
 
 
-@needs_mount_ns
+@needs_mount_namespace
 @pytest.mark.parametrize("case", FAULTS, ids=[f.name for f in FAULTS])
 def test_a_fault_mid_ceremony_stops_it_cleanly_and_the_same_command_resumes(ws: Workspace, case: CeremonyFault):
     _bootstrap(ws)
@@ -83,6 +73,9 @@ def test_a_fault_mid_ceremony_stops_it_cleanly_and_the_same_command_resumes(ws: 
     assert result["rc"] == 1, result["stderr"]
     assert re.search(case.says, result["stderr"]), result["stderr"]
     assert "Traceback" not in result["stderr"]
+    # regression: the staging write left its temporary (tempfile's tmpXXXX) behind on a full disk
+    left = [p for p in out.rglob("*") if p.name.startswith("tmp") or ".qrng-tmp-" in p.name]
+    assert not left, left
     # nothing already written is lost: the log holds every step up to the root certificate, whole
     log_before = _entries(out)
     done = {e["step"] for e in log_before if e["event"] == "step.completed"}

@@ -6,22 +6,18 @@ is freed the held events are appended in order with the times they happened, and
 from __future__ import annotations
 
 import json
-import shutil
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from qrng.sources.usbemu import init_emulator, write_control
 from qrngd.client import DaemonClient
+from tests.mountns import needs_mount_namespace
 from tests.netwait import free_port
 
 from .test_metrics import scrape
-
-NS_OK = shutil.which("unshare") is not None and shutil.which("nsenter") is not None and subprocess.run(
-    ["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=4k tmpfs /mnt"], capture_output=True).returncode == 0
 
 
 def _until(check, limit: float = 20.0) -> None:  # type: ignore[no-untyped-def]
@@ -37,7 +33,7 @@ def _in_ns(pid: int, *cmd: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(["nsenter", "-t", str(pid), "-m", *cmd], capture_output=True, timeout=60)
 
 
-@pytest.mark.skipif(not NS_OK, reason="needs a private mount namespace (unshare -m and nsenter, root)")
+@needs_mount_namespace
 def test_a_full_disk_holds_the_daemons_events_and_writes_them_when_space_returns(tmp_path):
     folder = init_emulator(tmp_path / "EMU-0001", tmp_path / "att")["folder"]
     cfg = tmp_path / "usb.yaml"
@@ -76,6 +72,13 @@ def test_a_full_disk_holds_the_daemons_events_and_writes_them_when_space_returns
         m = scrape(port)
         assert m["qrng_audit_log_held_events"][0][1] == 0 and m["qrng_audit_log_dropped_events_total"][0][1] == 0
         log = _in_ns(p.pid, "cat", f"{logs}/audit.log").stdout
+        # full again when qrngd stops: the held events are named as it goes, not dropped without a word
+        _in_ns(p.pid, "sh", "-c", f"cat /dev/zero > {logs}/filler")
+        while scrape(port)["qrng_audit_log_writable"][0][1] == 1.0:
+            write_control(folder, plugged="no")
+            _until(lambda: scrape(port)["qrng_source_up"][0][1] == 0.0)
+            write_control(folder, plugged="yes")
+            _until(lambda: scrape(port)["qrng_source_up"][0][1] == 1.0)
     finally:
         p.terminate()
         try:
@@ -85,6 +88,7 @@ def test_a_full_disk_holds_the_daemons_events_and_writes_them_when_space_returns
             raise
     assert "No space left on device" in err and "events are held in memory" in err, err[-2000:]
     assert "takes writes again" in err, err[-2000:]
+    assert re.search(r"stopping with \d+ held event\(s\) not written", err), err[-2000:]
     copy = tmp_path / "audit.log"
     copy.write_bytes(log)
     r = subprocess.run([sys.executable, "-m", "qrng_cli", "audit", "verify", str(copy), "--key", f"{key}.pub"],

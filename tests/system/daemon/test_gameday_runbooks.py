@@ -257,24 +257,12 @@ def attestation_tampered(w: World) -> None:
     _start_daemon(w, _usb(w), "--attest-roots", str(w.tmp / "att" / "test-manufacturer-ca.pem"), "--allow-emulator")
 
 
-FALLBACK_THEN_BACK = textwrap.dedent("""
-    import sys, PyKCS11
-    lib = PyKCS11.PyKCS11Lib(); lib.load(sys.argv[1])
-    slot = lib.getSlotList()[0]
-    s = lib.openSession(slot)
-    s.generateRandom(64)                       # qrngd is down: the named fallback serves
-    print("label:", lib.getTokenInfo(slot).label.strip(), flush=True)
-    sys.stdin.readline()                       # qrngd is back
-    s.generateRandom(64)                       # reseeds from qrngd and reports the fallback
-    print("back:", lib.getTokenInfo(slot).label.strip(), flush=True)
-""")
-
-
 def fell_back(w: World) -> None:
     from qrng_pkcs11.build import build_client
     conf = w.tmp / "fallback.conf"
     conf.write_text(f"socket = {w.sock}\nfallback = os\nreseed_ms = 100\n")
     env = {k: v for k, v in os.environ.items() if k != "QRNGD_SOCKET"} | {"QRNGD_CLIENT_CONF": str(conf)}
+    from .test_qrngd_operations import FALLBACK_THEN_BACK
     p = subprocess.Popen([sys.executable, "-c", FALLBACK_THEN_BACK, str(build_client())], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, text=True, env=env)
     assert p.stdin is not None and p.stdout is not None

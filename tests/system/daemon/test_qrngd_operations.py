@@ -213,16 +213,22 @@ def test_stream_mode_accounts_for_every_extracted_byte(emu, tmp_path):
         stop(d)
 
 
+# a PyKCS11 consumer of the daemon-mode module with `fallback = os` (also the game day's, test_gameday_runbooks.py):
+# one line per phase, "<phase> | <token model> | <token label>"
 FALLBACK_THEN_BACK = textwrap.dedent("""
     import sys, time, PyKCS11
     lib = PyKCS11.PyKCS11Lib(); lib.load(sys.argv[1])
-    s = lib.openSession(lib.getSlotList()[0])
+    slot = lib.getSlotList()[0]
+    s = lib.openSession(slot)
+    def say(phase):
+        info = lib.getTokenInfo(slot)
+        print(phase, "|", info.model.strip(), "|", info.label.strip(), flush=True)
     s.generateRandom(64)                       # the daemon is down: the named fallback serves
-    print("fell back", flush=True)
+    say("fell back")
     sys.stdin.readline()                       # the test starts the daemon
     time.sleep(0.2)
     s.generateRandom(64)                       # reseeds from the daemon and reports the fallback
-    print(lib.getTokenInfo(lib.getSlotList()[0]).model.strip(), flush=True)
+    say("back")
 """)
 
 
@@ -239,11 +245,11 @@ def test_module_fallback_is_reported_to_the_daemon_and_its_audit_log(emu, tmp_pa
                          stdout=subprocess.PIPE, text=True, env=env)
     d = None
     try:
-        assert p.stdout.readline().strip() == "fell back"
+        assert p.stdout.readline().startswith("fell back | ")
         d = start(cfg, sock, "--audit-log", str(tmp_path / "a.log"), "--audit-key", str(key))
         p.stdin.write("\n")
         p.stdin.flush()
-        assert p.stdout.readline().strip() == "QRNGD SIMULATOR"  # no longer FALLBACK
+        assert p.stdout.readline().split(" | ")[1] == "QRNGD SIMULATOR"  # no longer FALLBACK
         st = DaemonClient(str(sock), "test").status()
         me = f"pkcs11:python (uid {os.getuid()})"  # the name it chose, and the peer the kernel vouches for
         assert st["client_fallback_seeds"] == {me: 1}, st["client_fallback_seeds"]

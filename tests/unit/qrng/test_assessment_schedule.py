@@ -148,3 +148,20 @@ def test_qrngd_default_is_at_most_once_a_minute() -> None:
     from qrngd.run import _assessed_by_default
     assert _assessed_by_default(config_from_text("")).assessment.min_interval_s == DAEMON_ASSESS_MIN_INTERVAL_S
     assert _assessed_by_default(config_from_text("assessment: {every_samples: 5}\n")).assessment.min_interval_s == 0
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("assessment: {every_samples: -1}", "assessment.every_samples must be at least 0 (got -1)"),  # not "and None"
+    ("assessment: {every_samples: 1.5}", "assessment.every_samples must be an integer, got float"),
+    ("assessment: {every_samples: '../etc'}", "assessment.every_samples must be an integer, got str"),
+    ("assessment: {min_interval_s: .nan}", "assessment.min_interval_s must be a finite number, got nan"),
+    ("assessment: {min_interval_s: .inf}", "assessment.min_interval_s must be a finite number, got inf"),
+    ("assessment: {min_interval_s: -5}", "assessment.min_interval_s must be between 0.0 and 86400.0 (got -5)"),
+    ("assessment: {window_samples: 99999999999}", "assessment.window_samples must be between 10000 and"),
+    ("assessment: {every: 5}", "assessment.every"),
+])
+def test_hostile_assessment_settings_are_refused_naming_the_field(text: str, message: str) -> None:
+    from qrng.errors import ConfigError
+    with pytest.raises(ConfigError) as info:
+        config_from_text(text)
+    assert message in str(info.value)

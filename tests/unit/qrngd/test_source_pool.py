@@ -244,3 +244,15 @@ def test_a_source_that_cannot_be_opened_says_source_failed_once_per_outage() -> 
         src._step()
     assert [name for name, _ in events] == ["source.failed", "source.ready"], events
     assert events[0][1]["error"] == "FAKE: cannot open"
+
+
+def test_a_source_that_is_down_keeps_its_claim() -> None:
+    """Regression (game day): a down source exported a claim of 0, so QrngEntropyBelowClaim (estimate < claim)
+    could never fire once the assessment had failed the source."""
+    src, seed = _source(DaemonOptions(pool_bytes=1000, chunk_bytes=300))
+    src._step()
+    seed.fail(AssessmentFailure("FAKE: below the claim"))
+    src._tried = 1e12  # no reopening in this step: the source stays down
+    src._step()
+    r = src.report()
+    assert r["state"] == "unhealthy" and r["claimed_min_entropy"] == FakeSeed.info.claimed_min_entropy == 8.0
