@@ -5,7 +5,8 @@ function, render text or JSON. Libraries are imported inside the command functio
 ``qrng audit verify`` start without numpy or the native kernels.
 
 Exit codes (``ExitCode``): 0 success; 1 verification failed (tampered or inconsistent: the first bad entry is
-named), a ceremony step failed or its folder stopped taking writes; 2 usage, configuration or I/O error (for ceremonies: nothing was touched);
+named), a ceremony step failed or its folder stopped taking writes; 2 usage, configuration or I/O error (for
+ceremonies: nothing was touched);
 3 entropy failure (health test or source error: nothing was output); 4 consistent but not independently verified
 (a required check was not made); 130, 141, 143 interrupted by Ctrl-C, a closed output, SIGTERM (never success).
 """
@@ -39,7 +40,8 @@ DESCRIPTION = """Quantum random numbers where keys are born: random bytes from a
 SP 800-90B assessment, key ceremonies on an HSM, and signed audit logs verified offline.
 
 exit codes: 0 success; 1 verification failed (tampered or inconsistent), a ceremony step failed, or a
-ceremony's folder stopped taking writes (full or read-only: the same command resumes); 2 usage, configuration or I/O error (ceremonies: nothing was touched); 3 entropy failure (nothing was output);
+ceremony's folder stopped taking writes (full or read-only: the same command resumes);
+2 usage, configuration or I/O error (ceremonies: nothing was touched); 3 entropy failure (nothing was output);
 4 consistent but not independently verified (a check the verdict needs was not made: "not checked");
 5 qrngd is not running (no socket, or nobody listens on it);
 70 internal error (a bug: a traceback and a line asking for a report);
