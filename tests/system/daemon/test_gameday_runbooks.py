@@ -177,6 +177,7 @@ class World:
     emu: Path
     sock: Path
     port: int
+    prom: Prometheus | None = None  # the one scraping the daemon, when the test has one
     daemon: subprocess.Popen[str] | None = None
     notes: list[str] = field(default_factory=list)  # what a fault's own consumer saw during the fault
 
@@ -194,6 +195,12 @@ def _start_daemon(w: World, config: str, *extra: str) -> None:
     log.close()
     d = w.daemon
     DaemonClient(str(w.sock)).wait(30, alive=lambda: d.poll() is None)
+    # a fault injected before Prometheus' first scrape of the daemon is a series born with it: rate() and
+    # increase() read nothing (a loaded machine may take seconds to scrape a new target)
+    deadline = time.monotonic() + 30
+    while w.prom is not None and not w.prom.has_value('up{job="qrngd"} == 1'):
+        assert time.monotonic() < deadline, "Prometheus never scraped the daemon"
+        time.sleep(0.2)
 
 
 def _usb(w: World, extra: str = "") -> str:
@@ -243,8 +250,11 @@ def slow_source(w: World) -> None:
     _start_daemon(w, "version: 1\nsource: {seed: 14, faults: [{kind: throughput_drop, start: 0, rate: 20000}]}\n"
                      "extractor: {type: sha256}\n", "--pool", "4KiB")
     c = DaemonClient(str(w.sock), "gameday")
-    end = time.monotonic() + 4
-    while time.monotonic() < end:
+    start, prom = time.monotonic(), w.prom
+    assert prom is not None
+    # at least 4 s of slow requests, and on until Prometheus has scraped enough of them to see the p95 (bounded)
+    while time.monotonic() < start + 4 or (
+            time.monotonic() < start + 60 and not prom.has_value("qrng:seed_request_duration_seconds:p95_5m > 0.01")):
         with contextlib.suppress(DaemonUnavailable):
             c.seed(4096)
 
@@ -275,8 +285,7 @@ def fell_back(w: World) -> None:
 
 
 def killed(w: World) -> None:
-    _start_daemon(w, _usb(w))
-    time.sleep(2)  # scraped while up
+    _start_daemon(w, _usb(w))  # scraped while up
     assert w.daemon is not None
     w.daemon.send_signal(signal.SIGKILL)
     w.daemon.wait(10)
@@ -302,8 +311,9 @@ def test_a_fault_raises_every_signal_its_runbook_names(tmp_path: Path, book: str
     from qrng_pkcs11.build import build_client
     module = build_client()
     emu = init_emulator(tmp_path / "EMU-0001", tmp_path / "att")["folder"]
-    w = World(tmp_path, Path(emu), tmp_path / "q.sock", free_port())
-    prom = Prometheus(tmp_path, w.port)
+    port = free_port()
+    prom = Prometheus(tmp_path, port)
+    w = World(tmp_path, Path(emu), tmp_path / "q.sock", port, prom)
     try:
         FAULTS[book](w)
         ev = Evidence(prom)
