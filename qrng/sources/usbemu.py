@@ -428,7 +428,7 @@ class EmulatorBackend(usb.backend.IBackend):  # type: ignore[misc]
         raise usb.core.USBError(text, {errno.EPIPE: -9, errno.ENODEV: -4, errno.EACCES: -3}.get(code, -1), code)
 
 
-# --- the emulator's state folder (its TEST-ONLY firmware log: usbemu_firmware_log.py) -------------------------
+# --- the emulator's state folder (its TEST-ONLY firmware log: usbemu_init.py) -------------------------
 EMULATOR_FIRMWARE = b"qrng-ceremony USB QRNG EMULATOR firmware 1.0.0 - TEST ONLY\n"
 
 
@@ -461,7 +461,7 @@ def init_emulator(folder: str | Path, attestation_dir: str | Path, serial: str =
                             "qrng-ceremony", model, serial)
         other = P.DeviceInfo(8, 8, P.FLAG_EMULATOR, 4.0, hashlib.sha256(b"an older release").digest(), (0, 9, 0),
                              "qrng-ceremony", model, serial)
-        from .usbemu_firmware_log import make_firmware_log
+        from .usbemu_init import make_firmware_log
         paths = make_firmware_log(Path(firmware_log), [firmware_manifest(other), firmware_manifest(info)])
         (d / "firmware.tlog-proof").write_text(paths["proof_1"].read_text())
         out["proof"] = d / "firmware.tlog-proof"
