@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _table import print_table  # noqa: E402
 
-from qrng.sources.usbemu import init_emulator
+from qrng.sources.usbemu_init import init_emulator
 from qrngd.client import DaemonClient
 
 ROOT = Path(__file__).resolve().parents[1]

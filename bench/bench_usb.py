@@ -26,7 +26,7 @@ from _table import print_table  # noqa: E402
 
 from qrng.sources.simulator import SimulatorSource
 from qrng.sources.usb import UsbSource
-from qrng.sources.usbemu import init_emulator
+from qrng.sources.usbemu_init import init_emulator
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,5 @@
-"""Ceremony scripts, policies and profiles: parsed strictly at the edge into frozen dataclasses.
+"""Ceremony scripts, policies and profiles: parsed strictly at the edge into frozen dataclasses; and the plan's
+record (``Plan``, made by :mod:`ceremony.plan`, read by the step kinds, so that no step imports the planner).
 
 Unknown or duplicate keys and wrong types are errors quoting the YAML path
 (``steps[3].key.size must be one of 3072, 4096``). Paths inside a file are relative to that file.
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from qrng.attestation.usb import FirmwarePolicy
+from qrng.config import EntropyConfig
 from qrng.errors import ConfigError
 from qrng.hsm.profile import HsmProfile, PinSource
 from qrng.yaml_input import Fields, check_plain, load_yaml, marks, read_text
@@ -351,3 +353,42 @@ def load_policy(path: Path, *, registry: Registry) -> Policy:
         raise _err(exc, path) from None
     return Policy(path, name, tuple(keys), profiles, min_claimed, min_est, shortfall, max_alpha, allow_sim, req,
                   seed_required, allow_unsup, quorum, roots, serial_bits, firmware)
+
+
+# --- the plan's record (ceremony.plan makes it; the step kinds read it) ----------------------------------------
+@dataclass(frozen=True)
+class PlannedStep:
+    id: str
+    type: str
+    summary: str
+    outputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    script: Script
+    policy: Policy
+    profile: Profile
+    entropy: EntropyConfig
+    source_label: str
+    claimed_min_entropy: float
+    steps: tuple[PlannedStep, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ceremony": self.script.ceremony, "policy": self.policy.name, "profile": self.profile.name,
+                "module": self.profile.module, "token": self.profile.token_label,
+                "output": str(self.script.output), "source": self.source_label,
+                "claimed_min_entropy": self.claimed_min_entropy,
+                "steps": [{"id": s.id, "type": s.type, "summary": s.summary, "outputs": list(s.outputs)}
+                          for s in self.steps]}
+
+    def render(self) -> str:
+        lines = [f"Ceremony {self.script.ceremony}: {self.script.description}".rstrip(": "),
+                 f"  policy   {self.policy.name} ({self.policy.path})",
+                 f"  profile  {self.profile.name}: {self.profile.module}, token '{self.profile.token_label}'",
+                 f"  source   {self.source_label}, claimed H = {self.claimed_min_entropy} bits/sample",
+                 f"  output   {self.script.output}", ""]
+        for i, s in enumerate(self.steps, 1):
+            outs = f"  -> {', '.join(s.outputs)}" if s.outputs else ""
+            lines.append(f"  {i:2}. [{s.id}] {s.type}: {s.summary}{outs}")
+        return "\n".join(lines)

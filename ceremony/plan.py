@@ -8,56 +8,16 @@ the plan returns and no sample is read. Every violation is collected, then raise
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from qrng.config import EntropyConfig, load_config
 
 from .errors import PolicyViolation
-from .model import Policy, Profile, Script, Step
+from .model import Plan, PlannedStep, Policy, Profile, Script, Step
 from .steps import REGISTRY, PlanView
 from .steps.base import CEREMONY_FILES
 
 __all__ = ["Plan", "PlannedStep", "make_plan"]
-
-
-@dataclass(frozen=True)
-class PlannedStep:
-    id: str
-    type: str
-    summary: str
-    outputs: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Plan:
-    script: Script
-    policy: Policy
-    profile: Profile
-    entropy: EntropyConfig
-    source_label: str
-    claimed_min_entropy: float
-    steps: tuple[PlannedStep, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"ceremony": self.script.ceremony, "policy": self.policy.name, "profile": self.profile.name,
-                "module": self.profile.module, "token": self.profile.token_label,
-                "output": str(self.script.output), "source": self.source_label,
-                "claimed_min_entropy": self.claimed_min_entropy,
-                "steps": [{"id": s.id, "type": s.type, "summary": s.summary, "outputs": list(s.outputs)}
-                          for s in self.steps]}
-
-    def render(self) -> str:
-        lines = [f"Ceremony {self.script.ceremony}: {self.script.description}".rstrip(": "),
-                 f"  policy   {self.policy.name} ({self.policy.path})",
-                 f"  profile  {self.profile.name}: {self.profile.module}, token '{self.profile.token_label}'",
-                 f"  source   {self.source_label}, claimed H = {self.claimed_min_entropy} bits/sample",
-                 f"  output   {self.script.output}", ""]
-        for i, s in enumerate(self.steps, 1):
-            outs = f"  -> {', '.join(s.outputs)}" if s.outputs else ""
-            lines.append(f"  {i:2}. [{s.id}] {s.type}: {s.summary}{outs}")
-        return "\n".join(lines)
 
 
 def _described(entropy: EntropyConfig) -> str:

@@ -139,7 +139,8 @@ def run_usb_fault(key: str, value: str, chunk: int = 4096) -> Outcome:
 
     from .config import config_from_text
     from .pipeline import Pipeline
-    from .sources.usbemu import init_emulator, write_control
+    from .sources.usbemu import write_control
+    from .sources.usbemu_init import init_emulator
     label = f"USB EMULATOR {key}={value}"
     with tempfile.TemporaryDirectory(prefix="qrng-gameday-usb-") as d:
         folder = init_emulator(Path(d) / "EMU-GAMEDAY", Path(d) / "att", serial="EMU-GAMEDAY")["folder"]

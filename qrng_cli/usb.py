@@ -17,7 +17,7 @@ __all__ = ["register"]
 
 
 def cmd_emulator_init(args: argparse.Namespace) -> int:
-    from qrng.sources.usbemu import init_emulator
+    from qrng.sources.usbemu_init import init_emulator
     paths = init_emulator(args.dir, args.attestation_dir, args.serial, args.firmware_log)
     for k, v in paths.items():
         print(f"{k:8} {v}")

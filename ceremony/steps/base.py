@@ -31,8 +31,7 @@ if TYPE_CHECKING:
     from qrng.pipeline import Pipeline
     from transparency.log import AuditLog
 
-    from ..model import Policy, Profile, Script
-    from ..plan import Plan
+    from ..model import Plan, Policy, Profile, Script
 
 __all__ = ["Fact", "LogEvent", "PHASES", "PlanView", "Section", "SheetRow", "Step", "StepContext", "StepKind",
            "StepLog", "StepResult", "key_of", "output_name", "parse_subject", "pem", "qrng_serial", "sha256_hex",
@@ -84,8 +83,7 @@ class PlanView:
 
 # --- the step's lines on paper ----------------------------------------------------------------------------------
 def _default_sheet(step: Step, plan: Plan) -> SheetRow:
-    from . import REGISTRY
-    return SheetRow(("operator",), f"Step {step.id}: {REGISTRY[step.type].summary(step.params)}.",
+    return SheetRow(("operator",), f"Step {step.id}: {step.type.replace('_', ' ')}.",
                     ("Start the step and wait for it to finish.",))
 
 

@@ -26,7 +26,7 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from ..plan import Plan
+    from ..model import Plan
 
 MAX_SAMPLES = 1 << 30  # kept in memory and on disk: 1 GiB of 8-bit samples at most
 

@@ -30,7 +30,7 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from ..plan import Plan
+    from ..model import Plan
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from ..plan import Plan
+    from ..model import Plan
 
 MAX_SAMPLES = 1 << 34
 

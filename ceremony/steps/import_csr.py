@@ -40,7 +40,7 @@ from .base import (
 from .generate_keypair import allowed, allowed_text
 
 if TYPE_CHECKING:
-    from ..plan import Plan
+    from ..model import Plan
 
 MAX_CSR = 64 * 1024
 

@@ -24,7 +24,7 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from ..plan import Plan
+    from ..model import Plan
 
 MAX_BYTES = 4096
 

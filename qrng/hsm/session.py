@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,15 +208,35 @@ class HsmSession:
         except p.exceptions.PKCS11Error as exc:
             raise HsmError(f"signing with '{spec.label}' failed: {type(exc).__name__}") from None
 
-    def log_signer(self, label: str) -> tuple[bytes, Any]:
-        """(SPKI DER, sign function) of a log or witness key in this token (signer.log_signer)."""
-        from .signer import log_signer
-        return log_signer(self, label)
+    def log_signer(self, label: str) -> tuple[bytes, Callable[[bytes], bytes]]:
+        """An HSM-held key for checkpoints: ECDSA P-256 (C2SP signed-note type 0x02; SHA-256 then ECDSA) or Ed25519
+        (type 0x01, CKM_EDDSA over the message, PKCS#11 v3.0 6.3.14), told by the key's CKA_KEY_TYPE.
+        Returns (SPKI DER, sign function)."""
+        p = self._p
+        keys = self.private_keys(label)
+        if len(keys) != 1:
+            raise HsmError(f"expected one audit-log key labelled '{label}' on the token, found {len(keys)}; "
+                           "run the audit-key ceremony first")
+        key_id = keys[0][p.Attribute.ID]
+        edwards = keys[0][p.Attribute.KEY_TYPE] == p.KeyType.EC_EDWARDS
+        spec = KeySpec(label, "ed25519") if edwards else KeySpec(label, "ec", curve="P-256")
+        der = self.public_der(spec, self.public_key_obj(label, key_id))
+        return der, lambda message: self.sign(spec, key_id, message, "sha256")
 
-    def beacon_signer(self, label: str) -> tuple[bytes, Any]:
-        """(SPKI DER, sign function) of the beacon's RSA key in this token (signer.beacon_signer)."""
-        from .signer import beacon_signer
-        return beacon_signer(self, label)
+    def beacon_signer(self, label: str) -> tuple[bytes, Callable[[bytes], bytes]]:
+        """An HSM-held RSA key for beacon pulses (NIST Beacon 2.0 cipher suite 0: RSA PKCS#1 v1.5 with SHA-512).
+        Returns (SPKI DER, sign function)."""
+        p = self._p
+        keys = self.private_keys(label)
+        if len(keys) != 1:
+            raise HsmError(f"expected one beacon key labelled '{label}' on the token, found {len(keys)}")
+        if keys[0][p.Attribute.KEY_TYPE] != p.KeyType.RSA:
+            raise HsmError(f"the beacon key '{label}' must be RSA (cipher suite 0 of the NIST Beacon 2.0 format)")
+        key_id = keys[0][p.Attribute.ID]
+        pub = self.public_key_obj(label, key_id)
+        spec = KeySpec(label, "rsa", size=len(pub[p.Attribute.MODULUS]) * 8)
+        der = self.public_der(spec, pub)
+        return der, lambda message: self.sign(spec, key_id, message, "sha512")
 
     def seed_random(self, data: bytes) -> str:
         """C_SeedRandom. Returns 'accepted' or the CKR name the token answered."""

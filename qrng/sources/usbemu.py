@@ -39,8 +39,7 @@ import usb.backend
 from ..errors import UsageError
 from . import usbproto as P
 
-__all__ = ["EMULATOR_FIRMWARE", "EMULATOR_PID", "EMULATOR_VID", "EmulatedDevice", "EmulatorBackend", "init_emulator",
-           "read_control", "write_control"]
+__all__ = ["EMULATOR_PID", "EMULATOR_VID", "EmulatedDevice", "EmulatorBackend", "read_control", "write_control"]
 
 EMULATOR_VID = 0x1209  # pid.codes
 EMULATOR_PID = 0x0001  # pid.codes test PID: for testing only, never shipped in a product
@@ -426,43 +425,3 @@ class EmulatorBackend(usb.backend.IBackend):  # type: ignore[misc]
         if isinstance(exc, TimeoutError) or code == errno.ETIMEDOUT:
             raise usb.core.USBTimeoutError(text, -7, errno.ETIMEDOUT)
         raise usb.core.USBError(text, {errno.EPIPE: -9, errno.ENODEV: -4, errno.EACCES: -3}.get(code, -1), code)
-
-
-# --- the emulator's state folder (its TEST-ONLY firmware log: usbemu_init.py) -------------------------
-EMULATOR_FIRMWARE = b"qrng-ceremony USB QRNG EMULATOR firmware 1.0.0 - TEST ONLY\n"
-
-
-def init_emulator(folder: str | Path, attestation_dir: str | Path, serial: str = "EMU-0001",
-                  firmware_log: str | Path | None = None) -> dict[str, Path]:
-    """Create (once) the state folder of an emulated USB QRNG: identity, TEST-ONLY key and certificate (issued by
-    the TEST-ONLY manufacturer CA in ``attestation_dir``), firmware image, counter, control file; and, with
-    ``firmware_log``, a TEST-ONLY firmware log holding its firmware with the proof beside the firmware."""
-    from ..attestation.statement import init_simulator, issue_device_certificate
-    from ..attestation.usb import firmware_manifest
-    d = Path(folder)
-    if (d / "device.json").exists():
-        return {"folder": d, "proof": d / "firmware.tlog-proof"}
-    d.mkdir(parents=True, exist_ok=True)
-    init_simulator(attestation_dir)
-    (d / "firmware.bin").write_bytes(EMULATOR_FIRMWARE)
-    model = "QRNG-USB EMULATOR (software device, not quantum)"
-    key_pem, chain_pem = issue_device_certificate(Path(attestation_dir), serial, model,
-                                                  hashlib.sha256(EMULATOR_FIRMWARE).digest(), simulator=True)
-    (d / "device.key").write_bytes(key_pem)
-    (d / "device.key").chmod(0o600)
-    (d / "chain.pem").write_bytes(chain_pem)
-    meta = {"serial": serial, "model": model, "vendor": "qrng-ceremony", "firmware_version": [1, 0, 0],
-            "claimed_min_entropy": 4.0}
-    (d / "device.json").write_text(json.dumps(meta, indent=1) + "\n")
-    (d / "control").write_text("plugged: yes\nfault: none\ncontrol_fault: none\nphysics_fault: none\n")
-    out = {"folder": d}
-    if firmware_log is not None:
-        info = P.DeviceInfo(8, 8, P.FLAG_EMULATOR, 4.0, hashlib.sha256(EMULATOR_FIRMWARE).digest(), (1, 0, 0),
-                            "qrng-ceremony", model, serial)
-        other = P.DeviceInfo(8, 8, P.FLAG_EMULATOR, 4.0, hashlib.sha256(b"an older release").digest(), (0, 9, 0),
-                             "qrng-ceremony", model, serial)
-        from .usbemu_init import make_firmware_log
-        paths = make_firmware_log(Path(firmware_log), [firmware_manifest(other), firmware_manifest(info)])
-        (d / "firmware.tlog-proof").write_text(paths["proof_1"].read_text())
-        out["proof"] = d / "firmware.tlog-proof"
-    return out

@@ -1,12 +1,19 @@
-"""The USB EMULATOR's TEST-ONLY firmware transparency log (``qrng usb-emulator init --firmware-log``): a small
-log holding the emulator's firmware manifests, signed and cosigned by keys made here, so that firmware
-transparency can be exercised end to end without a manufacturer's log. Never a real manufacturer's log."""
+"""Making a USB EMULATOR (``qrng usb-emulator init``): its state folder (identity, TEST-ONLY key and certificate,
+firmware image, control file) that :mod:`qrng.sources.usbemu` then serves from, and with ``--firmware-log`` its
+TEST-ONLY firmware transparency log: a small log holding the emulator's firmware manifests, signed and cosigned by
+keys made here, so that firmware transparency can be exercised end to end without a manufacturer's log. Never a
+real manufacturer's log. Above both the emulator and device attestation (it uses both); the emulator itself
+imports neither this module nor attestation."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
-__all__ = ["make_firmware_log"]
+from . import usbproto as P
+
+__all__ = ["EMULATOR_FIRMWARE", "init_emulator", "make_firmware_log"]
 
 
 def make_firmware_log(folder: Path, manifests: list[bytes], witness: str = "witness.example/firmware-log",
@@ -45,3 +52,41 @@ def make_firmware_log(folder: Path, manifests: list[bytes], witness: str = "witn
         p.write_text(format_proof(i, tree.inclusion_proof(i, len(manifests)), note))
         paths[f"proof_{i}"] = p
     return paths
+
+
+EMULATOR_FIRMWARE = b"qrng-ceremony USB QRNG EMULATOR firmware 1.0.0 - TEST ONLY\n"
+
+
+def init_emulator(folder: str | Path, attestation_dir: str | Path, serial: str = "EMU-0001",
+                  firmware_log: str | Path | None = None) -> dict[str, Path]:
+    """Create (once) the state folder of an emulated USB QRNG: identity, TEST-ONLY key and certificate (issued by
+    the TEST-ONLY manufacturer CA in ``attestation_dir``), firmware image, counter, control file; and, with
+    ``firmware_log``, a TEST-ONLY firmware log holding its firmware with the proof beside the firmware."""
+    from ..attestation.statement import init_simulator, issue_device_certificate
+    from ..attestation.usb import firmware_manifest
+    d = Path(folder)
+    if (d / "device.json").exists():
+        return {"folder": d, "proof": d / "firmware.tlog-proof"}
+    d.mkdir(parents=True, exist_ok=True)
+    init_simulator(attestation_dir)
+    (d / "firmware.bin").write_bytes(EMULATOR_FIRMWARE)
+    model = "QRNG-USB EMULATOR (software device, not quantum)"
+    key_pem, chain_pem = issue_device_certificate(Path(attestation_dir), serial, model,
+                                                  hashlib.sha256(EMULATOR_FIRMWARE).digest(), simulator=True)
+    (d / "device.key").write_bytes(key_pem)
+    (d / "device.key").chmod(0o600)
+    (d / "chain.pem").write_bytes(chain_pem)
+    meta = {"serial": serial, "model": model, "vendor": "qrng-ceremony", "firmware_version": [1, 0, 0],
+            "claimed_min_entropy": 4.0}
+    (d / "device.json").write_text(json.dumps(meta, indent=1) + "\n")
+    (d / "control").write_text("plugged: yes\nfault: none\ncontrol_fault: none\nphysics_fault: none\n")
+    out = {"folder": d}
+    if firmware_log is not None:
+        info = P.DeviceInfo(8, 8, P.FLAG_EMULATOR, 4.0, hashlib.sha256(EMULATOR_FIRMWARE).digest(), (1, 0, 0),
+                            "qrng-ceremony", model, serial)
+        other = P.DeviceInfo(8, 8, P.FLAG_EMULATOR, 4.0, hashlib.sha256(b"an older release").digest(), (0, 9, 0),
+                             "qrng-ceremony", model, serial)
+        paths = make_firmware_log(Path(firmware_log), [firmware_manifest(other), firmware_manifest(info)])
+        (d / "firmware.tlog-proof").write_text(paths["proof_1"].read_text())
+        out["proof"] = d / "firmware.tlog-proof"
+    return out

@@ -96,3 +96,41 @@ def test_the_ceremony_model_names_no_step_module():
     (ceremony/loader.py binds it); the model imports no step module, not even lazily."""
     path = ROOT / "ceremony" / "model.py"
     assert not {t for t in _imports(path, "ceremony.model") if t.startswith(("ceremony.steps", "ceremony.plan"))}
+
+
+def _circle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle of ``graph`` as a path (first == last), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        path.append(m)
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                return path[path.index(n):] + [n]
+            if n not in state and (found := visit(n)):
+                return found
+        path.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state and (found := visit(m)):
+            return found
+    return None
+
+
+def test_the_import_graph_has_no_circle():
+    """Issue 21: no module imports, directly or through others, lazily or for type checking only, a module that
+    imports it back. Importing ``a.b.c`` runs the package ``a.b`` too, so a package is a node (its own submodules
+    importing it are not a circle: Python has run it before them)."""
+    mods = _modules()
+    graph = {m: {t for t in _imports(p, m) if t in mods and t != m and not m.startswith(t + ".")}
+             for m, p in mods.items()}
+    assert _circle(graph) is None, "an import circle: " + " -> ".join(_circle(graph) or [])
+
+
+def test_the_circle_finder_finds_one():
+    assert _circle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert _circle({"a": {"b"}, "b": set()}) is None

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from qrng.sources.usbemu import init_emulator, write_control
+from qrng.sources.usbemu import write_control
+from qrng.sources.usbemu_init import init_emulator
 from qrngd.client import DaemonClient, DaemonUnavailable
 from tests.netwait import free_port
 

@@ -12,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from qrng.sources.usbemu import init_emulator, write_control
+from qrng.sources.usbemu import write_control
+from qrng.sources.usbemu_init import init_emulator
 from qrngd.client import DaemonClient
 from tests.mountns import needs_mount_namespace
 from tests.netwait import free_port

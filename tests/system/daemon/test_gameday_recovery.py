@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from qrng.sources.usbemu import init_emulator, write_control
+from qrng.sources.usbemu import write_control
+from qrng.sources.usbemu_init import init_emulator
 from qrngd.client import DaemonClient, DaemonUnavailable
 from qrngd.pool import REOPEN_S
 

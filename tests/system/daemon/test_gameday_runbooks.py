@@ -35,7 +35,8 @@ from typing import Any
 
 import pytest
 
-from qrng.sources.usbemu import init_emulator, write_control
+from qrng.sources.usbemu import write_control
+from qrng.sources.usbemu_init import init_emulator
 from qrngd.client import DaemonClient, DaemonUnavailable
 from tests.netwait import free_port, wait_for_port
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from qrng.sources.usbemu import init_emulator, write_control
+from qrng.sources.usbemu import write_control
+from qrng.sources.usbemu_init import init_emulator
 from qrngd.client import DaemonClient
 from tests.netwait import free_port
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from qrng.sources.usbemu import init_emulator
+from qrng.sources.usbemu_init import init_emulator
 from qrngd.client import DaemonClient
 
 from ..qrng_pkcs11.test_consumers import openssl_conf

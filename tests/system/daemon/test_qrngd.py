@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from qrng.sources.usbemu import init_emulator, write_control
+from qrng.sources.usbemu import write_control
+from qrng.sources.usbemu_init import init_emulator
 from qrngd import protocol as P
 from qrngd.client import DaemonClient, DaemonUnavailable
 

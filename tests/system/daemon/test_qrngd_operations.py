@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from qrng.sources.usbemu import init_emulator, write_control
+from qrng.sources.usbemu import write_control
+from qrng.sources.usbemu_init import init_emulator
 from qrngd.client import DaemonClient
 
 from .test_qrngd import start, stop

@@ -8,7 +8,8 @@ from __future__ import annotations
 import threading
 import time
 
-from qrng.sources.usbemu import init_emulator, write_control
+from qrng.sources.usbemu import write_control
+from qrng.sources.usbemu_init import init_emulator
 from qrngd.client import DaemonClient, DaemonUnavailable
 
 from .test_qrngd import start, stop

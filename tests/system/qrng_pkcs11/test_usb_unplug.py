@@ -52,7 +52,7 @@ CONSUMER = textwrap.dedent("""
 
 @pytest.fixture()
 def emulator(tmp_path):
-    from qrng.sources.usbemu import init_emulator
+    from qrng.sources.usbemu_init import init_emulator
     folder = init_emulator(tmp_path / "EMU-0001", tmp_path / "att")["folder"]
     cfg = tmp_path / "usb.yaml"
     cfg.write_text(f"version: 1\nsource: {{type: usb, emulator: {folder}}}\n")

@@ -46,7 +46,7 @@ def write_workspace_files(d: Path, module: str, token_label: str, env: dict[str,
     attestation CA (``d/att``), witness keys (``d/w``), log key and PIN file; three profiles on ``module``."""
     shutil.copytree(ROOT / "ceremonies", d / "ceremonies")
     shutil.copytree(ROOT / "policies", d / "policies")
-    from qrng.sources.usbemu import init_emulator
+    from qrng.sources.usbemu_init import init_emulator
     init_emulator(d / "usb" / "EMU-0001", d / "att", firmware_log=d / "usb" / "fwlog")  # the USB EMULATOR
 
     def attestation(doc: dict[str, Any]) -> None:

@@ -19,7 +19,8 @@ from qrng.attestation.usb import FirmwarePolicy, check_firmware, verify_usb_atte
 from qrng.errors import EntropyError, SourceError, SourceRemoved
 from qrng.sources import usbproto as P
 from qrng.sources.usb import UsbSource, list_devices
-from qrng.sources.usbemu import init_emulator, write_control
+from qrng.sources.usbemu import write_control
+from qrng.sources.usbemu_init import init_emulator
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "usb-protocol-v1.json"
 EMU = (0x1209, 0x0001)
