@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _table import print_table  # noqa: E402
+from _table import print_table
 
 from qrng.config import EntropyConfig
 from qrng.drbg import CtrDrbg, HmacDrbg

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _table import print_table  # noqa: E402
+from _table import print_table
 
 from qrng.sources.usbemu_init import init_emulator
 from qrngd.client import DaemonClient

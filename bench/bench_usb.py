@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _table import print_table  # noqa: E402
+from _table import print_table
 
 from qrng.sources.simulator import SimulatorSource
 from qrng.sources.usb import UsbSource

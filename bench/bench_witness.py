@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests.netwait: loopback helpers, not shipped
-from _table import print_table  # noqa: E402
+from _table import print_table
 
 from tests.netwait import free_port, wait_for_port
 from transparency.merkle import TreeLevels, leaf_hash

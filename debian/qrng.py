@@ -4,6 +4,6 @@ are bundled in /usr/lib/qrngd/python; -I keeps PYTHONPATH and the user's site-pa
 import sys
 
 sys.path.insert(0, "/usr/lib/qrngd/python")
-from qrng_cli import main  # noqa: E402
+from qrng_cli import main
 
 sys.exit(main())

@@ -21,12 +21,12 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     max_connections = 64
     read_timeout_s = 10.0
 
-    def __init__(self, address: tuple[str, int], handler: Any, bind_and_activate: bool = True) -> None:  # noqa: ANN401
+    def __init__(self, address: tuple[str, int], handler: Any, bind_and_activate: bool = True) -> None:
         self._slots = threading.BoundedSemaphore(self.max_connections)
         self.refused = 0
         super().__init__(address, handler, bind_and_activate)
 
-    def process_request(self, request: Any, client_address: Any) -> None:  # noqa: ANN401 - socketserver's signature
+    def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
             self.refused += 1
             with contextlib.suppress(OSError):
@@ -42,7 +42,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
             self._slots.release()
             raise
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:  # noqa: ANN401
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:

@@ -60,7 +60,7 @@ def marks(text: str) -> dict[str, tuple[int, int]]:
     """(line, column) of every node, keyed by the YAML path that :class:`Fields` uses (``a.b[2].c``)."""
     out: dict[str, tuple[int, int]] = {}
     try:
-        root = yaml.compose(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        root = yaml.compose(text, Loader=_StrictLoader)
     except yaml.YAMLError:
         return out
 

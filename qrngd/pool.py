@@ -199,7 +199,7 @@ class Source:
             r = p.report()
             for k in self._past:
                 self._past[k] += r[k]
-        except Exception:  # noqa: BLE001, S110 - counters of a broken pipeline are lost, never the service
+        except Exception:  # noqa: BLE001 - counters of a broken pipeline are lost, never the service
             pass
         with contextlib.suppress(Exception):
             p.close()

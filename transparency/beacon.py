@@ -294,7 +294,7 @@ def verify_pulses(pulses: list[Pulse], certificate_der: bytes, whole_chain: bool
             raise BeaconError(f"pulse {getattr(p, 'pulse_index', i)}: a malformed field ({exc})") from None
 
 
-def _verify_one(pulses: list[Pulse], i: int, key: Any, cert_id: str, whole_chain: bool) -> None:  # noqa: C901
+def _verify_one(pulses: list[Pulse], i: int, key: Any, cert_id: str, whole_chain: bool) -> None:
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding

@@ -168,7 +168,7 @@ def ed25519_signer(name: str, key: ed25519.Ed25519PrivateKey, alg: int = ALG_ED2
     return Signer(Verifier(name, _key_id(name, alg, pub), alg, pub), key.sign)
 
 
-def mldsa44_signer(name: str, key: Any) -> Signer:  # noqa: ANN401 - cryptography's key class
+def mldsa44_signer(name: str, key: Any) -> Signer:
     """An ML-DSA-44 cosigner (tlog-cosignature type 0x06) from a cryptography MLDSA44PrivateKey."""
     _check_name(name)
     pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)

@@ -56,15 +56,15 @@ class TilesHandler(SimpleHTTPRequestHandler):
             return False
         return True
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         if self._route():
             super().do_GET()
 
-    def do_HEAD(self) -> None:  # noqa: N802 - http.server's name
+    def do_HEAD(self) -> None:
         if self._route():
             super().do_HEAD()
 
-    def guess_type(self, path: Any) -> str:  # noqa: ANN401 - http.server's signature
+    def guess_type(self, path: Any) -> str:
         return (self._headers or {}).get("Content-Type", TILE_TYPE)
 
     def end_headers(self) -> None:
@@ -72,15 +72,15 @@ class TilesHandler(SimpleHTTPRequestHandler):
             self.send_header("Cache-Control", self._headers["Cache-Control"])
         super().end_headers()
 
-    def list_directory(self, path: Any) -> None:  # noqa: ANN401 - http.server's signature
+    def list_directory(self, path: Any) -> None:
         self.send_error(404, "not a tiles resource")
         return None
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002, ANN401 - http.server's signature
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
         pass
 
 
-def serve(directory: str, host: str, port: int, ready: Any = None) -> None:  # noqa: ANN401 - a callback
+def serve(directory: str, host: str, port: int, ready: Any = None) -> None:
     """Serve ``directory`` on ``host:port`` until interrupted; ``ready(port)`` once listening."""
     import functools
     handler = functools.partial(TilesHandler, directory=directory)

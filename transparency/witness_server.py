@@ -107,7 +107,7 @@ class _Handler(BaseHTTPRequestHandler):
         key = str(status)
         self.server.requests[key] = self.server.requests.get(key, 0) + 1
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         if self.path != f"{self.server.prefix}/add-checkpoint":
             self._answer(404, b"not found\n")
             return
@@ -128,7 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._answer(a.status, a.body, a.content_type)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         parts = self.path.removeprefix(self.server.prefix).strip("/").split("/")
         note = self.server.state.note(parts[0]) if len(parts) == 2 and parts[1] == "checkpoint" else None
         if note is None:

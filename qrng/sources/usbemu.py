@@ -375,8 +375,9 @@ class EmulatorBackend(usb.backend.IBackend):  # type: ignore[misc]
         memoryview(buff).cast("B")[:len(data)] = data
         return len(data)
 
+    # pyusb's backend interface names its parameters after the USB specification's setup packet fields
     def ctrl_transfer(self, handle: EmulatedDevice, bmRequestType: int, bRequest: int, wValue: int,  # noqa: N803
-                      wIndex: int, data: Any, timeout: int) -> int:
+                      wIndex: int, data: Any, timeout: int) -> int:  # noqa: N803
         self._alive(handle)
         rtype = bmRequestType & 0x60
         if rtype == 0x00:  # standard requests: GET_DESCRIPTOR (strings), CLEAR_FEATURE(ENDPOINT_HALT)

@@ -51,7 +51,7 @@ def test_every_signal_a_runbook_names_exists(book):
     from qrng_pkcs11 import ckdefs as ck
     assert set(re.findall(r"`(CKR_[A-Z_]+)`", text)) <= set(ck.CKR_NAMES.values())
     import qrng_cli
-    commands = set(qrng_cli.build_parser()._subparsers._group_actions[0].choices)  # noqa: SLF001 - argparse
+    commands = set(qrng_cli.build_parser()._subparsers._group_actions[0].choices)
     assert {c for c in re.findall(r"`qrng ([a-z]+)", text)} <= commands
 
 

@@ -6,7 +6,7 @@ daemon sheds connections instead of spinning. Each is bounded in count and time 
 from __future__ import annotations
 
 import os
-import resource
+import re
 import socket
 import subprocess
 import sys
@@ -124,12 +124,15 @@ def test_at_the_descriptor_limit_it_sheds_instead_of_spinning(sim):
     CPU. It now accepts and closes at once; once the flood is gone it serves again."""
     cfg, sock = sim
     log = open(sock.with_suffix(".log"), "a")  # noqa: SIM115
-    d = subprocess.Popen([sys.executable, "-m", "qrng_cli", "daemon", "--config", str(cfg), "--socket", str(sock)],
-                         stderr=log, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (96, 96)))
+    # prlimit (util-linux), not preexec_fn: pytest-xdist's process has threads, and a fork's child may not run Python
+    d = subprocess.Popen(["prlimit", "--nofile=96:96", sys.executable, "-m", "qrng_cli", "daemon", "--config",
+                          str(cfg), "--socket", str(sock)], stderr=log)
     log.close()
     try:
         if not _wait(sock):
             pytest.fail("the daemon did not create its socket")
+        limits = Path(f"/proc/{d.pid}/limits").read_text()  # prlimit execs the daemon: same process
+        assert re.search(r"Max open files\s+96\s+96", limits), limits
         flood = []
         for _ in range(150):
             try:

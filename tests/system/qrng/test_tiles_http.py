@@ -204,7 +204,7 @@ def test_a_log_served_gzipped_without_negotiation_verifies(tmp_path, keys):
     asked: list[str] = []
 
     class Gzipping(SimpleHTTPRequestHandler):  # a test server: gzip for every answer, whatever was asked
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             asked.append(self.headers.get("Accept-Encoding", ""))
             f = self.translate_path(self.path)
             try:

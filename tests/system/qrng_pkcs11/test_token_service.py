@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from qrng.config import EntropyConfig
 from qrng.pipeline import Pipeline
-from tests.unit.qrng_pkcs11.test_backend import make  # noqa: E402
+from tests.unit.qrng_pkcs11.test_backend import make
 
 
 def test_random_and_failure_states():

@@ -141,7 +141,7 @@ def test_short_packets_are_read_on(dev):
 def test_a_halted_endpoint_is_cleared_once(dev):
     folder, src = dev
     from qrng.sources.usbemu import EmulatedDevice
-    emulated = [d for d in src._dev._ctx.backend.devices if isinstance(d, EmulatedDevice)][0]  # noqa: SLF001
+    emulated = [d for d in src._dev._ctx.backend.devices if isinstance(d, EmulatedDevice)][0]
     emulated.halted = True  # a transient stall: CLEAR_FEATURE(ENDPOINT_HALT) then the read goes on
     assert src.read(4096).size == 4096 and not emulated.halted
 
@@ -174,7 +174,7 @@ def test_kernel_driver_is_detached_only_when_configured(dev):
     with pytest.raises(SourceError, match="detach_kernel_driver: true"):
         UsbSource(*EMU, emulator=[str(folder)])
     taken = UsbSource(*EMU, emulator=[str(folder)], detach_kernel_driver=True)
-    emulated = taken._dev._ctx.backend.devices[0]  # noqa: SLF001
+    emulated = taken._dev._ctx.backend.devices[0]
     assert emulated.driver_detached and taken.read(10).size == 10
     taken.close()
     assert not emulated.driver_detached  # given back to the kernel on close

@@ -123,7 +123,7 @@ def test_every_key_has_an_option() -> None:
     sub = argparse.ArgumentParser().add_subparsers()
     register(sub)
     daemon = sub.choices["daemon"]
-    options = {o for a in daemon._actions for o in a.option_strings}  # noqa: SLF001 - argparse has no public list
+    options = {o for a in daemon._actions for o in a.option_strings}
     assert set(FLAGS.values()) <= options
 
 
