@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from transparency.errors import FormatError
+
 __all__ = ["Exposed", "exposed_keys", "parse_time"]
 
 ENTROPY_EVENTS = ("entropy.committed", "entropy.extracted")
@@ -42,24 +44,43 @@ def parse_time(text: str, what: str = "time") -> datetime.datetime:
     return t if t.tzinfo else t.replace(tzinfo=datetime.UTC)
 
 
-def exposed_keys(entries: Iterable[dict[str, Any]], start: datetime.datetime,
-                 end: datetime.datetime) -> list[Exposed]:
-    """The keys of one ceremony log whose entropy was drawn, or which were generated, in [start, end]."""
-    def inside(e: dict[str, Any]) -> bool:
-        return start <= parse_time(e["time"], "a logged time") <= end
+def _text(d: dict[str, Any], name: str, where: str, default: str | None = None) -> str:
+    v = d.get(name, default)
+    if not isinstance(v, str):
+        raise FormatError(f"{where}: '{name}' must be a string, not {type(v).__name__}")
+    return v
 
+
+def exposed_keys(entries: Iterable[Any], start: datetime.datetime, end: datetime.datetime) -> list[Exposed]:
+    """The keys of one ceremony log whose entropy was drawn, or which were generated, in [start, end]. An entry
+    that is not a ceremony entry (not an object, a field of the wrong type, an unreadable time) raises FormatError
+    naming the entry."""
     out: list[Exposed] = []
     drawn: list[str] = []  # times entropy was drawn in the window, before the key events that follow
-    for e in entries:
+    for i, e in enumerate(entries):
+        where = f"entry {i}"
+        if not isinstance(e, dict):
+            raise FormatError(f"{where} is not a ceremony log entry (a JSON {type(e).__name__}, not an object)")
         event = e.get("event")
-        if event in ENTROPY_EVENTS and inside(e):
-            drawn.append(f"{event} at {e['time']}")
-        elif event in KEY_EVENTS:
-            d = e.get("data", {})
-            why = [f"generated at {e['time']}, inside the window"] if inside(e) else []
-            if drawn:
-                why.append(f"its ceremony drew entropy in the window ({drawn[-1]})")
-            if why:
-                out.append(Exposed(e.get("ceremony", ""), d.get("label", "?"), d.get("key", "?"), d.get("key_id", ""),
-                                   d.get("public_key_sha256", ""), e["time"], "; ".join(why)))
+        if event not in ENTROPY_EVENTS + KEY_EVENTS:
+            continue
+        logged = _text(e, "time", where)
+        try:
+            inside = start <= parse_time(logged, "time") <= end
+        except ValueError as exc:
+            raise FormatError(f"{where}: {exc}") from None
+        if event in ENTROPY_EVENTS:
+            if inside:
+                drawn.append(f"{event} at {logged}")
+            continue
+        d = e.get("data", {})
+        if not isinstance(d, dict):
+            raise FormatError(f"{where}: 'data' must be an object, not {type(d).__name__}")
+        why = [f"generated at {logged}, inside the window"] if inside else []
+        if drawn:
+            why.append(f"its ceremony drew entropy in the window ({drawn[-1]})")
+        if why:
+            out.append(Exposed(_text(e, "ceremony", where, ""), _text(d, "label", where, "?"),
+                               _text(d, "key", where, "?"), _text(d, "key_id", where, ""),
+                               _text(d, "public_key_sha256", where, ""), logged, "; ".join(why)))
     return out

@@ -39,6 +39,7 @@ def _entries(path: Path, keys: list[str]) -> tuple[list[dict[str, Any]], bool]:
 
 def cmd_exposure(args: argparse.Namespace) -> int:
     from ceremony.exposure import exposed_keys, parse_time
+    from transparency.errors import FormatError
     try:
         start, end = parse_time(args.start, "--from"), parse_time(args.end, "--to")
     except ValueError as exc:
@@ -52,9 +53,8 @@ def cmd_exposure(args: argparse.Namespace) -> int:
             unverified.append(str(log))
         try:
             found += [(str(log), verified, k) for k in exposed_keys(entries, start, end)]
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # an entry that is no ceremony entry
-            from transparency.errors import FormatError
-            raise FormatError(f"{log}: an entry is not a ceremony log entry ({type(exc).__name__}: {exc})") from None
+        except FormatError as exc:  # an entry that is no ceremony entry: named, with the log
+            raise FormatError(f"{log}: {exc}") from None
     if args.json:
         print(json.dumps({"from": args.start, "to": args.end, "unverified_logs": unverified, "keys": [
             {"log": where, "log_verified": ok, **k.__dict__} for where, ok, k in found]}, indent=2))

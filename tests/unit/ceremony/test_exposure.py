@@ -79,11 +79,17 @@ def test_an_unverified_log_is_listed_but_is_not_a_decision(ceremony, capsys):
     assert "is before --from" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("entry", [{"event": "key.generated", "time": "garbage"}, {"event": "key.generated"},
-                                   {"event": "entropy.committed", "time": None}])
-def test_an_entry_that_is_no_ceremony_entry_is_named_not_a_traceback(tmp_path, monkeypatch, capsys, entry):
+@pytest.mark.parametrize(("entry", "said"), [
+    ({"event": "key.generated", "time": "garbage"}, "entry 1: time 'garbage': not an ISO 8601 time"),
+    ({"event": "key.generated"}, "entry 1: 'time' must be a string, not NoneType"),
+    ({"event": "entropy.committed", "time": None}, "entry 1: 'time' must be a string, not NoneType"),
+    ([1, 2], "entry 1 is not a ceremony log entry (a JSON list, not an object)"),
+    ({"event": "key.generated", "time": T.format(1), "data": "root"}, "entry 1: 'data' must be an object, not str"),
+    ({"event": "key.generated", "time": T.format(1), "data": {"label": 7}}, "entry 1: 'label' must be a string"),
+])
+def test_an_entry_that_is_no_ceremony_entry_is_named_not_a_traceback(tmp_path, monkeypatch, capsys, entry, said):
     import qrng_cli.gameday as gameday
-    monkeypatch.setattr(gameday, "_entries", lambda path, keys: ([entry], True))
+    monkeypatch.setattr(gameday, "_entries", lambda path, keys: ([{"event": "other"}, entry], True))
     code = qrng_cli.main(["gameday", "exposure", str(tmp_path / "x.log"), "--from", "2026-01-01", "--to", "2027-01-01"])
     err = capsys.readouterr().err
-    assert code == 2 and "x.log: an entry is not a ceremony log entry" in err and "Traceback" not in err, err
+    assert code == 2 and f"x.log: {said}" in err and "Traceback" not in err, err
