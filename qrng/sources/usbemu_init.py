@@ -1,4 +1,4 @@
-"""Making a USB EMULATOR (``qrng usb-emulator init``): its state folder (identity, TEST-ONLY key and certificate,
+"""Making a USB EMULATOR (``qrng usb emulator init``): its state folder (identity, TEST-ONLY key and certificate,
 firmware image, control file) that :mod:`qrng.sources.usbemu` then serves from, and with ``--firmware-log`` its
 TEST-ONLY firmware transparency log: a small log holding the emulator's firmware manifests, signed and cosigned by
 keys made here, so that firmware transparency can be exercised end to end without a manufacturer's log. Never a
