@@ -207,8 +207,8 @@ class Ceremony:
                 check(self, step)
         self.log = AuditLog(self.out / "audit.log", self.origin, self.signer, ceremony=self.script.ceremony,
                             recover=True)
-        if not (self.out / "log.pub").exists():
-            (self.out / "log.pub").write_text(str(self.signer.verifier) + "\n")
+        if not (self.out / "log.pub").exists():  # all or nothing: a run killed here leaves none, not an empty one
+            atomic_write(self.out / "log.pub", (str(self.signer.verifier) + "\n").encode())
         result = RunResult(self.out, self.out / "audit.log", str(self.signer.verifier))
         opened = False
         try:
@@ -324,8 +324,6 @@ class Ceremony:
         """The transcript, rendered from the log after verifying it (ceremony.papers): every value on paper comes
         from the verified log, and the cover shows the final checkpoint with the witnesses' cosignatures. A
         rendering, not a record: it is replaced after each run (the log is the record), atomically."""
-        from qrng.atomic import atomic_write
-
         from .papers.record import transcript
         from .papers.render import PaperError, render
         targets = [self.out / f"transcript{suffix}" for suffix in self.papers]

@@ -70,9 +70,8 @@ def _saved(state_dir: str | None, origin: str, keys: list[Verifier]) -> tuple[An
 
 def _save(path: Path | None, note: str) -> None:
     if path is not None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(note)
-        tmp.replace(path)
+        from qrng.atomic import atomic_write
+        atomic_write(path, note.encode(), overwrite=True)  # fsync'd: the next run's rollback check reads it
 
 
 def _tiles_origin(src: Any, keys: list[Verifier]) -> str:

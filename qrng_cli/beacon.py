@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from qrng.atomic import atomic_write
 from qrng.errors import UsageError
 
 from .common import ExitCode
@@ -212,7 +213,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(key_pem)
-    cert.write_bytes(cert_pem)
+    atomic_write(cert, cert_pem)
     print(f"beacon key {out} (RSA-{args.bits}, mode 600) and self-signed certificate {cert}; certificateId "
           f"{certificate_id(cert_der)}")
     return 0

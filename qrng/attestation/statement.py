@@ -25,6 +25,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ..atomic import atomic_write
 from ..dsse import EnvelopeError, open_envelope, seal
 from ..errors import EntropyError
 
@@ -83,7 +84,7 @@ def _name(cn: str, org: str) -> x509.Name:
 
 
 def _pem(path: Path, data: bytes, mode: int = 0o644) -> None:
-    path.write_bytes(data)
+    atomic_write(path, data, overwrite=True)  # created 0600: a private key is never readable by others
     path.chmod(mode)
 
 

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import usb.backend
 
+from ..atomic import atomic_write
 from ..errors import UsageError
 from . import usbproto as P
 
@@ -78,9 +79,9 @@ def write_control(folder: Path, **changes: str) -> None:
         if key not in CONTROL_FIELDS or value not in CONTROL_FIELDS[key]:
             raise UsageError(f"emulator control {key}: {value!r} is not one of {CONTROL_FIELDS.get(key)}")
         state[key] = value
-    tmp = folder / f".control.{os.getpid()}"
-    tmp.write_text("".join(f"{k}: {v}\n" for k, v in state.items()))
-    os.replace(tmp, folder / "control")
+    # all or nothing for the emulator that reads it; not fsync'd: a lost fault switch is set again by the test
+    atomic_write(folder / "control", "".join(f"{k}: {v}\n" for k, v in state.items()).encode(), overwrite=True,
+                 durable=False)
 
 
 class _Physics:
@@ -187,9 +188,7 @@ class EmulatedDevice:
     def _next_counter(self) -> int:
         path = self.folder / "counter"
         value = int(path.read_text()) + 1 if path.exists() else 1
-        tmp = self.folder / f".counter.{os.getpid()}"
-        tmp.write_text(str(value))
-        os.replace(tmp, path)
+        atomic_write(path, str(value).encode(), overwrite=True)  # fsync'd before it is used: never repeats
         return value
 
     def _sign(self, message: bytes) -> bytes:

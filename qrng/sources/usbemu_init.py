@@ -11,9 +11,16 @@ import hashlib
 import json
 from pathlib import Path
 
+from ..atomic import atomic_write
 from . import usbproto as P
 
 __all__ = ["EMULATOR_FIRMWARE", "init_emulator", "make_firmware_log"]
+
+
+def _put(path: Path, data: str | bytes, mode: int = 0o644) -> None:
+    """All or nothing (qrng/atomic.py); created 0600, so a private key is never readable by others, then ``mode``."""
+    atomic_write(path, data.encode() if isinstance(data, str) else data, overwrite=True)
+    path.chmod(mode)
 
 
 def make_firmware_log(folder: Path, manifests: list[bytes], witness: str = "witness.example/firmware-log",
@@ -44,12 +51,12 @@ def make_firmware_log(folder: Path, manifests: list[bytes], witness: str = "witn
     body, sigs = parse_note(note)
     note = format_note(body, [*sigs, cosign(text, w, int(time.time()))])
     paths = {"log_key": folder / "log.pub", "witness_key": folder / "witness.pub", "checkpoint": folder / "checkpoint"}
-    paths["log_key"].write_text(log_pub + "\n")
-    paths["witness_key"].write_text(str(w.verifier) + "\n")
-    paths["checkpoint"].write_text(note)
+    _put(paths["log_key"], log_pub + "\n")
+    _put(paths["witness_key"], str(w.verifier) + "\n")
+    _put(paths["checkpoint"], note)
     for i in range(len(manifests)):
         p = folder / f"entry-{i}.tlog-proof"
-        p.write_text(format_proof(i, tree.inclusion_proof(i, len(manifests)), note))
+        _put(p, format_proof(i, tree.inclusion_proof(i, len(manifests)), note))
         paths[f"proof_{i}"] = p
     return paths
 
@@ -69,17 +76,13 @@ def init_emulator(folder: str | Path, attestation_dir: str | Path, serial: str =
         return {"folder": d, "proof": d / "firmware.tlog-proof"}
     d.mkdir(parents=True, exist_ok=True)
     init_simulator(attestation_dir)
-    (d / "firmware.bin").write_bytes(EMULATOR_FIRMWARE)
+    _put(d / "firmware.bin", EMULATOR_FIRMWARE)
     model = "QRNG-USB EMULATOR (software device, not quantum)"
     key_pem, chain_pem = issue_device_certificate(Path(attestation_dir), serial, model,
                                                   hashlib.sha256(EMULATOR_FIRMWARE).digest(), simulator=True)
-    (d / "device.key").write_bytes(key_pem)
-    (d / "device.key").chmod(0o600)
-    (d / "chain.pem").write_bytes(chain_pem)
-    meta = {"serial": serial, "model": model, "vendor": "qrng-ceremony", "firmware_version": [1, 0, 0],
-            "claimed_min_entropy": 4.0}
-    (d / "device.json").write_text(json.dumps(meta, indent=1) + "\n")
-    (d / "control").write_text("plugged: yes\nfault: none\ncontrol_fault: none\nphysics_fault: none\n")
+    _put(d / "device.key", key_pem, 0o600)
+    _put(d / "chain.pem", chain_pem)
+    _put(d / "control", "plugged: yes\nfault: none\ncontrol_fault: none\nphysics_fault: none\n")
     out = {"folder": d}
     if firmware_log is not None:
         info = P.DeviceInfo(8, 8, P.FLAG_EMULATOR, 4.0, hashlib.sha256(EMULATOR_FIRMWARE).digest(), (1, 0, 0),
@@ -87,6 +90,10 @@ def init_emulator(folder: str | Path, attestation_dir: str | Path, serial: str =
         other = P.DeviceInfo(8, 8, P.FLAG_EMULATOR, 4.0, hashlib.sha256(b"an older release").digest(), (0, 9, 0),
                              "qrng-ceremony", model, serial)
         paths = make_firmware_log(Path(firmware_log), [firmware_manifest(other), firmware_manifest(info)])
-        (d / "firmware.tlog-proof").write_text(paths["proof_1"].read_text())
+        _put(d / "firmware.tlog-proof", paths["proof_1"].read_text())
         out["proof"] = d / "firmware.tlog-proof"
+    # last: device.json is what says the folder is made (a run killed before it makes the folder again)
+    meta = {"serial": serial, "model": model, "vendor": "qrng-ceremony", "firmware_version": [1, 0, 0],
+            "claimed_min_entropy": 4.0}
+    _put(d / "device.json", json.dumps(meta, indent=1) + "\n")
     return out

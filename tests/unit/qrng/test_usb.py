@@ -336,3 +336,26 @@ def test_the_daemon_remembers_attestation_counters_per_serial(emu, dev, tmp_path
     state.write_text(json.dumps({"EMU-0001": 10 ** 9}))  # the device's counter is now behind the last one seen
     with pytest.raises(AttestationError, match="not above the last one seen"):
         Attester(roots, allow_emulator=True, state=state)(SimpleNamespace(device=src))
+
+
+def test_an_emulator_folder_made_halfway_is_made_again(tmp_path, monkeypatch):
+    """Regression: device.json (the "made" mark) was written before the control file, so a run stopped between
+    them left a folder that every later init took as made, with no control file. Each file is now written all
+    or nothing, the key created 0600, and device.json last."""
+    import qrng.sources.usbemu_init as maker
+    real = maker._put
+
+    def stop_at_control(path, data, mode=0o644):
+        if path.name == "control":
+            raise OSError(28, "No space left on device", str(path))
+        real(path, data, mode)
+
+    monkeypatch.setattr(maker, "_put", stop_at_control)
+    with pytest.raises(OSError):
+        init_emulator(tmp_path / "EMU", tmp_path / "att")
+    assert not (tmp_path / "EMU" / "device.json").exists()
+    monkeypatch.setattr(maker, "_put", real)
+    folder = init_emulator(tmp_path / "EMU", tmp_path / "att")["folder"]
+    assert (folder / "control").read_text().startswith("plugged: yes")
+    assert (folder / "device.key").stat().st_mode & 0o777 == 0o600
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temporary left
