@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from ..atomic import atomic_write
 from ..dsse import EnvelopeError, open_envelope, seal
 from ..errors import EntropyError
+from ..lockfile import hold
 
 __all__ = ["ATTESTATION_TYPE", "AttestationError", "AttestationResult", "DEVICE_INFO_OID", "attest",
            "certified_device", "init_simulator", "issue_device_certificate", "verify_attestation"]
@@ -126,6 +127,13 @@ def init_simulator(directory: str | Path, serial: str = "SIM-0001") -> dict[str,
              "certificate": d / f"device-{serial}.pem", "key": d / f"device-{serial}.key"}
     if all(p.exists() for p in paths.values()):
         return paths
+    with hold(d / ".ca-init.lock", f"the TEST-ONLY manufacturer CA folder {d}"):  # two at once would mix keys
+        if not all(p.exists() for p in paths.values()):  # else made by a run that held the lock first
+            _make_simulator_ca(paths, serial)
+    return paths
+
+
+def _make_simulator_ca(paths: dict[str, Path], serial: str) -> None:
     now = _now()
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("QRNG Simulator Manufacturer CA - TEST ONLY", "qrng-ceremony test manufacturer (not a vendor)")
@@ -144,7 +152,6 @@ def init_simulator(directory: str | Path, serial: str = "SIM-0001") -> dict[str,
     _pem(paths["root_key"], ca_key.private_bytes(enc, *key_fmt), 0o600)
     _pem(paths["certificate"], dev.public_bytes(enc) + ca.public_bytes(enc))
     _pem(paths["key"], dev_key.private_bytes(enc, *key_fmt), 0o600)
-    return paths
 
 
 def attest(source: Any, nonce: bytes, health: dict[str, Any], config_digest: str,

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from ..atomic import atomic_write
+from ..lockfile import hold
 from . import usbproto as P
 
 __all__ = ["EMULATOR_FIRMWARE", "init_emulator", "make_firmware_log"]
@@ -68,17 +69,27 @@ def init_emulator(folder: str | Path, attestation_dir: str | Path, serial: str =
                   firmware_log: str | Path | None = None) -> dict[str, Path]:
     """Create (once) the state folder of an emulated USB QRNG: identity, TEST-ONLY key and certificate (issued by
     the TEST-ONLY manufacturer CA in ``attestation_dir``), firmware image, counter, control file; and, with
-    ``firmware_log``, a TEST-ONLY firmware log holding its firmware with the proof beside the firmware."""
+    ``firmware_log``, a TEST-ONLY firmware log holding its firmware with the proof beside the firmware. A second
+    init of the same folder at the same time is refused (ResourceBusy naming the first): two would mix one's key
+    with the other's certificate."""
+    d = Path(folder)
+    made = {"folder": d, "proof": d / "firmware.tlog-proof"}
+    if (d / "device.json").exists():
+        return made
+    d.mkdir(parents=True, exist_ok=True)
+    with hold(d / ".emulator-init.lock", f"the USB EMULATOR folder {d}"):
+        if (d / "device.json").exists():  # made by a run that held the lock before this one
+            return made
+        return _make_emulator(d, Path(attestation_dir), serial, firmware_log)
+
+
+def _make_emulator(d: Path, attestation_dir: Path, serial: str, firmware_log: str | Path | None) -> dict[str, Path]:
     from ..attestation.statement import init_simulator, issue_device_certificate
     from ..attestation.usb import firmware_manifest
-    d = Path(folder)
-    if (d / "device.json").exists():
-        return {"folder": d, "proof": d / "firmware.tlog-proof"}
-    d.mkdir(parents=True, exist_ok=True)
     init_simulator(attestation_dir)
     _put(d / "firmware.bin", EMULATOR_FIRMWARE)
     model = "QRNG-USB EMULATOR (software device, not quantum)"
-    key_pem, chain_pem = issue_device_certificate(Path(attestation_dir), serial, model,
+    key_pem, chain_pem = issue_device_certificate(attestation_dir, serial, model,
                                                   hashlib.sha256(EMULATOR_FIRMWARE).digest(), simulator=True)
     _put(d / "device.key", key_pem, 0o600)
     _put(d / "chain.pem", chain_pem)

@@ -358,4 +358,21 @@ def test_an_emulator_folder_made_halfway_is_made_again(tmp_path, monkeypatch):
     folder = init_emulator(tmp_path / "EMU", tmp_path / "att")["folder"]
     assert (folder / "control").read_text().startswith("plugged: yes")
     assert (folder / "device.key").stat().st_mode & 0o777 == 0o600
-    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temporary left
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == [".emulator-init.lock"]  # no temporary
+
+
+@pytest.mark.parametrize("held", ["EMU/.emulator-init.lock", "att/.ca-init.lock"])
+def test_two_inits_of_one_folder_at_once_the_second_is_refused(tmp_path, capsys, held):
+    """Two inits at once wrote one's device key beside the other's certificate (a folder that never attests).
+    The second is refused, naming the first, exit 2, and nothing of the folder is written."""
+    import qrng_cli
+    from qrng.lockfile import hold
+    (tmp_path / held).parent.mkdir(parents=True)
+    with hold(tmp_path / held, "the test"):
+        code = qrng_cli.main(["usb", "emulator", "init", "--dir", str(tmp_path / "EMU"), "--attestation-dir",
+                              str(tmp_path / "att")])
+    err = capsys.readouterr().err
+    assert code == 2 and "is in use by pid" in err and "refusing to run a second time" in err and "Traceback" not in err
+    assert not (tmp_path / "EMU" / "device.json").exists() and not (tmp_path / "EMU" / "device.key").exists()
+    folder = init_emulator(tmp_path / "EMU", tmp_path / "att")["folder"]  # once the first is done: made
+    assert (folder / "device.json").exists()
