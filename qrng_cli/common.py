@@ -16,8 +16,8 @@ from typing import Any
 
 from qrng.atomic import TMP_MARK, atomic_write, sweep_stale_temporaries
 
-__all__ = ["EXIT_TABLE", "TMP_MARK", "ExitCode", "Interrupted", "Rule", "atomic_write", "exit_code_for",
-           "raise_on_sigterm", "say", "silence_stdout", "sweep_stale_temporaries", "write_stdout"]
+__all__ = ["EXIT_TABLE", "TMP_MARK", "ExitCode", "Interrupted", "Rule", "atomic_write", "device_serial",
+           "exit_code_for", "raise_on_sigterm", "say", "silence_stdout", "sweep_stale_temporaries", "write_stdout"]
 
 
 class ExitCode(enum.IntEnum):
@@ -179,3 +179,16 @@ def int_at_least(lo: int) -> Callable[[str], int]:
 
 
 Command = Callable[[Any], int]
+
+
+SERIAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def device_serial(text: str) -> str:
+    """An argparse type: a simulated or emulated device's serial, 1 to 32 of A-Z a-z 0-9 - _ . (not starting
+    with a dot). It names files (``device-SERIAL.pem``) and goes into the device certificate and GET_INFO."""
+    import argparse
+    if not 1 <= len(text) <= 32 or not set(text) <= SERIAL_CHARS or text.startswith("."):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: a serial is 1 to 32 of A-Z a-z 0-9 - _ . "
+                                         "(not starting with a dot)")
+    return text

@@ -10,7 +10,7 @@ from typing import Any
 
 from qrng.errors import UsageError
 
-from .common import ExitCode, atomic_write, int_at_least, write_stdout
+from .common import ExitCode, atomic_write, device_serial, int_at_least, write_stdout
 
 __all__ = ["register"]
 
@@ -156,5 +156,6 @@ def register(sub: Any) -> None:
     ats = at.add_subparsers(dest="attestation_command", required=True, metavar="ACTION")
     ai = ats.add_parser("init-simulator", help="create the TEST-ONLY manufacturer CA and the simulator's device key")
     ai.add_argument("--dir", required=True, help="folder for the CA, device certificate and key (created)")
-    ai.add_argument("--serial", default="SIM-0001", help="the simulated device's serial (default SIM-0001)")
+    ai.add_argument("--serial", default="SIM-0001", type=device_serial,
+                    help="the simulated device's serial: 1 to 32 of A-Z a-z 0-9 - _ . (default SIM-0001)")
     ai.set_defaults(func=cmd_attestation_init)

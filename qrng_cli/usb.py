@@ -11,7 +11,7 @@ from typing import Any
 
 from qrng.errors import UsageError
 
-from .common import ExitCode
+from .common import ExitCode, device_serial
 
 __all__ = ["register"]
 
@@ -84,7 +84,8 @@ def register(sub: Any) -> None:
     i.add_argument("--dir", required=True, help="the state folder to create")
     i.add_argument("--attestation-dir", required=True,
                    help="folder of the TEST-ONLY manufacturer CA (made there if missing) that certifies the device")
-    i.add_argument("--serial", default="EMU-0001", help="the emulated device's serial (default EMU-0001)")
+    i.add_argument("--serial", default="EMU-0001", type=device_serial,
+                   help="the emulated device's serial: 1 to 32 of A-Z a-z 0-9 - _ . (default EMU-0001)")
     i.add_argument("--firmware-log", help="also make a TEST-ONLY firmware transparency log in this folder and put "
                                           "the firmware's proof (firmware.tlog-proof) in the state folder")
     i.set_defaults(func=cmd_emulator_init)

@@ -376,3 +376,17 @@ def test_two_inits_of_one_folder_at_once_the_second_is_refused(tmp_path, capsys,
     assert not (tmp_path / "EMU" / "device.json").exists() and not (tmp_path / "EMU" / "device.key").exists()
     folder = init_emulator(tmp_path / "EMU", tmp_path / "att")["folder"]  # once the first is done: made
     assert (folder / "device.json").exists()
+
+
+@pytest.mark.parametrize("serial", ["../../escaped", "/abs", "x" * 33, "x" * 5000, ".hidden", "", "a b", "é", "a\x7f"])
+@pytest.mark.parametrize("command", [["usb", "emulator", "init", "--dir", "{d}/EMU", "--attestation-dir", "{d}/att"],
+                                     ["attestation", "init-simulator", "--dir", "{d}/att"]])
+def test_a_hostile_serial_is_refused_naming_the_option(tmp_path, capsys, serial, command):
+    """Regression: a 5,000-character serial was an internal error (a certificate attribute over 64), and a path-like
+    one named files outside the folder (device-../../x.pem); now refused up front, exit 2, nothing written."""
+    import qrng_cli
+    with pytest.raises(SystemExit) as exit_:
+        qrng_cli.main([a.format(d=tmp_path) for a in command] + ["--serial", serial])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "argument --serial" in err and "a serial is 1 to 32 of" in err, err
+    assert "Traceback" not in err and list(tmp_path.iterdir()) == []
