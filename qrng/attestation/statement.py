@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..atomic import atomic_write
 from ..dsse import EnvelopeError, open_envelope, seal
-from ..errors import EntropyError
+from ..errors import EntropyError, UsageError
 from ..lockfile import hold
 
 __all__ = ["ATTESTATION_TYPE", "AttestationError", "AttestationResult", "DEVICE_INFO_OID", "attest",
@@ -107,12 +107,27 @@ def _device_certificate(ca: x509.Certificate, ca_key: Any, serial: str, model: s
     return dev_key, dev
 
 
+def _load_ca(directory: Path) -> tuple[x509.Certificate, Any]:
+    """The TEST-ONLY manufacturer CA of ``directory``; a damaged one is named (UsageError), never replaced."""
+    cert, key = directory / "test-manufacturer-ca.pem", directory / "test-manufacturer-ca.key"
+    try:
+        ca = x509.load_pem_x509_certificate(cert.read_bytes())
+    except ValueError:
+        raise UsageError(f"{cert}: not a PEM certificate; this folder's TEST-ONLY CA is damaged (remove the "
+                         "folder to make a new one)") from None
+    try:
+        ca_key = serialization.load_pem_private_key(key.read_bytes(), None)
+    except (ValueError, TypeError):
+        raise UsageError(f"{key}: not an unencrypted PEM private key; this folder's TEST-ONLY CA is damaged "
+                         "(remove the folder to make a new one)") from None
+    return ca, ca_key
+
+
 def issue_device_certificate(directory: Path, serial: str, model: str, firmware_digest: bytes,
                              simulator: bool) -> tuple[bytes, bytes]:
     """A TEST-ONLY device key (PEM) and chain (device, then CA; PEM) from the TEST-ONLY manufacturer CA that
     init_simulator made in ``directory``: for the USB EMULATOR."""
-    ca = x509.load_pem_x509_certificate((directory / "test-manufacturer-ca.pem").read_bytes())
-    ca_key = serialization.load_pem_private_key((directory / "test-manufacturer-ca.key").read_bytes(), None)
+    ca, ca_key = _load_ca(directory)
     key, dev = _device_certificate(ca, ca_key, serial, model, firmware_digest, simulator, f"QRNG USB emulator {serial}")
     enc = serialization.Encoding.PEM
     return (key.private_bytes(enc, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
@@ -133,23 +148,32 @@ def init_simulator(directory: str | Path, serial: str = "SIM-0001") -> dict[str,
     return paths
 
 
-def _make_simulator_ca(paths: dict[str, Path], serial: str) -> None:
+def _simulator_ca(ca_key: Any) -> x509.Certificate:
     now = _now()
-    ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("QRNG Simulator Manufacturer CA - TEST ONLY", "qrng-ceremony test manufacturer (not a vendor)")
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now)
-          .not_valid_after(now + datetime.timedelta(days=3650))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    dev_key, dev = _device_certificate(ca, ca_key, serial, "QRNG-SIM homodyne model (SIMULATOR)",
-                                       hashlib.sha256(SIM_FIRMWARE).digest(), True, f"QRNG simulator {serial}")
+    return (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+
+
+def _make_simulator_ca(paths: dict[str, Path], serial: str) -> None:
+    """The CA once; a device of another serial is issued by the CA already there (a new CA would orphan every
+    device certificate the folder's CA issued before: the USB EMULATOR's among them)."""
     enc = serialization.Encoding.PEM
     key_fmt = (serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    _pem(paths["root"], ca.public_bytes(enc))
-    _pem(paths["root_key"], ca_key.private_bytes(enc, *key_fmt), 0o600)
+    if paths["root"].exists() and paths["root_key"].exists():
+        ca, ca_key = _load_ca(paths["root"].parent)
+    else:
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca = _simulator_ca(ca_key)
+        _pem(paths["root"], ca.public_bytes(enc))
+        _pem(paths["root_key"], ca_key.private_bytes(enc, *key_fmt), 0o600)
+    dev_key, dev = _device_certificate(ca, ca_key, serial, "QRNG-SIM homodyne model (SIMULATOR)",
+                                       hashlib.sha256(SIM_FIRMWARE).digest(), True, f"QRNG simulator {serial}")
     _pem(paths["certificate"], dev.public_bytes(enc) + ca.public_bytes(enc))
     _pem(paths["key"], dev_key.private_bytes(enc, *key_fmt), 0o600)
 

@@ -78,3 +78,28 @@ def test_non_attesting_source_says_so(material, tmp_path):
     p, _ = material
     with pytest.raises(AttestationError, match="cannot attest"):
         attest(DeviceSource("/dev/urandom", 7.0), os.urandom(32), {}, "", p["key"], p["certificate"])
+
+
+def test_a_second_serial_is_issued_by_the_ca_already_there(tmp_path):
+    """Regression: another --serial in a folder made a new CA over the old one, orphaning every device certificate
+    it had issued (the USB EMULATOR's among them). The CA stays; both devices attest under it."""
+    first = init_simulator(tmp_path)
+    root = first["root"].read_bytes()
+    second = init_simulator(tmp_path, "SIM-0002")
+    assert second["root"].read_bytes() == root and first["certificate"].exists()
+    roots = [x509.load_pem_x509_certificate(root)]
+    for p, serial in ((first, "SIM-0001"), (second, "SIM-0002")):
+        r = verify_attestation(statement(p, SimulatorSource(SimulatorConfig(serial=serial))), b"n" * 32, roots,
+                               allow_simulator=True)
+        assert r.serial == serial
+
+
+@pytest.mark.parametrize("damaged", ["test-manufacturer-ca.pem", "test-manufacturer-ca.key"])
+def test_a_damaged_ca_is_named_never_replaced(tmp_path, capsys, damaged):
+    import qrng_cli
+    init_simulator(tmp_path)
+    (tmp_path / damaged).write_bytes(b"\xff\xfe not PEM")
+    code = qrng_cli.main(["attestation", "init-simulator", "--dir", str(tmp_path), "--serial", "SIM-0002"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{tmp_path / damaged}: not" in err and "damaged" in err and "Traceback" not in err, err
+    assert (tmp_path / damaged).read_bytes() == b"\xff\xfe not PEM" and not (tmp_path / "device-SIM-0002.pem").exists()
