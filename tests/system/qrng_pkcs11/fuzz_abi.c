@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #define MAXLEN (1u << 20)
+#define MIN_FORKS 20   /* forks of a fork run, at least (test_fuzz_abi.py reads and asserts it) */
 static CK_FUNCTION_LIST *f;
 static volatile int stop;
 /* Counters are atomics, not a mutex: a child forked while a worker held a counting mutex would block on it
@@ -252,10 +253,14 @@ int main(int argc, char **argv) {
     time_t end = time(NULL) + seconds;
     int forks = 0;
     int may_fork = getenv("FUZZ_ABI_NO_FORK") == NULL;
-    while (time(NULL) < end) {
+    /* At least MIN_FORKS forks whatever the machine's speed: each fork waits for its child (50 calls and
+       C_Finalize), so a loaded machine fit only 10 into 10 s and a count-by-time run judged too few. */
+    int min_forks = may_fork ? MIN_FORKS : 0;
+    while (time(NULL) < end || forks < min_forks) {
         usleep(200000);
         if (!may_fork) continue;
         pid_t pid = fork();   /* the other threads are inside the module at random points */
+        if (pid < 0) { perror("VIOLATION fork"); COUNT(violations); break; }
         if (pid == 0) {
             long before = violations;   /* the parent's count, inherited */
             alarm(30);        /* a child that hangs becomes a reported violation (SIGALRM), not a stuck run */
