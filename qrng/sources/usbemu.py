@@ -7,8 +7,9 @@ from the simulator's physics (a discretised Gaussian, the homodyne model; with f
 its noise from the operating system's generator: it is never a quantum source.
 
 State lives in a folder (``qrng usb emulator init --dir D``): ``device.json`` (identity), ``device.key`` and
-``chain.pem`` (TEST-ONLY), ``firmware.bin``, ``counter`` (the signature counter, persisted so it never repeats)
-and ``control``, a small text file that other processes write to plug, unplug and inject bus faults::
+``chain.pem`` (TEST-ONLY), ``firmware.bin``, ``counter`` (the signature counter, persisted so it never repeats,
+with ``counter.lock`` held while it moves on) and ``control``, a small text file that other processes write to
+plug, unplug and inject bus faults::
 
     plugged: yes|no
     fault: none|stall|timeout|short|zlp|silent|eio       (bulk IN endpoint)
@@ -23,6 +24,7 @@ The control file is read again whenever its modification time changes (checked a
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import math
@@ -186,10 +188,18 @@ class EmulatedDevice:
 
     # --- signatures --------------------------------------------------------------------------------------------
     def _next_counter(self) -> int:
+        """The next signature counter, never repeated: one folder may be opened by several processes at once (qrngd
+        and `qrng usb attest`, say), so the read-increment-write holds ``counter.lock`` (flock, blocking) across
+        processes, and the new value is fsync'd before it is used."""
         path = self.folder / "counter"
-        value = int(path.read_text()) + 1 if path.exists() else 1
-        atomic_write(path, str(value).encode(), overwrite=True)  # fsync'd before it is used: never repeats
-        return value
+        fd = os.open(self.folder / "counter.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # dropped by close(), or by the kernel if this process dies
+            value = int(path.read_text()) + 1 if path.exists() else 1
+            atomic_write(path, str(value).encode(), overwrite=True)
+            return value
+        finally:
+            os.close(fd)
 
     def _sign(self, message: bytes) -> bytes:
         from cryptography.hazmat.primitives import hashes
