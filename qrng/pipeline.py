@@ -8,6 +8,7 @@ again and the DRBG is instantiated afresh.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -30,6 +31,7 @@ from .sources import Source, SourceInfo, open_source
 __all__ = ["Accounting", "Pipeline", "PipelineReport"]
 
 _LIVE: weakref.WeakSet[Pipeline] = weakref.WeakSet()
+ASSESSMENT_NICE = 19  # the background SP 800-90B assessment yields the CPU to serving (Pipeline._assess_into)
 
 
 def _after_fork_in_child() -> None:
@@ -247,7 +249,11 @@ class Pipeline:
         return float(assess_non_iid(window, self.source.info.bits_per_sample).h_assessed)
 
     def _assess_into(self, window: np.ndarray) -> None:
-        """The background thread: only computes; the pipeline's own thread applies the verdict."""
+        """The background thread: only computes; the pipeline's own thread applies the verdict. It runs at the
+        lowest CPU priority (nice 19, this thread and the predictor threads it starts, which inherit it), so a
+        busy daemon's serving is not slowed by its own periodic assessment; an idle machine runs it as fast."""
+        with contextlib.suppress(OSError):  # Linux: the nice value is per thread
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ASSESSMENT_NICE)
         try:
             self._assessed = (self._assess(window), window.size, None)
         except Exception as exc:  # noqa: BLE001 - an assessment that cannot be made fails closed, named

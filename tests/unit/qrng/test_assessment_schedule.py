@@ -165,3 +165,34 @@ def test_hostile_assessment_settings_are_refused_naming_the_field(text: str, mes
     with pytest.raises(ConfigError) as info:
         config_from_text(text)
     assert message in str(info.value)
+
+
+def test_the_background_assessment_yields_the_cpu_to_serving() -> None:
+    """qrngd's periodic assessment runs at nice 19, it and the predictor threads it starts (they inherit it);
+    the thread that serves keeps its priority. Before, the assessment's threads took both cores of a 2-core machine
+    and a saturated `qrngd --stream` lost a third to a half of its throughput while it assessed."""
+    import os
+
+    from qrng.pipeline import ASSESSMENT_NICE
+
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    seen: dict[str, int] = {}
+
+    class Niceness(Recorder):
+        def _assess(self, window: np.ndarray) -> float:
+            seen["assessment"] = nice()
+            child = threading.Thread(target=lambda: seen.__setitem__("started by it", nice()))
+            child.start()
+            child.join()
+            return super()._assess(window)
+
+    serving = nice()
+    cfg = config_from_text("source: {seed: 6}\nassessment: {every_samples: 50000, window_samples: 10000}\n")
+    p = Niceness(cfg, assess_in_background=True)
+    p.raw(20_000)
+    assert p._assessing is not None
+    p._assessing.join(10)
+    assert seen == {"assessment": ASSESSMENT_NICE, "started by it": ASSESSMENT_NICE} and ASSESSMENT_NICE == 19
+    assert nice() == serving
