@@ -90,19 +90,22 @@ class _Physics:
     """The homodyne model's output distribution, sampled fast: a 65,536-entry table from 16-bit uniform noise
     to the ADC code (the model's CDF quantised to 1/65536), so the emulator is never what limits throughput."""
 
-    def __init__(self, adc_bits: int = 8, sigma: float = 40.0, offset: float = 127.5) -> None:
+    def __init__(self, adc_bits: int = 8, sigma: float = 40.0, offset: float = 127.5,
+                 noise_seed: int | None = None) -> None:
         top = (1 << adc_bits) - 1
         edges = [(k + 0.5 - offset) / sigma for k in range(top)]
         cdf = np.array([0.5 * math.erfc(-x / math.sqrt(2.0)) for x in edges])
         u = (np.arange(65536) + 0.5) / 65536
         self.table = np.searchsorted(cdf, u).astype(np.uint8)
         self.adc_bits = adc_bits
+        # a fixed seed makes one device's noise repeat run after run (the game day's golden document)
+        self._seeded = None if noise_seed is None else np.random.Generator(np.random.PCG64(noise_seed))
 
     def samples(self, n: int, fault: str) -> bytes:
         if fault == "stuck_at":
             return bytes([0x5A & ((1 << self.adc_bits) - 1)]) * n
         # noise: PCG64 keyed from the OS generator for each block (an emulator needs speed, not secrecy)
-        rng = np.random.Generator(np.random.PCG64(int.from_bytes(os.urandom(16), "little")))
+        rng = self._seeded or np.random.Generator(np.random.PCG64(int.from_bytes(os.urandom(16), "little")))
         out = self.table[rng.integers(0, 65536, n, dtype=np.uint16)]
         if fault == "low_entropy":
             out = out & np.uint8(0xF0)
@@ -143,7 +146,10 @@ class EmulatedDevice:
                                  float(meta.get("claimed_min_entropy", 4.0)),
                                  hashlib.sha256(self.firmware).digest(), tuple(meta["firmware_version"]),
                                  self.vendor, self.model, self.serial)
-        self.physics = _Physics()
+        seed = meta.get("noise_seed")
+        if seed is not None and (type(seed) is not int or seed < 0):
+            raise UsageError(f"{self.folder / 'device.json'}: noise_seed must be a whole number >= 0")
+        self.physics = _Physics(noise_seed=seed)
         self._nonce: bytes | None = None
         self._lock = threading.Lock()
         self._control_mtime = -1.0

@@ -66,12 +66,14 @@ EMULATOR_FIRMWARE = b"qrng-ceremony USB QRNG EMULATOR firmware 1.0.0 - TEST ONLY
 
 
 def init_emulator(folder: str | Path, attestation_dir: str | Path, serial: str = "EMU-0001",
-                  firmware_log: str | Path | None = None) -> dict[str, Path]:
+                  firmware_log: str | Path | None = None, noise_seed: int | None = None) -> dict[str, Path]:
     """Create (once) the state folder of an emulated USB QRNG: identity, TEST-ONLY key and certificate (issued by
     the TEST-ONLY manufacturer CA in ``attestation_dir``), firmware image, counter, control file; and, with
-    ``firmware_log``, a TEST-ONLY firmware log holding its firmware with the proof beside the firmware. A second
-    init of the same folder at the same time is refused (ResourceBusy naming the first): two would mix one's key
-    with the other's certificate."""
+    ``firmware_log``, a TEST-ONLY firmware log holding its firmware with the proof beside the firmware. With
+    ``noise_seed``, the device's noise is the same sequence every time it is opened (reproducible measurements such
+    as the game day's document); without it, fresh from the operating system's generator. A second init of the
+    same folder at the same time is refused (ResourceBusy naming the first): two would mix one's key with the
+    other's certificate."""
     d = Path(folder)
     made = {"folder": d, "proof": d / "firmware.tlog-proof"}
     if (d / "device.json").exists():
@@ -80,10 +82,11 @@ def init_emulator(folder: str | Path, attestation_dir: str | Path, serial: str =
     with hold(d / ".emulator-init.lock", f"the USB EMULATOR folder {d}"):
         if (d / "device.json").exists():  # made by a run that held the lock before this one
             return made
-        return _make_emulator(d, Path(attestation_dir), serial, firmware_log)
+        return _make_emulator(d, Path(attestation_dir), serial, firmware_log, noise_seed)
 
 
-def _make_emulator(d: Path, attestation_dir: Path, serial: str, firmware_log: str | Path | None) -> dict[str, Path]:
+def _make_emulator(d: Path, attestation_dir: Path, serial: str, firmware_log: str | Path | None,
+                   noise_seed: int | None) -> dict[str, Path]:
     from ..attestation.statement import init_simulator, issue_device_certificate
     from ..attestation.usb import firmware_manifest
     init_simulator(attestation_dir)
@@ -106,5 +109,7 @@ def _make_emulator(d: Path, attestation_dir: Path, serial: str, firmware_log: st
     # last: device.json is what says the folder is made (a run killed before it makes the folder again)
     meta = {"serial": serial, "model": model, "vendor": "qrng-ceremony", "firmware_version": [1, 0, 0],
             "claimed_min_entropy": 4.0}
+    if noise_seed is not None:
+        meta["noise_seed"] = noise_seed
     _put(d / "device.json", json.dumps(meta, indent=1) + "\n")
     return out

@@ -390,3 +390,25 @@ def test_a_hostile_serial_is_refused_naming_the_option(tmp_path, capsys, serial,
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "argument --serial" in err and "a serial is 1 to 32 of" in err, err
     assert "Traceback" not in err and list(tmp_path.iterdir()) == []
+
+
+def test_a_seeded_emulator_repeats_its_noise_and_an_unseeded_one_does_not(tmp_path):
+    """The game day's USB rows are measured on an emulator with a fixed noise seed (regression: with fresh noise,
+    a stuck value that happened to follow an equal sample was caught one sample sooner, about one run in 150,
+    and docs/gameday.md no longer matched its own run). A hostile seed in device.json is refused, naming it."""
+    from qrng.errors import UsageError
+    from qrng.gameday import USB_NOISE_SEED
+    from qrng.sources.usbemu import EmulatedDevice
+
+    def noise(folder: Path) -> bytes:
+        return EmulatedDevice(folder).physics.samples(4096, "none")
+
+    seeded = init_emulator(tmp_path / "seeded", tmp_path / "att", noise_seed=USB_NOISE_SEED)["folder"]
+    fresh = init_emulator(tmp_path / "fresh", tmp_path / "att")["folder"]
+    assert noise(seeded) == noise(seeded) and noise(fresh) != noise(fresh)
+    assert "noise_seed" not in json.loads((fresh / "device.json").read_text())
+    for bad in (-1, 1.5, "7", True):
+        meta = json.loads((seeded / "device.json").read_text()) | {"noise_seed": bad}
+        (seeded / "device.json").write_text(json.dumps(meta))
+        with pytest.raises(UsageError, match=r"device.json: noise_seed must be a whole number"):
+            EmulatedDevice(seeded)
