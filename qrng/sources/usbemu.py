@@ -4,7 +4,8 @@
 It is an EMULATOR, labelled as such everywhere: its identity, model and serial say EMULATOR, GET_INFO sets
 FLAG_EMULATOR, its device certificate has the simulator flag, and it signs with a TEST-ONLY key. Its samples come
 from the simulator's physics (a discretised Gaussian, the homodyne model; with faults, the simulator itself), and
-its noise from the operating system's generator: it is never a quantum source.
+its noise from the operating system's generator (or, for a reproducible measurement, from a fixed ``noise_seed``
+in ``device.json``): it is never a quantum source.
 
 State lives in a folder (``qrng usb emulator init --dir D``): ``device.json`` (identity), ``device.key`` and
 ``chain.pem`` (TEST-ONLY), ``firmware.bin``, ``counter`` (the signature counter, persisted so it never repeats,
