@@ -10,9 +10,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -95,6 +97,13 @@ def test_beacon_runs_is_witnessed_and_verifies_from_tiles(tmp_path, served):  # 
 
 
 @pytest.mark.skipif(shutil.which("faketime") is None, reason="Debian's faketime is installed by make provision")
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:  # gone meanwhile
+        return ""
+
+
 def test_a_skewed_beacon_clock_is_named_by_its_witnesses_and_a_clock_stepped_back_emits_nothing(tmp_path):
     """Game day, clock skew (issue 22): the beacon runs under libfaketime (its clock 5 minutes ahead; a real clock
     offset, the witnesses are separate processes on the true clock). Their cosignature times name the skew on every
@@ -119,11 +128,16 @@ def test_a_skewed_beacon_clock_is_named_by_its_witnesses_and_a_clock_stepped_bac
                    "--state", str(tmp_path / "state"), "--period", "1", "--pulses", str(pulses)]
             # only the wall clock is shifted (Python's timed waits use the monotonic clock, which stays true)
             env = {**os.environ, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+            # faketime forks the beacon and waits for it: the run that can emit nothing is stopped from outside by
+            # killing its whole process group (killing faketime alone left the beacon running for ever)
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                    start_new_session=True)
             try:
-                return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-            except subprocess.TimeoutExpired as exc:  # the run that can emit nothing is stopped from outside
-                out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
-                err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else exc.stderr or ""
+                out, err = proc.communicate(timeout=timeout)
+                return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                out, err = proc.communicate()
                 return subprocess.CompletedProcess(cmd, -9, out, err)
 
         ahead = beacon("+300s", 3, 120)
@@ -136,6 +150,9 @@ def test_a_skewed_beacon_clock_is_named_by_its_witnesses_and_a_clock_stepped_bac
         assert back.stdout.count("pulse ") == 0, back.stdout
         assert back.stderr.count("not after the last pulse's time stamp") == 1, back.stderr  # said once
         assert (tmp_path / "beacon.log").stat().st_size == size
+        time.sleep(0.2)  # SIGKILL is delivered, the beacon is gone: nothing of this test outlives it
+        left = [p for p in Path("/proc").glob("[0-9]*") if str(tmp_path / "state") in _cmdline(p)]
+        assert not left, f"beacon processes left running: {[p.name for p in left]}"
     finally:
         for w in ws:
             w.stop(kill=True)
