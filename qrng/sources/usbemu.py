@@ -32,6 +32,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,31 +127,73 @@ class _Descriptor:
             raise AttributeError(name) from None
 
 
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the USB EMULATOR's state ({exc.strerror})") from None
+
+
+def _read_identity(path: Path) -> dict[str, Any]:
+    """device.json, checked field by field (a damaged or hostile file is named, never an internal error)."""
+    try:
+        meta = json.loads(_read(path).decode("utf-8"), parse_constant=lambda c: float("nan"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"{path}: not a JSON document in UTF-8 ({exc})") from None
+    if not isinstance(meta, dict):
+        raise UsageError(f"{path}: must be a JSON object, not {type(meta).__name__}")
+
+    def get(name: str, ok: Callable[[Any], bool], want: str, default: Any = None) -> Any:
+        value = meta.get(name, default)
+        if not ok(value):
+            raise UsageError(f"{path}: {name} must be {want} (got {str(value)[:40]!r})")
+        return value
+
+    def text(v: Any) -> bool:
+        return isinstance(v, str) and 0 < len(v.encode()) <= 64 and v.isprintable()
+
+    def whole(lo: int, hi: int) -> Callable[[Any], bool]:
+        return lambda v: type(v) is int and lo <= v <= hi
+
+    return {
+        "serial": get("serial", text, "printable text of 1 to 64 bytes"),
+        "model": get("model", text, "printable text of 1 to 64 bytes"),
+        "vendor": get("vendor", text, "printable text of 1 to 64 bytes"),
+        "address": get("address", whole(1, 127), "a USB address, 1 to 127", 7),
+        "firmware_version": tuple(get("firmware_version", lambda v: isinstance(v, list) and len(v) == 3
+                                      and all(whole(0, 255)(x) for x in v), "three whole numbers 0 to 255")),
+        "claimed_min_entropy": float(get("claimed_min_entropy", lambda v: type(v) in (int, float) and 0 < v <= 8,
+                                         "a number above 0 and at most 8", 4.0)),
+        "noise_seed": get("noise_seed", lambda v: v is None or whole(0, 2**128 - 1)(v),
+                          "a whole number from 0 to 2^128 - 1"),
+    }
+
+
 class EmulatedDevice:
     """One emulated QRNG: identity, TEST-ONLY key and chain, physics, the protocol's vendor requests, faults."""
 
     def __init__(self, folder: Path) -> None:
         from cryptography.hazmat.primitives import serialization
         self.folder = Path(folder)
-        meta = json.loads((self.folder / "device.json").read_text())
-        self.serial: str = meta["serial"]
-        self.model: str = meta["model"]
-        self.vendor: str = meta["vendor"]
-        self.bus, self.address = 1, int(meta.get("address", 7))
-        self.firmware = (self.folder / "firmware.bin").read_bytes()
-        key = serialization.load_pem_private_key((self.folder / "device.key").read_bytes(), None)
-        self._key = key
+        meta = _read_identity(self.folder / "device.json")
+        self.serial, self.model, self.vendor = meta["serial"], meta["model"], meta["vendor"]
+        self.bus, self.address = 1, meta["address"]
+        self.firmware = _read(self.folder / "firmware.bin")
         from cryptography import x509
-        chain = x509.load_pem_x509_certificates((self.folder / "chain.pem").read_bytes())
+        try:
+            key = serialization.load_pem_private_key(_read(self.folder / "device.key"), None)
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"{self.folder / 'device.key'}: not a PEM private key ({exc})") from None
+        self._key = key
+        try:
+            chain = x509.load_pem_x509_certificates(_read(self.folder / "chain.pem"))
+        except ValueError as exc:
+            raise UsageError(f"{self.folder / 'chain.pem'}: not PEM certificates ({exc})") from None
         self.chain_blob = P.encode_chain([c.public_bytes(serialization.Encoding.DER) for c in chain])
         self.info = P.DeviceInfo(8, 8, P.FLAG_EMULATOR | P.FLAG_ATTESTATION | P.FLAG_SIGNED_READ,
-                                 float(meta.get("claimed_min_entropy", 4.0)),
-                                 hashlib.sha256(self.firmware).digest(), tuple(meta["firmware_version"]),
-                                 self.vendor, self.model, self.serial)
-        seed = meta.get("noise_seed")
-        if seed is not None and (type(seed) is not int or seed < 0):
-            raise UsageError(f"{self.folder / 'device.json'}: noise_seed must be a whole number >= 0")
-        self.physics = _Physics(noise_seed=seed)
+                                 meta["claimed_min_entropy"], hashlib.sha256(self.firmware).digest(),
+                                 meta["firmware_version"], self.vendor, self.model, self.serial)
+        self.physics = _Physics(noise_seed=meta["noise_seed"])
         self._nonce: bytes | None = None
         self._lock = threading.Lock()
         self._control_mtime = -1.0
@@ -202,7 +245,10 @@ class EmulatedDevice:
         fd = os.open(self.folder / "counter.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)  # dropped by close(), or by the kernel if this process dies
-            value = int(path.read_text()) + 1 if path.exists() else 1
+            text = _read(path).decode("ascii", "replace").strip() if path.exists() else "0"
+            if not text.isdigit() or len(text) > 20:
+                raise UsageError(f"{path}: the signature counter must be a whole number, not {text[:40]!r}")
+            value = int(text) + 1
             atomic_write(path, str(value).encode(), overwrite=True)
             return value
         finally:

@@ -412,3 +412,48 @@ def test_a_seeded_emulator_repeats_its_noise_and_an_unseeded_one_does_not(tmp_pa
         (seeded / "device.json").write_text(json.dumps(meta))
         with pytest.raises(UsageError, match=r"device.json: noise_seed must be a whole number"):
             EmulatedDevice(seeded)
+
+
+@pytest.mark.parametrize(("name", "content", "expected"), [
+    ("device.json", b"\xff\xfe{", r"device.json: not a JSON document in UTF-8"),
+    ("device.json", b"{", r"device.json: not a JSON document in UTF-8"),
+    ("device.json", b"[1, 2]", r"device.json: must be a JSON object, not list"),
+    ("device.json", b"{}", r"device.json: serial must be printable text of 1 to 64 bytes \(got 'None'\)"),
+    ("device.json", {"serial": "x" * 65}, r"device.json: serial must be printable text"),
+    ("device.json", {"model": "a\nb"}, r"device.json: model must be printable text"),
+    ("device.json", {"firmware_version": [1, 0]}, r"device.json: firmware_version must be three whole numbers"),
+    ("device.json", {"firmware_version": [1, 0, 256]}, r"device.json: firmware_version must be three whole"),
+    ("device.json", {"address": 10**100}, r"device.json: address must be a USB address"),
+    ("device.json", {"claimed_min_entropy": float("nan")}, r"device.json: claimed_min_entropy must be a number"),
+    ("device.json", {"claimed_min_entropy": float("inf")}, r"device.json: claimed_min_entropy must be a number"),
+    ("device.json", {"claimed_min_entropy": -1}, r"device.json: claimed_min_entropy must be a number above 0"),
+    ("device.json", {"claimed_min_entropy": 1e308}, r"device.json: claimed_min_entropy must be a number above 0"),
+    ("device.json", {"noise_seed": -1}, r"device.json: noise_seed must be a whole number"),
+    ("device.key", b"not a key", r"device.key: not a PEM private key"),
+    ("chain.pem", b"\xff" * 10, r"chain.pem: not PEM certificates"),
+])
+def test_a_damaged_emulator_folder_is_named_field_by_field(tmp_path, name, content, expected):
+    """Hostile or damaged state of a USB EMULATOR folder is a UsageError naming the file and the field (exit 2 at
+    the command line), never an internal error (a missing key or non-UTF-8 device.json was one before)."""
+    from qrng.errors import UsageError
+    from qrng.sources.usbemu import EmulatedDevice
+    folder = init_emulator(tmp_path / "emu", tmp_path / "att")["folder"]
+    path = folder / name
+    if isinstance(content, dict):
+        content = json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k not in content}
+                             | content).encode()
+    path.write_bytes(content)
+    with pytest.raises(UsageError, match=expected):
+        EmulatedDevice(folder)
+
+
+def test_a_damaged_signature_counter_is_named(tmp_path):
+    from qrng.errors import UsageError
+    from qrng.sources.usbemu import EmulatedDevice
+    folder = init_emulator(tmp_path / "emu", tmp_path / "att")["folder"]
+    device = EmulatedDevice(folder)
+    (folder / "counter").write_bytes(b"\xffseven")
+    device.vendor_out(P.REQ.SET_NONCE, 0, bytes(P.NONCE_LEN))
+    with pytest.raises(UsageError, match=r"counter: the signature counter must be a whole number"):
+        device.vendor_in(P.REQ.GET_ATTESTATION, 0, 4096)
+    assert (folder / "counter").read_bytes() == b"\xffseven"  # left as it was, for a person to look at
